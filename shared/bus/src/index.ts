@@ -1,0 +1,15 @@
+export {
+  Bus,
+  ACK,
+  backoffMs,
+  type BusOptions,
+  type StreamOptions,
+  type Delivery,
+  type Disposition,
+  type StoredMessage,
+  type ConsumerOptions,
+  type ConsumeOptions,
+  type Subscription,
+} from "./bus.js";
+export { natsConfig, publishAllow, AGENT_NATS_ROLES, EXECUTOR_BUCKETS, type NatsUser, type NatsUserRole, type NatsConfigOptions } from "./nats-config.js";
+export { LocalNatsServer, findNatsServer, freePort, NATS_INSTALL_HINT, type LocalServerOptions } from "./local-server.js";

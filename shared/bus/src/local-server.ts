@@ -1,0 +1,145 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, connect as tcpConnect } from "node:net";
+import { tmpdir } from "node:os";
+import { delimiter, join } from "node:path";
+import { TransientError, ValidationError } from "@trias/protocol";
+import { natsConfig, type NatsUser } from "./nats-config.js";
+
+export const NATS_INSTALL_HINT =
+  "nats-server was not found: install it with `sudo apt-get install -y nats-server` (Debian/Ubuntu) or set NATS_URL to a running server";
+
+/** Find a nats-server binary: $NATS_SERVER_BIN, then PATH, then the Debian location. */
+export function findNatsServer(): string | null {
+  const explicit = process.env["NATS_SERVER_BIN"];
+  if (explicit && existsSync(explicit)) return explicit;
+  const dirs = (process.env["PATH"] ?? "").split(delimiter).concat(["/usr/sbin", "/usr/local/sbin", "/usr/local/bin"]);
+  for (const d of dirs) {
+    const p = join(d, "nats-server");
+    if (d && existsSync(p)) return p;
+  }
+  return null;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, timeoutMs: number, child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new TransientError("bus_unavailable", `nats-server exited with code ${child.exitCode}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = tcpConnect(port, "127.0.0.1");
+      s.once("connect", () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once("error", () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new TransientError("timeout", `nats-server did not listen on port ${port} within ${timeoutMs} ms`);
+}
+
+export interface LocalServerOptions {
+  /** Directory for JetStream files; a temp dir (removed on stop) when absent. */
+  storeDir?: string;
+  port?: number;
+  users?: readonly NatsUser[];
+  /** Write the server's own log here (else it is discarded). */
+  logFile?: string;
+}
+
+/** A nats-server child process with JetStream, on loopback. */
+export class LocalNatsServer {
+  readonly port: number;
+  readonly storeDir: string;
+  readonly url: string;
+  readonly #bin: string;
+  readonly #confPath: string;
+  readonly #ownsStore: boolean;
+  readonly #workDir: string;
+  #child: ChildProcess | null = null;
+
+  private constructor(bin: string, port: number, storeDir: string, workDir: string, ownsStore: boolean, confPath: string) {
+    this.#bin = bin;
+    this.port = port;
+    this.storeDir = storeDir;
+    this.url = `nats://127.0.0.1:${port}`;
+    this.#workDir = workDir;
+    this.#ownsStore = ownsStore;
+    this.#confPath = confPath;
+  }
+
+  static async start(o: LocalServerOptions = {}): Promise<LocalNatsServer> {
+    const bin = findNatsServer();
+    if (!bin) throw new ValidationError("config_invalid", NATS_INSTALL_HINT);
+    const workDir = mkdtempSync(join(tmpdir(), "trias-nats-"));
+    const storeDir = o.storeDir ?? join(workDir, "store");
+    mkdirSync(storeDir, { recursive: true });
+    const port = o.port ?? (await freePort());
+    const confPath = join(workDir, "nats.conf");
+    writeFileSync(confPath, natsConfig({ port, storeDir, ...(o.users ? { users: o.users } : {}) }), { mode: 0o600 });
+    const s = new LocalNatsServer(bin, port, storeDir, workDir, o.storeDir === undefined, confPath);
+    await s.#spawn(o.logFile);
+    return s;
+  }
+
+  async #spawn(logFile?: string): Promise<void> {
+    const args = ["-c", this.#confPath];
+    if (logFile) args.push("-l", logFile);
+    const child = spawn(this.#bin, args, { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr?.on("data", (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-4000);
+    });
+    this.#child = child;
+    try {
+      await waitForPort(this.port, 10_000, child);
+    } catch (e) {
+      child.kill("SIGKILL");
+      throw new TransientError("bus_unavailable", `nats-server failed to start: ${stderr.trim()}`, { cause: e });
+    }
+  }
+
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  /** Stop the server process; its store stays, so `start` again picks up every stream. */
+  async stopProcess(signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+    const child = this.#child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => child.kill("SIGKILL"), 5000);
+      child.once("exit", () => {
+        clearTimeout(t);
+        resolve();
+      });
+      child.kill(signal);
+    });
+    this.#child = null;
+  }
+
+  async restart(logFile?: string): Promise<void> {
+    await this.stopProcess();
+    await this.#spawn(logFile);
+  }
+
+  async stop(): Promise<void> {
+    await this.stopProcess();
+    rmSync(this.#workDir, { recursive: true, force: true });
+    if (!this.#ownsStore) return;
+    rmSync(this.storeDir, { recursive: true, force: true });
+  }
+}

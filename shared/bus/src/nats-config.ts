@@ -1,0 +1,79 @@
+/**
+ * NATS server configuration with one user per agent role. The server itself refuses a
+ * publish outside the role's own subjects (`trias.<role>.>`), and no agent may create,
+ * change, purge or delete the trace stream: only the admin (console / operator) can.
+ */
+
+export type NatsUserRole = "admin" | "proposer" | "router" | "reviewer" | "executor" | "verifier";
+
+export const AGENT_NATS_ROLES: readonly NatsUserRole[] = ["proposer", "router", "reviewer", "executor", "verifier"];
+
+/** KV buckets the executor (the only holder of tool credentials) may write. */
+export const EXECUTOR_BUCKETS = ["trias_ledger", "trias_effects"] as const;
+
+export interface NatsUser {
+  user: string;
+  password: string;
+  role: NatsUserRole;
+}
+
+const jsRead = [
+  "$JS.API.INFO",
+  "$JS.API.STREAM.INFO.>",
+  "$JS.API.STREAM.NAMES",
+  "$JS.API.STREAM.LIST",
+  "$JS.API.STREAM.MSG.GET.>",
+  "$JS.API.DIRECT.GET.>",
+  "$JS.API.CONSUMER.>",
+  "$JS.ACK.>",
+  "$JS.FC.>",
+];
+
+export function publishAllow(role: NatsUserRole): string[] {
+  switch (role) {
+    case "admin":
+      return [">"];
+    case "executor":
+      return [...jsRead, "trias.executor.>", ...EXECUTOR_BUCKETS.map((b) => `$KV.${b}.>`)];
+    case "proposer":
+    case "router":
+    case "reviewer":
+    case "verifier":
+      return [...jsRead, `trias.${role}.>`];
+  }
+}
+
+function quote(s: string): string {
+  return JSON.stringify(s);
+}
+
+export interface NatsConfigOptions {
+  host?: string;
+  port: number;
+  storeDir: string;
+  users?: readonly NatsUser[];
+  maxPayload?: number;
+  serverName?: string;
+}
+
+export function natsConfig(o: NatsConfigOptions): string {
+  const lines = [
+    `server_name: ${quote(o.serverName ?? "trias")}`,
+    `listen: ${quote(`${o.host ?? "127.0.0.1"}:${o.port}`)}`,
+    `max_payload: ${o.maxPayload ?? 1048576}`,
+    `jetstream {`,
+    `  store_dir: ${quote(o.storeDir)}`,
+    `}`,
+  ];
+  if (o.users && o.users.length > 0) {
+    lines.push("authorization {", "  users: [");
+    for (const u of o.users) {
+      const allow = publishAllow(u.role).map(quote).join(", ");
+      lines.push(
+        `    { user: ${quote(u.user)}, password: ${quote(u.password)}, permissions: { publish: { allow: [${allow}] } } }`,
+      );
+    }
+    lines.push("  ]", "}");
+  }
+  return lines.join("\n") + "\n";
+}

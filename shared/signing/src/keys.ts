@@ -1,0 +1,148 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
+import { z } from "zod";
+import { Role, ValidationError } from "@trias/protocol";
+
+/** One signing identity: a name an operator reads ("reviewer-2"), a role, an Ed25519 key. */
+export interface Identity {
+  name: string;
+  role: Role;
+}
+
+export const PublicKeyEntry = z.object({
+  kty: z.literal("OKP"),
+  crv: z.literal("Ed25519"),
+  x: z.string().min(1),
+  kid: z.string().min(1),
+  alg: z.literal("EdDSA").optional(),
+  use: z.literal("sig").optional(),
+  name: z.string().min(1),
+  role: Role,
+  status: z.enum(["active", "revoked"]),
+});
+export type PublicKeyEntry = z.infer<typeof PublicKeyEntry>;
+
+export const Jwks = z.object({ keys: z.array(PublicKeyEntry) });
+export type Jwks = z.infer<typeof Jwks>;
+
+export const PrivateKeyFile = z.object({
+  name: z.string().min(1),
+  role: Role,
+  kid: z.string().min(1),
+  jwk: z.object({ kty: z.literal("OKP"), crv: z.literal("Ed25519"), x: z.string(), d: z.string() }),
+});
+export type PrivateKeyFile = z.infer<typeof PrivateKeyFile>;
+
+export const REGISTRY_FILE = "registry.jwks.json";
+export function keyFileName(name: string): string {
+  return `${name}.key.json`;
+}
+
+/** The identities a default deployment runs with: one per agent, two reviewers, a console, a human. */
+export const DEFAULT_IDENTITIES: readonly Identity[] = [
+  { name: "proposer", role: "proposer" },
+  { name: "router", role: "router" },
+  { name: "reviewer-1", role: "reviewer" },
+  { name: "reviewer-2", role: "reviewer" },
+  { name: "reviewer-3", role: "reviewer" },
+  { name: "executor", role: "executor" },
+  { name: "verifier", role: "verifier" },
+  { name: "console", role: "console" },
+  { name: "human-operator", role: "human" },
+];
+
+export async function generateIdentity(id: Identity): Promise<{ priv: PrivateKeyFile; pub: PublicKeyEntry }> {
+  if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(id.name)) {
+    throw new ValidationError(
+      "config_invalid",
+      `identity name "${id.name}" must be lowercase letters, digits and '-', starting with a letter or digit`,
+    );
+  }
+  const { privateKey, publicKey } = await generateKeyPair("EdDSA", { crv: "Ed25519", extractable: true });
+  const pubJwk: JWK = await exportJWK(publicKey);
+  const privJwk: JWK = await exportJWK(privateKey);
+  const kid = `${id.name}:${(await calculateJwkThumbprint(pubJwk)).slice(0, 16)}`;
+  const x = pubJwk.x ?? "";
+  const d = privJwk.d ?? "";
+  return {
+    priv: { name: id.name, role: id.role, kid, jwk: { kty: "OKP", crv: "Ed25519", x, d } },
+    pub: { kty: "OKP", crv: "Ed25519", x, kid, alg: "EdDSA", use: "sig", name: id.name, role: id.role, status: "active" },
+  };
+}
+
+export interface InitKeysResult {
+  dir: string;
+  created: string[];
+  kept: string[];
+}
+
+/**
+ * Write one private key file per identity (mode 0600) and the public registry. Existing
+ * keys are kept, never overwritten, so re-running is safe; new identities are appended.
+ */
+export async function initKeyDir(dir: string, identities: readonly Identity[] = DEFAULT_IDENTITIES): Promise<InitKeysResult> {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const registryPath = join(dir, REGISTRY_FILE);
+  const registry: Jwks = existsSync(registryPath) ? readJwks(registryPath) : { keys: [] };
+  const created: string[] = [];
+  const kept: string[] = [];
+  for (const id of identities) {
+    const file = join(dir, keyFileName(id.name));
+    if (existsSync(file)) {
+      kept.push(id.name);
+      continue;
+    }
+    const { priv, pub } = await generateIdentity(id);
+    writeFileSync(file, JSON.stringify(priv, null, 2) + "\n", { mode: 0o600 });
+    chmodSync(file, 0o600);
+    registry.keys = registry.keys.filter((k) => k.name !== id.name || k.status === "revoked");
+    registry.keys.push(pub);
+    created.push(id.name);
+  }
+  writeFileSync(registryPath, JSON.stringify(registry, null, 2) + "\n", { mode: 0o644 });
+  return { dir, created, kept };
+}
+
+export function readJwks(path: string): Jwks {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new ValidationError("config_invalid", `cannot read key registry ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  const r = Jwks.safeParse(raw);
+  if (!r.success) {
+    throw new ValidationError("config_invalid", `key registry ${path} is invalid: ${z.prettifyError(r.error)}`, { cause: r.error });
+  }
+  return r.data;
+}
+
+export function readPrivateKeyFile(path: string): PrivateKeyFile {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new ValidationError(
+      "config_invalid",
+      `cannot read key file ${path}: ${(e as Error).message}. Create keys with: trias keys init <dir>`,
+      { cause: e },
+    );
+  }
+  const r = PrivateKeyFile.safeParse(raw);
+  if (!r.success) {
+    throw new ValidationError("config_invalid", `key file ${path} is invalid: ${z.prettifyError(r.error)}`, { cause: r.error });
+  }
+  return r.data;
+}
+
+/** Mark a key revoked in the registry file; agents refuse its messages from their next load. */
+export function revokeKey(dir: string, nameOrKid: string): PublicKeyEntry {
+  const path = join(dir, REGISTRY_FILE);
+  const jwks = readJwks(path);
+  const entry = jwks.keys.find((k) => k.kid === nameOrKid || (k.name === nameOrKid && k.status === "active"));
+  if (!entry) throw new ValidationError("key_unknown", `no active key named or with id "${nameOrKid}" in ${path}`);
+  entry.status = "revoked";
+  writeFileSync(path, JSON.stringify(jwks, null, 2) + "\n");
+  return entry;
+}

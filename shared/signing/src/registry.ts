@@ -1,0 +1,136 @@
+import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from "node:crypto";
+import {
+  GateError,
+  SENDERS,
+  decode,
+  decodeFrame,
+  encode,
+  encodeFrame,
+  parseMessage,
+  MAX_FRAME_BYTES,
+  type Frame,
+  type Message,
+  type Role,
+} from "@trias/protocol";
+import { readJwks, readPrivateKeyFile, type Jwks, type PrivateKeyFile, type PublicKeyEntry } from "./keys.js";
+
+export interface RegisteredKey {
+  kid: string;
+  name: string;
+  role: Role;
+  status: "active" | "revoked";
+  key: KeyObject;
+}
+
+/**
+ * The public keys every agent trusts, loaded from a JWKS file. Signatures are checked with
+ * node:crypto (the same Ed25519 as JWS EdDSA) because this is the hot path of every hop;
+ * jose stays the tool for generating keys and for JWS interchange.
+ */
+export class KeyRegistry {
+  readonly #keys = new Map<string, RegisteredKey>();
+  // A frame embedded as evidence is checked again at every hop: remember what passed.
+  readonly #verified = new Map<string, true>();
+  readonly #cacheLimit: number;
+
+  constructor(jwks: Jwks, cacheLimit = 8192) {
+    for (const k of jwks.keys) this.#keys.set(k.kid, toRegistered(k));
+    this.#cacheLimit = cacheLimit;
+  }
+
+  static load(path: string): KeyRegistry {
+    return new KeyRegistry(readJwks(path));
+  }
+
+  get(kid: string): RegisteredKey | undefined {
+    return this.#keys.get(kid);
+  }
+
+  all(): RegisteredKey[] {
+    return [...this.#keys.values()];
+  }
+
+  /** Check the frame's signature against a registered, active key. Throws a GateError. */
+  verifyFrame(frame: Frame): RegisteredKey {
+    const key = this.#keys.get(frame.kid);
+    if (!key) throw new GateError("key_unknown", `key ${frame.kid} is not in the registry`);
+    if (key.status !== "active") throw new GateError("key_revoked", `key ${frame.kid} (${key.name}) is revoked`);
+    const cacheKey = `${frame.kid}|${Buffer.from(frame.sig).toString("base64")}|${createHash("sha256").update(frame.payload).digest("base64")}`;
+    if (this.#verified.has(cacheKey)) return key;
+    if (frame.sig.length !== 64 || !verify(null, frame.payload, key.key, frame.sig)) {
+      throw new GateError("signature_invalid", `signature by ${frame.kid} (${key.name}) does not match the payload`);
+    }
+    if (this.#verified.size >= this.#cacheLimit) {
+      const oldest = this.#verified.keys().next().value;
+      if (oldest !== undefined) this.#verified.delete(oldest);
+    }
+    this.#verified.set(cacheKey, true);
+    return key;
+  }
+
+  /**
+   * Open a signed frame: size and shape, signature by a registered active key, then (only
+   * then) decode and validate the envelope, and check that the key may send this kind.
+   */
+  open(bytes: Uint8Array, maxBytes = MAX_FRAME_BYTES): Opened {
+    const frame = decodeFrame(bytes, maxBytes);
+    const key = this.verifyFrame(frame);
+    const message = parseMessage(decode(frame.payload));
+    if (message.sender !== frame.kid) {
+      throw new GateError("signature_invalid", `envelope names sender ${message.sender} but is signed by ${frame.kid}`);
+    }
+    if (message.role !== key.role) {
+      throw new GateError("role_mismatch", `envelope claims role ${message.role} but key ${key.name} is a ${key.role}`);
+    }
+    if (!SENDERS[message.kind].includes(key.role)) {
+      throw new GateError("role_mismatch", `a ${key.role} may not send ${message.kind} (only ${SENDERS[message.kind].join(", ")})`);
+    }
+    return { message, frame, key, bytes };
+  }
+}
+
+export interface Opened {
+  message: Message;
+  frame: Frame;
+  key: RegisteredKey;
+  bytes: Uint8Array;
+}
+
+function toRegistered(k: PublicKeyEntry): RegisteredKey {
+  const key = createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: k.x }, format: "jwk" });
+  return { kid: k.kid, name: k.name, role: k.role, status: k.status, key };
+}
+
+/** Holds one identity's private key and signs frames for it. */
+export class Signer {
+  readonly kid: string;
+  readonly name: string;
+  readonly role: Role;
+  readonly #key: KeyObject;
+
+  constructor(file: PrivateKeyFile) {
+    this.kid = file.kid;
+    this.name = file.name;
+    this.role = file.role;
+    this.#key = createPrivateKey({ key: { ...file.jwk }, format: "jwk" });
+  }
+
+  static load(path: string): Signer {
+    return new Signer(readPrivateKeyFile(path));
+  }
+
+  signBytes(payload: Uint8Array): Uint8Array {
+    return sign(null, payload, this.#key);
+  }
+
+  /** Encode the envelope once and sign exactly those bytes. */
+  seal(message: Message): Uint8Array {
+    const payload = encode(message);
+    return encodeFrame({ kid: this.kid, sig: this.signBytes(payload), payload });
+  }
+
+  /** The private key as a jose-compatible KeyObject (for JWS receipts). */
+  keyObject(): KeyObject {
+    return this.#key;
+  }
+}
