@@ -325,6 +325,39 @@ export class Bus {
     return out;
   }
 
+  /**
+   * Follow messages matching `filter` as they are stored (from `fromSeq`, or only new ones),
+   * without acks or a durable: for watchers such as the console, which keep no progress.
+   */
+  async watch(filter: string, handler: (m: StoredMessage) => void, o: { fromSeq?: number } = {}): Promise<Subscription> {
+    const ci = await this.jsm.consumers.add(this.stream, {
+      filter_subject: filter,
+      ack_policy: AckPolicy.None,
+      ...(o.fromSeq !== undefined ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, o.fromSeq) } : { deliver_policy: DeliverPolicy.New }),
+      inactive_threshold: nanos(60_000),
+      mem_storage: true,
+      num_replicas: 1,
+    });
+    const c = await this.js.consumers.get(this.stream, ci.name);
+    const messages = await c.consume({ max_messages: 256 });
+    const loop = (async () => {
+      for await (const m of messages) {
+        handler({ subject: m.subject, data: m.data, seq: m.seq, headers: hdrsToRecord(m.headers), timestampMs: Math.floor(m.info.timestampNanos / 1_000_000) });
+      }
+    })();
+    const sub: Subscription = {
+      closed: loop,
+      stop: async () => {
+        await messages.close();
+        await loop;
+        await this.jsm.consumers.delete(this.stream, ci.name).catch(() => undefined);
+        this.#subs.delete(sub);
+      },
+    };
+    this.#subs.add(sub);
+    return sub;
+  }
+
   /** The newest message stored on exactly `subject`, or null. */
   async lastBySubject(subject: string): Promise<StoredMessage | null> {
     try {

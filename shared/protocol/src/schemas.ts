@@ -41,7 +41,7 @@ export type Digest = z.infer<typeof Digest>;
 export const KeyId = z.string().min(1).max(128);
 
 /** Raw bytes (msgpack bin). Used for embedded signed frames, which are evidence and stay opaque. */
-export const Bytes = z.instanceof(Uint8Array);
+export const Bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, { message: "expected bytes (msgpack bin)" });
 
 export const JsonValue = z.json();
 export type JsonValue = z.infer<typeof JsonValue>;
@@ -121,6 +121,8 @@ export const TierAssigned = z.object({
   requires: ReviewRequirement,
   /** A later signal may raise a step's tier; this names the tier it was raised from. */
   escalatedFrom: Tier.nullable(),
+  /** Set when the policy refuses the step outright: nothing may execute it. */
+  denied: z.string().nullable(),
 });
 export type TierAssigned = z.infer<typeof TierAssigned>;
 

@@ -1,0 +1,66 @@
+import { randomBytes } from "node:crypto";
+import { Bus, type StoredMessage, type Subscription } from "@trias/bus";
+import { type MessageOf, type RunOutcome, type TaskSubmitted } from "@trias/protocol";
+import { KeyRegistry, Signer, type Opened } from "@trias/signing";
+import { AgentHost, type Logger } from "@trias/runtime";
+
+export function newRunId(now = Date.now()): string {
+  return `run-${now.toString(36)}-${randomBytes(3).toString("hex")}`;
+}
+
+const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+
+/** What the console does on the bus: submit tasks (signed as the console), follow runs. */
+export class ConsoleClient {
+  readonly bus: Bus;
+  readonly registry: KeyRegistry;
+  readonly host: AgentHost;
+
+  constructor(bus: Bus, signer: Signer, registry: KeyRegistry, log: Logger = quiet) {
+    this.bus = bus;
+    this.registry = registry;
+    this.host = new AgentHost({ name: signer.name, bus, signer, registry, log });
+  }
+
+  async submit(task: TaskSubmitted, run = newRunId()): Promise<{ run: string; seq: number }> {
+    const e = await this.host.emit("task_submitted", { id: `task-${run}`, run, step: null, attempt: 0, body: task });
+    return { run, seq: e.seq };
+  }
+
+  /** Follow every message from `fromSeq` on; each is opened (signature checked) before use. */
+  async follow(onMessage: (o: Opened | null, raw: StoredMessage, err?: unknown) => void, fromSeq?: number): Promise<Subscription> {
+    return this.bus.watch(
+      "trias.>",
+      (raw) => {
+        try {
+          onMessage(this.registry.open(raw.data), raw);
+        } catch (e) {
+          onMessage(null, raw, e);
+        }
+      },
+      fromSeq !== undefined ? { fromSeq } : {},
+    );
+  }
+
+  /** Resolve when every run in `runs` has a run_closed message. */
+  async waitForClose(runs: readonly string[], timeoutMs: number, onMessage?: (o: Opened | null, raw: StoredMessage, err?: unknown) => void, fromSeq = 1): Promise<Map<string, MessageOf<"run_closed">>> {
+    const closed = new Map<string, MessageOf<"run_closed">>();
+    const want = new Set(runs);
+    let done!: () => void;
+    const all = new Promise<void>((r) => (done = r));
+    const sub = await this.follow((o, raw, err) => {
+      onMessage?.(o, raw, err);
+      if (o?.message.kind === "run_closed" && want.has(o.message.run)) {
+        closed.set(o.message.run, o.message);
+        if (closed.size === want.size) done();
+      }
+    }, fromSeq);
+    const timer = setTimeout(done, timeoutMs);
+    await all;
+    clearTimeout(timer);
+    await sub.stop();
+    return closed;
+  }
+}
+
+export type { RunOutcome };

@@ -1,0 +1,234 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, openSync, closeSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Bus, LocalNatsServer, type NatsUser, type NatsUserRole } from "@trias/bus";
+import { TransientError } from "@trias/protocol";
+import { initKeyDir, REGISTRY_FILE, type Identity } from "@trias/signing";
+import { LEDGER_BUCKET, Ledger } from "@trias/tools";
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
+
+export type AgentRole = "proposer" | "router" | "reviewer" | "executor" | "verifier";
+
+export interface AgentSpec {
+  name: string;
+  role: AgentRole;
+}
+
+export function defaultAgents(reviewers = 2): AgentSpec[] {
+  return [
+    { name: "proposer", role: "proposer" },
+    { name: "router", role: "router" },
+    ...Array.from({ length: reviewers }, (_, i) => ({ name: `reviewer-${i + 1}`, role: "reviewer" as const })),
+    { name: "executor", role: "executor" },
+    { name: "verifier", role: "verifier" },
+  ];
+}
+
+/** The durable consumers each agent creates; the stack is ready when all exist. */
+export function durablesOf(a: AgentSpec): string[] {
+  switch (a.role) {
+    case "proposer":
+      return ["proposer-tasks", "proposer-progress"];
+    case "router":
+      return ["router"];
+    case "reviewer":
+      return [`reviewer-${a.name}`];
+    case "executor":
+      return ["executor-assignments", "executor-verdicts"];
+    case "verifier":
+      return ["verifier"];
+  }
+}
+
+export interface StackOptions {
+  /** Use this server instead of starting one. */
+  natsUrl?: string;
+  natsUser?: string;
+  natsPass?: string;
+  /** Where keys live; created with one key per identity when missing. */
+  keyDir: string;
+  /** Where each agent's log goes. */
+  logDir: string;
+  environment?: string;
+  policyFile?: string;
+  agents?: AgentSpec[];
+  /** Extra environment for every agent (e.g. OTEL_*, LOG_LEVEL). */
+  env?: Record<string, string>;
+  /** JetStream store dir for an embedded server (temp when absent). */
+  storeDir?: string;
+  /** Seed the demo ledger accounts. */
+  seedLedger?: boolean;
+}
+
+interface Running {
+  spec: AgentSpec;
+  child: ChildProcess;
+  exited: Promise<number | null>;
+}
+
+/**
+ * A whole Trias deployment on one machine: an embedded nats-server (unless one is given),
+ * keys, the trace stream and buckets, and every agent as its own OS process.
+ */
+export class Stack {
+  readonly opts: StackOptions;
+  readonly server: LocalNatsServer | null;
+  readonly natsUrl: string;
+  readonly admin: Bus;
+  readonly #users: Map<NatsUserRole, NatsUser>;
+  readonly #running = new Map<string, Running>();
+
+  private constructor(opts: StackOptions, server: LocalNatsServer | null, natsUrl: string, admin: Bus, users: Map<NatsUserRole, NatsUser>) {
+    this.opts = opts;
+    this.server = server;
+    this.natsUrl = natsUrl;
+    this.admin = admin;
+    this.#users = users;
+  }
+
+  static async start(opts: StackOptions): Promise<Stack> {
+    const agents = opts.agents ?? defaultAgents();
+    const identities: Identity[] = [
+      ...agents.map((a) => ({ name: a.name, role: a.role })),
+      { name: "console", role: "console" },
+      { name: "human-operator", role: "human" },
+    ];
+    await initKeyDir(opts.keyDir, identities);
+    mkdirSync(opts.logDir, { recursive: true });
+
+    const users = new Map<NatsUserRole, NatsUser>();
+    let server: LocalNatsServer | null = null;
+    let url = opts.natsUrl;
+    if (!url) {
+      for (const role of ["admin", "proposer", "router", "reviewer", "executor", "verifier"] as const) {
+        users.set(role, { user: role, password: randomBytes(12).toString("hex"), role });
+      }
+      server = await LocalNatsServer.start({
+        users: [...users.values()],
+        logFile: join(opts.logDir, "nats-server.log"),
+        ...(opts.storeDir ? { storeDir: opts.storeDir } : {}),
+      });
+      url = server.url;
+    }
+    const adminUser = users.get("admin");
+    const admin = await Bus.connect({
+      servers: url,
+      name: "trias-admin",
+      ...(adminUser ? { user: adminUser.user, pass: adminUser.password } : {}),
+      ...(!adminUser && opts.natsUser ? { user: opts.natsUser } : {}),
+      ...(!adminUser && opts.natsPass ? { pass: opts.natsPass } : {}),
+    });
+    await admin.ensureStream();
+    const ledgerKv = await admin.kv(LEDGER_BUCKET, { create: true });
+    await admin.kv("trias_effects", { create: true });
+    if (opts.seedLedger ?? true) await new Ledger(ledgerKv).seed();
+
+    const stack = new Stack({ ...opts, agents }, server, url, admin, users);
+    for (const a of agents) stack.spawnAgent(a);
+    await stack.waitReady();
+    return stack;
+  }
+
+  agentEnv(a: AgentSpec): Record<string, string> {
+    const user = this.#users.get(a.role);
+    const env: Record<string, string> = {
+      ...(process.env as Record<string, string>),
+      NATS_URL: this.natsUrl,
+      TRIAS_IDENTITY: a.name,
+      TRIAS_KEY_DIR: this.opts.keyDir,
+      TRIAS_ENV: this.opts.environment ?? "dev",
+      ...(this.opts.policyFile ? { TRIAS_POLICY: this.opts.policyFile } : { TRIAS_POLICY_DIR: join(REPO_ROOT, "deploy", "policies") }),
+      ...(this.opts.env ?? {}),
+    };
+    if (user) {
+      env["NATS_USER"] = user.user;
+      env["NATS_PASSWORD"] = user.password;
+    } else {
+      if (this.opts.natsUser) env["NATS_USER"] = this.opts.natsUser;
+      if (this.opts.natsPass) env["NATS_PASSWORD"] = this.opts.natsPass;
+    }
+    return env;
+  }
+
+  /** Start one agent process (again, after a kill). */
+  spawnAgent(a: AgentSpec): void {
+    const main = join(REPO_ROOT, "agents", a.role, "dist", "main.js");
+    if (!existsSync(main)) throw new TransientError("internal", `${main} is missing: run \`pnpm build\` first`);
+    const fd = openSync(join(this.opts.logDir, `${a.name}.log`), "a");
+    const child = spawn(process.execPath, ["--enable-source-maps", main], { env: this.agentEnv(a), stdio: ["ignore", fd, fd], cwd: REPO_ROOT });
+    closeSync(fd);
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    this.#running.set(a.name, { spec: a, child, exited });
+  }
+
+  pid(name: string): number | undefined {
+    return this.#running.get(name)?.child.pid;
+  }
+
+  /** Kill an agent abruptly (no drain), as a crash would. */
+  async kill(name: string, signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
+    const r = this.#running.get(name);
+    if (!r) return;
+    r.child.kill(signal);
+    await r.exited;
+    this.#running.delete(name);
+  }
+
+  async restart(name: string): Promise<void> {
+    const spec = (this.opts.agents ?? []).find((a) => a.name === name);
+    if (!spec) throw new Error(`no agent named ${name}`);
+    await this.kill(name);
+    this.spawnAgent(spec);
+  }
+
+  async waitReady(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const wanted = (this.opts.agents ?? []).flatMap(durablesOf);
+    for (;;) {
+      const missing: string[] = [];
+      for (const d of wanted) {
+        try {
+          await this.admin.jsm.consumers.info(this.admin.stream, d);
+        } catch {
+          missing.push(d);
+        }
+      }
+      const dead = [...this.#running.values()].filter((r) => r.child.exitCode !== null);
+      if (dead.length > 0) {
+        throw new TransientError("internal", `agent(s) exited during start: ${dead.map((r) => `${r.spec.name} (code ${r.child.exitCode}, see ${join(this.opts.logDir, r.spec.name + ".log")})`).join(", ")}`);
+      }
+      if (missing.length === 0) return;
+      if (Date.now() > deadline) throw new TransientError("timeout", `agents not ready after ${timeoutMs} ms; missing consumers: ${missing.join(", ")}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** SIGTERM every agent (they drain), then stop the embedded server. */
+  async stop(): Promise<void> {
+    const all = [...this.#running.values()];
+    for (const r of all) r.child.kill("SIGTERM");
+    await Promise.all(
+      all.map((r) =>
+        Promise.race([r.exited, new Promise((res) => setTimeout(res, 5000))]).then(() => {
+          if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill("SIGKILL");
+        }),
+      ),
+    );
+    this.#running.clear();
+    await this.admin.drain();
+    await this.server?.stop();
+  }
+
+  /** Credentials for a client of the given NATS role (tests use these to act as an agent). */
+  natsCredentials(role: NatsUserRole): { user?: string; pass?: string } {
+    const u = this.#users.get(role);
+    return u ? { user: u.user, pass: u.password } : {};
+  }
+
+  get registryFile(): string {
+    return join(this.opts.keyDir, REGISTRY_FILE);
+  }
+}

@@ -1,0 +1,1 @@
+export { Executor, EFFECTS_BUCKET, effectKey } from "./executor.js";

@@ -1,0 +1,2 @@
+export { planTask, PROGRAM_NAMES, type PlannedStep } from "./planner.js";
+export { Proposer, proposalFor, type Planner } from "./proposer.js";

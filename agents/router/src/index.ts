@@ -1,0 +1,1 @@
+export { Router, assign } from "./router.js";

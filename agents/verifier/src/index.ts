@@ -1,0 +1,2 @@
+export { Verifier, verdictOf } from "./verifier.js";
+export { auditExecution } from "./audit.js";

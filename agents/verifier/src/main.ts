@@ -1,0 +1,14 @@
+import { bootAgent, drainOnSignal, fatal } from "@trias/runtime";
+import { LEDGER_BUCKET, Ledger } from "@trias/tools";
+import { Verifier } from "./verifier.js";
+
+try {
+  const b = await bootAgent("verifier");
+  // Read-only: the verifier's NATS user may read the ledger bucket but not write it.
+  const ledger = new Ledger(await b.bus.kv(LEDGER_BUCKET));
+  drainOnSignal(b);
+  await new Verifier(b.host, { ledger }).start();
+  b.log.info({}, "verifier ready");
+} catch (e) {
+  fatal("verifier", e);
+}

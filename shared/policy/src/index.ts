@@ -1,0 +1,26 @@
+export { Operation, TierParams, ToolEntry, Rule, Budgets, PolicyDocument, type PolicyInput } from "./schema.js";
+export { loadPolicy, parsePolicy, policyDigest, policyJsonSchema, PolicyError, type LoadedPolicy, type PolicyProblem } from "./load.js";
+export {
+  compileCondition,
+  ConditionError,
+  CONDITION_VARIABLES,
+  ALLOWED_FUNCTIONS,
+  MAX_CONDITION_LENGTH,
+  type CompiledCondition,
+  type ConditionFacts,
+  type ConditionErrorKind,
+  type StaticFacts,
+  type StaticOutcome,
+} from "./conditions.js";
+export { decideTier, type StepFacts, type TierDecision, type RiskTerms, type MatchedRule } from "./decide.js";
+export {
+  explainStep,
+  diffPolicies,
+  renderPolicyDiff,
+  summarizePolicy,
+  SAMPLE_ARGS,
+  type ExplainInput,
+  type PolicyDiffRow,
+} from "./explain.js";
+export { checkBudget, RateLimiter, type BudgetUsage } from "./limits.js";
+export { benchPolicy, type PolicyBenchResult } from "./bench.js";

@@ -1,0 +1,179 @@
+import { readFileSync } from "node:fs";
+import { LineCounter, parseDocument, isNode, isMap, isScalar, type Node, type Document } from "yaml";
+import { z } from "zod";
+import { ValidationError, canonicalBytes, sha256Hex } from "@trias/protocol";
+import { PolicyDocument } from "./schema.js";
+import { compileCondition, ConditionError, type CompiledCondition } from "./conditions.js";
+
+export interface PolicyProblem {
+  file: string;
+  line: number;
+  column: number;
+  path: string;
+  message: string;
+}
+
+/** A policy refused at load: every problem, each with file, line and reason. */
+export class PolicyError extends ValidationError {
+  readonly problems: readonly PolicyProblem[];
+  constructor(problems: PolicyProblem[]) {
+    super(
+      "policy_invalid",
+      problems.map((p) => `${p.file}:${p.line}:${p.column}: ${p.path ? p.path + ": " : ""}${p.message}`).join("\n"),
+    );
+    this.problems = problems;
+  }
+}
+
+export interface LoadedPolicy {
+  file: string;
+  doc: PolicyDocument;
+  /** SHA-256 over the canonical encoding of the validated document. */
+  digest: string;
+  conditions: ReadonlyMap<string, CompiledCondition>;
+}
+
+export function loadPolicy(file: string): LoadedPolicy {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new PolicyError([{ file, line: 0, column: 0, path: "", message: `cannot read policy file: ${(e as Error).message}` }]);
+  }
+  return parsePolicy(text, file);
+}
+
+type Pos = { line: number; column: number };
+
+/**
+ * Where, in the file, a position inside a condition lies. Exact for single-line and
+ * literal block (`|`) conditions; for folded or multi-line quoted ones, where YAML has
+ * rewritten the line breaks, it falls back to the start of the condition.
+ */
+function conditionPos(text: string, lc: LineCounter, node: Node | undefined, source: string, offset: number | undefined): Pos {
+  const start = node?.range?.[0] ?? 0;
+  const startPos = lc.linePos(start);
+  const base = { line: startPos.line, column: startPos.col };
+  if (offset === undefined || !isScalar(node)) return base;
+  const before = source.slice(0, Math.max(0, Math.min(offset, source.length)));
+  if (!source.includes("\n") && (node.type === "PLAIN" || node.type === "QUOTE_DOUBLE" || node.type === "QUOTE_SINGLE")) {
+    return { line: base.line, column: base.column + (node.type === "PLAIN" ? 0 : 1) + before.length };
+  }
+  if (node.type === "BLOCK_LITERAL") {
+    const k = before.split("\n").length - 1;
+    const line = base.line + 1 + k;
+    const lineText = text.split("\n")[line - 1] ?? "";
+    const indent = lineText.length - lineText.trimStart().length;
+    return { line, column: indent + 1 + (before.length - (before.lastIndexOf("\n") + 1)) };
+  }
+  return base;
+}
+
+export function parsePolicy(text: string, file = "<policy>"): LoadedPolicy {
+  const lc = new LineCounter();
+  const at = (offset: number | undefined): Pos => {
+    const p = lc.linePos(offset ?? 0);
+    return { line: p.line, column: p.col };
+  };
+  let doc: Document.Parsed;
+  try {
+    doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+  } catch (e) {
+    throw new PolicyError([{ file, line: 1, column: 1, path: "", message: `YAML: ${String((e as Error)?.message ?? e).split("\n")[0]}` }]);
+  }
+  if (doc.errors.length > 0) {
+    throw new PolicyError(
+      doc.errors.map((e) => ({ file, ...at(e.pos[0]), path: "", message: `YAML: ${e.message.split("\n")[0] || e.code}` })),
+    );
+  }
+  const nodeAt = (path: readonly PropertyKey[]): Node | undefined => {
+    // Walk up the path until a node exists (a missing key is reported on its parent).
+    for (let n = path.length; n >= 0; n--) {
+      try {
+        const node: unknown = doc.getIn(path.slice(0, n) as unknown[], true);
+        if (isNode(node) && node.range) return node;
+      } catch {
+        // A path through a scalar: keep walking up.
+      }
+    }
+    return undefined;
+  };
+  /** An unknown key is reported on the key itself, not on the map that holds it. */
+  const keyAt = (path: readonly PropertyKey[], key: string): Node | undefined => {
+    const parent = nodeAt(path);
+    if (isMap(parent)) {
+      for (const pair of parent.items) {
+        if (isScalar(pair.key) && String(pair.key.value) === key && pair.key.range) return pair.key;
+      }
+    }
+    return parent;
+  };
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 100 });
+  } catch (e) {
+    // Alias bombs and other documents that cannot become plain data.
+    throw new PolicyError([{ file, line: 1, column: 1, path: "", message: `YAML: ${String((e as Error)?.message ?? e).split("\n")[0]}` }]);
+  }
+  const r = PolicyDocument.safeParse(raw);
+  if (!r.success) {
+    throw new PolicyError(
+      r.error.issues.map((i) => {
+        if (i.code === "unrecognized_keys") {
+          const node = keyAt(i.path, i.keys[0] ?? "");
+          return { file, ...at(node?.range?.[0]), path: [...i.path, ...i.keys.slice(0, 1)].join("."), message: `${i.message}` };
+        }
+        const node = nodeAt(i.path);
+        return { file, ...at(node?.range?.[0]), path: i.path.join("."), message: i.message };
+      }),
+    );
+  }
+  const policy = r.data;
+  const problems: PolicyProblem[] = [];
+  const conditions = new Map<string, CompiledCondition>();
+  const seen = new Map<string, number>();
+  policy.rules.forEach((rule, idx) => {
+    const first = seen.get(rule.id);
+    if (first !== undefined) {
+      const node = nodeAt(["rules", idx, "id"]);
+      problems.push({
+        file,
+        ...at(node?.range?.[0]),
+        path: `rules.${idx}.id`,
+        message: `duplicate rule id "${rule.id}" (first used by rules.${first})`,
+      });
+      return;
+    }
+    seen.set(rule.id, idx);
+    try {
+      conditions.set(rule.id, compileCondition(rule.when));
+    } catch (e) {
+      const node = nodeAt(["rules", idx, "when"]);
+      const ce = e instanceof ConditionError ? e : undefined;
+      const msg = ce ? ce.message : String((e as Error)?.message ?? e);
+      problems.push({
+        file,
+        ...conditionPos(text, lc, node, rule.when, ce?.offset),
+        path: `rules.${idx}.when`,
+        message: `rule "${rule.id}": ${msg}`,
+      });
+    }
+  });
+  for (const [tier, params] of Object.entries(policy.tiers)) {
+    if (params.reviewers > 0 && params.strategies.length === 0) {
+      const node = nodeAt(["tiers", tier, "strategies"]);
+      problems.push({ file, ...at(node?.range?.[0]), path: `tiers.${tier}.strategies`, message: "a tier with reviewers needs at least one strategy" });
+    }
+  }
+  if (problems.length > 0) throw new PolicyError(problems);
+  return { file, doc: policy, digest: policyDigest(policy), conditions };
+}
+
+export function policyDigest(doc: PolicyDocument): string {
+  return sha256Hex(canonicalBytes(doc));
+}
+
+/** JSON Schema of the policy file, for editor completion. */
+export function policyJsonSchema(): unknown {
+  return z.toJSONSchema(PolicyDocument, { target: "draft-2020-12", io: "input", unrepresentable: "any" });
+}

@@ -1,0 +1,66 @@
+import { pino } from "pino";
+import { Bus } from "@trias/bus";
+import { ValidationError, type Role } from "@trias/protocol";
+import { KeyRegistry, Signer } from "@trias/signing";
+import { readAgentEnv, type AgentEnv } from "./env.js";
+import { AgentHost, type Logger } from "./host.js";
+
+export interface Booted {
+  env: AgentEnv;
+  host: AgentHost;
+  bus: Bus;
+  log: Logger;
+}
+
+export function createLogger(name: string, role: Role, level = process.env["LOG_LEVEL"] ?? "info"): Logger {
+  return pino({
+    level,
+    base: { agent: name, role },
+    redact: { paths: ["*.d", "*.password", "*.pass", "*.privateKey", "*.jwk", "*.token", "*.secret"], censor: "[redacted]" },
+  });
+}
+
+/** Read config, load keys, connect, wait for the trace stream. Used by each agent's main.ts. */
+export async function bootAgent(role: Role, opts: { logger?: Logger } = {}): Promise<Booted> {
+  const env = readAgentEnv(role);
+  const log = opts.logger ?? createLogger(env.name, role, env.logLevel);
+  const signer = Signer.load(env.keyFile);
+  if (signer.role !== role) {
+    throw new ValidationError("config_invalid", `key file ${env.keyFile} is for a ${signer.role}, but this process is the ${role}`);
+  }
+  const registry = KeyRegistry.load(env.registryFile);
+  const bus = await Bus.connect({
+    servers: env.natsUrl,
+    name: env.name,
+    ...(env.natsUser !== undefined ? { user: env.natsUser } : {}),
+    ...(env.natsPass !== undefined ? { pass: env.natsPass } : {}),
+  });
+  await bus.waitForStream();
+  const host = new AgentHost({ name: env.name, bus, signer, registry, log });
+  return { env, host, bus, log };
+}
+
+/** Drain on SIGTERM/SIGINT: stop taking messages, finish in-flight ones, close, exit 0. */
+export function drainOnSignal(b: Booted, extra: () => Promise<void> = async () => undefined): void {
+  let stopping = false;
+  const stop = (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    b.log.info({ signal: sig }, "draining");
+    void (async () => {
+      await b.host.stop();
+      await extra();
+      await b.bus.drain();
+      process.exit(0);
+    })();
+  };
+  process.once("SIGTERM", () => stop("SIGTERM"));
+  process.once("SIGINT", () => stop("SIGINT"));
+}
+
+/** Top-level guard for main.ts: print one clear line and exit non-zero on a startup failure. */
+export function fatal(role: string, e: unknown): never {
+  const msg = e instanceof Error ? e.message : String(e);
+  process.stderr.write(`trias ${role}: ${msg}\n`);
+  process.exit(1);
+}

@@ -1,0 +1,239 @@
+import { randomUUID } from "node:crypto";
+import type { Bus, Delivery, Disposition, Subscription } from "@trias/bus";
+import {
+  GateError,
+  MAX_FRAME_BYTES,
+  PROTOCOL_VERSION,
+  isTriasError,
+  parseSubject,
+  subjectFor,
+  toTriasError,
+  type BodyOf,
+  type Frame,
+  type Kind,
+  type Message,
+  type MessageOf,
+  type TraceContext,
+} from "@trias/protocol";
+import type { KeyRegistry, RegisteredKey, Signer } from "@trias/signing";
+
+/** The subset of pino the host uses, so tests can pass any logger. */
+export interface Logger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface Incoming<M extends Message = Message> {
+  message: M;
+  frame: Frame;
+  key: RegisteredKey;
+  delivery: Delivery;
+}
+
+/** What a handler may ask for besides the default ack: redelivery after a delay (a durable timer). */
+export type HandlerResult = void | { retryInMs: number };
+
+export interface EmitFields<K extends Kind> {
+  run: string;
+  step: number | null;
+  attempt: number;
+  body: BodyOf<K>;
+  trace?: TraceContext | null;
+  ttlMs?: number;
+  /** Stable id for messages that must be published at most once (retries reuse it). */
+  id?: string;
+}
+
+export interface Emitted {
+  id: string;
+  seq: number;
+  duplicate: boolean;
+  bytes: Uint8Array;
+}
+
+export interface HostOptions {
+  name: string;
+  bus: Bus;
+  signer: Signer;
+  registry: KeyRegistry;
+  log: Logger;
+  now?: () => number;
+  newId?: () => string;
+  maxFrameBytes?: number;
+  /** Tolerated clock difference between agents. */
+  clockSkewMs?: number;
+  defaultTtlMs?: number;
+}
+
+export interface ListenOptions {
+  deliver?: "all" | "new";
+  ackWaitMs?: number;
+  maxDeliver?: number;
+  batch?: number;
+}
+
+/**
+ * The part every agent shares. Incoming: size, frame, signature by a registered active key
+ * of a role allowed for the kind, subject consistent with the envelope, freshness, replay;
+ * only then the agent's handler. A refusal is published as a signed `message_rejected`
+ * with the reason, and the message is terminated; nothing else changes.
+ */
+export class AgentHost {
+  readonly name: string;
+  readonly bus: Bus;
+  readonly signer: Signer;
+  readonly registry: KeyRegistry;
+  readonly log: Logger;
+  readonly now: () => number;
+  readonly newId: () => string;
+  readonly #maxFrameBytes: number;
+  readonly #skewMs: number;
+  readonly #ttlMs: number;
+  // Envelope id -> stream sequence it was first seen at. A redelivery has the same
+  // sequence; a replay is the same envelope stored again under a new sequence.
+  readonly #seen = new Map<string, { seq: number; expiresAt: number }>();
+  readonly #subs: Subscription[] = [];
+
+  constructor(o: HostOptions) {
+    this.name = o.name;
+    this.bus = o.bus;
+    this.signer = o.signer;
+    this.registry = o.registry;
+    this.log = o.log;
+    this.now = o.now ?? Date.now;
+    this.newId = o.newId ?? randomUUID;
+    this.#maxFrameBytes = o.maxFrameBytes ?? MAX_FRAME_BYTES;
+    this.#skewMs = o.clockSkewMs ?? 5_000;
+    this.#ttlMs = o.defaultTtlMs ?? 5 * 60_000;
+  }
+
+  /** Sign and publish one message. The envelope id is the JetStream dedupe id. */
+  async emit<K extends Kind>(kind: K, f: EmitFields<K>): Promise<Emitted> {
+    const issuedAt = this.now();
+    const message = {
+      v: PROTOCOL_VERSION,
+      id: f.id ?? this.newId(),
+      kind,
+      run: f.run,
+      step: f.step,
+      attempt: f.attempt,
+      sender: this.signer.kid,
+      role: this.signer.role,
+      issuedAt,
+      expiresAt: issuedAt + (f.ttlMs ?? this.#ttlMs),
+      trace: f.trace ?? null,
+      body: f.body,
+    } as MessageOf<K>;
+    const bytes = this.signer.seal(message);
+    const headers: Record<string, string> = {};
+    if (f.trace) {
+      headers["traceparent"] = f.trace.traceparent;
+      if (f.trace.tracestate) headers["tracestate"] = f.trace.tracestate;
+    }
+    const { seq, duplicate } = await this.bus.publish(subjectFor(this.signer.role, kind, f.run), bytes, { msgId: message.id, headers });
+    return { id: message.id, seq, duplicate, bytes };
+  }
+
+  /** Open and check one delivery (everything but the agent's own rules). Throws GateError/ValidationError. */
+  admit(d: Delivery): Incoming {
+    const { message, frame, key } = this.registry.open(d.data, this.#maxFrameBytes);
+    const parts = parseSubject(d.subject);
+    if (!parts || parts.role !== message.role || parts.kind !== message.kind || parts.run !== message.run) {
+      throw new GateError("subject_mismatch", `subject ${d.subject} does not match the envelope (${message.role} ${message.kind} for run ${message.run})`);
+    }
+    // Freshness is judged against the time the server stored the message, not the time we
+    // read it: a message queued while an agent was down is still valid, a message put on the
+    // bus after it expired is not, and a replay of the trace reaches the same verdict.
+    const storedAt = d.timestampMs;
+    if (message.expiresAt + this.#skewMs < storedAt) {
+      throw new GateError("message_expired", `message ${message.id} expired at ${new Date(message.expiresAt).toISOString()} but was published at ${new Date(storedAt).toISOString()}`);
+    }
+    if (message.issuedAt - this.#skewMs > storedAt) {
+      throw new GateError("message_from_future", `message ${message.id} claims to be issued at ${new Date(message.issuedAt).toISOString()}, after it was published (${new Date(storedAt).toISOString()})`);
+    }
+    const now = this.now();
+    const seen = this.#seen.get(message.id);
+    if (seen && seen.seq !== d.seq) {
+      throw new GateError("message_replayed", `message ${message.id} was already received at sequence ${seen.seq}; this copy (sequence ${d.seq}) is a replay`);
+    }
+    if (!seen) this.#remember(message.id, d.seq, message.expiresAt, now);
+    return { message, frame, key, delivery: d };
+  }
+
+  #remember(id: string, seq: number, expiresAt: number, now: number): void {
+    if (this.#seen.size > 100_000) {
+      // Expired ids can go: an expired message is refused as expired anyway.
+      for (const [k, v] of this.#seen) if (v.expiresAt + this.#skewMs < now) this.#seen.delete(k);
+    }
+    this.#seen.set(id, { seq, expiresAt });
+  }
+
+  /** Publish the signed rejection record for a delivery. Never throws. */
+  async recordRejection(d: Delivery, err: unknown): Promise<void> {
+    const e = toTriasError(err);
+    const parts = parseSubject(d.subject);
+    const run = parts && /^[A-Za-z0-9_-]{1,64}$/.test(parts.run) ? parts.run : "_unknown";
+    let messageId: string | null = null;
+    let sender: string | null = null;
+    try {
+      const probe = this.registry.open(d.data, this.#maxFrameBytes);
+      messageId = probe.message.id;
+      sender = probe.message.sender;
+    } catch {
+      // The message could not be opened; the rejection still names subject and sequence.
+    }
+    this.log.warn({ code: e.code, reason: e.message, subject: d.subject, seq: d.seq, run }, "message rejected");
+    try {
+      await this.emit("message_rejected", {
+        id: `rej-${this.name}-${d.seq}`,
+        run,
+        step: null,
+        attempt: 0,
+        body: { code: e.code, reason: e.message, subject: d.subject, seq: d.seq, messageId, sender, by: this.name },
+      });
+    } catch (pubErr) {
+      this.log.error({ err: String(pubErr), subject: d.subject }, "could not publish rejection record");
+    }
+  }
+
+  /**
+   * Consume a durable and pass each admitted message to `handler`. A non-retryable error
+   * from admission or the handler is recorded as a rejection; a retryable one is retried
+   * with backoff by the bus.
+   */
+  async listen(durable: string, filter: string, handler: (inc: Incoming) => Promise<HandlerResult>, o: ListenOptions = {}): Promise<Subscription> {
+    await this.bus.ensureConsumer(durable, {
+      filter,
+      ...(o.deliver ? { deliver: o.deliver } : {}),
+      ...(o.ackWaitMs ? { ackWaitMs: o.ackWaitMs } : {}),
+      ...(o.maxDeliver ? { maxDeliver: o.maxDeliver } : {}),
+    });
+    const sub = await this.bus.consume(
+      durable,
+      async (d): Promise<Disposition> => {
+        try {
+          const inc = this.admit(d);
+          const r = await handler(inc);
+          if (r && "retryInMs" in r) return { type: "nak", delayMs: r.retryInMs };
+          return { type: "ack" };
+        } catch (e) {
+          if (isTriasError(e) && e.retryable) throw e;
+          await this.recordRejection(d, e);
+          return { type: "term", reason: toTriasError(e).code };
+        }
+      },
+      {
+        ...(o.batch ? { batch: o.batch } : {}),
+        onError: (e, d) => this.log.warn({ err: String((e as Error)?.message ?? e), subject: d.subject, seq: d.seq, delivery: d.deliveryCount }, "handler failed; will retry"),
+      },
+    );
+    this.#subs.push(sub);
+    return sub;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.allSettled(this.#subs.map((s) => s.stop()));
+  }
+}

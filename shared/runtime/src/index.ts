@@ -1,0 +1,13 @@
+export { readAgentEnv, type AgentEnv } from "./env.js";
+export { AgentHost, type Logger, type Incoming, type HandlerResult, type EmitFields, type Emitted, type HostOptions, type ListenOptions } from "./host.js";
+export { bootAgent, drainOnSignal, createLogger, fatal, type Booted } from "./boot.js";
+export {
+  openAssignment,
+  openVerdict,
+  checkVerdictBinding,
+  countQuorum,
+  type OpenedAssignment,
+  type OpenedProposal,
+  type OpenedVerdict,
+  type QuorumResult,
+} from "./evidence.js";

@@ -1,0 +1,2 @@
+export { startTestNats, dockerAvailable, NATS_IMAGE, type TestNats } from "./nats.js";
+export { waitFor } from "./wait.js";
