@@ -61,6 +61,15 @@ export interface StackOptions {
   storeDir?: string;
   /** Seed the demo ledger accounts. */
   seedLedger?: boolean;
+  /** Start the server (tests pass the testcontainers-or-binary harness); the local binary by default. */
+  natsFactory?: (users: readonly NatsUser[]) => Promise<NatsHandle>;
+}
+
+/** A server the stack started and owns. */
+export interface NatsHandle {
+  url: string;
+  restart(): Promise<void>;
+  stop(): Promise<void>;
 }
 
 interface Running {
@@ -75,13 +84,13 @@ interface Running {
  */
 export class Stack {
   readonly opts: StackOptions;
-  readonly server: LocalNatsServer | null;
+  readonly server: NatsHandle | null;
   readonly natsUrl: string;
   readonly admin: Bus;
   readonly #users: Map<NatsUserRole, NatsUser>;
   readonly #running = new Map<string, Running>();
 
-  private constructor(opts: StackOptions, server: LocalNatsServer | null, natsUrl: string, admin: Bus, users: Map<NatsUserRole, NatsUser>) {
+  private constructor(opts: StackOptions, server: NatsHandle | null, natsUrl: string, admin: Bus, users: Map<NatsUserRole, NatsUser>) {
     this.opts = opts;
     this.server = server;
     this.natsUrl = natsUrl;
@@ -100,17 +109,19 @@ export class Stack {
     mkdirSync(opts.logDir, { recursive: true });
 
     const users = new Map<NatsUserRole, NatsUser>();
-    let server: LocalNatsServer | null = null;
+    let server: NatsHandle | null = null;
     let url = opts.natsUrl;
     if (!url) {
       for (const role of ["admin", "proposer", "router", "reviewer", "executor", "verifier"] as const) {
         users.set(role, { user: role, password: randomBytes(12).toString("hex"), role });
       }
-      server = await LocalNatsServer.start({
-        users: [...users.values()],
-        logFile: join(opts.logDir, "nats-server.log"),
-        ...(opts.storeDir ? { storeDir: opts.storeDir } : {}),
-      });
+      server = opts.natsFactory
+        ? await opts.natsFactory([...users.values()])
+        : await LocalNatsServer.start({
+            users: [...users.values()],
+            logFile: join(opts.logDir, "nats-server.log"),
+            ...(opts.storeDir ? { storeDir: opts.storeDir } : {}),
+          });
       url = server.url;
     }
     const adminUser = users.get("admin");
