@@ -1,0 +1,96 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Bus, LocalNatsServer, type Delivery } from "./index.js";
+
+describe("bus", () => {
+  let server: LocalNatsServer;
+  let admin: Bus;
+  let router: Bus;
+  const users = [
+    { user: "admin", password: "a-pass", role: "admin" as const },
+    { user: "router", password: "r-pass", role: "router" as const },
+  ];
+
+  beforeAll(async () => {
+    server = await LocalNatsServer.start({ users });
+    admin = await Bus.connect({ servers: server.url, name: "admin", user: "admin", pass: "a-pass" });
+    await admin.ensureStream();
+    router = await Bus.connect({ servers: server.url, name: "router", user: "router", pass: "r-pass" });
+  });
+  afterAll(async () => {
+    await router?.drain();
+    await admin?.drain();
+    await server?.stop();
+  });
+
+  it("bus - ensureStream is idempotent and keeps history (limits retention)", async () => {
+    await admin.ensureStream();
+    const info = await admin.jsm.streams.info(admin.stream);
+    expect(info.config.retention).toBe("limits");
+    expect(info.config.subjects).toEqual(["trias.>"]);
+  });
+
+  it("bus - the server drops a repeated message id", async () => {
+    const a = await router.publish("trias.router.tier_assigned.dedupe", new Uint8Array([1]), { msgId: "same-id" });
+    const b = await router.publish("trias.router.tier_assigned.dedupe", new Uint8Array([2]), { msgId: "same-id" });
+    expect(b.duplicate).toBe(true);
+    expect(b.seq).toBe(a.seq);
+    expect(await admin.readAll("trias.*.*.dedupe")).toHaveLength(1);
+  });
+
+  it("bus - per-role permissions: the router cannot publish as another role or delete the trace", async () => {
+    await expect(router.publish("trias.executor.step_executed.x", new Uint8Array([1]), { msgId: "perm-1" })).rejects.toThrow(/Permissions Violation/);
+    await expect(router.jsm.streams.delete(admin.stream)).rejects.toThrow(/Permissions Violation/);
+    await expect(router.jsm.streams.purge(admin.stream)).rejects.toThrow(/Permissions Violation/);
+  });
+
+  it("bus - consume keeps order within a run, retries a nak, and terminates what the handler refuses", async () => {
+    await router.ensureConsumer("order-test", { filter: "trias.router.test_order.*" });
+    for (let i = 0; i < 20; i++) await router.publish(`trias.router.test_order.run${i % 2}`, new Uint8Array([i]), { msgId: `order-${i}` });
+    await router.publish("trias.router.test_order.nak", new Uint8Array([99]), { msgId: "order-nak" });
+    await router.publish("trias.router.test_order.term", new Uint8Array([98]), { msgId: "order-term" });
+    const seen: Record<string, number[]> = {};
+    let nakDeliveries = 0;
+    let termDeliveries = 0;
+    const done = new Promise<void>((resolve) => {
+      void router.consume("order-test", async (d: Delivery) => {
+        const run = d.subject.split(".").at(-1) ?? "";
+        if (run === "nak") {
+          nakDeliveries = d.deliveryCount;
+          if (d.deliveryCount < 2) return { type: "nak", delayMs: 50 };
+        } else if (run === "term") {
+          termDeliveries++;
+          return { type: "term", reason: "refused" };
+        } else {
+          await new Promise((r) => setTimeout(r, Math.random() * 5));
+          (seen[run] ??= []).push(d.data[0] ?? -1);
+        }
+        if ((seen["run0"]?.length ?? 0) === 10 && (seen["run1"]?.length ?? 0) === 10 && nakDeliveries === 2) resolve();
+        return { type: "ack" };
+      });
+    });
+    await done;
+    expect(seen["run0"]).toEqual([0, 2, 4, 6, 8, 10, 12, 14, 16, 18]);
+    expect(seen["run1"]).toEqual([1, 3, 5, 7, 9, 11, 13, 15, 17, 19]);
+    expect(nakDeliveries).toBe(2);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(termDeliveries).toBe(1);
+  });
+
+  it("bus - readAll returns every message of a filter in stream order, lastBySubject the newest", async () => {
+    for (let i = 0; i < 700; i++) await router.publish("trias.router.tier_assigned.many", new Uint8Array([i % 256]), { msgId: `many-${i}` });
+    const all = await admin.readAll("trias.*.*.many");
+    expect(all).toHaveLength(700);
+    expect(all.every((m, i) => i === 0 || m.seq > (all[i - 1]?.seq ?? 0))).toBe(true);
+    expect((await admin.lastBySubject("trias.router.tier_assigned.many"))?.seq).toBe(all.at(-1)?.seq);
+    expect(await admin.lastBySubject("trias.router.tier_assigned.none")).toBeNull();
+  });
+
+  it("bus - history survives a server restart", async () => {
+    const before = (await admin.jsm.streams.info(admin.stream)).state.messages;
+    await server.restart();
+    const again = await Bus.connect({ servers: server.url, name: "admin2", user: "admin", pass: "a-pass" });
+    const after = (await again.jsm.streams.info(again.stream)).state.messages;
+    await again.drain();
+    expect(after).toBe(before);
+  });
+});

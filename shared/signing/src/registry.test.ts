@@ -1,0 +1,92 @@
+import { mkdtempSync, readFileSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { PROTOCOL_VERSION, encode, encodeFrame, decodeFrame, type Message, TriasError } from "@trias/protocol";
+import { KeyRegistry, Signer, initKeyDir, keyFileName, revokeKey, REGISTRY_FILE } from "./index.js";
+
+let dir: string;
+const signer = (n: string) => Signer.load(join(dir, keyFileName(n)));
+const registry = () => KeyRegistry.load(join(dir, REGISTRY_FILE));
+
+function task(s: Signer, over: Partial<Message> = {}): Message {
+  return {
+    v: PROTOCOL_VERSION,
+    id: "msg-00000001",
+    kind: "task_submitted",
+    run: "r1",
+    step: null,
+    attempt: 0,
+    sender: s.kid,
+    role: s.role,
+    issuedAt: 1,
+    expiresAt: 2,
+    trace: null,
+    body: { goal: "g", program: "p", input: {}, requestedBy: "me" },
+    ...over,
+  } as Message;
+}
+
+function code(f: () => unknown): string {
+  try {
+    f();
+    return "accepted";
+  } catch (e) {
+    return (e as TriasError).code;
+  }
+}
+
+describe("signing", () => {
+  beforeAll(async () => {
+    dir = join(mkdtempSync(join(tmpdir(), "trias-keys-")), "keys");
+    await initKeyDir(dir, [
+      { name: "console", role: "console" },
+      { name: "reviewer-1", role: "reviewer" },
+      { name: "old", role: "console" },
+    ]);
+    revokeKey(dir, "old");
+  });
+
+  it("signing - keys init writes private keys 0600 and keeps existing keys on a second run", async () => {
+    expect(statSync(join(dir, keyFileName("console"))).mode & 0o777).toBe(0o600);
+    const before = readFileSync(join(dir, keyFileName("console")), "utf8");
+    const again = await initKeyDir(dir, [{ name: "console", role: "console" }, { name: "router", role: "router" }]);
+    expect(again.kept).toEqual(["console"]);
+    expect(again.created).toEqual(["router"]);
+    expect(readFileSync(join(dir, keyFileName("console")), "utf8")).toBe(before);
+    expect(JSON.parse(readFileSync(join(dir, REGISTRY_FILE), "utf8")).keys.some((k: { d?: string }) => "d" in k)).toBe(false);
+  });
+
+  it("signing - a sealed frame opens, and any changed payload byte breaks the signature", () => {
+    const s = signer("console");
+    const bytes = s.seal(task(s));
+    const opened = registry().open(bytes);
+    expect(opened.message.kind).toBe("task_submitted");
+    expect(opened.key.name).toBe("console");
+    const frame = decodeFrame(bytes);
+    for (const i of [0, Math.floor(frame.payload.length / 2), frame.payload.length - 1]) {
+      const payload = Uint8Array.from(frame.payload);
+      payload[i] = (payload[i] ?? 0) ^ 0x01;
+      expect(code(() => registry().open(encodeFrame({ ...frame, payload })))).toBe("signature_invalid");
+    }
+  });
+
+  it("signing - unknown, revoked and wrong-role keys are refused before the body is read", () => {
+    const s = signer("console");
+    const stranger = { ...decodeFrame(s.seal(task(s))), kid: "nobody:123" };
+    expect(code(() => registry().open(encodeFrame(stranger)))).toBe("key_unknown");
+    const old = signer("old");
+    expect(code(() => registry().open(old.seal(task(old))))).toBe("key_revoked");
+    const r = signer("reviewer-1");
+    // A reviewer key signing a task while claiming the console role.
+    expect(code(() => registry().open(r.seal(task(r, { role: "console" }))))).toBe("role_mismatch");
+    // The envelope names another sender than the key that signed it.
+    expect(code(() => registry().open(r.seal(task(r, { sender: s.kid, role: "reviewer" }))))).toBe("signature_invalid");
+  });
+
+  it("signing - the signature covers the exact bytes: a valid signature over garbage is opened only to a schema error", () => {
+    const s = signer("console");
+    const payload = encode({ not: "an envelope" });
+    expect(code(() => registry().open(encodeFrame({ kid: s.kid, sig: s.signBytes(payload), payload })))).toBe("schema_invalid");
+  });
+});
