@@ -5,7 +5,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse, stringify } from "yaml";
 import { encode, encodeFrame, subjectFor } from "@trias/protocol";
 import { loadPolicy, type LoadedPolicy } from "@trias/policy";
-import { POLICY_DIR, executions, startHarness, uniqueRun, waitForKind, waitForRejection, type Harness } from "./helpers/harness.js";
+import {
+  POLICY_DIR,
+  executions,
+  startHarness,
+  uniqueRun,
+  waitForKind,
+  waitForRejection,
+  type Harness,
+} from "./helpers/harness.js";
 
 // Only the executor and the verifier run: the test plays every other role with real keys
 // (and an attacker's hand), so each message the executor sees is exactly the one under test.
@@ -16,7 +24,10 @@ describe("executor gate", () => {
   const full = { reviewers: 2, strategies: ["rules" as const], human: false };
 
   beforeAll(async () => {
-    const doc = parse(readFileSync(join(POLICY_DIR, "dev.yaml"), "utf8")) as { environment: string; tiers: Record<string, Record<string, unknown>> };
+    const doc = parse(readFileSync(join(POLICY_DIR, "dev.yaml"), "utf8")) as {
+      environment: string;
+      tiers: Record<string, Record<string, unknown>>;
+    };
     doc.environment = "gate-test";
     for (const t of Object.values(doc.tiers)) t["reviewTimeoutMs"] = 1500;
     const file = join(mkdtempSync(join(tmpdir(), "trias-policy-")), "gate-test.yaml");
@@ -57,7 +68,11 @@ describe("executor gate", () => {
   it("gate - refuses an unsigned message", async () => {
     const run = uniqueRun("unsigned");
     const p = h.forge.proposal(run);
-    const a = h.forge.assignment(p, policy.digest, "light", { reviewers: 0, strategies: [], human: false });
+    const a = h.forge.assignment(p, policy.digest, "light", {
+      reviewers: 0,
+      strategies: [],
+      human: false,
+    });
     await h.forge.send("router", "tier_assigned", run, encode(a.message));
     const r = await waitForRejection(h, run, "executor", "signature_missing");
     expect(r.body.reason).toMatch(/unsigned/);
@@ -66,11 +81,20 @@ describe("executor gate", () => {
 
   it("gate - refuses a bad signature", async () => {
     const run = uniqueRun("badsig");
-    const a = h.forge.assignment(h.forge.proposal(run), policy.digest, "light", { reviewers: 0, strategies: [], human: false });
+    const a = h.forge.assignment(h.forge.proposal(run), policy.digest, "light", {
+      reviewers: 0,
+      strategies: [],
+      human: false,
+    });
     const payload = encode(a.message);
     const sig = h.signer("router").signBytes(payload);
     sig[10] = (sig[10] ?? 0) ^ 0xff;
-    await h.forge.send("router", "tier_assigned", run, encodeFrame({ kid: h.signer("router").kid, sig, payload }));
+    await h.forge.send(
+      "router",
+      "tier_assigned",
+      run,
+      encodeFrame({ kid: h.signer("router").kid, sig, payload }),
+    );
     await waitForRejection(h, run, "executor", "signature_invalid");
     await noEffect(run);
   });
@@ -78,7 +102,13 @@ describe("executor gate", () => {
   it("gate - refuses a key of the wrong role", async () => {
     const run = uniqueRun("role");
     // A reviewer key signs a tier assignment, claiming to be the router.
-    const a = h.forge.assignment(h.forge.proposal(run), policy.digest, "light", { reviewers: 0, strategies: [], human: false }, { as: "reviewer-1", role: "router" });
+    const a = h.forge.assignment(
+      h.forge.proposal(run),
+      policy.digest,
+      "light",
+      { reviewers: 0, strategies: [], human: false },
+      { as: "reviewer-1", role: "router" },
+    );
     await h.forge.send("router", "tier_assigned", run, a.bytes);
     const r = await waitForRejection(h, run, "executor", "role_mismatch");
     expect(r.body.reason).toMatch(/reviewer/);
@@ -120,16 +150,32 @@ describe("executor gate", () => {
   it("gate - refuses an approval bound to another digest", async () => {
     const run = uniqueRun("digest");
     const a = h.forge.assignment(h.forge.proposal(run), policy.digest, "standard", std);
-    const other = h.forge.assignment(h.forge.proposal(run, { args: { from: "alice", to: "bob", amount: 900 } }), policy.digest, "standard", std);
+    const other = h.forge.assignment(
+      h.forge.proposal(run, { args: { from: "alice", to: "bob", amount: 900 } }),
+      policy.digest,
+      "standard",
+      std,
+    );
     await h.forge.send("router", "tier_assigned", run, a.bytes);
-    await h.forge.send("reviewer", "verdict", run, h.forge.verdict(a, "reviewer-1", { digest: other.message.body.digest }).bytes);
+    await h.forge.send(
+      "reviewer",
+      "verdict",
+      run,
+      h.forge.verdict(a, "reviewer-1", { digest: other.message.body.digest }).bytes,
+    );
     await waitForRejection(h, run, "executor", "digest_mismatch");
     await noEffect(run);
   });
 
   it("gate - refuses an expired message", async () => {
     const run = uniqueRun("expired");
-    const a = h.forge.assignment(h.forge.proposal(run), policy.digest, "light", { reviewers: 0, strategies: [], human: false }, { issuedAt: Date.now() - 120_000, ttlMs: 60_000 });
+    const a = h.forge.assignment(
+      h.forge.proposal(run),
+      policy.digest,
+      "light",
+      { reviewers: 0, strategies: [], human: false },
+      { issuedAt: Date.now() - 120_000, ttlMs: 60_000 },
+    );
     await h.forge.send("router", "tier_assigned", run, a.bytes);
     const r = await waitForRejection(h, run, "executor", "message_expired");
     expect(r.body.reason).toMatch(/expired at/);
@@ -152,7 +198,11 @@ describe("executor gate", () => {
 
   it("gate - refuses a step routed under another policy digest", async () => {
     const run = uniqueRun("policy");
-    const a = h.forge.assignment(h.forge.proposal(run), "0".repeat(64), "light", { reviewers: 0, strategies: [], human: false });
+    const a = h.forge.assignment(h.forge.proposal(run), "0".repeat(64), "light", {
+      reviewers: 0,
+      strategies: [],
+      human: false,
+    });
     await h.forge.send("router", "tier_assigned", run, a.bytes);
     const r = await waitForRejection(h, run, "executor", "policy_digest_mismatch");
     expect(r.body.reason).toMatch(/enforces gate-test policy/);
@@ -161,7 +211,10 @@ describe("executor gate", () => {
 
   it("gate - a reviewer key cannot route the step it would approve", async () => {
     const run = uniqueRun("self");
-    const a = h.forge.assignment(h.forge.proposal(run), policy.digest, "standard", std, { as: "reviewer-2", role: "reviewer" });
+    const a = h.forge.assignment(h.forge.proposal(run), policy.digest, "standard", std, {
+      as: "reviewer-2",
+      role: "reviewer",
+    });
     // The assignment itself is refused (a reviewer cannot route), so nothing can follow from it.
     await h.forge.send("router", "tier_assigned", run, a.bytes);
     await waitForRejection(h, run, "executor", "role_mismatch");
@@ -170,19 +223,33 @@ describe("executor gate", () => {
 
   it("gate - a malformed message is refused with a reason and the next valid one still runs", async () => {
     const run = uniqueRun("malformed");
-    await h.forge.publish(subjectFor("router", "tier_assigned", run), new Uint8Array([0xc1, 0xff, 0x00, 0x13]));
+    await h.forge.publish(
+      subjectFor("router", "tier_assigned", run),
+      new Uint8Array([0xc1, 0xff, 0x00, 0x13]),
+    );
     await waitForRejection(h, run, "executor", "frame_malformed");
 
-    const bad = h.forge.envelope("router", "tier_assigned", { run, step: 0, body: { nonsense: true } as never });
+    const bad = h.forge.envelope("router", "tier_assigned", {
+      run,
+      step: 0,
+      body: { nonsense: true } as never,
+    });
     await h.forge.send("router", "tier_assigned", run, h.forge.seal("router", bad));
     const schema = await waitForRejection(h, run, "executor", "schema_invalid");
     expect(schema.body.reason).toMatch(/body/);
 
-    await h.forge.publish(subjectFor("router", "tier_assigned", run), new Uint8Array(300 * 1024).fill(7));
+    await h.forge.publish(
+      subjectFor("router", "tier_assigned", run),
+      new Uint8Array(300 * 1024).fill(7),
+    );
     const big = await waitForRejection(h, run, "executor", "frame_oversized");
     expect(big.body.reason).toMatch(/over the limit/);
 
-    const a = h.forge.assignment(h.forge.proposal(run), policy.digest, "light", { reviewers: 0, strategies: [], human: false });
+    const a = h.forge.assignment(h.forge.proposal(run), policy.digest, "light", {
+      reviewers: 0,
+      strategies: [],
+      human: false,
+    });
     await h.forge.send("router", "tier_assigned", run, a.bytes);
     const exec = await waitForKind(h, run, "step_executed");
     expect(exec.body.outcome).toBe("ok");

@@ -14,19 +14,39 @@ describe("governed run", () => {
   });
 
   it("governed run - a light, a standard and a full step each complete end to end", async () => {
-    const light = await h.client.submit({ goal: "balance", program: "balance-check", input: { account: "alice" }, requestedBy: "test" });
-    const standard = await h.client.submit({ goal: "transfer", program: "transfer", input: { from: "alice", to: "bob", amount: 25 }, requestedBy: "test" });
+    const light = await h.client.submit({
+      goal: "balance",
+      program: "balance-check",
+      input: { account: "alice" },
+      requestedBy: "test",
+    });
+    const standard = await h.client.submit({
+      goal: "transfer",
+      program: "transfer",
+      input: { from: "alice", to: "bob", amount: 25 },
+      requestedBy: "test",
+    });
     const full = await h.client.submit({
       goal: "payout",
       program: "payout",
-      input: { batch: "b1", payouts: [{ account: "carol", amount: 10 }, { account: "dave", amount: 15 }] },
+      input: {
+        batch: "b1",
+        payouts: [
+          { account: "carol", amount: 10 },
+          { account: "dave", amount: 15 },
+        ],
+      },
       requestedBy: "test",
     });
     const closed = await h.client.waitForClose([light.run, standard.run, full.run], 30_000);
-    for (const r of [light.run, standard.run, full.run]) expect(closed.get(r)?.body.outcome, r).toBe("completed");
+    for (const r of [light.run, standard.run, full.run])
+      expect(closed.get(r)?.body.outcome, r).toBe("completed");
 
     const tiersOf = async (run: string) =>
-      (await h.trace(run)).map((o) => o.message).filter((m): m is MessageOf<"tier_assigned"> => m.kind === "tier_assigned").map((m) => m.body.tier);
+      (await h.trace(run))
+        .map((o) => o.message)
+        .filter((m): m is MessageOf<"tier_assigned"> => m.kind === "tier_assigned")
+        .map((m) => m.body.tier);
     expect(await tiersOf(light.run)).toEqual(["light"]);
     expect(await tiersOf(standard.run)).toEqual(["light", "standard"]);
     expect(await tiersOf(full.run)).toEqual(["light", "full"]);
@@ -34,14 +54,20 @@ describe("governed run", () => {
     // The full step carries two approvals from two distinct reviewer keys, and the trace
     // holds both verdicts, each signed by its own reviewer identity.
     const fullTrace = await h.trace(full.run);
-    const exec = fullTrace.map((o) => o.message).find((m): m is MessageOf<"step_executed"> => m.kind === "step_executed" && m.step === 1);
+    const exec = fullTrace
+      .map((o) => o.message)
+      .find((m): m is MessageOf<"step_executed"> => m.kind === "step_executed" && m.step === 1);
     expect(exec?.body.tier).toBe("full");
     expect(new Set(exec?.body.approvals).size).toBe(2);
-    const approvers = fullTrace.filter((o) => o.message.kind === "verdict" && o.message.step === 1).map((o) => o.key.name);
+    const approvers = fullTrace
+      .filter((o) => o.message.kind === "verdict" && o.message.step === 1)
+      .map((o) => o.key.name);
     expect(new Set(approvers)).toEqual(new Set(["reviewer-1", "reviewer-2"]));
     // Every step of every run was verified, and the effects are in the ledger exactly once.
     for (const run of [light.run, standard.run, full.run]) {
-      const verified = (await h.trace(run)).map((o) => o.message).filter((m): m is MessageOf<"step_verified"> => m.kind === "step_verified");
+      const verified = (await h.trace(run))
+        .map((o) => o.message)
+        .filter((m): m is MessageOf<"step_verified"> => m.kind === "step_verified");
       expect(verified.every((v) => v.body.verdict === "passed")).toBe(true);
     }
     const { state } = await h.ledger.read();
@@ -50,16 +76,35 @@ describe("governed run", () => {
     expect(state.accounts["carol"]?.balance).toBe(260);
     expect(state.accounts["dave"]?.balance).toBe(15);
     // Each agent signs as its own process identity.
-    const signers = new Set((await h.trace(standard.run)).map((o) => `${o.key.role}:${o.key.name}`));
-    expect(signers).toEqual(new Set(["console:console", "proposer:proposer", "router:router", "reviewer:reviewer-1", "reviewer:reviewer-2", "executor:executor", "verifier:verifier"]));
+    const signers = new Set(
+      (await h.trace(standard.run)).map((o) => `${o.key.role}:${o.key.name}`),
+    );
+    expect(signers).toEqual(
+      new Set([
+        "console:console",
+        "proposer:proposer",
+        "router:router",
+        "reviewer:reviewer-1",
+        "reviewer:reviewer-2",
+        "executor:executor",
+        "verifier:verifier",
+      ]),
+    );
   });
 
   it("governed run - a step the policy denies never executes and closes the run as rejected", async () => {
-    const r = await h.client.submit({ goal: "too big", program: "transfer", input: { from: "treasury", to: "carol", amount: 20_000 }, requestedBy: "test" });
+    const r = await h.client.submit({
+      goal: "too big",
+      program: "transfer",
+      input: { from: "treasury", to: "carol", amount: 20_000 },
+      requestedBy: "test",
+    });
     const closed = await h.client.waitForClose([r.run], 20_000);
     expect(closed.get(r.run)?.body.outcome).toBe("rejected");
     expect(closed.get(r.run)?.body.reason).toMatch(/no-overdraft-size-transfers/);
-    const kinds = (await h.trace(r.run)).map((o) => `${o.message.kind}${o.message.step === null ? "" : `@${o.message.step}`}`);
+    const kinds = (await h.trace(r.run)).map(
+      (o) => `${o.message.kind}${o.message.step === null ? "" : `@${o.message.step}`}`,
+    );
     expect(kinds).not.toContain("step_executed@1");
   });
 });

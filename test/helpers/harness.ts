@@ -13,7 +13,15 @@ import {
   type ReviewRequirement,
   type Tier,
 } from "@trias/protocol";
-import { KeyRegistry, Signer, initKeyDir, keyFileName, revokeKey, type Identity, type Opened } from "@trias/signing";
+import {
+  KeyRegistry,
+  Signer,
+  initKeyDir,
+  keyFileName,
+  revokeKey,
+  type Identity,
+  type Opened,
+} from "@trias/signing";
 import { startTestNats, waitFor } from "@trias/testing";
 import { LEDGER_BUCKET, Ledger } from "@trias/tools";
 
@@ -107,7 +115,10 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
     rejections: async (run, by) =>
       (await trace(run))
         .map((o) => o.message)
-        .filter((m): m is MessageOf<"message_rejected"> => m.kind === "message_rejected" && (by === undefined || m.body.by === by)),
+        .filter(
+          (m): m is MessageOf<"message_rejected"> =>
+            m.kind === "message_rejected" && (by === undefined || m.body.by === by),
+        ),
     close: async () => {
       await stack.stop();
       rmSync(dir, { recursive: true, force: true });
@@ -129,7 +140,20 @@ export class Forge {
     this.#signer = signer;
   }
 
-  envelope<K extends Kind>(as: string, kind: K, f: { run: string; step: number | null; attempt?: number; body: BodyOf<K>; issuedAt?: number; ttlMs?: number; id?: string; role?: string }): MessageOf<K> {
+  envelope<K extends Kind>(
+    as: string,
+    kind: K,
+    f: {
+      run: string;
+      step: number | null;
+      attempt?: number;
+      body: BodyOf<K>;
+      issuedAt?: number;
+      ttlMs?: number;
+      id?: string;
+      role?: string;
+    },
+  ): MessageOf<K> {
     const s = this.#signer(as);
     const issuedAt = f.issuedAt ?? Date.now();
     return {
@@ -153,11 +177,23 @@ export class Forge {
   }
 
   async publish(subject: string, bytes: Uint8Array, msgId?: string): Promise<number> {
-    const r = await this.#bus.publish(subject, bytes, { msgId: msgId ?? `raw-${Math.random().toString(36).slice(2)}` });
+    const r = await this.#bus.publish(subject, bytes, {
+      msgId: msgId ?? `raw-${Math.random().toString(36).slice(2)}`,
+    });
     return r.seq;
   }
 
-  proposal(run: string, o: { step?: number; attempt?: number; tool?: string; args?: Record<string, unknown>; index?: number; total?: number } = {}): { bytes: Uint8Array; message: MessageOf<"step_proposed"> } {
+  proposal(
+    run: string,
+    o: {
+      step?: number;
+      attempt?: number;
+      tool?: string;
+      args?: Record<string, unknown>;
+      index?: number;
+      total?: number;
+    } = {},
+  ): { bytes: Uint8Array; message: MessageOf<"step_proposed"> } {
     const message = this.envelope("proposer", "step_proposed", {
       run,
       step: o.step ?? 0,
@@ -185,7 +221,14 @@ export class Forge {
     const p = proposal.message;
     const digest =
       o.digest ??
-      proposalDigest({ tool: p.body.tool, args: p.body.args, run: p.run, step: p.step ?? 0, attempt: p.attempt, policyDigest });
+      proposalDigest({
+        tool: p.body.tool,
+        args: p.body.args,
+        run: p.run,
+        step: p.step ?? 0,
+        attempt: p.attempt,
+        policyDigest,
+      });
     const message = this.envelope(o.as ?? "router", "tier_assigned", {
       run: p.run,
       step: p.step,
@@ -212,7 +255,12 @@ export class Forge {
   verdict(
     assignment: { bytes: Uint8Array; message: MessageOf<"tier_assigned"> },
     as: string,
-    o: { decision?: "approve" | "reject"; digest?: string; strategy?: "rules" | "human"; id?: string } = {},
+    o: {
+      decision?: "approve" | "reject";
+      digest?: string;
+      strategy?: "rules" | "human";
+      id?: string;
+    } = {},
   ): { bytes: Uint8Array; message: MessageOf<"verdict"> } {
     const a = assignment.message;
     const message = this.envelope(as, "verdict", {
@@ -220,22 +268,57 @@ export class Forge {
       step: a.step,
       attempt: a.attempt,
       ...(o.id ? { id: o.id } : {}),
-      body: { digest: o.digest ?? a.body.digest, assignment: assignment.bytes, decision: o.decision ?? "approve", strategy: o.strategy ?? "rules", reasons: ["test"] },
+      body: {
+        digest: o.digest ?? a.body.digest,
+        assignment: assignment.bytes,
+        decision: o.decision ?? "approve",
+        strategy: o.strategy ?? "rules",
+        reasons: ["test"],
+      },
     });
     return { bytes: this.seal(as, message), message };
   }
 
-  async send(role: "router" | "reviewer" | "human" | "proposer" | "console", kind: Kind, run: string, bytes: Uint8Array, msgId?: string): Promise<number> {
+  async send(
+    role: "router" | "reviewer" | "human" | "proposer" | "console",
+    kind: Kind,
+    run: string,
+    bytes: Uint8Array,
+    msgId?: string,
+  ): Promise<number> {
     return this.publish(subjectFor(role, kind, run), bytes, msgId);
   }
 }
 
-export async function waitForRejection(h: Harness, run: string, by: string, code: string, timeoutMs = 20_000): Promise<MessageOf<"message_rejected">> {
-  return waitFor(`a ${code} rejection by ${by} in ${run}`, async () => (await h.rejections(run, by)).find((r) => r.body.code === code), timeoutMs);
+export async function waitForRejection(
+  h: Harness,
+  run: string,
+  by: string,
+  code: string,
+  timeoutMs = 20_000,
+): Promise<MessageOf<"message_rejected">> {
+  return waitFor(
+    `a ${code} rejection by ${by} in ${run}`,
+    async () => (await h.rejections(run, by)).find((r) => r.body.code === code),
+    timeoutMs,
+  );
 }
 
-export async function waitForKind<K extends Kind>(h: Harness, run: string, kind: K, timeoutMs = 20_000, pred: (m: MessageOf<K>) => boolean = () => true): Promise<MessageOf<K>> {
-  return waitFor(`${kind} in ${run}`, async () => (await h.trace(run)).map((o) => o.message).find((m): m is MessageOf<K> => m.kind === kind && pred(m as MessageOf<K>)), timeoutMs);
+export async function waitForKind<K extends Kind>(
+  h: Harness,
+  run: string,
+  kind: K,
+  timeoutMs = 20_000,
+  pred: (m: MessageOf<K>) => boolean = () => true,
+): Promise<MessageOf<K>> {
+  return waitFor(
+    `${kind} in ${run}`,
+    async () =>
+      (await h.trace(run))
+        .map((o) => o.message)
+        .find((m): m is MessageOf<K> => m.kind === kind && pred(m as MessageOf<K>)),
+    timeoutMs,
+  );
 }
 
 export async function executions(h: Harness, run: string): Promise<StoredMessage[]> {

@@ -22,7 +22,10 @@ async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
     case "demo": {
-      const { values } = parseArgs({ args: rest, options: { env: { type: "string" }, "timeout-ms": { type: "string" } } });
+      const { values } = parseArgs({
+        args: rest,
+        options: { env: { type: "string" }, "timeout-ms": { type: "string" } },
+      });
       const natsUrl = process.env["NATS_URL"];
       if (!natsUrl && !findNatsServer()) {
         out(NATS_INSTALL_HINT);
@@ -41,12 +44,16 @@ async function main(argv: string[]): Promise<number> {
       const [sub, dir, target] = rest;
       if (sub === "init" && dir) {
         const r = await initKeyDir(dir, DEFAULT_IDENTITIES);
-        out(`keys in ${r.dir}: created ${r.created.join(", ") || "none"}${r.kept.length ? `; kept existing ${r.kept.join(", ")}` : ""}`);
+        out(
+          `keys in ${r.dir}: created ${r.created.join(", ") || "none"}${r.kept.length ? `; kept existing ${r.kept.join(", ")}` : ""}`,
+        );
         return 0;
       }
       if (sub === "revoke" && dir && target) {
         const k = revokeKey(dir, target);
-        out(`revoked ${k.name} (${k.kid}); agents refuse its messages once they reload the registry`);
+        out(
+          `revoked ${k.name} (${k.kid}); agents refuse its messages once they reload the registry`,
+        );
         return 0;
       }
       out(USAGE);
@@ -67,6 +74,8 @@ async function main(argv: string[]): Promise<number> {
 try {
   process.exitCode = await main(process.argv.slice(2));
 } catch (e) {
-  process.stderr.write(`trias: ${isTriasError(e) ? `${e.code}: ${e.message}` : e instanceof Error ? e.message : String(e)}\n`);
+  process.stderr.write(
+    `trias: ${isTriasError(e) ? `${e.code}: ${e.message}` : e instanceof Error ? e.message : String(e)}\n`,
+  );
   process.exitCode = 1;
 }

@@ -1,14 +1,19 @@
 import { randomBytes } from "node:crypto";
-import { Bus, type StoredMessage, type Subscription } from "@trias/bus";
+import { type Bus, type StoredMessage, type Subscription } from "@trias/bus";
 import { type MessageOf, type RunOutcome, type TaskSubmitted } from "@trias/protocol";
-import { KeyRegistry, Signer, type Opened } from "@trias/signing";
+import { type KeyRegistry, type Signer, type Opened } from "@trias/signing";
 import { AgentHost, type Logger } from "@trias/runtime";
 
 export function newRunId(now = Date.now()): string {
   return `run-${now.toString(36)}-${randomBytes(3).toString("hex")}`;
 }
 
-const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+const quiet: Logger = {
+  debug: () => undefined,
+  info: () => undefined,
+  warn: () => undefined,
+  error: () => undefined,
+};
 
 /** What the console does on the bus: submit tasks (signed as the console), follow runs. */
 export class ConsoleClient {
@@ -23,12 +28,21 @@ export class ConsoleClient {
   }
 
   async submit(task: TaskSubmitted, run = newRunId()): Promise<{ run: string; seq: number }> {
-    const e = await this.host.emit("task_submitted", { id: `task-${run}`, run, step: null, attempt: 0, body: task });
+    const e = await this.host.emit("task_submitted", {
+      id: `task-${run}`,
+      run,
+      step: null,
+      attempt: 0,
+      body: task,
+    });
     return { run, seq: e.seq };
   }
 
   /** Follow every message from `fromSeq` on; each is opened (signature checked) before use. */
-  async follow(onMessage: (o: Opened | null, raw: StoredMessage, err?: unknown) => void, fromSeq?: number): Promise<Subscription> {
+  async follow(
+    onMessage: (o: Opened | null, raw: StoredMessage, err?: unknown) => void,
+    fromSeq?: number,
+  ): Promise<Subscription> {
     return this.bus.watch(
       "trias.>",
       (raw) => {
@@ -43,7 +57,12 @@ export class ConsoleClient {
   }
 
   /** Resolve when every run in `runs` has a run_closed message. */
-  async waitForClose(runs: readonly string[], timeoutMs: number, onMessage?: (o: Opened | null, raw: StoredMessage, err?: unknown) => void, fromSeq = 1): Promise<Map<string, MessageOf<"run_closed">>> {
+  async waitForClose(
+    runs: readonly string[],
+    timeoutMs: number,
+    onMessage?: (o: Opened | null, raw: StoredMessage, err?: unknown) => void,
+    fromSeq = 1,
+  ): Promise<Map<string, MessageOf<"run_closed">>> {
     const closed = new Map<string, MessageOf<"run_closed">>();
     const want = new Set(runs);
     let done!: () => void;

@@ -15,18 +15,49 @@ export interface DemoTask {
 
 /** A task set that exercises every tier, and one step the policy refuses. */
 export const DEMO_TASKS: DemoTask[] = [
-  { task: { goal: "What is alice's balance?", program: "balance-check", input: { account: "alice" }, requestedBy: "demo" }, expect: "completed" },
-  { task: { goal: "Pay bob 50 from alice", program: "transfer", input: { from: "alice", to: "bob", amount: 50 }, requestedBy: "demo" }, expect: "completed" },
   {
     task: {
-      goal: "Month-end payout to three contractors",
-      program: "payout",
-      input: { batch: "2026-11", payouts: [{ account: "bob", amount: 120 }, { account: "carol", amount: 80 }, { account: "dave", amount: 200 }] },
+      goal: "What is alice's balance?",
+      program: "balance-check",
+      input: { account: "alice" },
       requestedBy: "demo",
     },
     expect: "completed",
   },
-  { task: { goal: "Move 20,000 from treasury to carol", program: "transfer", input: { from: "treasury", to: "carol", amount: 20000 }, requestedBy: "demo" }, expect: "rejected" },
+  {
+    task: {
+      goal: "Pay bob 50 from alice",
+      program: "transfer",
+      input: { from: "alice", to: "bob", amount: 50 },
+      requestedBy: "demo",
+    },
+    expect: "completed",
+  },
+  {
+    task: {
+      goal: "Month-end payout to three contractors",
+      program: "payout",
+      input: {
+        batch: "2026-11",
+        payouts: [
+          { account: "bob", amount: 120 },
+          { account: "carol", amount: 80 },
+          { account: "dave", amount: 200 },
+        ],
+      },
+      requestedBy: "demo",
+    },
+    expect: "completed",
+  },
+  {
+    task: {
+      goal: "Move 20,000 from treasury to carol",
+      program: "transfer",
+      input: { from: "treasury", to: "carol", amount: 20000 },
+      requestedBy: "demo",
+    },
+    expect: "rejected",
+  },
 ];
 
 export interface DemoOptions {
@@ -50,13 +81,23 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     ...(o.natsUrl ? { natsUrl: o.natsUrl } : {}),
   });
   try {
-    o.out(dim(`  nats ${stack.server ? `embedded at ${stack.natsUrl}` : stack.natsUrl} · ${stack.opts.agents?.map((a) => a.name).join(", ")} running as separate processes (${Date.now() - t0} ms)`));
+    o.out(
+      dim(
+        `  nats ${stack.server ? `embedded at ${stack.natsUrl}` : stack.natsUrl} · ${stack.opts.agents?.map((a) => a.name).join(", ")} running as separate processes (${Date.now() - t0} ms)`,
+      ),
+    );
     const registry = KeyRegistry.load(stack.registryFile);
     const signer = Signer.load(join(o.keyDir, keyFileName("console")));
     const client = new ConsoleClient(stack.admin, signer, registry);
     const ledger = new Ledger(await stack.admin.kv(LEDGER_BUCKET));
     const before = (await ledger.read()).state.accounts;
-    o.out(dim(`  ledger: ${Object.entries(before).map(([n, a]) => `${n} ${a.balance}`).join(", ")}`));
+    o.out(
+      dim(
+        `  ledger: ${Object.entries(before)
+          .map(([n, a]) => `${n} ${a.balance}`)
+          .join(", ")}`,
+      ),
+    );
     o.out("");
 
     const info = await stack.admin.jsm.streams.info(stack.admin.stream);
@@ -69,7 +110,9 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     const tiers = new Map<string, Set<string>>();
     const onMessage = (op: Opened | null, raw: StoredMessage, err?: unknown) => {
       if (!op) {
-        o.out(`  ${yellow("unverifiable message")} on ${raw.subject}: ${String((err as Error)?.message ?? err)}`);
+        o.out(
+          `  ${yellow("unverifiable message")} on ${raw.subject}: ${String((err as Error)?.message ?? err)}`,
+        );
         return;
       }
       if (op.message.kind === "tier_assigned" && op.message.body.denied === null) {
@@ -80,7 +123,12 @@ export async function runDemo(o: DemoOptions): Promise<number> {
       const line = describe(op.message, op.key);
       if (line) o.out(line);
     };
-    const closed = await client.waitForClose(runs.map((r) => r.run), o.timeoutMs, onMessage, fromSeq);
+    const closed = await client.waitForClose(
+      runs.map((r) => r.run),
+      o.timeoutMs,
+      onMessage,
+      fromSeq,
+    );
 
     o.out("");
     o.out(bold("Summary"));
@@ -96,8 +144,18 @@ export async function runDemo(o: DemoOptions): Promise<number> {
       );
     }
     const after = (await ledger.read()).state.accounts;
-    o.out(dim(`  ledger: ${Object.entries(after).map(([n, a]) => `${n} ${a.balance}${a.open ? "" : " (closed)"}`).join(", ")}`));
-    o.out(dim(`  ${runs.length} runs in ${((Date.now() - t0) / 1000).toFixed(1)} s. Audit one with: pnpm trias audit <run> (while a server runs), agent logs in ${logDir}`));
+    o.out(
+      dim(
+        `  ledger: ${Object.entries(after)
+          .map(([n, a]) => `${n} ${a.balance}${a.open ? "" : " (closed)"}`)
+          .join(", ")}`,
+      ),
+    );
+    o.out(
+      dim(
+        `  ${runs.length} runs in ${((Date.now() - t0) / 1000).toFixed(1)} s. Audit one with: pnpm trias audit <run> (while a server runs), agent logs in ${logDir}`,
+      ),
+    );
     return bad === 0 ? 0 : 1;
   } finally {
     await stack.stop();

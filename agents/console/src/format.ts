@@ -28,7 +28,8 @@ export function describe(m: Message, key: RegisteredKey): string | null {
       return `  ${step}proposed ${cyan(m.body.tool)} ${short(m.body.args, 70)} ${dim(`(${m.body.index + 1}/${m.body.total})`)} ${who}`;
     case "tier_assigned": {
       const b = m.body;
-      if (b.denied !== null) return `  ${step}${red("denied")} by policy ${b.environment}: ${b.denied} ${who}`;
+      if (b.denied !== null)
+        return `  ${step}${red("denied")} by policy ${b.environment}: ${b.denied} ${who}`;
       const needs = `${b.requires.reviewers} reviewer(s)${b.requires.human ? " + human" : ""}`;
       const why = b.explanation[0] ?? "";
       return `  ${step}tier ${tierColor(b.tier)} (risk ${b.score}; needs ${needs}) ${dim(why.replace(/^risk [0-9.]+ = /, ""))} ${who}`;

@@ -1,4 +1,13 @@
-export { Stack, defaultAgents, durablesOf, REPO_ROOT, type AgentSpec, type AgentRole, type StackOptions, type NatsHandle } from "./stack.js";
+export {
+  Stack,
+  defaultAgents,
+  durablesOf,
+  REPO_ROOT,
+  type AgentSpec,
+  type AgentRole,
+  type StackOptions,
+  type NatsHandle,
+} from "./stack.js";
 export { ConsoleClient, newRunId } from "./client.js";
 export { describe } from "./format.js";
 export { DEMO_TASKS, runDemo, type DemoTask, type DemoOptions } from "./demo.js";

@@ -21,7 +21,10 @@ export function defaultAgents(reviewers = 2): AgentSpec[] {
   return [
     { name: "proposer", role: "proposer" },
     { name: "router", role: "router" },
-    ...Array.from({ length: reviewers }, (_, i) => ({ name: `reviewer-${i + 1}`, role: "reviewer" as const })),
+    ...Array.from({ length: reviewers }, (_, i) => ({
+      name: `reviewer-${i + 1}`,
+      role: "reviewer" as const,
+    })),
     { name: "executor", role: "executor" },
     { name: "verifier", role: "verifier" },
   ];
@@ -90,7 +93,13 @@ export class Stack {
   readonly #users: Map<NatsUserRole, NatsUser>;
   readonly #running = new Map<string, Running>();
 
-  private constructor(opts: StackOptions, server: NatsHandle | null, natsUrl: string, admin: Bus, users: Map<NatsUserRole, NatsUser>) {
+  private constructor(
+    opts: StackOptions,
+    server: NatsHandle | null,
+    natsUrl: string,
+    admin: Bus,
+    users: Map<NatsUserRole, NatsUser>,
+  ) {
     this.opts = opts;
     this.server = server;
     this.natsUrl = natsUrl;
@@ -112,7 +121,14 @@ export class Stack {
     let server: NatsHandle | null = null;
     let url = opts.natsUrl;
     if (!url) {
-      for (const role of ["admin", "proposer", "router", "reviewer", "executor", "verifier"] as const) {
+      for (const role of [
+        "admin",
+        "proposer",
+        "router",
+        "reviewer",
+        "executor",
+        "verifier",
+      ] as const) {
         users.set(role, { user: role, password: randomBytes(12).toString("hex"), role });
       }
       server = opts.natsFactory
@@ -151,7 +167,9 @@ export class Stack {
       TRIAS_IDENTITY: a.name,
       TRIAS_KEY_DIR: this.opts.keyDir,
       TRIAS_ENV: this.opts.environment ?? "dev",
-      ...(this.opts.policyFile ? { TRIAS_POLICY: this.opts.policyFile } : { TRIAS_POLICY_DIR: join(REPO_ROOT, "deploy", "policies") }),
+      ...(this.opts.policyFile
+        ? { TRIAS_POLICY: this.opts.policyFile }
+        : { TRIAS_POLICY_DIR: join(REPO_ROOT, "deploy", "policies") }),
       ...(this.opts.env ?? {}),
     };
     if (user) {
@@ -167,9 +185,14 @@ export class Stack {
   /** Start one agent process (again, after a kill). */
   spawnAgent(a: AgentSpec): void {
     const main = join(REPO_ROOT, "agents", a.role, "dist", "main.js");
-    if (!existsSync(main)) throw new TransientError("internal", `${main} is missing: run \`pnpm build\` first`);
+    if (!existsSync(main))
+      throw new TransientError("internal", `${main} is missing: run \`pnpm build\` first`);
     const fd = openSync(join(this.opts.logDir, `${a.name}.log`), "a");
-    const child = spawn(process.execPath, ["--enable-source-maps", main], { env: this.agentEnv(a), stdio: ["ignore", fd, fd], cwd: REPO_ROOT });
+    const child = spawn(process.execPath, ["--enable-source-maps", main], {
+      env: this.agentEnv(a),
+      stdio: ["ignore", fd, fd],
+      cwd: REPO_ROOT,
+    });
     closeSync(fd);
     const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
     this.#running.set(a.name, { spec: a, child, exited });
@@ -209,10 +232,17 @@ export class Stack {
       }
       const dead = [...this.#running.values()].filter((r) => r.child.exitCode !== null);
       if (dead.length > 0) {
-        throw new TransientError("internal", `agent(s) exited during start: ${dead.map((r) => `${r.spec.name} (code ${r.child.exitCode}, see ${join(this.opts.logDir, r.spec.name + ".log")})`).join(", ")}`);
+        throw new TransientError(
+          "internal",
+          `agent(s) exited during start: ${dead.map((r) => `${r.spec.name} (code ${r.child.exitCode}, see ${join(this.opts.logDir, r.spec.name + ".log")})`).join(", ")}`,
+        );
       }
       if (missing.length === 0) return;
-      if (Date.now() > deadline) throw new TransientError("timeout", `agents not ready after ${timeoutMs} ms; missing consumers: ${missing.join(", ")}`);
+      if (Date.now() > deadline)
+        throw new TransientError(
+          "timeout",
+          `agents not ready after ${timeoutMs} ms; missing consumers: ${missing.join(", ")}`,
+        );
       await new Promise((r) => setTimeout(r, 100));
     }
   }

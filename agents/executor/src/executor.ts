@@ -10,7 +10,16 @@ import {
 } from "@trias/protocol";
 import type { LoadedPolicy } from "@trias/policy";
 import { checkArgs, TOOLS, ToolRefusal, type ToolRuntime } from "@trias/tools";
-import { countQuorum, openAssignment, openVerdict, type AgentHost, type HandlerResult, type Incoming, type OpenedAssignment, type OpenedVerdict } from "@trias/runtime";
+import {
+  countQuorum,
+  openAssignment,
+  openVerdict,
+  type AgentHost,
+  type HandlerResult,
+  type Incoming,
+  type OpenedAssignment,
+  type OpenedVerdict,
+} from "@trias/runtime";
 
 export const EFFECTS_BUCKET = "trias_effects";
 
@@ -21,7 +30,10 @@ interface StepCase {
   hydrated: boolean;
 }
 
-type EffectRecord = { status: "started"; at: number; by: string } | { status: "done"; frame: Uint8Array } | { status: "vetoed"; reason: string };
+type EffectRecord =
+  | { status: "started"; at: number; by: string }
+  | { status: "done"; frame: Uint8Array }
+  | { status: "vetoed"; reason: string };
 
 /**
  * The tool gateway. A tool runs only after every check passes, in this order:
@@ -46,7 +58,12 @@ export class Executor {
 
   async start(): Promise<void> {
     this.#startedAt = this.#host.now();
-    await this.#host.listen("executor-assignments", subjectFor("router", "tier_assigned", "*"), (inc) => this.onAssignment(inc), { maxDeliver: 100 });
+    await this.#host.listen(
+      "executor-assignments",
+      subjectFor("router", "tier_assigned", "*"),
+      (inc) => this.onAssignment(inc),
+      { maxDeliver: 100 },
+    );
     await this.#host.listen("executor-verdicts", "trias.*.verdict.*", (inc) => this.onVerdict(inc));
   }
 
@@ -90,8 +107,15 @@ export class Executor {
     const windowMs = requires.human ? params.humanTimeoutMs : params.reviewTimeoutMs;
     const left = a.message.issuedAt + windowMs - this.#host.now();
     if (left > 0 && c.veto === null) return { retryInMs: Math.min(left + 50, 24 * 3600_000) };
-    const q = countQuorum(requires, [...c.approvals.values()].map((x) => x.verdict));
-    throw new GateError("quorum_not_met", c.veto ?? `${q.reason} within ${windowMs} ms: step ${a.message.step} of run ${a.message.run} will not execute`);
+    const q = countQuorum(
+      requires,
+      [...c.approvals.values()].map((x) => x.verdict),
+    );
+    throw new GateError(
+      "quorum_not_met",
+      c.veto ??
+        `${q.reason} within ${windowMs} ms: step ${a.message.step} of run ${a.message.run} will not execute`,
+    );
   }
 
   async onVerdict(inc: Incoming): Promise<void> {
@@ -103,11 +127,17 @@ export class Executor {
     const kid = verdict.key.kid;
     const prior = c.approvals.get(kid);
     if (prior && prior.seq !== inc.delivery.seq) {
-      throw new GateError("duplicate_reviewer", `${verdict.key.name} already gave a verdict on this step; one key counts once`);
+      throw new GateError(
+        "duplicate_reviewer",
+        `${verdict.key.name} already gave a verdict on this step; one key counts once`,
+      );
     }
     if (verdict.message.body.decision !== "approve") {
       c.veto = `${verdict.key.name} said ${verdict.message.body.decision}: ${verdict.message.body.reasons.join("; ")}`;
-      await this.#effects.put(effectKey(assignment), encode({ status: "vetoed", reason: c.veto } satisfies EffectRecord));
+      await this.#effects.put(
+        effectKey(assignment),
+        encode({ status: "vetoed", reason: c.veto } satisfies EffectRecord),
+      );
       return;
     }
     c.approvals.set(kid, { verdict, seq: inc.delivery.seq });
@@ -129,8 +159,10 @@ export class Executor {
       try {
         const { verdict } = openVerdict(this.#host.registry, stored.data);
         if (verdict.message.body.digest !== m.body.digest) continue;
-        if (verdict.message.body.decision !== "approve") c.veto ??= `${verdict.key.name} said ${verdict.message.body.decision}`;
-        else if (!c.approvals.has(verdict.key.kid)) c.approvals.set(verdict.key.kid, { verdict, seq: stored.seq });
+        if (verdict.message.body.decision !== "approve")
+          c.veto ??= `${verdict.key.name} said ${verdict.message.body.decision}`;
+        else if (!c.approvals.has(verdict.key.kid))
+          c.approvals.set(verdict.key.kid, { verdict, seq: stored.seq });
       } catch {
         // Invalid verdicts in the trace were refused when they arrived; they count for nothing.
       }
@@ -147,16 +179,31 @@ export class Executor {
   async #tryExecute(c: StepCase): Promise<boolean> {
     const a = c.assignment;
     const m = a.message;
-    const q = countQuorum(m.body.requires, [...c.approvals.values()].map((x) => x.verdict));
+    const q = countQuorum(
+      m.body.requires,
+      [...c.approvals.values()].map((x) => x.verdict),
+    );
     if (!q.met || c.veto !== null) return false;
     const proposal = a.proposal.message.body;
 
     // Scope: the tool must exist in this gateway, be in the policy's catalogue and get valid arguments.
     const tool = TOOLS.get(proposal.tool);
-    if (!tool) throw new GateError("scope_denied", `tool "${proposal.tool}" is not in this gateway's tool pack`);
-    if (!this.#policy.doc.tools[proposal.tool]) throw new GateError("scope_denied", `tool "${proposal.tool}" is not in the ${this.#policy.doc.environment} policy catalogue`);
+    if (!tool)
+      throw new GateError(
+        "scope_denied",
+        `tool "${proposal.tool}" is not in this gateway's tool pack`,
+      );
+    if (!this.#policy.doc.tools[proposal.tool])
+      throw new GateError(
+        "scope_denied",
+        `tool "${proposal.tool}" is not in the ${this.#policy.doc.environment} policy catalogue`,
+      );
     const args = checkArgs(tool, proposal.args);
-    if (!args.ok) throw new GateError("scope_denied", `arguments for ${proposal.tool} are invalid: ${args.reason}`);
+    if (!args.ok)
+      throw new GateError(
+        "scope_denied",
+        `arguments for ${proposal.tool} are invalid: ${args.reason}`,
+      );
 
     // Idempotency: claim the effect; a finished one is re-announced (same message id, so the
     // server drops the copy), never re-run.
@@ -169,7 +216,14 @@ export class Executor {
     if (prior?.status === "vetoed") return false;
     if (!prior) {
       try {
-        await this.#effects.create(key, encode({ status: "started", at: this.#host.now(), by: this.#host.name } satisfies EffectRecord));
+        await this.#effects.create(
+          key,
+          encode({
+            status: "started",
+            at: this.#host.now(),
+            by: this.#host.name,
+          } satisfies EffectRecord),
+        );
       } catch {
         // Someone else claimed it between our read and create: let that claim finish.
         return true;
@@ -197,19 +251,36 @@ export class Executor {
       error,
       approvals: q.counted,
       effectId,
-      evidence: { assignment: a.bytes, approvals: [...c.approvals.values()].filter((x) => q.counted.includes(x.verdict.key.kid)).map((x) => x.verdict.bytes) },
+      evidence: {
+        assignment: a.bytes,
+        approvals: [...c.approvals.values()]
+          .filter((x) => q.counted.includes(x.verdict.key.kid))
+          .map((x) => x.verdict.bytes),
+      },
       compensationOf: null,
       index: proposal.index,
       total: proposal.total,
     };
-    const emitted = await this.#host.emit("step_executed", { id: `exec-${m.run}-${step}-${m.attempt}`, run: m.run, step, attempt: m.attempt, body, trace: m.trace });
-    await this.#effects.put(key, encode({ status: "done", frame: emitted.bytes } satisfies EffectRecord));
+    const emitted = await this.#host.emit("step_executed", {
+      id: `exec-${m.run}-${step}-${m.attempt}`,
+      run: m.run,
+      step,
+      attempt: m.attempt,
+      body,
+      trace: m.trace,
+    });
+    await this.#effects.put(
+      key,
+      encode({ status: "done", frame: emitted.bytes } satisfies EffectRecord),
+    );
     return true;
   }
 
   async #republish(frame: Uint8Array, run: string): Promise<void> {
     const opened = this.#host.registry.open(frame);
-    await this.#host.bus.publish(subjectFor("executor", "step_executed", run), frame, { msgId: opened.message.id });
+    await this.#host.bus.publish(subjectFor("executor", "step_executed", run), frame, {
+      msgId: opened.message.id,
+    });
   }
 }
 

@@ -19,13 +19,28 @@ const PROGRAMS: Record<string, { input: z.ZodType; plan: (input: never) => Plann
   "balance-check": {
     input: z.object({ account: Account }),
     plan: (i: { account: string }) => [
-      { tool: "ledger.balance", args: { account: i.account }, rationale: `report ${i.account}'s balance`, expected: `the current balance of ${i.account}` },
+      {
+        tool: "ledger.balance",
+        args: { account: i.account },
+        rationale: `report ${i.account}'s balance`,
+        expected: `the current balance of ${i.account}`,
+      },
     ],
   },
   transfer: {
-    input: z.object({ from: Account, to: Account, amount: Amount, memo: z.string().max(200).optional() }),
+    input: z.object({
+      from: Account,
+      to: Account,
+      amount: Amount,
+      memo: z.string().max(200).optional(),
+    }),
     plan: (i: { from: string; to: string; amount: number; memo?: string }) => [
-      { tool: "ledger.balance", args: { account: i.from }, rationale: `check ${i.from} can cover ${i.amount}`, expected: `${i.from}'s balance` },
+      {
+        tool: "ledger.balance",
+        args: { account: i.from },
+        rationale: `check ${i.from} can cover ${i.amount}`,
+        expected: `${i.from}'s balance`,
+      },
       {
         tool: "ledger.transfer",
         args: { from: i.from, to: i.to, amount: i.amount, ...(i.memo ? { memo: i.memo } : {}) },
@@ -37,13 +52,26 @@ const PROGRAMS: Record<string, { input: z.ZodType; plan: (input: never) => Plann
   refund: {
     input: z.object({ account: Account, amount: Amount, reference: z.string().min(1).max(64) }),
     plan: (i: { account: string; amount: number; reference: string }) => [
-      { tool: "ledger.refund", args: { account: i.account, amount: i.amount, reference: i.reference }, rationale: `refund order ${i.reference}`, expected: `${i.account} increases by ${i.amount}` },
+      {
+        tool: "ledger.refund",
+        args: { account: i.account, amount: i.amount, reference: i.reference },
+        rationale: `refund order ${i.reference}`,
+        expected: `${i.account} increases by ${i.amount}`,
+      },
     ],
   },
   payout: {
-    input: z.object({ batch: z.string().min(1).max(64), payouts: z.array(z.object({ account: Account, amount: Amount })).min(1) }),
+    input: z.object({
+      batch: z.string().min(1).max(64),
+      payouts: z.array(z.object({ account: Account, amount: Amount })).min(1),
+    }),
     plan: (i: { batch: string; payouts: { account: string; amount: number }[] }) => [
-      { tool: "ledger.balance", args: { account: "treasury" }, rationale: "check the treasury covers the batch", expected: "the treasury balance" },
+      {
+        tool: "ledger.balance",
+        args: { account: "treasury" },
+        rationale: "check the treasury covers the batch",
+        expected: "the treasury balance",
+      },
       {
         tool: "ledger.batch_payout",
         args: { batch: i.batch, payouts: i.payouts },
@@ -55,16 +83,30 @@ const PROGRAMS: Record<string, { input: z.ZodType; plan: (input: never) => Plann
   "close-account": {
     input: z.object({ account: Account }),
     plan: (i: { account: string }) => [
-      { tool: "ledger.balance", args: { account: i.account }, rationale: `see what remains in ${i.account}`, expected: `${i.account}'s balance` },
-      { tool: "ledger.close_account", args: { account: i.account }, rationale: `close ${i.account} as asked`, expected: `${i.account} is closed, its balance swept to the treasury` },
+      {
+        tool: "ledger.balance",
+        args: { account: i.account },
+        rationale: `see what remains in ${i.account}`,
+        expected: `${i.account}'s balance`,
+      },
+      {
+        tool: "ledger.close_account",
+        args: { account: i.account },
+        rationale: `close ${i.account} as asked`,
+        expected: `${i.account} is closed, its balance swept to the treasury`,
+      },
     ],
   },
   /** Governance without a tool cost: `noop.echo` (light), `noop.write` (standard), `noop.batch` (full). */
   noop: {
-    input: z.object({ tier: z.enum(["light", "standard", "full"]), steps: z.number().int().min(1).max(100).default(1) }),
+    input: z.object({
+      tier: z.enum(["light", "standard", "full"]),
+      steps: z.number().int().min(1).max(100).default(1),
+    }),
     plan: (i: { tier: "light" | "standard" | "full"; steps: number }) =>
       Array.from({ length: i.steps }, (_, n) => ({
-        tool: i.tier === "light" ? "noop.echo" : i.tier === "standard" ? "noop.write" : "noop.batch",
+        tool:
+          i.tier === "light" ? "noop.echo" : i.tier === "standard" ? "noop.write" : "noop.batch",
         args: { n },
         rationale: `no-op step ${n}`,
         expected: "nothing changes",
@@ -74,7 +116,14 @@ const PROGRAMS: Record<string, { input: z.ZodType; plan: (input: never) => Plann
   steps: {
     input: z.object({
       steps: z
-        .array(z.object({ tool: z.string().min(1), args: z.record(z.string(), z.json()), rationale: z.string().default("as given"), expected: z.string().default("as given") }))
+        .array(
+          z.object({
+            tool: z.string().min(1),
+            args: z.record(z.string(), z.json()),
+            rationale: z.string().default("as given"),
+            expected: z.string().default("as given"),
+          }),
+        )
         .min(1)
         .max(100),
     }),
@@ -87,11 +136,17 @@ export const PROGRAM_NAMES = Object.keys(PROGRAMS);
 export function planTask(task: TaskSubmitted): PlannedStep[] {
   const program = PROGRAMS[task.program];
   if (!program) {
-    throw new ValidationError("schema_invalid", `unknown program "${task.program}": known programs are ${PROGRAM_NAMES.join(", ")}`);
+    throw new ValidationError(
+      "schema_invalid",
+      `unknown program "${task.program}": known programs are ${PROGRAM_NAMES.join(", ")}`,
+    );
   }
   const r = program.input.safeParse(task.input);
   if (!r.success) {
-    throw new ValidationError("schema_invalid", `input for program "${task.program}" is invalid: ${z.prettifyError(r.error).replace(/\n/g, "; ")}`);
+    throw new ValidationError(
+      "schema_invalid",
+      `input for program "${task.program}" is invalid: ${z.prettifyError(r.error).replace(/\n/g, "; ")}`,
+    );
   }
   return program.plan(r.data as never);
 }

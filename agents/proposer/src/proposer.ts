@@ -3,13 +3,27 @@ import type { AgentHost, Incoming } from "@trias/runtime";
 import { subjectFor } from "@trias/protocol";
 import { planTask, type PlannedStep } from "./planner.js";
 
-export type Planner = (task: MessageOf<"task_submitted">["body"]) => Promise<PlannedStep[]> | PlannedStep[];
+export type Planner = (
+  task: MessageOf<"task_submitted">["body"],
+) => Promise<PlannedStep[]> | PlannedStep[];
 
 /** Build the proposal body for step `index` of a plan. Pure. */
-export function proposalFor(plan: readonly PlannedStep[], index: number, replanOf: string | null = null): StepProposed {
+export function proposalFor(
+  plan: readonly PlannedStep[],
+  index: number,
+  replanOf: string | null = null,
+): StepProposed {
   const s = plan[index];
   if (!s) throw new RangeError(`plan has no step ${index}`);
-  return { tool: s.tool, args: s.args, rationale: s.rationale, expected: s.expected, index, total: plan.length, replanOf };
+  return {
+    tool: s.tool,
+    args: s.args,
+    rationale: s.rationale,
+    expected: s.expected,
+    index,
+    total: plan.length,
+    replanOf,
+  };
 }
 
 /**
@@ -28,8 +42,14 @@ export class Proposer {
   }
 
   async start(): Promise<void> {
-    await this.#host.listen("proposer-tasks", subjectFor("console", "task_submitted", "*"), (inc) => this.onTask(inc));
-    await this.#host.listen("proposer-progress", subjectFor("verifier", "step_verified", "*"), (inc) => this.onVerified(inc));
+    await this.#host.listen("proposer-tasks", subjectFor("console", "task_submitted", "*"), (inc) =>
+      this.onTask(inc),
+    );
+    await this.#host.listen(
+      "proposer-progress",
+      subjectFor("verifier", "step_verified", "*"),
+      (inc) => this.onVerified(inc),
+    );
   }
 
   async #plan(run: string, task: MessageOf<"task_submitted">): Promise<PlannedStep[]> {
@@ -79,7 +99,8 @@ export class Proposer {
     const stored = await this.#host.bus.lastBySubject(subjectFor("console", "task_submitted", run));
     if (!stored) throw new Error(`no task_submitted in the trace for run ${run}`);
     const opened = this.#host.registry.open(stored.data);
-    if (opened.message.kind !== "task_submitted") throw new Error(`unexpected ${opened.message.kind} on the task subject`);
+    if (opened.message.kind !== "task_submitted")
+      throw new Error(`unexpected ${opened.message.kind} on the task subject`);
     return opened.message;
   }
 }

@@ -14,21 +14,32 @@ export class Reviewer {
   }
 
   async start(): Promise<void> {
-    await this.#host.listen(`reviewer-${this.#host.name}`, subjectFor("router", "tier_assigned", "*"), (inc) => this.onAssignment(inc));
+    await this.#host.listen(
+      `reviewer-${this.#host.name}`,
+      subjectFor("router", "tier_assigned", "*"),
+      (inc) => this.onAssignment(inc),
+    );
   }
 
   async onAssignment(inc: Incoming): Promise<void> {
     if (inc.message.kind !== "tier_assigned") return;
     const a = openAssignment(this.#host.registry, inc.delivery.data);
     const { requires, denied, digest } = a.message.body;
-    if (denied !== null || requires.reviewers === 0 || !requires.strategies.includes("rules")) return;
+    if (denied !== null || requires.reviewers === 0 || !requires.strategies.includes("rules"))
+      return;
     const v = reviewByRules(a.proposal.message.body);
     await this.#host.emit("verdict", {
       id: `verdict-${this.#host.name}-${digest.slice(0, 32)}`,
       run: a.message.run,
       step: a.message.step,
       attempt: a.message.attempt,
-      body: { digest, assignment: inc.delivery.data, decision: v.decision, strategy: "rules", reasons: v.reasons },
+      body: {
+        digest,
+        assignment: inc.delivery.data,
+        decision: v.decision,
+        strategy: "rules",
+        reasons: v.reasons,
+      },
       trace: a.message.trace,
     });
   }

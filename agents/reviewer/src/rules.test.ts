@@ -2,19 +2,56 @@ import { describe, expect, it } from "vitest";
 import { reviewByRules } from "./index.js";
 
 const p = (tool: string, args: Record<string, unknown>, over: Record<string, unknown> = {}) =>
-  ({ tool, args, rationale: "why", expected: "what", index: 0, total: 1, replanOf: null, ...over }) as never;
+  ({
+    tool,
+    args,
+    rationale: "why",
+    expected: "what",
+    index: 0,
+    total: 1,
+    replanOf: null,
+    ...over,
+  }) as never;
 
 describe("reviewer rules", () => {
   it.each([
     ["a valid transfer", p("ledger.transfer", { from: "alice", to: "bob", amount: 10 }), "approve"],
-    ["a transfer over the limit", p("ledger.transfer", { from: "alice", to: "bob", amount: 10_001 }), "reject"],
-    ["a transfer to oneself", p("ledger.transfer", { from: "bob", to: "bob", amount: 1 }), "reject"],
+    [
+      "a transfer over the limit",
+      p("ledger.transfer", { from: "alice", to: "bob", amount: 10_001 }),
+      "reject",
+    ],
+    [
+      "a transfer to oneself",
+      p("ledger.transfer", { from: "bob", to: "bob", amount: 1 }),
+      "reject",
+    ],
     ["an unknown tool", p("shell.exec", { cmd: "rm -rf /" }), "reject"],
     ["an unexpected argument", p("ledger.balance", { account: "alice", sql: "drop" }), "reject"],
     ["no rationale", p("ledger.balance", { account: "alice" }, { rationale: " " }), "revise"],
     ["closing the treasury", p("ledger.close_account", { account: "treasury" }), "reject"],
-    ["a batch paying one account twice", p("ledger.batch_payout", { batch: "b", payouts: [{ account: "bob", amount: 1 }, { account: "bob", amount: 2 }] }), "revise"],
-    ["a valid batch", p("ledger.batch_payout", { batch: "b", payouts: [{ account: "bob", amount: 1 }, { account: "carol", amount: 2 }] }), "approve"],
+    [
+      "a batch paying one account twice",
+      p("ledger.batch_payout", {
+        batch: "b",
+        payouts: [
+          { account: "bob", amount: 1 },
+          { account: "bob", amount: 2 },
+        ],
+      }),
+      "revise",
+    ],
+    [
+      "a valid batch",
+      p("ledger.batch_payout", {
+        batch: "b",
+        payouts: [
+          { account: "bob", amount: 1 },
+          { account: "carol", amount: 2 },
+        ],
+      }),
+      "approve",
+    ],
   ])("reviewer - %s gets %s", (_name, proposal, decision) => {
     const v = reviewByRules(proposal);
     expect(v.decision).toBe(decision);

@@ -7,7 +7,11 @@ export interface RuleVerdict {
 }
 
 /** Limits the rules strategy enforces regardless of environment. */
-export const RULE_LIMITS = { maxTransfer: 10_000, maxBatchTotal: 50_000, maxBatchSize: 50 } as const;
+export const RULE_LIMITS = {
+  maxTransfer: 10_000,
+  maxBatchTotal: 50_000,
+  maxBatchSize: 50,
+} as const;
 
 /**
  * The deterministic reviewer. Pure: the same proposal always gets the same verdict, with
@@ -24,16 +28,31 @@ export function reviewByRules(p: StepProposed): RuleVerdict {
 
   const amount = typeof p.args["amount"] === "number" ? p.args["amount"] : 0;
   if (p.tool === "ledger.transfer" && amount > RULE_LIMITS.maxTransfer) {
-    return { decision: "reject", reasons: [`transfer of ${amount} exceeds the limit of ${RULE_LIMITS.maxTransfer}`] };
+    return {
+      decision: "reject",
+      reasons: [`transfer of ${amount} exceeds the limit of ${RULE_LIMITS.maxTransfer}`],
+    };
   }
   if (p.tool === "ledger.batch_payout") {
-    const payouts = Array.isArray(p.args["payouts"]) ? (p.args["payouts"] as { amount?: unknown; account?: unknown }[]) : [];
+    const payouts = Array.isArray(p.args["payouts"])
+      ? (p.args["payouts"] as { amount?: unknown; account?: unknown }[])
+      : [];
     const total = payouts.reduce((n, x) => n + (typeof x.amount === "number" ? x.amount : 0), 0);
     const accounts = new Set(payouts.map((x) => String(x.account)));
-    if (payouts.length > RULE_LIMITS.maxBatchSize) return { decision: "reject", reasons: [`batch of ${payouts.length} exceeds ${RULE_LIMITS.maxBatchSize} payouts`] };
-    if (total > RULE_LIMITS.maxBatchTotal) return { decision: "reject", reasons: [`batch total ${total} exceeds ${RULE_LIMITS.maxBatchTotal}`] };
-    if (accounts.size !== payouts.length) return { decision: "revise", reasons: ["an account appears twice in the batch"] };
-    if (accounts.has("treasury")) return { decision: "reject", reasons: ["the treasury cannot pay itself"] };
+    if (payouts.length > RULE_LIMITS.maxBatchSize)
+      return {
+        decision: "reject",
+        reasons: [`batch of ${payouts.length} exceeds ${RULE_LIMITS.maxBatchSize} payouts`],
+      };
+    if (total > RULE_LIMITS.maxBatchTotal)
+      return {
+        decision: "reject",
+        reasons: [`batch total ${total} exceeds ${RULE_LIMITS.maxBatchTotal}`],
+      };
+    if (accounts.size !== payouts.length)
+      return { decision: "revise", reasons: ["an account appears twice in the batch"] };
+    if (accounts.has("treasury"))
+      return { decision: "reject", reasons: ["the treasury cannot pay itself"] };
   }
   if (p.tool === "ledger.close_account" && p.args["account"] === "treasury") {
     return { decision: "reject", reasons: ["the treasury account cannot be closed"] };

@@ -7,7 +7,10 @@ try {
   const policy = loadPolicy(b.env.policyFile);
   drainOnSignal(b);
   await new Router(b.host, policy).start();
-  b.log.info({ policy: policy.file, digest: policy.digest, environment: policy.doc.environment }, "router ready");
+  b.log.info(
+    { policy: policy.file, digest: policy.digest, environment: policy.doc.environment },
+    "router ready",
+  );
 } catch (e) {
   fatal("router", e);
 }

@@ -4,27 +4,69 @@ import { loadPolicy } from "@trias/policy";
 import { PROTOCOL_VERSION, proposalDigest, type MessageOf } from "@trias/protocol";
 import { assign } from "./index.js";
 
-const policy = loadPolicy(join(import.meta.dirname, "..", "..", "..", "deploy", "policies", "dev.yaml"));
+const policy = loadPolicy(
+  join(import.meta.dirname, "..", "..", "..", "deploy", "policies", "dev.yaml"),
+);
 const proposal = (tool: string, args: Record<string, unknown>): MessageOf<"step_proposed"> => ({
-  v: PROTOCOL_VERSION, id: "p-0000001", kind: "step_proposed", run: "r1", step: 0, attempt: 0, sender: "proposer:x", role: "proposer",
-  issuedAt: 0, expiresAt: 1, trace: null, body: { tool, args: args as never, rationale: "", expected: "", index: 0, total: 1, replanOf: null },
+  v: PROTOCOL_VERSION,
+  id: "p-0000001",
+  kind: "step_proposed",
+  run: "r1",
+  step: 0,
+  attempt: 0,
+  sender: "proposer:x",
+  role: "proposer",
+  issuedAt: 0,
+  expiresAt: 1,
+  trace: null,
+  body: {
+    tool,
+    args: args as never,
+    rationale: "",
+    expected: "",
+    index: 0,
+    total: 1,
+    replanOf: null,
+  },
 });
 
 describe("router", () => {
   it("router - assigns the paper's tiers and binds the digest to the policy", () => {
     const frame = new Uint8Array([1]);
     const light = assign(policy, proposal("ledger.balance", { account: "a" }), frame);
-    const standard = assign(policy, proposal("ledger.transfer", { from: "a", to: "b", amount: 1 }), frame);
-    const full = assign(policy, proposal("ledger.batch_payout", { batch: "b", payouts: [{}, {}] }), frame);
+    const standard = assign(
+      policy,
+      proposal("ledger.transfer", { from: "a", to: "b", amount: 1 }),
+      frame,
+    );
+    const full = assign(
+      policy,
+      proposal("ledger.batch_payout", { batch: "b", payouts: [{}, {}] }),
+      frame,
+    );
     expect([light.tier, standard.tier, full.tier]).toEqual(["light", "standard", "full"]);
     expect(full.requires.reviewers).toBe(2);
     expect(standard.policyDigest).toBe(policy.digest);
-    expect(standard.digest).toBe(proposalDigest({ tool: "ledger.transfer", args: { from: "a", to: "b", amount: 1 }, run: "r1", step: 0, attempt: 0, policyDigest: policy.digest }));
+    expect(standard.digest).toBe(
+      proposalDigest({
+        tool: "ledger.transfer",
+        args: { from: "a", to: "b", amount: 1 },
+        run: "r1",
+        step: 0,
+        attempt: 0,
+        policyDigest: policy.digest,
+      }),
+    );
     expect(standard.explanation.join(" ")).toMatch(/risk 0.355/);
   });
 
   it("router - a step seen before never goes below its earlier tier", () => {
-    const again = assign(policy, proposal("ledger.balance", { account: "a" }), new Uint8Array([1]), "full");
+    const again = assign(
+      policy,
+      proposal("ledger.balance", { account: "a" }),
+      new Uint8Array([1]),
+      "full",
+    );
     expect(again.tier).toBe("full");
     expect(again.escalatedFrom).toBe("light");
   });

@@ -1,21 +1,49 @@
-import { proposalDigest, subjectFor, maxTier, type Tier, type TierAssigned, type MessageOf } from "@trias/protocol";
+import {
+  proposalDigest,
+  subjectFor,
+  maxTier,
+  type Tier,
+  type TierAssigned,
+  type MessageOf,
+} from "@trias/protocol";
 import { decideTier, type LoadedPolicy } from "@trias/policy";
 import type { AgentHost, Incoming } from "@trias/runtime";
 
 /** Pure: the tier assignment body for one signed proposal under one policy. */
-export function assign(policy: LoadedPolicy, proposal: MessageOf<"step_proposed">, proposalFrame: Uint8Array, floor: Tier = "light"): TierAssigned {
+export function assign(
+  policy: LoadedPolicy,
+  proposal: MessageOf<"step_proposed">,
+  proposalFrame: Uint8Array,
+  floor: Tier = "light",
+): TierAssigned {
   const step = proposal.step ?? 0;
-  const d = decideTier(policy, { tool: proposal.body.tool, args: proposal.body.args, run: { id: proposal.run, step, attempt: proposal.attempt } }, floor);
+  const d = decideTier(
+    policy,
+    {
+      tool: proposal.body.tool,
+      args: proposal.body.args,
+      run: { id: proposal.run, step, attempt: proposal.attempt },
+    },
+    floor,
+  );
   return {
     proposal: proposalFrame,
-    digest: proposalDigest({ tool: proposal.body.tool, args: proposal.body.args, run: proposal.run, step, attempt: proposal.attempt, policyDigest: policy.digest }),
+    digest: proposalDigest({
+      tool: proposal.body.tool,
+      args: proposal.body.args,
+      run: proposal.run,
+      step,
+      attempt: proposal.attempt,
+      policyDigest: policy.digest,
+    }),
     policyDigest: policy.digest,
     environment: policy.doc.environment,
     tier: d.tier,
     score: d.score,
     explanation: d.explanation,
     requires: d.requires,
-    escalatedFrom: d.tier !== d.scoreTier && floor !== "light" && d.tier === floor ? d.scoreTier : null,
+    escalatedFrom:
+      d.tier !== d.scoreTier && floor !== "light" && d.tier === floor ? d.scoreTier : null,
     denied: d.denied,
   };
 }
@@ -35,7 +63,9 @@ export class Router {
   }
 
   async start(): Promise<void> {
-    await this.#host.listen("router", subjectFor("proposer", "step_proposed", "*"), (inc) => this.onProposal(inc));
+    await this.#host.listen("router", subjectFor("proposer", "step_proposed", "*"), (inc) =>
+      this.onProposal(inc),
+    );
   }
 
   async onProposal(inc: Incoming): Promise<void> {
@@ -45,7 +75,8 @@ export class Router {
     const floor = this.#assigned.get(key) ?? "light";
     const body = assign(this.#policy, m, inc.delivery.data, floor);
     this.#assigned.set(key, maxTier(floor, body.tier));
-    if (this.#assigned.size > 50_000) this.#assigned.delete(this.#assigned.keys().next().value ?? "");
+    if (this.#assigned.size > 50_000)
+      this.#assigned.delete(this.#assigned.keys().next().value ?? "");
     await this.#host.emit("tier_assigned", {
       id: `tier-${m.run}-${m.step}-${m.attempt}`,
       run: m.run,

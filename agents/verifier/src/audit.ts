@@ -13,19 +13,42 @@ export function auditExecution(registry: KeyRegistry, m: MessageOf<"step_execute
   try {
     const a = openAssignment(registry, b.evidence.assignment);
     const p = a.proposal.message.body;
-    const same = a.message.body.digest === b.digest && p.tool === b.tool && JSON.stringify(p.args) === JSON.stringify(b.args);
-    checks.push({ name: "execution matches the approved proposal", ok: same, detail: same ? `digest ${b.digest.slice(0, 12)}` : "tool, arguments or digest differ from the signed proposal" });
-    const sameStep = a.message.run === m.run && a.message.step === m.step && a.message.attempt === m.attempt;
-    checks.push({ name: "execution is for the assigned step", ok: sameStep, detail: `${a.message.run}/${a.message.step}/${a.message.attempt}` });
-    checks.push({ name: "step was not denied", ok: a.message.body.denied === null, detail: a.message.body.denied ?? "not denied" });
+    const same =
+      a.message.body.digest === b.digest &&
+      p.tool === b.tool &&
+      JSON.stringify(p.args) === JSON.stringify(b.args);
+    checks.push({
+      name: "execution matches the approved proposal",
+      ok: same,
+      detail: same
+        ? `digest ${b.digest.slice(0, 12)}`
+        : "tool, arguments or digest differ from the signed proposal",
+    });
+    const sameStep =
+      a.message.run === m.run && a.message.step === m.step && a.message.attempt === m.attempt;
+    checks.push({
+      name: "execution is for the assigned step",
+      ok: sameStep,
+      detail: `${a.message.run}/${a.message.step}/${a.message.attempt}`,
+    });
+    checks.push({
+      name: "step was not denied",
+      ok: a.message.body.denied === null,
+      detail: a.message.body.denied ?? "not denied",
+    });
     const verdicts = b.evidence.approvals.map((bytes) => openVerdict(registry, bytes).verdict);
     for (const v of verdicts) {
-      if (v.message.body.digest !== b.digest) throw new GateError("digest_mismatch", `approval by ${v.key.name} is for another digest`);
+      if (v.message.body.digest !== b.digest)
+        throw new GateError("digest_mismatch", `approval by ${v.key.name} is for another digest`);
     }
     const q = countQuorum(a.message.body.requires, verdicts);
     checks.push({ name: "quorum of distinct approvals", ok: q.met, detail: q.reason });
   } catch (e) {
-    checks.push({ name: "authorisation evidence verifies", ok: false, detail: (e as Error).message });
+    checks.push({
+      name: "authorisation evidence verifies",
+      ok: false,
+      detail: (e as Error).message,
+    });
   }
   return checks;
 }

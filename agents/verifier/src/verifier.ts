@@ -1,5 +1,12 @@
 import type { Bus } from "@trias/bus";
-import { runFilter, type Check, type Message, type MessageOf, type RunOutcome, type VerificationVerdict } from "@trias/protocol";
+import {
+  runFilter,
+  type Check,
+  type Message,
+  type MessageOf,
+  type RunOutcome,
+  type VerificationVerdict,
+} from "@trias/protocol";
 import { computeReceipt } from "./receipt-interim.js";
 import { getTool, type ToolRuntime } from "@trias/tools";
 import type { AgentHost, Incoming } from "@trias/runtime";
@@ -14,7 +21,11 @@ interface RunFacts {
 }
 
 /** Pure: a verification verdict from checks. Uncertain is never passed. */
-export function verdictOf(outcome: "ok" | "error", checks: readonly Check[], uncertain: boolean): VerificationVerdict {
+export function verdictOf(
+  outcome: "ok" | "error",
+  checks: readonly Check[],
+  uncertain: boolean,
+): VerificationVerdict {
   if (uncertain) return "uncertain";
   if (outcome === "error") return "failed";
   return checks.every((c) => c.ok) ? "passed" : "failed";
@@ -72,15 +83,27 @@ export class Verifier {
         await this.#verify(m, inc.delivery.seq);
         return;
       case "tier_assigned":
-        if (m.body.denied !== null) await this.#close(m, "rejected", `step ${m.step} denied by policy: ${m.body.denied}`, inc.delivery.seq);
+        if (m.body.denied !== null)
+          await this.#close(
+            m,
+            "rejected",
+            `step ${m.step} denied by policy: ${m.body.denied}`,
+            inc.delivery.seq,
+          );
         return;
       case "verdict":
         if (m.body.decision !== "approve" && !f.executed.has(m.body.digest)) {
-          await this.#close(m, "rejected", `step ${m.step} ${m.body.decision} by ${inc.key.name}: ${m.body.reasons.join("; ")}`, inc.delivery.seq);
+          await this.#close(
+            m,
+            "rejected",
+            `step ${m.step} ${m.body.decision} by ${inc.key.name}: ${m.body.reasons.join("; ")}`,
+            inc.delivery.seq,
+          );
         }
         return;
       case "message_rejected":
-        if (m.body.by === "executor" && m.body.code === "quorum_not_met") await this.#close(m, "rejected", m.body.reason, inc.delivery.seq);
+        if (m.body.by === "executor" && m.body.code === "quorum_not_met")
+          await this.#close(m, "rejected", m.body.reason, inc.delivery.seq);
         return;
       case "task_submitted":
       case "step_proposed":
@@ -102,7 +125,12 @@ export class Verifier {
     let uncertain = false;
     if (b.outcome === "ok") {
       try {
-        checks = checks.concat(await getTool(b.tool).verify(this.#rt, b.args, b.result, { effectId: b.effectId, attempt: m.attempt }));
+        checks = checks.concat(
+          await getTool(b.tool).verify(this.#rt, b.args, b.result, {
+            effectId: b.effectId,
+            attempt: m.attempt,
+          }),
+        );
       } catch (e) {
         uncertain = true;
         checks.push({ name: "postconditions readable", ok: false, detail: (e as Error).message });
@@ -117,27 +145,61 @@ export class Verifier {
       run: m.run,
       step,
       attempt: m.attempt,
-      body: { digest: b.digest, tool: b.tool, verdict, checks, compensationOf: b.compensationOf, index: b.index, total: b.total },
+      body: {
+        digest: b.digest,
+        tool: b.tool,
+        verdict,
+        checks,
+        compensationOf: b.compensationOf,
+        index: b.index,
+        total: b.total,
+      },
       trace: m.trace,
     });
     if (audit.some((c) => !c.ok)) {
-      await this.#close(m, "quarantined", `execution of step ${step} is not backed by valid authorisation: ${audit.filter((c) => !c.ok).map((c) => c.detail).join("; ")}`, seq);
+      await this.#close(
+        m,
+        "quarantined",
+        `execution of step ${step} is not backed by valid authorisation: ${audit
+          .filter((c) => !c.ok)
+          .map((c) => c.detail)
+          .join("; ")}`,
+        seq,
+      );
       return;
     }
     if (verdict === "passed" && b.compensationOf === null && b.index + 1 >= b.total) {
       await this.#close(m, "completed", `all ${b.total} step(s) executed and verified`, seq);
     } else if (verdict !== "passed") {
-      await this.#close(m, "failed", `step ${step} verification ${verdict}: ${checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`).join("; ")}`, seq);
+      await this.#close(
+        m,
+        "failed",
+        `step ${step} verification ${verdict}: ${checks
+          .filter((c) => !c.ok)
+          .map((c) => `${c.name}: ${c.detail}`)
+          .join("; ")}`,
+        seq,
+      );
     }
   }
 
-  async #close(cause: { run: string; trace: MessageOf<"task_submitted">["trace"] }, outcome: RunOutcome, reason: string, uptoSeq: number): Promise<void> {
+  async #close(
+    cause: { run: string; trace: MessageOf<"task_submitted">["trace"] },
+    outcome: RunOutcome,
+    reason: string,
+    uptoSeq: number,
+  ): Promise<void> {
     const f = this.#runs.get(cause.run);
     if (f?.closed) return;
     // The receipt covers the run's trace up to the message that closed it: a pure function
     // of the stream, so anyone can recompute it.
-    const events = (await this.#host.bus.readAll(runFilter(cause.run))).filter((e) => e.seq <= uptoSeq);
-    const receipt = computeReceipt(events.map((e) => ({ seq: e.seq, subject: e.subject, frame: e.data })), cause.run);
+    const events = (await this.#host.bus.readAll(runFilter(cause.run))).filter(
+      (e) => e.seq <= uptoSeq,
+    );
+    const receipt = computeReceipt(
+      events.map((e) => ({ seq: e.seq, subject: e.subject, frame: e.data })),
+      cause.run,
+    );
     if (f) f.closed = true;
     await this.#host.emit("run_closed", {
       id: `close-${cause.run}`,

@@ -12,9 +12,19 @@ describe("bus", () => {
 
   beforeAll(async () => {
     server = await LocalNatsServer.start({ users });
-    admin = await Bus.connect({ servers: server.url, name: "admin", user: "admin", pass: "a-pass" });
+    admin = await Bus.connect({
+      servers: server.url,
+      name: "admin",
+      user: "admin",
+      pass: "a-pass",
+    });
     await admin.ensureStream();
-    router = await Bus.connect({ servers: server.url, name: "router", user: "router", pass: "r-pass" });
+    router = await Bus.connect({
+      servers: server.url,
+      name: "router",
+      user: "router",
+      pass: "r-pass",
+    });
   });
   afterAll(async () => {
     await router?.drain();
@@ -30,24 +40,37 @@ describe("bus", () => {
   });
 
   it("bus - the server drops a repeated message id", async () => {
-    const a = await router.publish("trias.router.tier_assigned.dedupe", new Uint8Array([1]), { msgId: "same-id" });
-    const b = await router.publish("trias.router.tier_assigned.dedupe", new Uint8Array([2]), { msgId: "same-id" });
+    const a = await router.publish("trias.router.tier_assigned.dedupe", new Uint8Array([1]), {
+      msgId: "same-id",
+    });
+    const b = await router.publish("trias.router.tier_assigned.dedupe", new Uint8Array([2]), {
+      msgId: "same-id",
+    });
     expect(b.duplicate).toBe(true);
     expect(b.seq).toBe(a.seq);
     expect(await admin.readAll("trias.*.*.dedupe")).toHaveLength(1);
   });
 
   it("bus - per-role permissions: the router cannot publish as another role or delete the trace", async () => {
-    await expect(router.publish("trias.executor.step_executed.x", new Uint8Array([1]), { msgId: "perm-1" })).rejects.toThrow(/Permissions Violation/);
+    await expect(
+      router.publish("trias.executor.step_executed.x", new Uint8Array([1]), { msgId: "perm-1" }),
+    ).rejects.toThrow(/Permissions Violation/);
     await expect(router.jsm.streams.delete(admin.stream)).rejects.toThrow(/Permissions Violation/);
     await expect(router.jsm.streams.purge(admin.stream)).rejects.toThrow(/Permissions Violation/);
   });
 
   it("bus - consume keeps order within a run, retries a nak, and terminates what the handler refuses", async () => {
     await router.ensureConsumer("order-test", { filter: "trias.router.test_order.*" });
-    for (let i = 0; i < 20; i++) await router.publish(`trias.router.test_order.run${i % 2}`, new Uint8Array([i]), { msgId: `order-${i}` });
-    await router.publish("trias.router.test_order.nak", new Uint8Array([99]), { msgId: "order-nak" });
-    await router.publish("trias.router.test_order.term", new Uint8Array([98]), { msgId: "order-term" });
+    for (let i = 0; i < 20; i++)
+      await router.publish(`trias.router.test_order.run${i % 2}`, new Uint8Array([i]), {
+        msgId: `order-${i}`,
+      });
+    await router.publish("trias.router.test_order.nak", new Uint8Array([99]), {
+      msgId: "order-nak",
+    });
+    await router.publish("trias.router.test_order.term", new Uint8Array([98]), {
+      msgId: "order-term",
+    });
     const seen: Record<string, number[]> = {};
     let nakDeliveries = 0;
     let termDeliveries = 0;
@@ -64,7 +87,12 @@ describe("bus", () => {
           await new Promise((r) => setTimeout(r, Math.random() * 5));
           (seen[run] ??= []).push(d.data[0] ?? -1);
         }
-        if ((seen["run0"]?.length ?? 0) === 10 && (seen["run1"]?.length ?? 0) === 10 && nakDeliveries === 2) resolve();
+        if (
+          (seen["run0"]?.length ?? 0) === 10 &&
+          (seen["run1"]?.length ?? 0) === 10 &&
+          nakDeliveries === 2
+        )
+          resolve();
         return { type: "ack" };
       });
     });
@@ -77,18 +105,28 @@ describe("bus", () => {
   });
 
   it("bus - readAll returns every message of a filter in stream order, lastBySubject the newest", async () => {
-    for (let i = 0; i < 700; i++) await router.publish("trias.router.tier_assigned.many", new Uint8Array([i % 256]), { msgId: `many-${i}` });
+    for (let i = 0; i < 700; i++)
+      await router.publish("trias.router.tier_assigned.many", new Uint8Array([i % 256]), {
+        msgId: `many-${i}`,
+      });
     const all = await admin.readAll("trias.*.*.many");
     expect(all).toHaveLength(700);
     expect(all.every((m, i) => i === 0 || m.seq > (all[i - 1]?.seq ?? 0))).toBe(true);
-    expect((await admin.lastBySubject("trias.router.tier_assigned.many"))?.seq).toBe(all.at(-1)?.seq);
+    expect((await admin.lastBySubject("trias.router.tier_assigned.many"))?.seq).toBe(
+      all.at(-1)?.seq,
+    );
     expect(await admin.lastBySubject("trias.router.tier_assigned.none")).toBeNull();
   });
 
   it("bus - history survives a server restart", async () => {
     const before = (await admin.jsm.streams.info(admin.stream)).state.messages;
     await server.restart();
-    const again = await Bus.connect({ servers: server.url, name: "admin2", user: "admin", pass: "a-pass" });
+    const again = await Bus.connect({
+      servers: server.url,
+      name: "admin2",
+      user: "admin",
+      pass: "a-pass",
+    });
     const after = (await again.jsm.streams.info(again.stream)).state.messages;
     await again.drain();
     expect(after).toBe(before);

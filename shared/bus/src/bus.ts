@@ -1,4 +1,10 @@
-import { connect, headers as natsHeaders, nanos, type NatsConnection, type MsgHdrs } from "@nats-io/transport-node";
+import {
+  connect,
+  headers as natsHeaders,
+  nanos,
+  type NatsConnection,
+  type MsgHdrs,
+} from "@nats-io/transport-node";
 import {
   AckPolicy,
   DeliverPolicy,
@@ -49,9 +55,7 @@ export interface Delivery {
 }
 
 export type Disposition =
-  | { type: "ack" }
-  | { type: "nak"; delayMs: number }
-  | { type: "term"; reason: string };
+  { type: "ack" } | { type: "nak"; delayMs: number } | { type: "term"; reason: string };
 
 export const ACK: Disposition = { type: "ack" };
 
@@ -116,7 +120,12 @@ export class Bus {
   readonly stream: string;
   readonly #subs = new Set<Subscription>();
 
-  private constructor(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager, stream: string) {
+  private constructor(
+    nc: NatsConnection,
+    js: JetStreamClient,
+    jsm: JetStreamManager,
+    stream: string,
+  ) {
     this.nc = nc;
     this.js = js;
     this.jsm = jsm;
@@ -147,9 +156,13 @@ export class Bus {
       }
     }
     const servers = Array.isArray(o.servers) ? o.servers.join(",") : o.servers;
-    throw new TransientError("bus_unavailable", `cannot connect to NATS at ${servers}: ${String((lastErr as Error)?.message ?? lastErr)}`, {
-      cause: lastErr,
-    });
+    throw new TransientError(
+      "bus_unavailable",
+      `cannot connect to NATS at ${servers}: ${String((lastErr as Error)?.message ?? lastErr)}`,
+      {
+        cause: lastErr,
+      },
+    );
   }
 
   /** Create the trace stream, or bring an existing one to this configuration. Admin only. */
@@ -184,21 +197,37 @@ export class Bus {
         return;
       } catch (e) {
         if (!isNotFound(e) || Date.now() > deadline) {
-          throw new TransientError("bus_unavailable", `stream ${this.stream} is not available: ${(e as Error).message}`, { cause: e });
+          throw new TransientError(
+            "bus_unavailable",
+            `stream ${this.stream} is not available: ${(e as Error).message}`,
+            { cause: e },
+          );
         }
         await new Promise((r) => setTimeout(r, 200));
       }
     }
   }
 
-  async publish(subject: string, data: Uint8Array, o: { msgId: string; headers?: Record<string, string> }): Promise<{ seq: number; duplicate: boolean }> {
+  async publish(
+    subject: string,
+    data: Uint8Array,
+    o: { msgId: string; headers?: Record<string, string> },
+  ): Promise<{ seq: number; duplicate: boolean }> {
     const h = natsHeaders();
     for (const [k, v] of Object.entries(o.headers ?? {})) h.set(k, v);
     try {
-      const ack = await this.js.publish(subject, data, { msgID: o.msgId, headers: h, timeout: 10_000 });
+      const ack = await this.js.publish(subject, data, {
+        msgID: o.msgId,
+        headers: h,
+        timeout: 10_000,
+      });
       return { seq: ack.seq, duplicate: ack.duplicate };
     } catch (e) {
-      throw new TransientError("bus_unavailable", `publish to ${subject} failed: ${(e as Error).message}`, { cause: e });
+      throw new TransientError(
+        "bus_unavailable",
+        `publish to ${subject} failed: ${(e as Error).message}`,
+        { cause: e },
+      );
     }
   }
 
@@ -214,7 +243,11 @@ export class Bus {
     };
     try {
       const info = await this.jsm.consumers.info(this.stream, durable);
-      if (info.config.filter_subject !== o.filter || info.config.ack_wait !== cfg.ack_wait || info.config.max_deliver !== cfg.max_deliver) {
+      if (
+        info.config.filter_subject !== o.filter ||
+        info.config.ack_wait !== cfg.ack_wait ||
+        info.config.max_deliver !== cfg.max_deliver
+      ) {
         await this.jsm.consumers.update(this.stream, durable, {
           filter_subject: o.filter,
           ack_wait: cfg.ack_wait,
@@ -235,7 +268,11 @@ export class Bus {
    * with it. Messages with the same key (by default the subject's last token, the run) are
    * handled one at a time in stream order; different keys run concurrently.
    */
-  async consume(durable: string, handler: (d: Delivery) => Promise<Disposition>, o: ConsumeOptions = {}): Promise<Subscription> {
+  async consume(
+    durable: string,
+    handler: (d: Delivery) => Promise<Disposition>,
+    o: ConsumeOptions = {},
+  ): Promise<Subscription> {
     const consumer = await this.js.consumers.get(this.stream, durable);
     const messages: ConsumerMessages = await consumer.consume({ max_messages: o.batch ?? 64 });
     const keyOf = o.keyOf ?? ((d: Delivery) => d.subject.slice(d.subject.lastIndexOf(".") + 1));
@@ -249,7 +286,10 @@ export class Bus {
         disp = await handler(d);
       } catch (e) {
         o.onError?.(e, d);
-        disp = isTriasError(e) && !e.retryable ? { type: "term", reason: e.message } : { type: "nak", delayMs: backoffMs(d.deliveryCount) };
+        disp =
+          isTriasError(e) && !e.retryable
+            ? { type: "term", reason: e.message }
+            : { type: "nak", delayMs: backoffMs(d.deliveryCount) };
       }
       switch (disp.type) {
         case "ack":
@@ -300,7 +340,9 @@ export class Bus {
     const ci = await this.jsm.consumers.add(this.stream, {
       filter_subject: filter,
       ack_policy: AckPolicy.None,
-      ...(fromSeq > 1 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromSeq } : { deliver_policy: DeliverPolicy.All }),
+      ...(fromSeq > 1
+        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromSeq }
+        : { deliver_policy: DeliverPolicy.All }),
       inactive_threshold: nanos(30_000),
       mem_storage: true,
       num_replicas: 1,
@@ -314,7 +356,13 @@ export class Bus {
         let got = 0;
         for await (const m of batch) {
           got++;
-          out.push({ subject: m.subject, data: m.data, seq: m.seq, headers: hdrsToRecord(m.headers), timestampMs: Math.floor(m.info.timestampNanos / 1_000_000) });
+          out.push({
+            subject: m.subject,
+            data: m.data,
+            seq: m.seq,
+            headers: hdrsToRecord(m.headers),
+            timestampMs: Math.floor(m.info.timestampNanos / 1_000_000),
+          });
           pending = m.info.pending;
         }
         if (got === 0) break;
@@ -329,11 +377,17 @@ export class Bus {
    * Follow messages matching `filter` as they are stored (from `fromSeq`, or only new ones),
    * without acks or a durable: for watchers such as the console, which keep no progress.
    */
-  async watch(filter: string, handler: (m: StoredMessage) => void, o: { fromSeq?: number } = {}): Promise<Subscription> {
+  async watch(
+    filter: string,
+    handler: (m: StoredMessage) => void,
+    o: { fromSeq?: number } = {},
+  ): Promise<Subscription> {
     const ci = await this.jsm.consumers.add(this.stream, {
       filter_subject: filter,
       ack_policy: AckPolicy.None,
-      ...(o.fromSeq !== undefined ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, o.fromSeq) } : { deliver_policy: DeliverPolicy.New }),
+      ...(o.fromSeq !== undefined
+        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, o.fromSeq) }
+        : { deliver_policy: DeliverPolicy.New }),
       inactive_threshold: nanos(60_000),
       mem_storage: true,
       num_replicas: 1,
@@ -342,7 +396,13 @@ export class Bus {
     const messages = await c.consume({ max_messages: 256 });
     const loop = (async () => {
       for await (const m of messages) {
-        handler({ subject: m.subject, data: m.data, seq: m.seq, headers: hdrsToRecord(m.headers), timestampMs: Math.floor(m.info.timestampNanos / 1_000_000) });
+        handler({
+          subject: m.subject,
+          data: m.data,
+          seq: m.seq,
+          headers: hdrsToRecord(m.headers),
+          timestampMs: Math.floor(m.info.timestampNanos / 1_000_000),
+        });
       }
     })();
     const sub: Subscription = {
@@ -363,7 +423,13 @@ export class Bus {
     try {
       const m = await this.jsm.streams.getMessage(this.stream, { last_by_subj: subject });
       if (!m) return null;
-      return { subject: m.subject, data: m.data, seq: m.seq, headers: hdrsToRecord(m.header), timestampMs: m.time.getTime() };
+      return {
+        subject: m.subject,
+        data: m.data,
+        seq: m.seq,
+        headers: hdrsToRecord(m.header),
+        timestampMs: m.time.getTime(),
+      };
     } catch (e) {
       if (isNotFound(e)) return null;
       throw e;
@@ -388,8 +454,14 @@ export function backoffMs(deliveryCount: number): number {
 
 function isNotFound(e: unknown): boolean {
   const msg = String((e as Error)?.message ?? "").toLowerCase();
-  const code = (e as { code?: unknown; api_error?: { err_code?: number; code?: number } })?.api_error;
-  return msg.includes("not found") || code?.code === 404 || code?.err_code === 10059 || code?.err_code === 10014;
+  const code = (e as { code?: unknown; api_error?: { err_code?: number; code?: number } })
+    ?.api_error;
+  return (
+    msg.includes("not found") ||
+    code?.code === 404 ||
+    code?.err_code === 10059 ||
+    code?.err_code === 10014
+  );
 }
 
 function isAuthError(e: unknown): boolean {

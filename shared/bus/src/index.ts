@@ -11,5 +11,19 @@ export {
   type ConsumeOptions,
   type Subscription,
 } from "./bus.js";
-export { natsConfig, publishAllow, AGENT_NATS_ROLES, EXECUTOR_BUCKETS, type NatsUser, type NatsUserRole, type NatsConfigOptions } from "./nats-config.js";
-export { LocalNatsServer, findNatsServer, freePort, NATS_INSTALL_HINT, type LocalServerOptions } from "./local-server.js";
+export {
+  natsConfig,
+  publishAllow,
+  AGENT_NATS_ROLES,
+  EXECUTOR_BUCKETS,
+  type NatsUser,
+  type NatsUserRole,
+  type NatsConfigOptions,
+} from "./nats-config.js";
+export {
+  LocalNatsServer,
+  findNatsServer,
+  freePort,
+  NATS_INSTALL_HINT,
+  type LocalServerOptions,
+} from "./local-server.js";

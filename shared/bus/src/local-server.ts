@@ -13,7 +13,9 @@ export const NATS_INSTALL_HINT =
 export function findNatsServer(): string | null {
   const explicit = process.env["NATS_SERVER_BIN"];
   if (explicit && existsSync(explicit)) return explicit;
-  const dirs = (process.env["PATH"] ?? "").split(delimiter).concat(["/usr/sbin", "/usr/local/sbin", "/usr/local/bin"]);
+  const dirs = (process.env["PATH"] ?? "")
+    .split(delimiter)
+    .concat(["/usr/sbin", "/usr/local/sbin", "/usr/local/bin"]);
   for (const d of dirs) {
     const p = join(d, "nats-server");
     if (d && existsSync(p)) return p;
@@ -36,7 +38,8 @@ export async function freePort(): Promise<number> {
 async function waitForPort(port: number, timeoutMs: number, child: ChildProcess): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new TransientError("bus_unavailable", `nats-server exited with code ${child.exitCode}`);
+    if (child.exitCode !== null)
+      throw new TransientError("bus_unavailable", `nats-server exited with code ${child.exitCode}`);
     const ok = await new Promise<boolean>((resolve) => {
       const s = tcpConnect(port, "127.0.0.1");
       s.once("connect", () => {
@@ -48,7 +51,10 @@ async function waitForPort(port: number, timeoutMs: number, child: ChildProcess)
     if (ok) return;
     await new Promise((r) => setTimeout(r, 25));
   }
-  throw new TransientError("timeout", `nats-server did not listen on port ${port} within ${timeoutMs} ms`);
+  throw new TransientError(
+    "timeout",
+    `nats-server did not listen on port ${port} within ${timeoutMs} ms`,
+  );
 }
 
 export interface LocalServerOptions {
@@ -71,7 +77,14 @@ export class LocalNatsServer {
   readonly #workDir: string;
   #child: ChildProcess | null = null;
 
-  private constructor(bin: string, port: number, storeDir: string, workDir: string, ownsStore: boolean, confPath: string) {
+  private constructor(
+    bin: string,
+    port: number,
+    storeDir: string,
+    workDir: string,
+    ownsStore: boolean,
+    confPath: string,
+  ) {
     this.#bin = bin;
     this.port = port;
     this.storeDir = storeDir;
@@ -89,7 +102,11 @@ export class LocalNatsServer {
     mkdirSync(storeDir, { recursive: true });
     const port = o.port ?? (await freePort());
     const confPath = join(workDir, "nats.conf");
-    writeFileSync(confPath, natsConfig({ port, storeDir, ...(o.users ? { users: o.users } : {}) }), { mode: 0o600 });
+    writeFileSync(
+      confPath,
+      natsConfig({ port, storeDir, ...(o.users ? { users: o.users } : {}) }),
+      { mode: 0o600 },
+    );
     const s = new LocalNatsServer(bin, port, storeDir, workDir, o.storeDir === undefined, confPath);
     await s.#spawn(o.logFile);
     return s;
@@ -108,7 +125,9 @@ export class LocalNatsServer {
       await waitForPort(this.port, 10_000, child);
     } catch (e) {
       child.kill("SIGKILL");
-      throw new TransientError("bus_unavailable", `nats-server failed to start: ${stderr.trim()}`, { cause: e });
+      throw new TransientError("bus_unavailable", `nats-server failed to start: ${stderr.trim()}`, {
+        cause: e,
+      });
     }
   }
 

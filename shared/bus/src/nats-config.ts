@@ -6,7 +6,13 @@
 
 export type NatsUserRole = "admin" | "proposer" | "router" | "reviewer" | "executor" | "verifier";
 
-export const AGENT_NATS_ROLES: readonly NatsUserRole[] = ["proposer", "router", "reviewer", "executor", "verifier"];
+export const AGENT_NATS_ROLES: readonly NatsUserRole[] = [
+  "proposer",
+  "router",
+  "reviewer",
+  "executor",
+  "verifier",
+];
 
 /** KV buckets the executor (the only holder of tool credentials) may write. */
 export const EXECUTOR_BUCKETS = ["trias_ledger", "trias_effects"] as const;

@@ -1,7 +1,23 @@
 import { describe, expect, it } from "vitest";
-import { canonicalBytes, decodeFrame, encode, encodeFrame, parseMessage, proposalDigest, MAX_FRAME_BYTES, ValidationError } from "./index.js";
+import {
+  canonicalBytes,
+  decodeFrame,
+  encode,
+  encodeFrame,
+  parseMessage,
+  proposalDigest,
+  MAX_FRAME_BYTES,
+  ValidationError,
+} from "./index.js";
 
-const base = { tool: "ledger.transfer", args: { from: "a", to: "b", amount: 5 }, run: "r1", step: 1, attempt: 0, policyDigest: "f".repeat(64) };
+const base = {
+  tool: "ledger.transfer",
+  args: { from: "a", to: "b", amount: 5 },
+  run: "r1",
+  step: 1,
+  attempt: 0,
+  policyDigest: "f".repeat(64),
+};
 
 describe("protocol codec", () => {
   it("protocol - canonical bytes do not depend on key order", () => {
@@ -37,11 +53,19 @@ describe("protocol codec", () => {
     };
     expect(code(() => decodeFrame(new Uint8Array(MAX_FRAME_BYTES + 1)))).toBe("frame_oversized");
     expect(code(() => decodeFrame(new Uint8Array(0)))).toBe("frame_malformed");
-    expect(code(() => decodeFrame(encode({ kind: "verdict", body: {} })))).toBe("signature_missing");
-    expect(code(() => decodeFrame(encode([2, "k", new Uint8Array(64), new Uint8Array(1)])))).toBe("frame_malformed");
-    expect(code(() => decodeFrame(encode([1, "k", new Uint8Array(0), new Uint8Array(1)])))).toBe("signature_missing");
+    expect(code(() => decodeFrame(encode({ kind: "verdict", body: {} })))).toBe(
+      "signature_missing",
+    );
+    expect(code(() => decodeFrame(encode([2, "k", new Uint8Array(64), new Uint8Array(1)])))).toBe(
+      "frame_malformed",
+    );
+    expect(code(() => decodeFrame(encode([1, "k", new Uint8Array(0), new Uint8Array(1)])))).toBe(
+      "signature_missing",
+    );
     expect(code(() => decodeFrame(new Uint8Array([0xc1])))).toBe("frame_malformed");
-    const ok = decodeFrame(encodeFrame({ kid: "k", sig: new Uint8Array(64).fill(1), payload: new Uint8Array([1, 2]) }));
+    const ok = decodeFrame(
+      encodeFrame({ kid: "k", sig: new Uint8Array(64).fill(1), payload: new Uint8Array([1, 2]) }),
+    );
     expect(ok.kid).toBe("k");
     expect([...ok.payload]).toEqual([1, 2]);
   });
@@ -49,7 +73,20 @@ describe("protocol codec", () => {
   it("protocol - schema errors name the field that is wrong", () => {
     expect(() => parseMessage({ v: 1, kind: "verdict" })).toThrow(/schema/);
     try {
-      parseMessage({ v: 1, id: "12345678", kind: "task_submitted", run: "bad run!", step: null, attempt: 0, sender: "k", role: "console", issuedAt: 1, expiresAt: 2, trace: null, body: { goal: "", program: "p", input: {}, requestedBy: "x" } });
+      parseMessage({
+        v: 1,
+        id: "12345678",
+        kind: "task_submitted",
+        run: "bad run!",
+        step: null,
+        attempt: 0,
+        sender: "k",
+        role: "console",
+        issuedAt: 1,
+        expiresAt: 2,
+        trace: null,
+        body: { goal: "", program: "p", input: {}, requestedBy: "x" },
+      });
     } catch (e) {
       expect((e as Error).message).toMatch(/run/);
       expect((e as Error).message).toMatch(/goal/);

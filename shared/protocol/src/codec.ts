@@ -80,9 +80,13 @@ export function proposalDigest(b: ProposalBinding): string {
 export function parseMessage(value: unknown): Message {
   const r = Message.safeParse(value);
   if (!r.success) {
-    throw new ValidationError("schema_invalid", `message does not match the schema: ${z.prettifyError(r.error)}`, {
-      cause: r.error,
-    });
+    throw new ValidationError(
+      "schema_invalid",
+      `message does not match the schema: ${z.prettifyError(r.error)}`,
+      {
+        cause: r.error,
+      },
+    );
   }
   return r.data;
 }

@@ -57,7 +57,11 @@ export class TriasError extends Error {
 /** Input that can never become valid by retrying: malformed frames, schema violations, bad config. */
 export class ValidationError extends TriasError {
   override readonly name = "ValidationError";
-  constructor(code: ErrorCode, message: string, options: Omit<TriasErrorOptions, "retryable"> = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: Omit<TriasErrorOptions, "retryable"> = {},
+  ) {
     super(code, message, { ...options, retryable: false });
   }
 }
@@ -65,7 +69,11 @@ export class ValidationError extends TriasError {
 /** A governance check refused the message: signature, role, quorum, digest, scope, replay. */
 export class GateError extends TriasError {
   override readonly name = "GateError";
-  constructor(code: ErrorCode, message: string, options: Omit<TriasErrorOptions, "retryable"> = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: Omit<TriasErrorOptions, "retryable"> = {},
+  ) {
     super(code, message, { ...options, retryable: false });
   }
 }
@@ -73,7 +81,11 @@ export class GateError extends TriasError {
 /** Something outside us failed in a way that may pass on a later attempt (bus, storage, timeouts). */
 export class TransientError extends TriasError {
   override readonly name = "TransientError";
-  constructor(code: ErrorCode, message: string, options: Omit<TriasErrorOptions, "retryable"> = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: Omit<TriasErrorOptions, "retryable"> = {},
+  ) {
     super(code, message, { ...options, retryable: true });
   }
 }

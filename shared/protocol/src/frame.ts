@@ -43,7 +43,10 @@ export function decodeFrame(bytes: Uint8Array, maxBytes = MAX_FRAME_BYTES): Fram
   }
   const [v, kid, sig, payload] = raw as unknown[];
   if (v !== FRAME_VERSION) {
-    throw new ValidationError("frame_malformed", `unsupported frame version ${String(v)}, expected ${FRAME_VERSION}`);
+    throw new ValidationError(
+      "frame_malformed",
+      `unsupported frame version ${String(v)}, expected ${FRAME_VERSION}`,
+    );
   }
   if (typeof kid !== "string" || kid.length === 0) {
     throw new ValidationError("signature_missing", "frame has no key id");

@@ -58,5 +58,13 @@ export {
   type ProposalBinding,
 } from "./codec.js";
 export { encodeFrame, decodeFrame, FRAME_VERSION, MAX_FRAME_BYTES, type Frame } from "./frame.js";
-export { SUBJECT_ROOT, STREAM_NAME, subjectFor, kindFilter, runFilter, parseSubject, type SubjectParts } from "./subjects.js";
+export {
+  SUBJECT_ROOT,
+  STREAM_NAME,
+  subjectFor,
+  kindFilter,
+  runFilter,
+  parseSubject,
+  type SubjectParts,
+} from "./subjects.js";
 export { messageJsonSchemas } from "./json-schema.js";

@@ -8,10 +8,14 @@ const dir = join(import.meta.dirname, "..", "schemas");
 describe("protocol JSON Schema", () => {
   it("protocol - committed JSON Schemas match the zod schemas (regenerate: pnpm --filter @trias/protocol schemas)", () => {
     const generated = messageJsonSchemas();
-    const committed = readdirSync(dir).filter((f) => f.endsWith(".schema.json")).sort();
+    const committed = readdirSync(dir)
+      .filter((f) => f.endsWith(".schema.json"))
+      .sort();
     expect(committed).toEqual(Object.keys(generated).sort());
     for (const [name, schema] of Object.entries(generated)) {
-      expect(JSON.parse(readFileSync(join(dir, name), "utf8")), name).toEqual(JSON.parse(JSON.stringify(schema)));
+      expect(JSON.parse(readFileSync(join(dir, name), "utf8")), name).toEqual(
+        JSON.parse(JSON.stringify(schema)),
+      );
     }
   });
 

@@ -1,7 +1,11 @@
 import { z } from "zod";
 import * as S from "./schemas.js";
 
-const bytes = { type: "string", contentEncoding: "base64", description: "msgpack bin: a signed frame" };
+const bytes = {
+  type: "string",
+  contentEncoding: "base64",
+  description: "msgpack bin: a signed frame",
+};
 
 /** JSON Schema for every message kind and body, generated from the zod schemas. */
 export function messageJsonSchemas(): Record<string, unknown> {

@@ -41,7 +41,9 @@ export type Digest = z.infer<typeof Digest>;
 export const KeyId = z.string().min(1).max(128);
 
 /** Raw bytes (msgpack bin). Used for embedded signed frames, which are evidence and stay opaque. */
-export const Bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, { message: "expected bytes (msgpack bin)" });
+export const Bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, {
+  message: "expected bytes (msgpack bin)",
+});
 
 export const JsonValue = z.json();
 export type JsonValue = z.infer<typeof JsonValue>;

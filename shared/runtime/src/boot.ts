@@ -12,11 +12,18 @@ export interface Booted {
   log: Logger;
 }
 
-export function createLogger(name: string, role: Role, level = process.env["LOG_LEVEL"] ?? "info"): Logger {
+export function createLogger(
+  name: string,
+  role: Role,
+  level = process.env["LOG_LEVEL"] ?? "info",
+): Logger {
   return pino({
     level,
     base: { agent: name, role },
-    redact: { paths: ["*.d", "*.password", "*.pass", "*.privateKey", "*.jwk", "*.token", "*.secret"], censor: "[redacted]" },
+    redact: {
+      paths: ["*.d", "*.password", "*.pass", "*.privateKey", "*.jwk", "*.token", "*.secret"],
+      censor: "[redacted]",
+    },
   });
 }
 
@@ -26,7 +33,10 @@ export async function bootAgent(role: Role, opts: { logger?: Logger } = {}): Pro
   const log = opts.logger ?? createLogger(env.name, role, env.logLevel);
   const signer = Signer.load(env.keyFile);
   if (signer.role !== role) {
-    throw new ValidationError("config_invalid", `key file ${env.keyFile} is for a ${signer.role}, but this process is the ${role}`);
+    throw new ValidationError(
+      "config_invalid",
+      `key file ${env.keyFile} is for a ${signer.role}, but this process is the ${role}`,
+    );
   }
   const registry = KeyRegistry.load(env.registryFile);
   const bus = await Bus.connect({
@@ -41,7 +51,10 @@ export async function bootAgent(role: Role, opts: { logger?: Logger } = {}): Pro
 }
 
 /** Drain on SIGTERM/SIGINT: stop taking messages, finish in-flight ones, close, exit 0. */
-export function drainOnSignal(b: Booted, extra: () => Promise<void> = async () => undefined): void {
+export function drainOnSignal(
+  b: Booted,
+  extra: () => Promise<void> = () => Promise.resolve(),
+): void {
   let stopping = false;
   const stop = (sig: string) => {
     if (stopping) return;

@@ -24,14 +24,18 @@ export function readAgentEnv(role: Role, env: Env = process.env): AgentEnv {
   const name = env["TRIAS_IDENTITY"] ?? role;
   const keyDir = abs(env["TRIAS_KEY_DIR"] ?? ".trias/keys");
   const environment = env["TRIAS_ENV"] ?? "dev";
-  const policyFile = abs(env["TRIAS_POLICY"] ?? join(env["TRIAS_POLICY_DIR"] ?? "deploy/policies", `${environment}.yaml`));
+  const policyFile = abs(
+    env["TRIAS_POLICY"] ??
+      join(env["TRIAS_POLICY_DIR"] ?? "deploy/policies", `${environment}.yaml`),
+  );
   const keyFile = abs(env["TRIAS_KEY_FILE"] ?? join(keyDir, keyFileName(name)));
   const registryFile = abs(env["TRIAS_REGISTRY"] ?? join(keyDir, REGISTRY_FILE));
   for (const [what, path, hint] of [
     ["key file", keyFile, "create keys with `trias keys init <dir>` and set TRIAS_KEY_DIR"],
     ["key registry", registryFile, "set TRIAS_REGISTRY or TRIAS_KEY_DIR"],
   ] as const) {
-    if (!existsSync(path)) throw new ValidationError("config_invalid", `${what} ${path} does not exist: ${hint}`);
+    if (!existsSync(path))
+      throw new ValidationError("config_invalid", `${what} ${path} does not exist: ${hint}`);
   }
   const out: AgentEnv = {
     name,

@@ -26,26 +26,48 @@ export interface OpenedVerdict {
  */
 export function openAssignment(registry: KeyRegistry, bytes: Uint8Array): OpenedAssignment {
   const a = registry.open(bytes);
-  if (a.message.kind !== "tier_assigned") throw new GateError("tier_invalid", `expected a tier_assigned frame, got ${a.message.kind}`);
+  if (a.message.kind !== "tier_assigned")
+    throw new GateError("tier_invalid", `expected a tier_assigned frame, got ${a.message.kind}`);
   const p = registry.open(a.message.body.proposal);
-  if (p.message.kind !== "step_proposed") throw new GateError("tier_invalid", `tier assignment embeds a ${p.message.kind}, not a step_proposed`);
+  if (p.message.kind !== "step_proposed")
+    throw new GateError(
+      "tier_invalid",
+      `tier assignment embeds a ${p.message.kind}, not a step_proposed`,
+    );
   const am = a.message;
   const pm = p.message;
   if (am.run !== pm.run || am.step !== pm.step || am.attempt !== pm.attempt) {
-    throw new GateError("tier_invalid", `tier assignment is for ${am.run}/${am.step}/${am.attempt} but its proposal is ${pm.run}/${pm.step}/${pm.attempt}`);
+    throw new GateError(
+      "tier_invalid",
+      `tier assignment is for ${am.run}/${am.step}/${am.attempt} but its proposal is ${pm.run}/${pm.step}/${pm.attempt}`,
+    );
   }
   if (pm.step === null) throw new GateError("tier_invalid", "a proposal must name its step");
-  const digest = proposalDigest({ tool: pm.body.tool, args: pm.body.args, run: pm.run, step: pm.step, attempt: pm.attempt, policyDigest: am.body.policyDigest });
+  const digest = proposalDigest({
+    tool: pm.body.tool,
+    args: pm.body.args,
+    run: pm.run,
+    step: pm.step,
+    attempt: pm.attempt,
+    policyDigest: am.body.policyDigest,
+  });
   if (digest !== am.body.digest) {
-    throw new GateError("digest_mismatch", `tier assignment digest ${am.body.digest.slice(0, 12)} does not match its proposal (${digest.slice(0, 12)})`);
+    throw new GateError(
+      "digest_mismatch",
+      `tier assignment digest ${am.body.digest.slice(0, 12)} does not match its proposal (${digest.slice(0, 12)})`,
+    );
   }
   return { message: am, key: a.key, proposal: { message: pm, key: p.key }, bytes };
 }
 
 /** Open a verdict and the assignment it embeds; the verdict must judge that assignment's digest. */
-export function openVerdict(registry: KeyRegistry, bytes: Uint8Array): { verdict: OpenedVerdict; assignment: OpenedAssignment } {
+export function openVerdict(
+  registry: KeyRegistry,
+  bytes: Uint8Array,
+): { verdict: OpenedVerdict; assignment: OpenedAssignment } {
   const v = registry.open(bytes);
-  if (v.message.kind !== "verdict") throw new GateError("schema_invalid", `expected a verdict frame, got ${v.message.kind}`);
+  if (v.message.kind !== "verdict")
+    throw new GateError("schema_invalid", `expected a verdict frame, got ${v.message.kind}`);
   const assignment = openAssignment(registry, v.message.body.assignment);
   checkVerdictBinding({ message: v.message, key: v.key, bytes }, assignment);
   return { verdict: { message: v.message, key: v.key, bytes }, assignment };
@@ -54,17 +76,29 @@ export function openVerdict(registry: KeyRegistry, bytes: Uint8Array): { verdict
 export function checkVerdictBinding(v: OpenedVerdict, a: OpenedAssignment): void {
   const vm = v.message;
   if (vm.body.digest !== a.message.body.digest) {
-    throw new GateError("digest_mismatch", `verdict by ${v.key.name} is for digest ${vm.body.digest.slice(0, 12)}, not this step's ${a.message.body.digest.slice(0, 12)}`);
+    throw new GateError(
+      "digest_mismatch",
+      `verdict by ${v.key.name} is for digest ${vm.body.digest.slice(0, 12)}, not this step's ${a.message.body.digest.slice(0, 12)}`,
+    );
   }
   if (vm.run !== a.message.run || vm.step !== a.message.step || vm.attempt !== a.message.attempt) {
-    throw new GateError("digest_mismatch", `verdict by ${v.key.name} names ${vm.run}/${vm.step}/${vm.attempt}, not the assignment's step`);
+    throw new GateError(
+      "digest_mismatch",
+      `verdict by ${v.key.name} names ${vm.run}/${vm.step}/${vm.attempt}, not the assignment's step`,
+    );
   }
   if (v.key.kid === a.proposal.key.kid || v.key.kid === a.key.kid) {
-    throw new GateError("self_approval", `key ${v.key.name} cannot judge a step it proposed or routed`);
+    throw new GateError(
+      "self_approval",
+      `key ${v.key.name} cannot judge a step it proposed or routed`,
+    );
   }
   const strategyRole = vm.body.strategy === "human" ? "human" : "reviewer";
   if (v.key.role !== strategyRole) {
-    throw new GateError("role_mismatch", `a ${v.key.role} key cannot give a ${vm.body.strategy} verdict`);
+    throw new GateError(
+      "role_mismatch",
+      `a ${v.key.role} key cannot give a ${vm.body.strategy} verdict`,
+    );
   }
 }
 
@@ -80,7 +114,10 @@ export interface QuorumResult {
  * Count approvals: distinct keys only, each of a strategy the tier accepts; a human
  * requirement needs an approval by a human key. Duplicates are the caller's to refuse.
  */
-export function countQuorum(req: ReviewRequirement, approvals: readonly OpenedVerdict[]): QuorumResult {
+export function countQuorum(
+  req: ReviewRequirement,
+  approvals: readonly OpenedVerdict[],
+): QuorumResult {
   const counted: string[] = [];
   const seen = new Set<string>();
   let humanApproved = false;

@@ -132,7 +132,11 @@ export class AgentHost {
       headers["traceparent"] = f.trace.traceparent;
       if (f.trace.tracestate) headers["tracestate"] = f.trace.tracestate;
     }
-    const { seq, duplicate } = await this.bus.publish(subjectFor(this.signer.role, kind, f.run), bytes, { msgId: message.id, headers });
+    const { seq, duplicate } = await this.bus.publish(
+      subjectFor(this.signer.role, kind, f.run),
+      bytes,
+      { msgId: message.id, headers },
+    );
     return { id: message.id, seq, duplicate, bytes };
   }
 
@@ -140,23 +144,40 @@ export class AgentHost {
   admit(d: Delivery): Incoming {
     const { message, frame, key } = this.registry.open(d.data, this.#maxFrameBytes);
     const parts = parseSubject(d.subject);
-    if (!parts || parts.role !== message.role || parts.kind !== message.kind || parts.run !== message.run) {
-      throw new GateError("subject_mismatch", `subject ${d.subject} does not match the envelope (${message.role} ${message.kind} for run ${message.run})`);
+    if (
+      !parts ||
+      parts.role !== message.role ||
+      parts.kind !== message.kind ||
+      parts.run !== message.run
+    ) {
+      throw new GateError(
+        "subject_mismatch",
+        `subject ${d.subject} does not match the envelope (${message.role} ${message.kind} for run ${message.run})`,
+      );
     }
     // Freshness is judged against the time the server stored the message, not the time we
     // read it: a message queued while an agent was down is still valid, a message put on the
     // bus after it expired is not, and a replay of the trace reaches the same verdict.
     const storedAt = d.timestampMs;
     if (message.expiresAt + this.#skewMs < storedAt) {
-      throw new GateError("message_expired", `message ${message.id} expired at ${new Date(message.expiresAt).toISOString()} but was published at ${new Date(storedAt).toISOString()}`);
+      throw new GateError(
+        "message_expired",
+        `message ${message.id} expired at ${new Date(message.expiresAt).toISOString()} but was published at ${new Date(storedAt).toISOString()}`,
+      );
     }
     if (message.issuedAt - this.#skewMs > storedAt) {
-      throw new GateError("message_from_future", `message ${message.id} claims to be issued at ${new Date(message.issuedAt).toISOString()}, after it was published (${new Date(storedAt).toISOString()})`);
+      throw new GateError(
+        "message_from_future",
+        `message ${message.id} claims to be issued at ${new Date(message.issuedAt).toISOString()}, after it was published (${new Date(storedAt).toISOString()})`,
+      );
     }
     const now = this.now();
     const seen = this.#seen.get(message.id);
     if (seen && seen.seq !== d.seq) {
-      throw new GateError("message_replayed", `message ${message.id} was already received at sequence ${seen.seq}; this copy (sequence ${d.seq}) is a replay`);
+      throw new GateError(
+        "message_replayed",
+        `message ${message.id} was already received at sequence ${seen.seq}; this copy (sequence ${d.seq}) is a replay`,
+      );
     }
     if (!seen) this.#remember(message.id, d.seq, message.expiresAt, now);
     return { message, frame, key, delivery: d };
@@ -184,17 +205,31 @@ export class AgentHost {
     } catch {
       // The message could not be opened; the rejection still names subject and sequence.
     }
-    this.log.warn({ code: e.code, reason: e.message, subject: d.subject, seq: d.seq, run }, "message rejected");
+    this.log.warn(
+      { code: e.code, reason: e.message, subject: d.subject, seq: d.seq, run },
+      "message rejected",
+    );
     try {
       await this.emit("message_rejected", {
         id: `rej-${this.name}-${d.seq}`,
         run,
         step: null,
         attempt: 0,
-        body: { code: e.code, reason: e.message, subject: d.subject, seq: d.seq, messageId, sender, by: this.name },
+        body: {
+          code: e.code,
+          reason: e.message,
+          subject: d.subject,
+          seq: d.seq,
+          messageId,
+          sender,
+          by: this.name,
+        },
       });
     } catch (pubErr) {
-      this.log.error({ err: String(pubErr), subject: d.subject }, "could not publish rejection record");
+      this.log.error(
+        { err: String(pubErr), subject: d.subject },
+        "could not publish rejection record",
+      );
     }
   }
 
@@ -203,7 +238,12 @@ export class AgentHost {
    * from admission or the handler is recorded as a rejection; a retryable one is retried
    * with backoff by the bus.
    */
-  async listen(durable: string, filter: string, handler: (inc: Incoming) => Promise<HandlerResult>, o: ListenOptions = {}): Promise<Subscription> {
+  async listen(
+    durable: string,
+    filter: string,
+    handler: (inc: Incoming) => Promise<HandlerResult>,
+    o: ListenOptions = {},
+  ): Promise<Subscription> {
     await this.bus.ensureConsumer(durable, {
       filter,
       ...(o.deliver ? { deliver: o.deliver } : {}),
@@ -226,7 +266,16 @@ export class AgentHost {
       },
       {
         ...(o.batch ? { batch: o.batch } : {}),
-        onError: (e, d) => this.log.warn({ err: String((e as Error)?.message ?? e), subject: d.subject, seq: d.seq, delivery: d.deliveryCount }, "handler failed; will retry"),
+        onError: (e, d) =>
+          this.log.warn(
+            {
+              err: String((e as Error)?.message ?? e),
+              subject: d.subject,
+              seq: d.seq,
+              delivery: d.deliveryCount,
+            },
+            "handler failed; will retry",
+          ),
       },
     );
     this.#subs.push(sub);

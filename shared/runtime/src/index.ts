@@ -1,5 +1,14 @@
 export { readAgentEnv, type AgentEnv } from "./env.js";
-export { AgentHost, type Logger, type Incoming, type HandlerResult, type EmitFields, type Emitted, type HostOptions, type ListenOptions } from "./host.js";
+export {
+  AgentHost,
+  type Logger,
+  type Incoming,
+  type HandlerResult,
+  type EmitFields,
+  type Emitted,
+  type HostOptions,
+  type ListenOptions,
+} from "./host.js";
 export { bootAgent, drainOnSignal, createLogger, fatal, type Booted } from "./boot.js";
 export {
   openAssignment,

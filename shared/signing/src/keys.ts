@@ -52,14 +52,19 @@ export const DEFAULT_IDENTITIES: readonly Identity[] = [
   { name: "human-operator", role: "human" },
 ];
 
-export async function generateIdentity(id: Identity): Promise<{ priv: PrivateKeyFile; pub: PublicKeyEntry }> {
+export async function generateIdentity(
+  id: Identity,
+): Promise<{ priv: PrivateKeyFile; pub: PublicKeyEntry }> {
   if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(id.name)) {
     throw new ValidationError(
       "config_invalid",
       `identity name "${id.name}" must be lowercase letters, digits and '-', starting with a letter or digit`,
     );
   }
-  const { privateKey, publicKey } = await generateKeyPair("EdDSA", { crv: "Ed25519", extractable: true });
+  const { privateKey, publicKey } = await generateKeyPair("EdDSA", {
+    crv: "Ed25519",
+    extractable: true,
+  });
   const pubJwk: JWK = await exportJWK(publicKey);
   const privJwk: JWK = await exportJWK(privateKey);
   const kid = `${id.name}:${(await calculateJwkThumbprint(pubJwk)).slice(0, 16)}`;
@@ -67,7 +72,17 @@ export async function generateIdentity(id: Identity): Promise<{ priv: PrivateKey
   const d = privJwk.d ?? "";
   return {
     priv: { name: id.name, role: id.role, kid, jwk: { kty: "OKP", crv: "Ed25519", x, d } },
-    pub: { kty: "OKP", crv: "Ed25519", x, kid, alg: "EdDSA", use: "sig", name: id.name, role: id.role, status: "active" },
+    pub: {
+      kty: "OKP",
+      crv: "Ed25519",
+      x,
+      kid,
+      alg: "EdDSA",
+      use: "sig",
+      name: id.name,
+      role: id.role,
+      status: "active",
+    },
   };
 }
 
@@ -81,7 +96,10 @@ export interface InitKeysResult {
  * Write one private key file per identity (mode 0600) and the public registry. Existing
  * keys are kept, never overwritten, so re-running is safe; new identities are appended.
  */
-export async function initKeyDir(dir: string, identities: readonly Identity[] = DEFAULT_IDENTITIES): Promise<InitKeysResult> {
+export async function initKeyDir(
+  dir: string,
+  identities: readonly Identity[] = DEFAULT_IDENTITIES,
+): Promise<InitKeysResult> {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const registryPath = join(dir, REGISTRY_FILE);
   const registry: Jwks = existsSync(registryPath) ? readJwks(registryPath) : { keys: [] };
@@ -109,11 +127,19 @@ export function readJwks(path: string): Jwks {
   try {
     raw = JSON.parse(readFileSync(path, "utf8"));
   } catch (e) {
-    throw new ValidationError("config_invalid", `cannot read key registry ${path}: ${(e as Error).message}`, { cause: e });
+    throw new ValidationError(
+      "config_invalid",
+      `cannot read key registry ${path}: ${(e as Error).message}`,
+      { cause: e },
+    );
   }
   const r = Jwks.safeParse(raw);
   if (!r.success) {
-    throw new ValidationError("config_invalid", `key registry ${path} is invalid: ${z.prettifyError(r.error)}`, { cause: r.error });
+    throw new ValidationError(
+      "config_invalid",
+      `key registry ${path} is invalid: ${z.prettifyError(r.error)}`,
+      { cause: r.error },
+    );
   }
   return r.data;
 }
@@ -131,7 +157,11 @@ export function readPrivateKeyFile(path: string): PrivateKeyFile {
   }
   const r = PrivateKeyFile.safeParse(raw);
   if (!r.success) {
-    throw new ValidationError("config_invalid", `key file ${path} is invalid: ${z.prettifyError(r.error)}`, { cause: r.error });
+    throw new ValidationError(
+      "config_invalid",
+      `key file ${path} is invalid: ${z.prettifyError(r.error)}`,
+      { cause: r.error },
+    );
   }
   return r.data;
 }
@@ -140,8 +170,14 @@ export function readPrivateKeyFile(path: string): PrivateKeyFile {
 export function revokeKey(dir: string, nameOrKid: string): PublicKeyEntry {
   const path = join(dir, REGISTRY_FILE);
   const jwks = readJwks(path);
-  const entry = jwks.keys.find((k) => k.kid === nameOrKid || (k.name === nameOrKid && k.status === "active"));
-  if (!entry) throw new ValidationError("key_unknown", `no active key named or with id "${nameOrKid}" in ${path}`);
+  const entry = jwks.keys.find(
+    (k) => k.kid === nameOrKid || (k.name === nameOrKid && k.status === "active"),
+  );
+  if (!entry)
+    throw new ValidationError(
+      "key_unknown",
+      `no active key named or with id "${nameOrKid}" in ${path}`,
+    );
   entry.status = "revoked";
   writeFileSync(path, JSON.stringify(jwks, null, 2) + "\n");
   return entry;

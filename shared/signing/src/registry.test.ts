@@ -2,7 +2,14 @@ import { mkdtempSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { PROTOCOL_VERSION, encode, encodeFrame, decodeFrame, type Message, TriasError } from "@trias/protocol";
+import {
+  PROTOCOL_VERSION,
+  encode,
+  encodeFrame,
+  decodeFrame,
+  type Message,
+  type TriasError,
+} from "@trias/protocol";
 import { KeyRegistry, Signer, initKeyDir, keyFileName, revokeKey, REGISTRY_FILE } from "./index.js";
 
 let dir: string;
@@ -50,11 +57,17 @@ describe("signing", () => {
   it("signing - keys init writes private keys 0600 and keeps existing keys on a second run", async () => {
     expect(statSync(join(dir, keyFileName("console"))).mode & 0o777).toBe(0o600);
     const before = readFileSync(join(dir, keyFileName("console")), "utf8");
-    const again = await initKeyDir(dir, [{ name: "console", role: "console" }, { name: "router", role: "router" }]);
+    const again = await initKeyDir(dir, [
+      { name: "console", role: "console" },
+      { name: "router", role: "router" },
+    ]);
     expect(again.kept).toEqual(["console"]);
     expect(again.created).toEqual(["router"]);
     expect(readFileSync(join(dir, keyFileName("console")), "utf8")).toBe(before);
-    expect(JSON.parse(readFileSync(join(dir, REGISTRY_FILE), "utf8")).keys.some((k: { d?: string }) => "d" in k)).toBe(false);
+    const jwks = JSON.parse(readFileSync(join(dir, REGISTRY_FILE), "utf8")) as {
+      keys: Record<string, unknown>[];
+    };
+    expect(jwks.keys.some((k) => "d" in k)).toBe(false);
   });
 
   it("signing - a sealed frame opens, and any changed payload byte breaks the signature", () => {
@@ -67,7 +80,9 @@ describe("signing", () => {
     for (const i of [0, Math.floor(frame.payload.length / 2), frame.payload.length - 1]) {
       const payload = Uint8Array.from(frame.payload);
       payload[i] = (payload[i] ?? 0) ^ 0x01;
-      expect(code(() => registry().open(encodeFrame({ ...frame, payload })))).toBe("signature_invalid");
+      expect(code(() => registry().open(encodeFrame({ ...frame, payload })))).toBe(
+        "signature_invalid",
+      );
     }
   });
 
@@ -81,12 +96,16 @@ describe("signing", () => {
     // A reviewer key signing a task while claiming the console role.
     expect(code(() => registry().open(r.seal(task(r, { role: "console" }))))).toBe("role_mismatch");
     // The envelope names another sender than the key that signed it.
-    expect(code(() => registry().open(r.seal(task(r, { sender: s.kid, role: "reviewer" }))))).toBe("signature_invalid");
+    expect(code(() => registry().open(r.seal(task(r, { sender: s.kid, role: "reviewer" }))))).toBe(
+      "signature_invalid",
+    );
   });
 
   it("signing - the signature covers the exact bytes: a valid signature over garbage is opened only to a schema error", () => {
     const s = signer("console");
     const payload = encode({ not: "an envelope" });
-    expect(code(() => registry().open(encodeFrame({ kid: s.kid, sig: s.signBytes(payload), payload })))).toBe("schema_invalid");
+    expect(
+      code(() => registry().open(encodeFrame({ kid: s.kid, sig: s.signBytes(payload), payload }))),
+    ).toBe("schema_invalid");
   });
 });

@@ -1,4 +1,11 @@
-import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from "node:crypto";
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  sign,
+  verify,
+  type KeyObject,
+} from "node:crypto";
 import {
   GateError,
   SENDERS,
@@ -12,7 +19,13 @@ import {
   type Message,
   type Role,
 } from "@trias/protocol";
-import { readJwks, readPrivateKeyFile, type Jwks, type PrivateKeyFile, type PublicKeyEntry } from "./keys.js";
+import {
+  readJwks,
+  readPrivateKeyFile,
+  type Jwks,
+  type PrivateKeyFile,
+  type PublicKeyEntry,
+} from "./keys.js";
 
 export interface RegisteredKey {
   kid: string;
@@ -54,11 +67,15 @@ export class KeyRegistry {
   verifyFrame(frame: Frame): RegisteredKey {
     const key = this.#keys.get(frame.kid);
     if (!key) throw new GateError("key_unknown", `key ${frame.kid} is not in the registry`);
-    if (key.status !== "active") throw new GateError("key_revoked", `key ${frame.kid} (${key.name}) is revoked`);
+    if (key.status !== "active")
+      throw new GateError("key_revoked", `key ${frame.kid} (${key.name}) is revoked`);
     const cacheKey = `${frame.kid}|${Buffer.from(frame.sig).toString("base64")}|${createHash("sha256").update(frame.payload).digest("base64")}`;
     if (this.#verified.has(cacheKey)) return key;
     if (frame.sig.length !== 64 || !verify(null, frame.payload, key.key, frame.sig)) {
-      throw new GateError("signature_invalid", `signature by ${frame.kid} (${key.name}) does not match the payload`);
+      throw new GateError(
+        "signature_invalid",
+        `signature by ${frame.kid} (${key.name}) does not match the payload`,
+      );
     }
     if (this.#verified.size >= this.#cacheLimit) {
       const oldest = this.#verified.keys().next().value;
@@ -77,13 +94,22 @@ export class KeyRegistry {
     const key = this.verifyFrame(frame);
     const message = parseMessage(decode(frame.payload));
     if (message.sender !== frame.kid) {
-      throw new GateError("signature_invalid", `envelope names sender ${message.sender} but is signed by ${frame.kid}`);
+      throw new GateError(
+        "signature_invalid",
+        `envelope names sender ${message.sender} but is signed by ${frame.kid}`,
+      );
     }
     if (message.role !== key.role) {
-      throw new GateError("role_mismatch", `envelope claims role ${message.role} but key ${key.name} is a ${key.role}`);
+      throw new GateError(
+        "role_mismatch",
+        `envelope claims role ${message.role} but key ${key.name} is a ${key.role}`,
+      );
     }
     if (!SENDERS[message.kind].includes(key.role)) {
-      throw new GateError("role_mismatch", `a ${key.role} may not send ${message.kind} (only ${SENDERS[message.kind].join(", ")})`);
+      throw new GateError(
+        "role_mismatch",
+        `a ${key.role} may not send ${message.kind} (only ${SENDERS[message.kind].join(", ")})`,
+      );
     }
     return { message, frame, key, bytes };
   }

@@ -45,14 +45,18 @@ export class Ledger {
 
   async read(): Promise<{ state: LedgerState; revision: number }> {
     const e = await this.#kv.get(KEY);
-    if (!e || e.operation !== "PUT" || e.value.length === 0) return { state: { accounts: {}, applied: {} }, revision: 0 };
+    if (!e || e.operation !== "PUT" || e.value.length === 0)
+      return { state: { accounts: {}, applied: {} }, revision: 0 };
     return { state: JSON.parse(dec.decode(e.value)) as LedgerState, revision: e.revision };
   }
 
   /** Create the ledger with the demo accounts if it does not exist yet. */
   async seed(accounts: Record<string, Account> = DEMO_ACCOUNTS): Promise<boolean> {
     try {
-      await this.#kv.create(KEY, enc.encode(JSON.stringify({ accounts, applied: {} } satisfies LedgerState)));
+      await this.#kv.create(
+        KEY,
+        enc.encode(JSON.stringify({ accounts, applied: {} } satisfies LedgerState)),
+      );
       return true;
     } catch {
       return false;
@@ -63,7 +67,10 @@ export class Ledger {
    * Apply `fn` once for `effectId`. If the id was applied before (a redelivery, a crash after
    * the write), return the recorded result without touching the state again.
    */
-  async apply(effectId: string, fn: (s: LedgerState) => JsonValue): Promise<{ result: JsonValue; replayed: boolean }> {
+  async apply(
+    effectId: string,
+    fn: (s: LedgerState) => JsonValue,
+  ): Promise<{ result: JsonValue; replayed: boolean }> {
     for (let attempt = 0; attempt < 50; attempt++) {
       const { state, revision } = await this.read();
       const prior = state.applied[effectId];
@@ -77,7 +84,11 @@ export class Ledger {
         return { result, replayed: false };
       } catch (e) {
         if (!String((e as Error).message).includes("wrong last sequence")) {
-          throw new TransientError("bus_unavailable", `ledger write failed: ${(e as Error).message}`, { cause: e });
+          throw new TransientError(
+            "bus_unavailable",
+            `ledger write failed: ${(e as Error).message}`,
+            { cause: e },
+          );
         }
         // Another writer got there first: read again and retry.
       }

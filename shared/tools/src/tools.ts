@@ -26,26 +26,73 @@ export interface ToolDef {
   /** The order that undoes this effect, or null when it cannot be undone (escalate instead). */
   compensate(args: JsonObject, result: JsonValue): CompensationOrder | null;
   /** Read-only checks of the world after the effect, run by the verifier. */
-  verify(rt: ToolRuntime, args: JsonObject, result: JsonValue, ctx: EffectContext): Promise<Check[]>;
+  verify(
+    rt: ToolRuntime,
+    args: JsonObject,
+    result: JsonValue,
+    ctx: EffectContext,
+  ): Promise<Check[]>;
 }
 
-const Name = z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, "account names are lowercase, up to 32 characters");
+const Name = z
+  .string()
+  .regex(/^[a-z][a-z0-9_-]{0,31}$/, "account names are lowercase, up to 32 characters");
 const Amount = z.number().positive().finite().max(1e9);
+const AccountArgs = z.object({ account: Name }).strict();
+const TransferArgs = z
+  .object({ from: Name, to: Name, amount: Amount, memo: z.string().max(200).optional() })
+  .strict()
+  .refine((a) => a.from !== a.to, "from and to must differ");
+const RefundArgs = z
+  .object({ account: Name, amount: Amount, reference: z.string().min(1).max(64) })
+  .strict();
+const Payouts = z
+  .array(z.object({ account: Name, amount: Amount }).strict())
+  .min(1)
+  .max(100);
+const BatchArgs = z.object({ payouts: Payouts, batch: z.string().min(1).max(64) }).strict();
+const FlakyArgs = z
+  .object({ key: z.string().min(1).max(64), passFromAttempt: z.number().int().min(0).max(100) })
+  .strict();
 
 function sameJson(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
-async function recorded(rt: ToolRuntime, result: JsonValue, ctx: EffectContext): Promise<{ state: LedgerState; checks: Check[] }> {
+async function recorded(
+  rt: ToolRuntime,
+  result: JsonValue,
+  ctx: EffectContext,
+): Promise<{ state: LedgerState; checks: Check[] }> {
   const { state } = await rt.ledger.read();
   const prior = state.applied[ctx.effectId];
   const negative = Object.entries(state.accounts).filter(([, a]) => a.balance < 0);
   return {
     state,
     checks: [
-      { name: "effect recorded", ok: prior !== undefined, detail: prior !== undefined ? `ledger records ${ctx.effectId}` : `ledger has no record of ${ctx.effectId}` },
-      { name: "result matches ledger", ok: sameJson(prior, result), detail: sameJson(prior, result) ? "reported result equals the recorded one" : "reported result differs from the ledger's record" },
-      { name: "no negative balance", ok: negative.length === 0, detail: negative.length === 0 ? "all balances >= 0" : `negative: ${negative.map(([n]) => n).join(", ")}` },
+      {
+        name: "effect recorded",
+        ok: prior !== undefined,
+        detail:
+          prior !== undefined
+            ? `ledger records ${ctx.effectId}`
+            : `ledger has no record of ${ctx.effectId}`,
+      },
+      {
+        name: "result matches ledger",
+        ok: sameJson(prior, result),
+        detail: sameJson(prior, result)
+          ? "reported result equals the recorded one"
+          : "reported result differs from the ledger's record",
+      },
+      {
+        name: "no negative balance",
+        ok: negative.length === 0,
+        detail:
+          negative.length === 0
+            ? "all balances >= 0"
+            : `negative: ${negative.map(([n]) => n).join(", ")}`,
+      },
     ],
   };
 }
@@ -53,7 +100,8 @@ async function recorded(rt: ToolRuntime, result: JsonValue, ctx: EffectContext):
 function move(s: LedgerState, from: string, to: string, amount: number): void {
   const a = account(s, from);
   const b = account(s, to);
-  if (a.balance < amount) throw new ToolRefusal(`insufficient funds: ${from} has ${a.balance}, needs ${amount}`);
+  if (a.balance < amount)
+    throw new ToolRefusal(`insufficient funds: ${from} has ${a.balance}, needs ${amount}`);
   a.balance -= amount;
   b.balance += amount;
 }
@@ -61,22 +109,30 @@ function move(s: LedgerState, from: string, to: string, amount: number): void {
 const balance: ToolDef = {
   name: "ledger.balance",
   description: "Read one account's balance.",
-  input: z.object({ account: Name }).strict(),
+  input: AccountArgs,
   async run(rt, args) {
     const { state } = await rt.ledger.read();
-    const name = String(args["account"]);
+    const { account: name } = AccountArgs.parse(args);
     const a = account(state, name);
     return { account: name, balance: a.balance };
   },
   compensate: () => null,
   async verify(rt, args, result) {
     const { state } = await rt.ledger.read();
-    const name = String(args["account"]);
+    const { account: name } = AccountArgs.parse(args);
     const exists = state.accounts[name] !== undefined;
     const r = result as { account?: unknown; balance?: unknown } | null;
     return [
-      { name: "account exists", ok: exists, detail: exists ? `${name} exists` : `${name} does not exist` },
-      { name: "balance reported", ok: typeof r?.balance === "number" && r.account === name, detail: `result ${JSON.stringify(result)}` },
+      {
+        name: "account exists",
+        ok: exists,
+        detail: exists ? `${name} exists` : `${name} does not exist`,
+      },
+      {
+        name: "balance reported",
+        ok: typeof r?.balance === "number" && r.account === name,
+        detail: `result ${JSON.stringify(result)}`,
+      },
     ];
   },
 };
@@ -84,21 +140,30 @@ const balance: ToolDef = {
 const transfer: ToolDef = {
   name: "ledger.transfer",
   description: "Move an amount from one account to another.",
-  input: z
-    .object({ from: Name, to: Name, amount: Amount, memo: z.string().max(200).optional() })
-    .strict()
-    .refine((a) => a.from !== a.to, "from and to must differ"),
+  input: TransferArgs,
   async run(rt, args, ctx) {
-    const from = String(args["from"]);
-    const to = String(args["to"]);
-    const amount = Number(args["amount"]);
+    const { from, to, amount } = TransferArgs.parse(args);
     const { result } = await rt.ledger.apply(ctx.effectId, (s) => {
       move(s, from, to, amount);
-      return { from, to, amount, fromBalance: account(s, from).balance, toBalance: account(s, to).balance };
+      return {
+        from,
+        to,
+        amount,
+        fromBalance: account(s, from).balance,
+        toBalance: account(s, to).balance,
+      };
     });
     return result;
   },
-  compensate: (args) => ({ tool: "ledger.transfer", args: { from: args["to"] ?? "", to: args["from"] ?? "", amount: args["amount"] ?? 0, memo: "compensation" } }),
+  compensate: (args) => ({
+    tool: "ledger.transfer",
+    args: {
+      from: args["to"] ?? "",
+      to: args["from"] ?? "",
+      amount: args["amount"] ?? 0,
+      memo: "compensation",
+    },
+  }),
   async verify(rt, _args, result, ctx) {
     return (await recorded(rt, result, ctx)).checks;
   },
@@ -107,17 +172,24 @@ const transfer: ToolDef = {
 const refund: ToolDef = {
   name: "ledger.refund",
   description: "Refund an amount from the treasury to a customer account.",
-  input: z.object({ account: Name, amount: Amount, reference: z.string().min(1).max(64) }).strict(),
+  input: RefundArgs,
   async run(rt, args, ctx) {
-    const to = String(args["account"]);
-    const amount = Number(args["amount"]);
+    const { account: to, amount, reference } = RefundArgs.parse(args);
     const { result } = await rt.ledger.apply(ctx.effectId, (s) => {
       move(s, "treasury", to, amount);
-      return { account: to, amount, balance: account(s, to).balance, reference: String(args["reference"]) };
+      return { account: to, amount, balance: account(s, to).balance, reference };
     });
     return result;
   },
-  compensate: (args) => ({ tool: "ledger.transfer", args: { from: args["account"] ?? "", to: "treasury", amount: args["amount"] ?? 0, memo: "refund reversed" } }),
+  compensate: (args) => ({
+    tool: "ledger.transfer",
+    args: {
+      from: args["account"] ?? "",
+      to: "treasury",
+      amount: args["amount"] ?? 0,
+      memo: "refund reversed",
+    },
+  }),
   async verify(rt, _args, result, ctx) {
     return (await recorded(rt, result, ctx)).checks;
   },
@@ -126,9 +198,9 @@ const refund: ToolDef = {
 const closeAccount: ToolDef = {
   name: "ledger.close_account",
   description: "Close an account, sweeping its balance to the treasury. Irreversible.",
-  input: z.object({ account: Name }).strict(),
+  input: AccountArgs,
   async run(rt, args, ctx) {
-    const name = String(args["account"]);
+    const { account: name } = AccountArgs.parse(args);
     const { result } = await rt.ledger.apply(ctx.effectId, (s) => {
       const a = account(s, name);
       const swept = a.balance;
@@ -142,25 +214,34 @@ const closeAccount: ToolDef = {
   compensate: () => null,
   async verify(rt, args, result, ctx) {
     const { state, checks } = await recorded(rt, result, ctx);
-    const a = state.accounts[String(args["account"])];
-    return [...checks, { name: "account closed", ok: a?.open === false, detail: a ? `open=${a.open}` : "account missing" }];
+    const a = state.accounts[AccountArgs.parse(args).account];
+    return [
+      ...checks,
+      {
+        name: "account closed",
+        ok: a?.open === false,
+        detail: a ? `open=${a.open}` : "account missing",
+      },
+    ];
   },
 };
 
-const Payouts = z.array(z.object({ account: Name, amount: Amount }).strict()).min(1).max(100);
 const batchPayout: ToolDef = {
   name: "ledger.batch_payout",
   description: "Pay several accounts from the treasury (and notify the bank).",
-  input: z.object({ payouts: Payouts, batch: z.string().min(1).max(64) }).strict(),
+  input: BatchArgs,
   async run(rt, args, ctx) {
-    const payouts = Payouts.parse(args["payouts"]);
+    const { payouts, batch } = BatchArgs.parse(args);
     const { result } = await rt.ledger.apply(ctx.effectId, (s) => {
       for (const p of payouts) move(s, "treasury", p.account, p.amount);
-      return { batch: String(args["batch"]), paid: payouts.length, total: payouts.reduce((n, p) => n + p.amount, 0) };
+      return { batch, paid: payouts.length, total: payouts.reduce((n, p) => n + p.amount, 0) };
     });
     return result;
   },
-  compensate: (args) => ({ tool: "ledger.batch_reverse", args: { payouts: args["payouts"] ?? [], batch: args["batch"] ?? "" } }),
+  compensate: (args) => ({
+    tool: "ledger.batch_reverse",
+    args: { payouts: args["payouts"] ?? [], batch: args["batch"] ?? "" },
+  }),
   async verify(rt, _args, result, ctx) {
     return (await recorded(rt, result, ctx)).checks;
   },
@@ -169,12 +250,12 @@ const batchPayout: ToolDef = {
 const batchReverse: ToolDef = {
   name: "ledger.batch_reverse",
   description: "Reverse a batch payout: each account pays its amount back to the treasury.",
-  input: z.object({ payouts: Payouts, batch: z.string().min(1).max(64) }).strict(),
+  input: BatchArgs,
   async run(rt, args, ctx) {
-    const payouts = Payouts.parse(args["payouts"]);
+    const { payouts, batch } = BatchArgs.parse(args);
     const { result } = await rt.ledger.apply(ctx.effectId, (s) => {
       for (const p of payouts) move(s, p.account, "treasury", p.amount);
-      return { batch: String(args["batch"]), reversed: payouts.length };
+      return { batch, reversed: payouts.length };
     });
     return result;
   },
@@ -200,31 +281,59 @@ const noop = (name: string, description: string): ToolDef => ({
 const flaky: ToolDef = {
   name: "flaky.write",
   description: "Records an effect; its postcondition fails for attempts before passFromAttempt.",
-  input: z.object({ key: z.string().min(1).max(64), passFromAttempt: z.number().int().min(0).max(100) }).strict(),
+  input: FlakyArgs,
   async run(rt, args, ctx) {
-    const { result } = await rt.ledger.apply(ctx.effectId, () => ({ key: String(args["key"]), attempt: ctx.attempt }));
+    const { key } = FlakyArgs.parse(args);
+    const { result } = await rt.ledger.apply(ctx.effectId, () => ({ key, attempt: ctx.attempt }));
     return result;
   },
   compensate: () => null,
   async verify(rt, args, result, ctx) {
     const { checks } = await recorded(rt, result, ctx);
-    const ok = ctx.attempt >= Number(args["passFromAttempt"]);
-    return [...checks, { name: "downstream confirmed", ok, detail: ok ? "confirmed" : `not confirmed at attempt ${ctx.attempt}` }];
+    const ok = ctx.attempt >= FlakyArgs.parse(args).passFromAttempt;
+    return [
+      ...checks,
+      {
+        name: "downstream confirmed",
+        ok,
+        detail: ok ? "confirmed" : `not confirmed at attempt ${ctx.attempt}`,
+      },
+    ];
   },
 };
 
 export const TOOLS: ReadonlyMap<string, ToolDef> = new Map(
-  [balance, transfer, refund, closeAccount, batchPayout, batchReverse, noop("noop.echo", "Do nothing (read)."), noop("noop.write", "Do nothing (write)."), noop("noop.batch", "Do nothing (batch)."), flaky].map((t) => [t.name, t]),
+  [
+    balance,
+    transfer,
+    refund,
+    closeAccount,
+    batchPayout,
+    batchReverse,
+    noop("noop.echo", "Do nothing (read)."),
+    noop("noop.write", "Do nothing (write)."),
+    noop("noop.batch", "Do nothing (batch)."),
+    flaky,
+  ].map((t) => [t.name, t]),
 );
 
 export function getTool(name: string): ToolDef {
   const t = TOOLS.get(name);
-  if (!t) throw new ValidationError("tool_unknown", `no tool named "${name}" in the tool pack (known: ${[...TOOLS.keys()].join(", ")})`);
+  if (!t)
+    throw new ValidationError(
+      "tool_unknown",
+      `no tool named "${name}" in the tool pack (known: ${[...TOOLS.keys()].join(", ")})`,
+    );
   return t;
 }
 
 /** Validate arguments against the tool's input schema; the error names each bad field. */
-export function checkArgs(tool: ToolDef, args: JsonObject): { ok: true } | { ok: false; reason: string } {
+export function checkArgs(
+  tool: ToolDef,
+  args: JsonObject,
+): { ok: true } | { ok: false; reason: string } {
   const r = tool.input.safeParse(args);
-  return r.success ? { ok: true } : { ok: false, reason: z.prettifyError(r.error).replace(/\n/g, "; ") };
+  return r.success
+    ? { ok: true }
+    : { ok: false, reason: z.prettifyError(r.error).replace(/\n/g, "; ") };
 }
