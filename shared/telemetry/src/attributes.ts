@@ -85,7 +85,8 @@ export function natsAttributes(input: NatsAttributesInput): Attributes {
   if (input.template !== undefined) a[ATTR_MESSAGING_DESTINATION_TEMPLATE] = input.template;
   if (input.messageId !== undefined) a[ATTR_MESSAGING_MESSAGE_ID] = input.messageId;
   if (input.bodySize !== undefined) a[ATTR_MESSAGING_MESSAGE_BODY_SIZE] = input.bodySize;
-  if (input.consumerGroup !== undefined) a[ATTR_MESSAGING_CONSUMER_GROUP_NAME] = input.consumerGroup;
+  if (input.consumerGroup !== undefined)
+    a[ATTR_MESSAGING_CONSUMER_GROUP_NAME] = input.consumerGroup;
   return a;
 }
 

@@ -1,4 +1,11 @@
-import { context, propagation, trace, type Context, type TextMapGetter, type TextMapSetter } from "@opentelemetry/api";
+import {
+  context,
+  propagation,
+  trace,
+  type Context,
+  type TextMapGetter,
+  type TextMapSetter,
+} from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 
 // W3C trace context (`traceparent`, `tracestate`) in NATS message headers, which the bus
@@ -37,7 +44,10 @@ function globalPropagatorRegistered(): boolean {
  * Writes the trace context of `ctx` (default: the active context) into `headers` and
  * returns the same object. Writes nothing when there is no valid span in `ctx`.
  */
-export function injectTrace(headers: Record<string, string> = {}, ctx: Context = context.active()): Record<string, string> {
+export function injectTrace(
+  headers: Record<string, string> = {},
+  ctx: Context = context.active(),
+): Record<string, string> {
   if (globalPropagatorRegistered()) propagation.inject(ctx, headers, setter);
   else w3c.inject(ctx, headers, setter);
   return headers;
@@ -48,14 +58,19 @@ export function injectTrace(headers: Record<string, string> = {}, ctx: Context =
  * the active context). Use the result as `parent` of the span that handles the message.
  * Missing or malformed headers give `base` unchanged.
  */
-export function extractTrace(headers: Readonly<Record<string, string>> | undefined, base: Context = context.active()): Context {
+export function extractTrace(
+  headers: Readonly<Record<string, string>> | undefined,
+  base: Context = context.active(),
+): Context {
   if (headers === undefined) return base;
   if (globalPropagatorRegistered()) return propagation.extract(base, headers, getter);
   return w3c.extract(base, headers, getter);
 }
 
 /** The trace id and span id of the span in `ctx` (default: active), if one is valid. */
-export function traceIds(ctx: Context = context.active()): { traceId: string; spanId: string } | undefined {
+export function traceIds(
+  ctx: Context = context.active(),
+): { traceId: string; spanId: string } | undefined {
   const sc = trace.getSpanContext(ctx);
   if (sc === undefined || !trace.isSpanContextValid(sc)) return undefined;
   return { traceId: sc.traceId, spanId: sc.spanId };

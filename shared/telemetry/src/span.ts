@@ -46,7 +46,11 @@ export interface WithSpanOptions {
 }
 
 function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
-  return (typeof v === "object" || typeof v === "function") && v !== null && typeof (v as { then?: unknown }).then === "function";
+  return (
+    (typeof v === "object" || typeof v === "function") &&
+    v !== null &&
+    typeof (v as { then?: unknown }).then === "function"
+  );
 }
 
 /** Marks `span` failed with `error`: an `exception` event, status ERROR and `error.type`. */
@@ -128,7 +132,10 @@ export interface RejectionEvent {
 }
 
 /** Adds a `trias.rejection` event (with its reason) to `span` (default: the active span). */
-export function recordRejection(event: RejectionEvent, span: Span | undefined = trace.getActiveSpan()): void {
+export function recordRejection(
+  event: RejectionEvent,
+  span: Span | undefined = trace.getActiveSpan(),
+): void {
   if (span === undefined) return;
   const a: Attributes = { ...event.attributes, [ATTR_TRIAS_REASON_CODE]: event.code };
   if (event.reason !== undefined) a[ATTR_TRIAS_REASON] = event.reason;
@@ -143,7 +150,10 @@ export interface RecoveryEvent {
 }
 
 /** Adds a `trias.recovery` event (action and reason) to `span` (default: the active span). */
-export function recordRecovery(event: RecoveryEvent, span: Span | undefined = trace.getActiveSpan()): void {
+export function recordRecovery(
+  event: RecoveryEvent,
+  span: Span | undefined = trace.getActiveSpan(),
+): void {
   if (span === undefined) return;
   const a: Attributes = { ...event.attributes, [ATTR_TRIAS_RECOVERY_ACTION]: event.action };
   if (event.reason !== undefined) a[ATTR_TRIAS_REASON] = event.reason;
