@@ -1,3 +1,5 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MessageOf } from "@trias/protocol";
 import { startHarness, type Harness } from "./helpers/harness.js";
@@ -106,5 +108,24 @@ describe("governed run", () => {
       (o) => `${o.message.kind}${o.message.step === null ? "" : `@${o.message.step}`}`,
     );
     expect(kinds).not.toContain("step_executed@1");
+  });
+
+  it("governed run - no secret or key material reaches any agent's log", async () => {
+    // Plant: every agent holds its private key and a NATS password; run enough to log plenty.
+    const r = await h.client.submit({ goal: "transfer", program: "transfer", input: { from: "bob", to: "alice", amount: 1 }, requestedBy: "test" });
+    await h.client.waitForClose([r.run], 20_000);
+    const secrets: string[] = [];
+    for (const f of readdirSync(h.keyDir).filter((x) => x.endsWith(".key.json"))) {
+      secrets.push((JSON.parse(readFileSync(join(h.keyDir, f), "utf8")) as { jwk: { d: string } }).jwk.d);
+    }
+    for (const role of ["proposer", "router", "reviewer", "executor", "verifier"] as const) {
+      const pass = h.stack.natsCredentials(role).pass;
+      if (pass) secrets.push(pass);
+    }
+    expect(secrets.length).toBeGreaterThanOrEqual(12);
+    const logDir = h.stack.opts.logDir;
+    const logs = readdirSync(logDir).map((f) => readFileSync(join(logDir, f), "utf8")).join("\n");
+    expect(logs).toMatch(new RegExp(r.run));
+    for (const secret of secrets) expect(logs.includes(secret), "a secret appears in the logs").toBe(false);
   });
 });

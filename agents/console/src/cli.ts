@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { findNatsServer, NATS_INSTALL_HINT } from "@trias/bus";
 import { isTriasError } from "@trias/protocol";
 import { initKeyDir, revokeKey, DEFAULT_IDENTITIES } from "@trias/signing";
+import { initTelemetry } from "@trias/telemetry";
 import { runDemo, DEFAULT_KEY_DIR, DEFAULT_LOG_ROOT } from "./demo.js";
 
 const USAGE = `trias: a governed execution runtime for AI agents
@@ -71,8 +72,10 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+const telemetry = await initTelemetry({ serviceName: "trias-console", agentName: "console", role: "console" });
 try {
   process.exitCode = await main(process.argv.slice(2));
+  await telemetry.shutdown();
 } catch (e) {
   process.stderr.write(
     `trias: ${isTriasError(e) ? `${e.code}: ${e.message}` : e instanceof Error ? e.message : String(e)}\n`,

@@ -3,6 +3,7 @@ import { type Bus, type StoredMessage, type Subscription } from "@trias/bus";
 import { type MessageOf, type RunOutcome, type TaskSubmitted } from "@trias/protocol";
 import { type KeyRegistry, type Signer, type Opened } from "@trias/signing";
 import { AgentHost, type Logger } from "@trias/runtime";
+import { triasAttributes, withSpan } from "@trias/telemetry";
 
 export function newRunId(now = Date.now()): string {
   return `run-${now.toString(36)}-${randomBytes(3).toString("hex")}`;
@@ -28,13 +29,12 @@ export class ConsoleClient {
   }
 
   async submit(task: TaskSubmitted, run = newRunId()): Promise<{ run: string; seq: number }> {
-    const e = await this.host.emit("task_submitted", {
-      id: `task-${run}`,
-      run,
-      step: null,
-      attempt: 0,
-      body: task,
-    });
+    // The root span of the run's trace: every agent's span for this run descends from it.
+    const e = await withSpan(
+      "trias.run",
+      { root: true, attributes: triasAttributes({ run, agent: this.host.name, role: "console" }) },
+      () => this.host.emit("task_submitted", { id: `task-${run}`, run, step: null, attempt: 0, body: task }),
+    );
     return { run, seq: e.seq };
   }
 

@@ -10,6 +10,7 @@ import {
 } from "@trias/protocol";
 import type { LoadedPolicy } from "@trias/policy";
 import { checkArgs, TOOLS, ToolRefusal, type ToolRuntime } from "@trias/tools";
+import { SpanKind, setActiveAttribute, triasAttributes, withSpan } from "@trias/telemetry";
 import {
   countQuorum,
   openAssignment,
@@ -235,7 +236,11 @@ export class Executor {
     let result: JsonValue = null;
     let error: string | null = null;
     try {
-      result = await tool.run(this.#rt, proposal.args, { effectId, attempt: m.attempt });
+      result = await withSpan(
+        `tool ${proposal.tool}`,
+        { kind: SpanKind.CLIENT, attributes: triasAttributes({ run: m.run, step, attempt: m.attempt, tier: m.body.tier, tool: proposal.tool, policyDigest: m.body.policyDigest }) },
+        () => tool.run(this.#rt, proposal.args, { effectId, attempt: m.attempt }),
+      );
     } catch (e) {
       if (!(e instanceof ToolRefusal)) throw e;
       outcome = "error";

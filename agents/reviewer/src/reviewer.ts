@@ -1,6 +1,7 @@
 import { subjectFor } from "@trias/protocol";
 import { openAssignment, type AgentHost, type Incoming } from "@trias/runtime";
 import { reviewByRules } from "./rules.js";
+import { metrics, setActiveAttribute } from "@trias/telemetry";
 
 /**
  * One reviewer identity. Each identity has its own durable consumer, so every reviewer sees
@@ -28,6 +29,10 @@ export class Reviewer {
     if (denied !== null || requires.reviewers === 0 || !requires.strategies.includes("rules"))
       return;
     const v = reviewByRules(a.proposal.message.body);
+    setActiveAttribute("trias.verdict", v.decision);
+    setActiveAttribute("trias.tier", a.message.body.tier);
+    setActiveAttribute("trias.policy_digest", a.message.body.policyDigest);
+    metrics.verdict(this.#host.name, v.decision);
     await this.#host.emit("verdict", {
       id: `verdict-${this.#host.name}-${digest.slice(0, 32)}`,
       run: a.message.run,

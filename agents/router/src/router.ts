@@ -8,6 +8,7 @@ import {
 } from "@trias/protocol";
 import { decideTier, type LoadedPolicy } from "@trias/policy";
 import type { AgentHost, Incoming } from "@trias/runtime";
+import { triasAttributes, withSpan } from "@trias/telemetry";
 
 /** Pure: the tier assignment body for one signed proposal under one policy. */
 export function assign(
@@ -73,7 +74,12 @@ export class Router {
     if (m.kind !== "step_proposed" || m.step === null) return;
     const key = `${m.run}/${m.step}`;
     const floor = this.#assigned.get(key) ?? "light";
-    const body = assign(this.#policy, m, inc.delivery.data, floor);
+    const body = withSpan("policy.evaluate", { attributes: triasAttributes({ run: m.run, step: m.step, policyDigest: this.#policy.digest }) }, (span) => {
+      const b = assign(this.#policy, m, inc.delivery.data, floor);
+      span.setAttributes(triasAttributes({ tier: b.tier }));
+      span.setAttribute("trias.risk_score", b.score);
+      return b;
+    });
     this.#assigned.set(key, maxTier(floor, body.tier));
     if (this.#assigned.size > 50_000)
       this.#assigned.delete(this.#assigned.keys().next().value ?? "");

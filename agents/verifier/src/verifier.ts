@@ -9,8 +9,9 @@ import {
 } from "@trias/protocol";
 import { computeReceipt } from "./receipt-interim.js";
 import { getTool, type ToolRuntime } from "@trias/tools";
-import type { AgentHost, Incoming } from "@trias/runtime";
+import { openAssignment, type AgentHost, type Incoming } from "@trias/runtime";
 import { auditExecution } from "./audit.js";
+import { metrics, setActiveAttribute } from "@trias/telemetry";
 
 /** What the verifier remembers of a run; rebuilt from the trace whenever it is missing. */
 interface RunFacts {
@@ -139,6 +140,9 @@ export class Verifier {
       checks.push({ name: "tool succeeded", ok: false, detail: b.error ?? "error" });
     }
     const verdict = verdictOf(b.outcome, checks, uncertain);
+    setActiveAttribute("trias.verdict", verdict);
+    setActiveAttribute("trias.tier", b.tier);
+    metrics.stepCompleted(b.tier, verdict, Math.max(0, this.#host.now() - proposalIssuedAt(this.#host, b.evidence.assignment)));
     const step = m.step ?? 0;
     await this.#host.emit("step_verified", {
       id: `ver-${m.run}-${step}-${m.attempt}${b.compensationOf ? "-c" : ""}`,
@@ -220,4 +224,13 @@ function observe(f: RunFacts, m: Message, seq: number): void {
     f.steps = Math.max(f.steps, (m.step ?? 0) + 1);
   }
   if (m.kind === "run_closed") f.closed = true;
+}
+
+/** When the step was proposed, read from the signed evidence; 0 when it cannot be read. */
+function proposalIssuedAt(host: AgentHost, assignment: Uint8Array): number {
+  try {
+    return openAssignment(host.registry, assignment).proposal.message.issuedAt;
+  } catch {
+    return host.now();
+  }
 }

@@ -1,35 +1,27 @@
-import { pino } from "pino";
 import { Bus } from "@trias/bus";
 import { ValidationError, type Role } from "@trias/protocol";
 import { KeyRegistry, Signer } from "@trias/signing";
 import { readAgentEnv, type AgentEnv } from "./env.js";
 import { AgentHost, type Logger } from "./host.js";
+import { createLogger as createTelemetryLogger, initTelemetry, type Telemetry } from "@trias/telemetry";
 
 export interface Booted {
   env: AgentEnv;
   host: AgentHost;
   bus: Bus;
   log: Logger;
+  telemetry: Telemetry;
 }
 
-export function createLogger(
-  name: string,
-  role: Role,
-  level = process.env["LOG_LEVEL"] ?? "info",
-): Logger {
-  return pino({
-    level,
-    base: { agent: name, role },
-    redact: {
-      paths: ["*.d", "*.password", "*.pass", "*.privateKey", "*.jwk", "*.token", "*.secret"],
-      censor: "[redacted]",
-    },
-  });
+export function createLogger(name: string, role: Role, level = process.env["LOG_LEVEL"] ?? "info"): Logger {
+  return createTelemetryLogger({ agent: name, role, level });
 }
 
 /** Read config, load keys, connect, wait for the trace stream. Used by each agent's main.ts. */
 export async function bootAgent(role: Role, opts: { logger?: Logger } = {}): Promise<Booted> {
   const env = readAgentEnv(role);
+  // Telemetry first, so the logger's lines carry the ids of the spans that follow.
+  const telemetry = await initTelemetry({ serviceName: `trias-${role}`, agentName: env.name, role });
   const log = opts.logger ?? createLogger(env.name, role, env.logLevel);
   const signer = Signer.load(env.keyFile);
   if (signer.role !== role) {
@@ -47,7 +39,7 @@ export async function bootAgent(role: Role, opts: { logger?: Logger } = {}): Pro
   });
   await bus.waitForStream();
   const host = new AgentHost({ name: env.name, bus, signer, registry, log });
-  return { env, host, bus, log };
+  return { env, host, bus, log, telemetry };
 }
 
 /** Drain on SIGTERM/SIGINT: stop taking messages, finish in-flight ones, close, exit 0. */
@@ -64,6 +56,7 @@ export function drainOnSignal(
       await b.host.stop();
       await extra();
       await b.bus.drain();
+      await b.telemetry.shutdown();
       process.exit(0);
     })();
   };

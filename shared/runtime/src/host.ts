@@ -16,6 +16,16 @@ import {
   type TraceContext,
 } from "@trias/protocol";
 import type { KeyRegistry, RegisteredKey, Signer } from "@trias/signing";
+import {
+  SpanKind,
+  extractTrace,
+  injectTrace,
+  metrics,
+  natsAttributes,
+  recordRejection,
+  triasAttributes,
+  withSpan,
+} from "@trias/telemetry";
 
 /** The subset of pino the host uses, so tests can pass any logger. */
 export interface Logger {
@@ -111,6 +121,35 @@ export class AgentHost {
 
   /** Sign and publish one message. The envelope id is the JetStream dedupe id. */
   async emit<K extends Kind>(kind: K, f: EmitFields<K>): Promise<Emitted> {
+    const subject = subjectFor(this.signer.role, kind, f.run);
+    return withSpan(
+      `send ${kind}`,
+      {
+        kind: SpanKind.PRODUCER,
+        attributes: {
+          ...natsAttributes({ operation: "send", subject, template: `trias.${this.signer.role}.${kind}.{run}` }),
+          ...triasAttributes({
+            run: f.run,
+            ...(f.step !== null ? { step: f.step } : {}),
+            attempt: f.attempt,
+            agent: this.name,
+            role: this.signer.role,
+            kind,
+          }),
+        },
+      },
+      () => this.#emit(kind, subject, f),
+    );
+  }
+
+  async #emit<K extends Kind>(kind: K, subject: string, f: EmitFields<K>): Promise<Emitted> {
+    // The signed envelope carries the W3C context of the span that sent it; without an
+    // exporter there is no span, and the context of the message being handled goes on.
+    const headers = injectTrace({});
+    const traceparent = headers["traceparent"];
+    const trace: TraceContext | null = traceparent
+      ? { traceparent, ...(headers["tracestate"] ? { tracestate: headers["tracestate"] } : {}) }
+      : (f.trace ?? null);
     const issuedAt = this.now();
     const message = {
       v: PROTOCOL_VERSION,
@@ -123,20 +162,15 @@ export class AgentHost {
       role: this.signer.role,
       issuedAt,
       expiresAt: issuedAt + (f.ttlMs ?? this.#ttlMs),
-      trace: f.trace ?? null,
+      trace,
       body: f.body,
     } as MessageOf<K>;
     const bytes = this.signer.seal(message);
-    const headers: Record<string, string> = {};
-    if (f.trace) {
-      headers["traceparent"] = f.trace.traceparent;
-      if (f.trace.tracestate) headers["tracestate"] = f.trace.tracestate;
+    if (trace && !traceparent) {
+      headers["traceparent"] = trace.traceparent;
+      if (trace.tracestate) headers["tracestate"] = trace.tracestate;
     }
-    const { seq, duplicate } = await this.bus.publish(
-      subjectFor(this.signer.role, kind, f.run),
-      bytes,
-      { msgId: message.id, headers },
-    );
+    const { seq, duplicate } = await this.bus.publish(subject, bytes, { msgId: message.id, headers });
     return { id: message.id, seq, duplicate, bytes };
   }
 
@@ -209,6 +243,8 @@ export class AgentHost {
       { code: e.code, reason: e.message, subject: d.subject, seq: d.seq, run },
       "message rejected",
     );
+    recordRejection({ code: e.code, reason: e.message });
+    metrics.gateRejection(e.code);
     try {
       await this.emit("message_rejected", {
         id: `rej-${this.name}-${d.seq}`,
@@ -252,17 +288,35 @@ export class AgentHost {
     });
     const sub = await this.bus.consume(
       durable,
-      async (d): Promise<Disposition> => {
-        try {
-          const inc = this.admit(d);
-          const r = await handler(inc);
-          if (r && "retryInMs" in r) return { type: "nak", delayMs: r.retryInMs };
-          return { type: "ack" };
-        } catch (e) {
-          if (isTriasError(e) && e.retryable) throw e;
-          await this.recordRejection(d, e);
-          return { type: "term", reason: toTriasError(e).code };
-        }
+      (d): Promise<Disposition> => {
+        const parts = parseSubject(d.subject);
+        return withSpan(
+          `process ${parts?.kind ?? "message"}`,
+          {
+            parent: extractTrace(d.headers),
+            kind: SpanKind.CONSUMER,
+            attributes: {
+              ...natsAttributes({ operation: "process", subject: d.subject, consumerGroup: durable, bodySize: d.data.length }),
+              ...triasAttributes({ agent: this.name, role: this.signer.role, ...(parts ? { run: parts.run } : {}) }),
+            },
+          },
+          async (span): Promise<Disposition> => {
+            try {
+              const inc = this.admit(d);
+              const m = inc.message;
+              span.setAttributes(triasAttributes({ kind: m.kind, ...(m.step !== null ? { step: m.step } : {}), attempt: m.attempt }));
+              span.setAttribute("messaging.message.id", m.id);
+              this.log.info({ run: m.run, step: m.step, attempt: m.attempt, kind: m.kind, seq: d.seq, from: inc.key.name }, "handling");
+              const r = await handler(inc);
+              if (r && "retryInMs" in r) return { type: "nak", delayMs: r.retryInMs };
+              return { type: "ack" };
+            } catch (e) {
+              if (isTriasError(e) && e.retryable) throw e;
+              await this.recordRejection(d, e);
+              return { type: "term", reason: toTriasError(e).code };
+            }
+          },
+        );
       },
       {
         ...(o.batch ? { batch: o.batch } : {}),
