@@ -7,7 +7,7 @@ import {
   type RunOutcome,
   type VerificationVerdict,
 } from "@trias/protocol";
-import { computeReceipt } from "./receipt-interim.js";
+import { computeReceipt } from "@trias/runstate";
 import { getTool, type ToolRuntime } from "@trias/tools";
 import { openAssignment, type AgentHost, type Incoming } from "@trias/runtime";
 import { auditExecution } from "./audit.js";

@@ -33,7 +33,8 @@ export type RunStatus = "new" | "open" | "closed" | "quarantined";
 
 export interface Violation {
   seq: number;
-  kind: Message["kind"];
+  /** The message kind, or "unknown" when the event carried no readable message. */
+  kind: Message["kind"] | "unknown";
   /** The envelope's step, null for run-level messages. */
   step: number | null;
   sender: string;
@@ -119,6 +120,8 @@ export interface AttemptRecord {
 export interface StepState {
   index: number;
   attempt: number;
+  /** The last phase the run reached while this was the current step. */
+  phase: Phase;
   /** Null until the router has bound the proposal to a digest. */
   digest: string | null;
   tool: string;
@@ -128,6 +131,8 @@ export interface StepState {
   /** sha256 of the proposer's stored frame, which tier assignments must embed verbatim. */
   proposalFrame: string;
   proposer: string;
+  router: string | null;
+  executor: string | null;
   tier: Tier | null;
   /** The highest tier any attempt of this step was given: later attempts may not go below it. */
   tierFloor: Tier | null;
@@ -148,8 +153,15 @@ export interface StepState {
   compensated: boolean;
   late: LateVerdict[];
   history: AttemptRecord[];
-  /** Every digest any attempt of this step was bound to. */
-  digests: string[];
+  /** Every digest any attempt of this step was bound to, with the identity of its action. */
+  digests: BoundDigest[];
+}
+
+export interface BoundDigest {
+  digest: string;
+  attempt: number;
+  /** sha256 of the canonical (tool, args): equal for an identical action at any attempt. */
+  action: string;
 }
 
 export interface CompensationRecord {
@@ -157,6 +169,7 @@ export interface CompensationRecord {
   orderSeq: number | null;
   tool: string;
   args: JsonObject;
+  effectId: string;
   executedSeq: number | null;
   outcome: "ok" | "error" | null;
   verifiedSeq: number | null;
@@ -203,14 +216,12 @@ export interface RecoveryState {
   avoidActions: string[];
   /** A rollback order lets the executor compensate effect by effect without one order each. */
   rollback: boolean;
-  /** Compensations must target effects before this index in `effects`: reverse order. */
-  cursor: number;
+  /** Compensations must target effects before this index in `effects` (reverse order); null before the first. */
+  cursor: number | null;
   pending: PendingCompensation | null;
 }
 
 export interface RunCounts {
-  /** Every event folded, legal or not. */
-  events: number;
   applied: number;
   violations: number;
   rejections: number;

@@ -71,9 +71,17 @@ export type RunEvent = (typeof RUN_EVENTS)[number];
 
 type Row = Partial<Record<RunEvent, Phase>>;
 
-/** Every phase of a live run may be quarantined, and may receive a slow reviewer's verdict. */
+/**
+ * Every phase of a live run may be quarantined, by a recovery order or by a run_closed that
+ * quarantines and seals at once, and may receive a slow reviewer's verdict.
+ */
 function live(self: Phase, row: Row): Row {
-  return { ...row, quarantine: "quarantined", late_verdict: self };
+  return {
+    ...row,
+    quarantine: "quarantined",
+    close_quarantined: "quarantined",
+    late_verdict: self,
+  };
 }
 
 /**

@@ -1,0 +1,280 @@
+import type { RunState, Transition } from "./state.js";
+
+/**
+ * Execution topology metrics over a run's phase-level transitions.
+ *
+ * Entropy is taken over transition TYPES (`routed->approved`), not over step states: a
+ * linear run repeats the same five types per step whatever its length, so its entropy is
+ * bounded by log2 5 = 2.32 bits, under the 2.5-bit alarm that fires on any 7-step program
+ * when every step counts as its own state. Retries, replans and rollbacks add new types and
+ * repeat them, which is what raises the entropy of a thrashing run.
+ */
+
+export interface PathEntry {
+  /** `from->to` */
+  pair: string;
+  step: number | null;
+}
+
+export interface TopologyMetrics {
+  run: string;
+  /** Distinct step indices the run reached. */
+  steps: number;
+  /** The transitions measured: all but those every run has exactly once (start, first proposal, close). */
+  path: PathEntry[];
+  /** Count per transition type, keys sorted. */
+  pairs: Record<string, number>;
+  /** Measured transitions per step index. */
+  perStep: number[];
+  /** H = -sum p log2 p over transition types. */
+  entropyBits: number;
+  /** H(next | prev): how unpredictable the next phase is given the current one (0 for a linear run). */
+  conditionalEntropyBits: number;
+  executions: number;
+  compensations: number;
+  retries: number;
+  replans: number;
+  /** Compensation executions per (non-compensation) execution. */
+  rollbackDensity: number;
+}
+
+export interface TopologyThresholds {
+  entropyBits: number;
+  rollbackDensity: number;
+  /** Mean squared excess of per-step path length over the baseline's. Default 2. */
+  pathVariance?: number;
+  /** Edit distance to the baseline's transition sequence, per baseline transition. Default 0.25. */
+  sequenceVariance?: number;
+  /** Entropy alarms only when it also exceeds the baseline's by this much. Default 0.25. */
+  entropyMarginBits?: number;
+}
+
+export const DEFAULT_TOPOLOGY_THRESHOLDS: Readonly<Required<TopologyThresholds>> = {
+  entropyBits: 2.5,
+  rollbackDensity: 0.5,
+  pathVariance: 2,
+  sequenceVariance: 0.25,
+  entropyMarginBits: 0.25,
+};
+
+export interface TopologyAssessment {
+  alarm: boolean;
+  reasons: string[];
+  pathVariance: number;
+  sequenceVariance: number;
+  /** Entropy of the reference path the run was compared with. */
+  baselineEntropyBits: number;
+}
+
+/** Transitions that every run makes once, whatever its shape; they carry no topology. */
+function measured(t: Transition): boolean {
+  return t.from !== "new" && t.from !== "open" && t.to !== "closed";
+}
+
+export function topologyMetrics(
+  source: RunState | readonly Transition[],
+  run = "",
+): TopologyMetrics {
+  const transitions = isState(source) ? source.transitions : source;
+  const name = isState(source) ? source.run : run;
+  const path: PathEntry[] = transitions
+    .filter(measured)
+    .map((t) => ({ pair: `${t.from}->${t.to}`, step: t.step }));
+  const counts = new Map<string, number>();
+  for (const p of path) counts.set(p.pair, (counts.get(p.pair) ?? 0) + 1);
+  const pairs: Record<string, number> = {};
+  for (const k of [...counts.keys()].sort()) pairs[k] = counts.get(k) ?? 0;
+
+  let steps = 0;
+  for (const t of transitions) if (t.step !== null) steps = Math.max(steps, t.step + 1);
+  const perStep: number[] = Array.from({ length: steps }, () => 0);
+  for (const p of path)
+    if (p.step !== null && p.step < steps) perStep[p.step] = (perStep[p.step] ?? 0) + 1;
+
+  const into = (phase: string) => transitions.filter((t) => t.to === phase).length;
+  const executions = into("executed");
+  const compensations = into("compensation_executed");
+  return {
+    run: name,
+    steps,
+    path,
+    pairs,
+    perStep,
+    entropyBits: entropy([...counts.values()]),
+    conditionalEntropyBits: conditionalEntropy(path),
+    executions,
+    compensations,
+    retries: into("retrying"),
+    replans: into("replanning"),
+    rollbackDensity:
+      executions === 0 ? (compensations > 0 ? compensations : 0) : compensations / executions,
+  };
+}
+
+/**
+ * The transitions of a clean linear run of `steps` steps, exactly as the reducer records
+ * them: the reference when a program has no recorded baseline yet.
+ */
+export function linearTransitions(steps: number): Transition[] {
+  const out: Transition[] = [{ from: "new", to: "open", seq: 1, step: null }];
+  let seq = 1;
+  for (let i = 0; i < steps; i++) {
+    out.push({ from: i === 0 ? "open" : "passed", to: "proposed", seq: ++seq, step: i });
+    out.push({ from: "proposed", to: "routed", seq: ++seq, step: i });
+    out.push({ from: "routed", to: "approved", seq: ++seq, step: i });
+    out.push({ from: "approved", to: "executed", seq: ++seq, step: i });
+    out.push({ from: "executed", to: "passed", seq: ++seq, step: i });
+  }
+  out.push({ from: steps === 0 ? "open" : "passed", to: "closed", seq: ++seq, step: null });
+  return out;
+}
+
+export function linearBaseline(steps: number): TopologyMetrics {
+  return topologyMetrics(linearTransitions(steps), "baseline");
+}
+
+/**
+ * The path the run is held against: the baseline's segment for each step the run reached,
+ * and a clean linear segment for any step the baseline lacks. Only the steps the run reached
+ * count, so a run that stops early is judged on what it did, not on what it never started.
+ */
+function reference(m: TopologyMetrics, baseline: TopologyMetrics | undefined): PathEntry[] {
+  const linear = linearBaseline(m.steps);
+  const out: PathEntry[] = [];
+  for (let i = 0; i < m.steps; i++) {
+    const fromBase =
+      baseline && i < baseline.steps ? baseline.path.filter((p) => p.step === i) : [];
+    out.push(...(fromBase.length > 0 ? fromBase : linear.path.filter((p) => p.step === i)));
+  }
+  return out;
+}
+
+/** Mean squared difference between the run's per-step path length and the reference's. */
+export function pathVariance(m: TopologyMetrics, baseline?: TopologyMetrics): number {
+  if (m.steps === 0) return 0;
+  const ref = reference(m, baseline);
+  let sum = 0;
+  for (let i = 0; i < m.steps; i++) {
+    const want = ref.filter((p) => p.step === i).length;
+    const d = (m.perStep[i] ?? 0) - want;
+    sum += d * d;
+  }
+  return sum / m.steps;
+}
+
+// Past this many cells the edit distance would cost more than the run; a multiset difference
+// is the same measure without order and is what very long runs get.
+const MAX_EDIT_CELLS = 4_000_000;
+
+/** Edit distance between the run's transition sequence and the reference's, per reference transition. */
+export function sequenceVariance(m: TopologyMetrics, baseline?: TopologyMetrics): number {
+  const a = m.path.map((p) => p.pair);
+  const b = reference(m, baseline).map((p) => p.pair);
+  const denom = Math.max(b.length, 1);
+  if (a.length * b.length > MAX_EDIT_CELLS) {
+    const diff = new Map<string, number>();
+    for (const x of a) diff.set(x, (diff.get(x) ?? 0) + 1);
+    for (const x of b) diff.set(x, (diff.get(x) ?? 0) - 1);
+    let d = 0;
+    for (const v of diff.values()) d += Math.abs(v);
+    return d / denom;
+  }
+  return editDistance(a, b) / denom;
+}
+
+export function assessTopology(
+  m: TopologyMetrics,
+  thresholds: TopologyThresholds,
+  baseline?: TopologyMetrics,
+): TopologyAssessment {
+  const t = { ...DEFAULT_TOPOLOGY_THRESHOLDS, ...definedOnly(thresholds) };
+  const ref = reference(m, baseline);
+  const refCounts = new Map<string, number>();
+  for (const p of ref) refCounts.set(p.pair, (refCounts.get(p.pair) ?? 0) + 1);
+  const baselineEntropyBits = entropy([...refCounts.values()]);
+  const pv = pathVariance(m, baseline);
+  const sv = sequenceVariance(m, baseline);
+  const reasons: string[] = [];
+  if (m.entropyBits > t.entropyBits && m.entropyBits > baselineEntropyBits + t.entropyMarginBits) {
+    reasons.push(
+      `transition entropy ${fmt(m.entropyBits)} bits exceeds ${fmt(t.entropyBits)} and the baseline's ${fmt(baselineEntropyBits)} by more than ${fmt(t.entropyMarginBits)}`,
+    );
+  }
+  if (m.rollbackDensity > t.rollbackDensity) {
+    reasons.push(
+      `rollback density ${fmt(m.rollbackDensity)} exceeds ${fmt(t.rollbackDensity)} (${m.compensations} compensations for ${m.executions} executions)`,
+    );
+  }
+  if (pv > t.pathVariance) reasons.push(`path variance ${fmt(pv)} exceeds ${fmt(t.pathVariance)}`);
+  if (sv > t.sequenceVariance)
+    reasons.push(`transition sequence variance ${fmt(sv)} exceeds ${fmt(t.sequenceVariance)}`);
+  return {
+    alarm: reasons.length > 0,
+    reasons,
+    pathVariance: pv,
+    sequenceVariance: sv,
+    baselineEntropyBits,
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+
+function isState(x: RunState | readonly Transition[]): x is RunState {
+  return !Array.isArray(x);
+}
+
+function entropy(counts: readonly number[]): number {
+  const total = counts.reduce((a, b) => a + b, 0);
+  if (total === 0) return 0;
+  let h = 0;
+  for (const c of counts) {
+    if (c <= 0) continue;
+    const p = c / total;
+    h -= p * Math.log2(p);
+  }
+  return h;
+}
+
+function conditionalEntropy(path: readonly PathEntry[]): number {
+  const byPrev = new Map<string, Map<string, number>>();
+  for (const p of path) {
+    const [from = "", to = ""] = p.pair.split("->");
+    const row = byPrev.get(from) ?? new Map<string, number>();
+    row.set(to, (row.get(to) ?? 0) + 1);
+    byPrev.set(from, row);
+  }
+  const total = path.length;
+  if (total === 0) return 0;
+  let h = 0;
+  for (const row of byPrev.values()) {
+    const counts = [...row.values()];
+    const n = counts.reduce((a, b) => a + b, 0);
+    h += (n / total) * entropy(counts);
+  }
+  return h;
+}
+
+function editDistance(a: readonly string[], b: readonly string[]): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const sub = (prev[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
+      cur.push(Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, sub));
+    }
+    prev = cur;
+  }
+  return prev[b.length] ?? 0;
+}
+
+function definedOnly(t: TopologyThresholds): Partial<Required<TopologyThresholds>> {
+  const out: Partial<Required<TopologyThresholds>> = {};
+  for (const [k, v] of Object.entries(t) as [keyof TopologyThresholds, number | undefined][]) {
+    if (typeof v === "number" && Number.isFinite(v)) out[k] = v;
+  }
+  return out;
+}
+
+function fmt(n: number): string {
+  return String(Math.round(n * 1000) / 1000);
+}

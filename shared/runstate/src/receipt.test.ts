@@ -1,0 +1,151 @@
+import { describe, expect, it } from "vitest";
+import { decode, decodeFrame, encode, parseMessage } from "@trias/protocol";
+import { auditTrace, chainLinks, computeReceipt, type TraceEvent } from "./index.js";
+import { TraceBuilder } from "./test-support.js";
+
+/** The events a run_closed receipt covers (all before it) and the close itself. */
+function sealed(t: TraceBuilder): { covered: TraceEvent[]; all: TraceEvent[] } {
+  const all = t.events;
+  const i = all.findIndex((e) => e.message.kind === "run_closed");
+  return { covered: all.slice(0, i), all };
+}
+
+function flip(ev: TraceEvent, at: number): TraceEvent {
+  const frame = new Uint8Array(ev.frame);
+  frame[at] = (frame[at] ?? 0) ^ 0x01;
+  return { ...ev, frame };
+}
+
+describe("receipt - behaviour", () => {
+  it("recomputes byte-identically, twice and from a second decoding of the stored bytes", () => {
+    const t = TraceBuilder.linear("run-receipt", 3);
+    const { covered } = sealed(t);
+    const a = computeReceipt(covered);
+    const b = computeReceipt(covered);
+    expect(b).toEqual(a);
+    expect(encode(b)).toEqual(encode(a));
+    // A second process only has the stored bytes: rebuild every event from them alone.
+    const reread: TraceEvent[] = covered.map((e) => ({
+      seq: e.seq,
+      subject: e.subject,
+      frame: new Uint8Array(Buffer.from(e.frame)),
+      message: parseMessage(decode(decodeFrame(e.frame).payload)),
+    }));
+    expect(encode(computeReceipt(reread))).toEqual(encode(a));
+    expect(a).toMatchObject({
+      alg: "sha256-chain/v1",
+      events: covered.length,
+      firstSeq: 1,
+      lastSeq: covered.length,
+    });
+    expect(a.head).toBe(chainLinks(covered).at(-1));
+  });
+
+  it("audits a clean trace against the receipt its run_closed carries", () => {
+    const t = TraceBuilder.linear("run-audit", 2);
+    t.reject("executor", "late message refused after close");
+    const r = auditTrace(t.events, null, { links: chainLinks(sealed(t).covered) });
+    expect(r.problems).toEqual([]);
+    expect(r.ok).toBe(true);
+    expect(r.covered).toBe(sealed(t).covered.length);
+    // run_closed itself and the refusal after it are not under the receipt, and are listed.
+    expect(r.uncovered.map((u) => u.kind)).toEqual(["run_closed", "message_rejected"]);
+  });
+
+  it("changes the head on any single flipped byte, and audit names that event", () => {
+    const t = TraceBuilder.linear("run-flip", 2, ["light", "standard"]);
+    const { covered, all } = sealed(t);
+    const receipt = computeReceipt(covered);
+    const links = chainLinks(covered);
+    let cases = 0;
+    covered.forEach((ev, k) => {
+      for (let at = 0; at < ev.frame.length; at++) {
+        const tampered = all.map((e, i) => (i === k ? flip(e, at) : e));
+        expect(computeReceipt(tampered.slice(0, covered.length)).head).not.toBe(receipt.head);
+        const r = auditTrace(tampered, null, { links });
+        expect(r.ok).toBe(false);
+        expect(r.firstBad).toMatchObject({ seq: ev.seq, index: k });
+        cases++;
+      }
+    });
+    expect(cases).toBeGreaterThan(1000);
+  });
+
+  it("names a deleted, an inserted and a moved event", () => {
+    const t = TraceBuilder.linear("run-edit", 3);
+    const { covered, all } = sealed(t);
+    const links = chainLinks(covered);
+    const closeAt = covered.length;
+
+    const deleted = all.filter((_, i) => i !== 4);
+    expect(auditTrace(deleted, null, { links }).firstBad).toMatchObject({
+      index: 4,
+      seq: covered[5]?.seq,
+    });
+
+    const dropLast = [...covered.slice(0, -1), ...all.slice(closeAt)];
+    expect(auditTrace(dropLast, null, { links }).firstBad).toMatchObject({
+      index: closeAt - 1,
+      reason: expect.stringMatching(/missing/),
+    });
+
+    const swapped = [...all];
+    [swapped[2], swapped[3]] = [swapped[3] as TraceEvent, swapped[2] as TraceEvent];
+    const r = auditTrace(swapped, null, { links });
+    expect(r.firstBad).toMatchObject({ index: 2, seq: covered[3]?.seq });
+
+    const resubject = all.map((e, i) =>
+      i === 6 ? { ...e, subject: e.subject.replace("trias.", "trias.x") } : e,
+    );
+    expect(auditTrace(resubject, null, { links }).firstBad).toMatchObject({ index: 6 });
+  });
+
+  it("covers the stream position: a changed seq, even still in order, is named", () => {
+    const t = new TraceBuilder("run-seq", 10);
+    t.submit();
+    t.step(0, 1, "standard");
+    t.close();
+    const { covered, all } = sealed(t);
+    const links = chainLinks(covered);
+    const moved = all.map((e, i) => (i === 3 ? { ...e, seq: e.seq + 1 } : e));
+    expect(auditTrace(moved, null, { links }).firstBad).toMatchObject({
+      index: 3,
+      seq: (covered[3]?.seq ?? 0) + 1,
+    });
+    const gone = all.filter((_, i) => i !== 0);
+    expect(auditTrace(gone, null, { links }).firstBad).toMatchObject({ index: 0 });
+    // Without links a lost first event is still named by the receipt's first seq.
+    expect(auditTrace(gone).firstBad).toMatchObject({
+      index: 0,
+      reason: expect.stringMatching(/starts at seq 10/),
+    });
+  });
+
+  it("without published links still fails on any change, and says it cannot name the event", () => {
+    const t = TraceBuilder.linear("run-nolinks", 2);
+    const { all } = sealed(t);
+    expect(auditTrace(all).ok).toBe(true);
+    const r = auditTrace(all.map((e, i) => (i === 3 ? flip(e, 40) : e)));
+    expect(r.ok).toBe(false);
+    expect(r.problems[0]).toMatch(/differs from the signed head/);
+  });
+
+  it("seeds the chain with the run id: the same events under another run do not verify", () => {
+    const t = TraceBuilder.linear("run-seed", 1);
+    const { covered } = sealed(t);
+    expect(computeReceipt(covered, "another-run").head).not.toBe(computeReceipt(covered).head);
+    expect(computeReceipt([], "empty")).toMatchObject({ events: 0, firstSeq: 0, lastSeq: 0 });
+  });
+
+  it("reports a trace with no run_closed as unaudited, never throwing", () => {
+    const t = new TraceBuilder("run-open");
+    t.submit();
+    t.propose(0, 1);
+    const r = auditTrace(t.events);
+    expect(r.ok).toBe(false);
+    expect(r.receipt).toBeNull();
+    const odd = auditTrace([{ ...(t.events[0] as TraceEvent), seq: -3 }], computeReceipt(t.events));
+    expect(odd.ok).toBe(false);
+    expect(odd.firstBad?.index).toBe(0);
+  });
+});
