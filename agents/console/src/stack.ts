@@ -34,13 +34,13 @@ export function defaultAgents(reviewers = 2): AgentSpec[] {
 export function durablesOf(a: AgentSpec): string[] {
   switch (a.role) {
     case "proposer":
-      return ["proposer-tasks", "proposer-progress"];
+      return ["proposer-tasks", "proposer-progress", "proposer-recovery"];
     case "router":
       return ["router"];
     case "reviewer":
       return [`reviewer-${a.name}`];
     case "executor":
-      return ["executor-assignments", "executor-verdicts"];
+      return ["executor-assignments", "executor-verdicts", "executor-recovery"];
     case "verifier":
       return ["verifier"];
   }

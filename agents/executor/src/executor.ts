@@ -2,17 +2,22 @@ import type { KV } from "@nats-io/kv";
 import type { Delivery } from "@trias/bus";
 import {
   GateError,
+  canonicalBytes,
   decode,
   encode,
   subjectFor,
-  type StepExecuted,
+  type JsonObject,
   type JsonValue,
+  type StepExecuted,
+  type Tier,
+  type TraceContext,
 } from "@trias/protocol";
 import type { LoadedPolicy } from "@trias/policy";
 import { checkArgs, TOOLS, ToolRefusal, type ToolRuntime } from "@trias/tools";
 import { SpanKind, setActiveAttribute, triasAttributes, withSpan } from "@trias/telemetry";
 import {
   countQuorum,
+  faultPoint,
   openAssignment,
   openVerdict,
   type AgentHost,
@@ -48,6 +53,7 @@ export class Executor {
   readonly #rt: ToolRuntime;
   readonly #effects: KV;
   readonly #cases = new Map<string, StepCase>();
+  readonly #quarantined = new Set<string>();
   #startedAt = Number.MAX_SAFE_INTEGER;
 
   constructor(host: AgentHost, policy: LoadedPolicy, rt: ToolRuntime, effects: KV) {
@@ -66,6 +72,7 @@ export class Executor {
       { maxDeliver: 100 },
     );
     await this.#host.listen("executor-verdicts", "trias.*.verdict.*", (inc) => this.onVerdict(inc));
+    await this.#host.listen("executor-recovery", "trias.*.recovery_decided.*", (inc) => this.onRecovery(inc));
   }
 
   #checkPolicy(a: OpenedAssignment): void {
@@ -180,105 +187,171 @@ export class Executor {
   async #tryExecute(c: StepCase): Promise<boolean> {
     const a = c.assignment;
     const m = a.message;
-    const q = countQuorum(
-      m.body.requires,
-      [...c.approvals.values()].map((x) => x.verdict),
-    );
+    const q = countQuorum(m.body.requires, [...c.approvals.values()].map((x) => x.verdict));
     if (!q.met || c.veto !== null) return false;
+    await this.#checkNotQuarantined(m.run, !c.hydrated);
     const proposal = a.proposal.message.body;
-
-    // Scope: the tool must exist in this gateway, be in the policy's catalogue and get valid arguments.
-    const tool = TOOLS.get(proposal.tool);
-    if (!tool)
-      throw new GateError(
-        "scope_denied",
-        `tool "${proposal.tool}" is not in this gateway's tool pack`,
-      );
-    if (!this.#policy.doc.tools[proposal.tool])
-      throw new GateError(
-        "scope_denied",
-        `tool "${proposal.tool}" is not in the ${this.#policy.doc.environment} policy catalogue`,
-      );
-    const args = checkArgs(tool, proposal.args);
-    if (!args.ok)
-      throw new GateError(
-        "scope_denied",
-        `arguments for ${proposal.tool} are invalid: ${args.reason}`,
-      );
-
-    // Idempotency: claim the effect; a finished one is re-announced (same message id, so the
-    // server drops the copy), never re-run.
-    const key = effectKey(a);
+    setActiveAttribute("trias.tier", m.body.tier);
+    setActiveAttribute("trias.policy_digest", m.body.policyDigest);
     const prior = await this.#effect(a);
-    if (prior?.status === "done") {
-      await this.#republish(prior.frame, m.run);
-      return true;
-    }
     if (prior?.status === "vetoed") return false;
-    if (!prior) {
+    const step = m.step ?? 0;
+    await this.#runOnce({
+      key: effectKey(a),
+      prior,
+      emitId: `exec-${m.run}-${step}-${m.attempt}`,
+      run: m.run,
+      step,
+      attempt: m.attempt,
+      trace: m.trace,
+      tool: proposal.tool,
+      args: proposal.args,
+      tier: m.body.tier,
+      policyDigest: m.body.policyDigest,
+      effectId: `${m.run}:${step}:${m.attempt}`,
+      body: (r) => ({
+        digest: m.body.digest,
+        tool: proposal.tool,
+        args: proposal.args,
+        tier: m.body.tier,
+        ...r,
+        approvals: q.counted,
+        effectId: `${m.run}:${step}:${m.attempt}`,
+        evidence: {
+          assignment: a.bytes,
+          approvals: [...c.approvals.values()].filter((x) => q.counted.includes(x.verdict.key.kid)).map((x) => x.verdict.bytes),
+        },
+        compensationOf: null,
+        index: proposal.index,
+        total: proposal.total,
+      }),
+    });
+    return true;
+  }
+
+  /**
+   * Scope, then idempotency, then the effect: the tool runs at most once per effect id.
+   * The outcome is recorded durably (effects bucket) before the message that triggered it
+   * is acked; a finished effect is only re-announced, with the same message id, which the
+   * server drops as a duplicate.
+   */
+  async #runOnce(x: {
+    key: string;
+    prior: EffectRecord | null;
+    emitId: string;
+    run: string;
+    step: number;
+    attempt: number;
+    trace: TraceContext | null;
+    tool: string;
+    args: JsonObject;
+    tier: Tier;
+    policyDigest: string;
+    effectId: string;
+    body: (r: { outcome: "ok" | "error"; result: JsonValue; error: string | null }) => StepExecuted;
+  }): Promise<void> {
+    const tool = TOOLS.get(x.tool);
+    if (!tool) throw new GateError("scope_denied", `tool "${x.tool}" is not in this gateway's tool pack`);
+    if (!this.#policy.doc.tools[x.tool]) {
+      throw new GateError("scope_denied", `tool "${x.tool}" is not in the ${this.#policy.doc.environment} policy catalogue`);
+    }
+    const args = checkArgs(tool, x.args);
+    if (!args.ok) throw new GateError("scope_denied", `arguments for ${x.tool} are invalid: ${args.reason}`);
+
+    if (x.prior?.status === "done") {
+      await this.#republish(x.prior.frame, x.run);
+      return;
+    }
+    if (!x.prior) {
       try {
-        await this.#effects.create(
-          key,
-          encode({
-            status: "started",
-            at: this.#host.now(),
-            by: this.#host.name,
-          } satisfies EffectRecord),
-        );
+        await this.#effects.create(x.key, encode({ status: "started", at: this.#host.now(), by: this.#host.name } satisfies EffectRecord));
       } catch {
-        // Someone else claimed it between our read and create: let that claim finish.
-        return true;
+        // Another replica claimed it between our read and create: that claim finishes it.
+        return;
       }
     }
-    const step = m.step ?? 0;
-    const effectId = `${m.run}:${step}:${m.attempt}`;
+    faultPoint(this.#host.name, "after-claim");
     let outcome: "ok" | "error" = "ok";
     let result: JsonValue = null;
     let error: string | null = null;
     try {
       result = await withSpan(
-        `tool ${proposal.tool}`,
-        { kind: SpanKind.CLIENT, attributes: triasAttributes({ run: m.run, step, attempt: m.attempt, tier: m.body.tier, tool: proposal.tool, policyDigest: m.body.policyDigest }) },
-        () => tool.run(this.#rt, proposal.args, { effectId, attempt: m.attempt }),
+        `tool ${x.tool}`,
+        { kind: SpanKind.CLIENT, attributes: triasAttributes({ run: x.run, step: x.step, attempt: x.attempt, tier: x.tier, tool: x.tool, policyDigest: x.policyDigest }) },
+        () => tool.run(this.#rt, x.args, { effectId: x.effectId, attempt: x.attempt }),
       );
     } catch (e) {
       if (!(e instanceof ToolRefusal)) throw e;
       outcome = "error";
       error = e.message;
     }
-    const body: StepExecuted = {
-      digest: m.body.digest,
-      tool: proposal.tool,
-      args: proposal.args,
-      tier: m.body.tier,
-      outcome,
-      result,
-      error,
-      approvals: q.counted,
-      effectId,
-      evidence: {
-        assignment: a.bytes,
-        approvals: [...c.approvals.values()]
-          .filter((x) => q.counted.includes(x.verdict.key.kid))
-          .map((x) => x.verdict.bytes),
-      },
-      compensationOf: null,
-      index: proposal.index,
-      total: proposal.total,
-    };
-    const emitted = await this.#host.emit("step_executed", {
-      id: `exec-${m.run}-${step}-${m.attempt}`,
-      run: m.run,
-      step,
-      attempt: m.attempt,
-      body,
-      trace: m.trace,
-    });
-    await this.#effects.put(
+    faultPoint(this.#host.name, "after-effect");
+    const emitted = await this.#host.emit("step_executed", { id: x.emitId, run: x.run, step: x.step, attempt: x.attempt, body: x.body({ outcome, result, error }), trace: x.trace });
+    await this.#effects.put(x.key, encode({ status: "done", frame: emitted.bytes } satisfies EffectRecord));
+    faultPoint(this.#host.name, "after-record");
+  }
+
+  async #checkNotQuarantined(run: string, cold: boolean): Promise<void> {
+    if (!this.#quarantined.has(run) && cold) {
+      const e = await this.#effects.get(`${run}.quarantine`);
+      if (e && e.operation === "PUT" && e.value.length > 0) this.#quarantined.add(run);
+    }
+    if (this.#quarantined.has(run)) throw new GateError("run_quarantined", `run ${run} is quarantined: nothing more executes`);
+  }
+
+  /** Signed recovery orders: compensations to run, and quarantines to enforce. */
+  async onRecovery(inc: Incoming): Promise<void> {
+    const m = inc.message;
+    if (m.kind !== "recovery_decided") return;
+    if (m.body.action === "quarantine") {
+      this.#quarantined.add(m.run);
+      await this.#effects.put(`${m.run}.quarantine`, encode({ status: "vetoed", reason: m.body.reason } satisfies EffectRecord));
+      return;
+    }
+    if (m.body.action !== "compensate") return;
+    await this.#checkNotQuarantined(m.run, true);
+    const c = m.body.compensation;
+    if (!c || !m.body.evidence) throw new GateError("scope_denied", "a compensate order must name the compensation and carry the effect it undoes");
+    const original = this.#host.registry.open(m.body.evidence);
+    const o = original.message;
+    if (o.kind !== "step_executed" || o.run !== m.run || o.body.digest !== c.of || o.step !== c.step || o.body.outcome !== "ok" || o.body.compensationOf !== null) {
+      throw new GateError("scope_denied", `the order's evidence is not the executed effect of step ${c.step} (${c.of.slice(0, 12)})`);
+    }
+    const declared = TOOLS.get(o.body.tool)?.compensate(o.body.args, o.body.result) ?? null;
+    if (!declared || declared.tool !== c.tool || !Buffer.from(canonicalBytes(declared.args)).equals(Buffer.from(canonicalBytes(c.args)))) {
+      throw new GateError("scope_denied", `${c.tool} is not the compensation ${o.body.tool} declares for this effect`);
+    }
+    const key = `${m.run}.${c.step}.c.${m.id}`;
+    const stored = await this.#effects.get(key);
+    const prior = stored && stored.operation === "PUT" && stored.value.length > 0 ? (decode(stored.value) as EffectRecord) : null;
+    const effectId = `${m.run}:${c.step}:c:${m.id}`;
+    await this.#runOnce({
       key,
-      encode({ status: "done", frame: emitted.bytes } satisfies EffectRecord),
-    );
-    return true;
+      prior,
+      emitId: `comp-${m.run}-${c.step}-${m.id}`,
+      run: m.run,
+      step: c.step,
+      attempt: o.attempt,
+      trace: m.trace,
+      tool: c.tool,
+      args: c.args,
+      tier: o.body.tier,
+      policyDigest: this.#policy.digest,
+      effectId,
+      body: (r) => ({
+        digest: c.of,
+        tool: c.tool,
+        args: c.args,
+        tier: o.body.tier,
+        ...r,
+        approvals: [],
+        effectId,
+        evidence: { assignment: inc.delivery.data, approvals: [m.body.evidence ?? new Uint8Array()] },
+        compensationOf: c.of,
+        index: c.step,
+        total: o.body.total,
+      }),
+    });
   }
 
   async #republish(frame: Uint8Array, run: string): Promise<void> {

@@ -1,5 +1,5 @@
-import { RunId, type MessageOf, type StepProposed } from "@trias/protocol";
-import type { AgentHost, Incoming } from "@trias/runtime";
+import { RunId, ValidationError, type MessageOf, type StepProposed } from "@trias/protocol";
+import type { AgentHost, HandlerResult, Incoming } from "@trias/runtime";
 import { subjectFor } from "@trias/protocol";
 import { planTask, type PlannedStep } from "./planner.js";
 
@@ -50,6 +50,7 @@ export class Proposer {
       subjectFor("verifier", "step_verified", "*"),
       (inc) => this.onVerified(inc),
     );
+    await this.#host.listen("proposer-recovery", "trias.*.recovery_decided.*", (inc) => this.onRecovery(inc));
   }
 
   async #plan(run: string, task: MessageOf<"task_submitted">): Promise<PlannedStep[]> {
@@ -102,5 +103,34 @@ export class Proposer {
     if (opened.message.kind !== "task_submitted")
       throw new Error(`unexpected ${opened.message.kind} on the task subject`);
     return opened.message;
+  }
+
+  /**
+   * A retry proposes the same action again at the attempt the recovery names, not before
+   * its backoff (the order is redelivered when it is due: a durable timer). A replan needs a
+   * planner that can plan around a failure; the deterministic one cannot, and says so.
+   */
+  async onRecovery(inc: Incoming): Promise<HandlerResult> {
+    const m = inc.message;
+    if (m.kind !== "recovery_decided") return;
+    const b = m.body;
+    if (b.action !== "retry" && b.action !== "replan") return;
+    const wait = (b.notBefore ?? 0) - this.#host.now();
+    if (wait > 0) return { retryInMs: wait };
+    const stored = await this.#host.bus.lastBySubject(subjectFor("proposer", "step_proposed", m.run));
+    if (!stored) throw new ValidationError("schema_invalid", `no proposal in the trace of run ${m.run} to ${b.action}`);
+    const last = this.#host.registry.open(stored.data).message;
+    if (last.kind !== "step_proposed" || last.step === null) return;
+    if (b.action === "replan") {
+      throw new ValidationError("unsupported", `the deterministic planner cannot replan step ${last.step} of run ${m.run}: order a retry, a rollback or a human decision instead`);
+    }
+    await this.#host.emit("step_proposed", {
+      id: `prop-${m.run}-${last.step}-${b.nextAttempt}`,
+      run: m.run,
+      step: last.step,
+      attempt: b.nextAttempt,
+      body: { ...last.body, replanOf: null },
+      trace: m.trace,
+    });
   }
 }

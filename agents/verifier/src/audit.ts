@@ -1,4 +1,5 @@
-import { GateError, type Check, type MessageOf } from "@trias/protocol";
+import { GateError, canonicalBytes, type Check, type MessageOf } from "@trias/protocol";
+import { getTool } from "@trias/tools";
 import type { KeyRegistry } from "@trias/signing";
 import { countQuorum, openAssignment, openVerdict } from "@trias/runtime";
 
@@ -51,4 +52,39 @@ export function auditExecution(registry: KeyRegistry, m: MessageOf<"step_execute
     });
   }
   return checks;
+}
+
+/**
+ * A compensation is authorised by a signed compensate order (verifier or human) that names
+ * it exactly, and it must be the undo the tool pack declares for the original effect, whose
+ * executor-signed frame travels with it.
+ */
+export function auditCompensation(registry: KeyRegistry, m: MessageOf<"step_executed">): Check[] {
+  const b = m.body;
+  try {
+    const order = registry.open(b.evidence.assignment).message;
+    if (order.kind !== "recovery_decided" || order.body.action !== "compensate" || order.body.compensation === null) {
+      throw new GateError("scope_denied", "compensation is not backed by a signed compensate order");
+    }
+    const c = order.body.compensation;
+    const named = c.of === b.compensationOf && c.tool === b.tool && canonicalEqual(c.args, b.args) && c.step === b.index;
+    const originalBytes = b.evidence.approvals[0];
+    if (!originalBytes) throw new GateError("scope_denied", "compensation carries no original effect");
+    const original = registry.open(originalBytes).message;
+    if (original.kind !== "step_executed" || original.body.digest !== b.compensationOf || original.body.outcome !== "ok") {
+      throw new GateError("scope_denied", "the effect being undone is not an executed step of this digest");
+    }
+    const declared = getTool(original.body.tool).compensate(original.body.args, original.body.result);
+    const matches = declared !== null && declared.tool === b.tool && canonicalEqual(declared.args, b.args);
+    return [
+      { name: "compensation matches its signed order", ok: named, detail: named ? `order ${order.id}` : "tool, arguments or target differ from the order" },
+      { name: "compensation is the declared undo", ok: matches, detail: matches ? `${original.body.tool} is undone by ${b.tool}` : "not the undo the tool declares" },
+    ];
+  } catch (e) {
+    return [{ name: "compensation authorisation verifies", ok: false, detail: (e as Error).message }];
+  }
+}
+
+function canonicalEqual(a: unknown, b: unknown): boolean {
+  return Buffer.from(canonicalBytes(a)).equals(Buffer.from(canonicalBytes(b)));
 }

@@ -1,2 +1,3 @@
 export { Verifier, verdictOf } from "./verifier.js";
-export { auditExecution } from "./audit.js";
+export { auditExecution, auditCompensation } from "./audit.js";
+export { decideRecovery, nextCompensation, type Decision, type EffectUndo, type VerificationFacts } from "./recovery.js";

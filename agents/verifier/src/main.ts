@@ -1,3 +1,4 @@
+import { loadPolicy } from "@trias/policy";
 import { bootAgent, drainOnSignal, fatal } from "@trias/runtime";
 import { LEDGER_BUCKET, Ledger } from "@trias/tools";
 import { Verifier } from "./verifier.js";
@@ -6,8 +7,9 @@ try {
   const b = await bootAgent("verifier");
   // Read-only: the verifier's NATS user may read the ledger bucket but not write it.
   const ledger = new Ledger(await b.bus.kv(LEDGER_BUCKET));
+  const policy = loadPolicy(b.env.policyFile);
   drainOnSignal(b);
-  await new Verifier(b.host, { ledger }).start();
+  await new Verifier(b.host, { ledger }, policy).start();
   b.log.info({}, "verifier ready");
 } catch (e) {
   fatal("verifier", e);

@@ -1,137 +1,164 @@
-import type { Bus } from "@trias/bus";
+import type { StoredMessage } from "@trias/bus";
 import {
   runFilter,
+  subjectFor,
   type Check,
+  type JsonObject,
   type Message,
   type MessageOf,
   type RunOutcome,
+  type Topology,
   type VerificationVerdict,
 } from "@trias/protocol";
-import { computeReceipt } from "@trias/runstate";
-import { getTool, type ToolRuntime } from "@trias/tools";
+import type { LoadedPolicy } from "@trias/policy";
+import {
+  assessTopology,
+  computeReceipt,
+  foldRun,
+  linearBaseline,
+  reduce,
+  topologyMetrics,
+  type RunState,
+  type TraceEvent,
+} from "@trias/runstate";
+import { getTool, TOOLS, type ToolRuntime } from "@trias/tools";
 import { openAssignment, type AgentHost, type Incoming } from "@trias/runtime";
-import { auditExecution } from "./audit.js";
-import { metrics, setActiveAttribute } from "@trias/telemetry";
-
-/** What the verifier remembers of a run; rebuilt from the trace whenever it is missing. */
-interface RunFacts {
-  executed: Set<string>;
-  closed: boolean;
-  steps: number;
-  lastSeq: number;
-}
+import { metrics, recordRecovery, setActiveAttribute } from "@trias/telemetry";
+import { auditCompensation, auditExecution } from "./audit.js";
+import { decideRecovery, nextCompensation, type Decision, type EffectUndo } from "./recovery.js";
 
 /** Pure: a verification verdict from checks. Uncertain is never passed. */
-export function verdictOf(
-  outcome: "ok" | "error",
-  checks: readonly Check[],
-  uncertain: boolean,
-): VerificationVerdict {
+export function verdictOf(outcome: "ok" | "error", checks: readonly Check[], uncertain: boolean): VerificationVerdict {
   if (uncertain) return "uncertain";
   if (outcome === "error") return "failed";
   return checks.every((c) => c.ok) ? "passed" : "failed";
 }
 
+interface RunCache {
+  state: RunState;
+  /** Highest stream sequence handled (applied or found illegal). */
+  seen: number;
+}
+
 /**
- * The verifier reads the whole trace in order (one consumer, every subject), so for each run
- * it sees proposals, assignments, verdicts and executions in the order they were stored. It
- * checks every execution on its own, and closes each run with a receipt over its trace.
+ * The verifier follows the whole trace in stream order (one consumer, every subject) and
+ * folds each run with the shared state machine. Its decisions are a function of that state
+ * and the event at hand: verify an execution, then on its own verification decide what
+ * follows (next step, retry, rollback, escalate, close). Each decision is a signed event
+ * whose id derives from the event that caused it, so a redelivery changes nothing.
  */
 export class Verifier {
   readonly #host: AgentHost;
   readonly #rt: ToolRuntime;
-  readonly #runs = new Map<string, RunFacts>();
+  readonly #policy: LoadedPolicy;
+  readonly #runs = new Map<string, RunCache>();
 
-  constructor(host: AgentHost, rt: ToolRuntime) {
+  constructor(host: AgentHost, rt: ToolRuntime, policy: LoadedPolicy) {
     this.#host = host;
     this.#rt = rt;
-  }
-
-  get bus(): Bus {
-    return this.#host.bus;
+    this.#policy = policy;
   }
 
   async start(): Promise<void> {
     await this.#host.listen("verifier", "trias.>", (inc) => this.onMessage(inc), { batch: 128 });
   }
 
-  async #facts(run: string, uptoSeq: number): Promise<RunFacts> {
-    let f = this.#runs.get(run);
-    if (f) return f;
-    f = { executed: new Set(), closed: false, steps: 0, lastSeq: 0 };
-    // Cold: fold what the trace already holds for this run (a restart, or a new replica).
+  /** The run's state up to (not including) `seq`; folded from the stream when not in memory. */
+  async #load(run: string, seq: number): Promise<RunCache> {
+    const cached = this.#runs.get(run);
+    if (cached) return cached;
+    const events: TraceEvent[] = [];
     for (const stored of await this.#host.bus.readAll(runFilter(run))) {
-      if (stored.seq >= uptoSeq) break;
-      try {
-        observe(f, this.#host.registry.open(stored.data).message, stored.seq);
-      } catch {
-        // Refused messages change nothing.
-      }
+      if (stored.seq >= seq) break;
+      const ev = this.#event(stored);
+      if (ev) events.push(ev);
     }
+    const c: RunCache = { state: foldRun(events, run), seen: seq - 1 };
     if (this.#runs.size > 20_000) this.#runs.delete(this.#runs.keys().next().value ?? "");
-    this.#runs.set(run, f);
-    return f;
+    this.#runs.set(run, c);
+    return c;
+  }
+
+  #event(stored: StoredMessage): TraceEvent | null {
+    try {
+      return { seq: stored.seq, subject: stored.subject, frame: stored.data, message: this.#host.registry.open(stored.data).message };
+    } catch {
+      return null;
+    }
   }
 
   async onMessage(inc: Incoming): Promise<void> {
     const m = inc.message;
-    const f = await this.#facts(m.run, inc.delivery.seq);
-    if (inc.delivery.seq <= f.lastSeq) return;
-    observe(f, m, inc.delivery.seq);
-    if (f.closed && m.kind !== "run_closed") return;
+    const seq = inc.delivery.seq;
+    const c = await this.#load(m.run, seq);
+    if (seq <= c.seen) return;
+    const before = c.state.violations.length;
+    c.state = reduce(c.state, {
+      seq,
+      subject: inc.delivery.subject,
+      frame: inc.delivery.data,
+      message: m,
+    });
+    c.seen = seq;
+    const violation = c.state.violations.length > before ? c.state.violations.at(-1) : undefined;
+    if (violation) this.#host.log.warn({ run: m.run, seq, kind: m.kind, reason: violation.reason }, "illegal transition recorded");
+    if (c.state.status === "closed") return;
+    await this.#react(c.state, m, seq, violation?.reason);
+  }
+
+  async #react(st: RunState, m: Message, seq: number, violation: string | undefined): Promise<void> {
     switch (m.kind) {
       case "step_executed":
-        await this.#verify(m, inc.delivery.seq);
+        if (violation) {
+          // An effect that the trace does not authorise: halt the run before anything else runs.
+          await this.#apply(st, m, seq, { kind: "recover", action: "quarantine", reason: `execution not backed by the trace: ${violation}`, digest: m.body.digest, nextAttempt: m.attempt, notBefore: null, avoid: [m.body.digest], compensation: null, evidence: null });
+          return;
+        }
+        await this.#verify(m);
+        return;
+      case "step_verified":
+        if (violation || m.sender !== this.#host.signer.kid) return;
+        await this.#apply(st, m, seq, await this.#afterVerification(st, m));
+        return;
+      case "recovery_decided":
+        if (violation) return;
+        await this.#apply(st, m, seq, await this.#afterRecovery(st, m));
         return;
       case "tier_assigned":
-        if (m.body.denied !== null)
-          await this.#close(
-            m,
-            "rejected",
-            `step ${m.step} denied by policy: ${m.body.denied}`,
-            inc.delivery.seq,
-          );
+        if (m.body.denied !== null && !violation) await this.#apply(st, m, seq, { kind: "close", outcome: "rejected", reason: `step ${m.step} denied by policy: ${m.body.denied}` });
         return;
-      case "verdict":
-        if (m.body.decision !== "approve" && !f.executed.has(m.body.digest)) {
-          await this.#close(
-            m,
-            "rejected",
-            `step ${m.step} ${m.body.decision} by ${inc.key.name}: ${m.body.reasons.join("; ")}`,
-            inc.delivery.seq,
-          );
+      case "verdict": {
+        const step = st.current === null ? undefined : st.steps[st.current];
+        if (m.body.decision !== "approve" && !violation && step?.digest === m.body.digest && st.phase === "vetoed") {
+          await this.#apply(st, m, seq, { kind: "close", outcome: "rejected", reason: `step ${m.step} ${m.body.decision} by ${m.sender.split(":")[0] ?? m.sender}: ${m.body.reasons.join("; ")}` });
         }
         return;
+      }
       case "message_rejected":
-        if (m.body.by === "executor" && m.body.code === "quorum_not_met")
-          await this.#close(m, "rejected", m.body.reason, inc.delivery.seq);
+        if (m.body.by !== "executor") return;
+        if (m.body.code === "quorum_not_met") {
+          await this.#apply(st, m, seq, { kind: "close", outcome: "rejected", reason: m.body.reason });
+        } else if (m.body.subject.includes(".recovery_decided.") && st.phase !== "escalated") {
+          // The executor refused a recovery order: recovery cannot go on by itself.
+          const digest = st.current === null ? "" : (st.steps[st.current]?.digest ?? "");
+          await this.#apply(st, m, seq, { kind: "recover", action: "escalate", reason: `the executor refused a recovery order (${m.body.code}: ${m.body.reason}): a human decides`, digest: digest || "0".repeat(64), nextAttempt: st.current === null ? 0 : (st.steps[st.current]?.attempt ?? 0), notBefore: null, avoid: [], compensation: null, evidence: null });
+        }
         return;
       case "task_submitted":
       case "step_proposed":
-      case "step_verified":
-      case "recovery_decided":
       case "run_closed":
         return;
-      default: {
-        const never: never = m;
-        throw new Error(`unhandled ${String(never)}`);
-      }
     }
   }
 
-  async #verify(m: MessageOf<"step_executed">, seq: number): Promise<void> {
+  async #verify(m: MessageOf<"step_executed">): Promise<void> {
     const b = m.body;
-    const audit = auditExecution(this.#host.registry, m);
+    const audit = b.compensationOf === null ? auditExecution(this.#host.registry, m) : auditCompensation(this.#host.registry, m);
     let checks: Check[] = [...audit];
     let uncertain = false;
     if (b.outcome === "ok") {
       try {
-        checks = checks.concat(
-          await getTool(b.tool).verify(this.#rt, b.args, b.result, {
-            effectId: b.effectId,
-            attempt: m.attempt,
-          }),
-        );
+        checks = checks.concat(await getTool(b.tool).verify(this.#rt, b.args, b.result, { effectId: b.effectId, attempt: m.attempt }));
       } catch (e) {
         uncertain = true;
         checks.push({ name: "postconditions readable", ok: false, detail: (e as Error).message });
@@ -142,91 +169,132 @@ export class Verifier {
     const verdict = verdictOf(b.outcome, checks, uncertain);
     setActiveAttribute("trias.verdict", verdict);
     setActiveAttribute("trias.tier", b.tier);
-    metrics.stepCompleted(b.tier, verdict, Math.max(0, this.#host.now() - proposalIssuedAt(this.#host, b.evidence.assignment)));
+    if (b.compensationOf === null) metrics.stepCompleted(b.tier, verdict, Math.max(0, this.#host.now() - proposalIssuedAt(this.#host, b.evidence.assignment)));
     const step = m.step ?? 0;
     await this.#host.emit("step_verified", {
-      id: `ver-${m.run}-${step}-${m.attempt}${b.compensationOf ? "-c" : ""}`,
+      id: `ver-${b.effectId.replace(/[^A-Za-z0-9_-]/g, "_")}`,
       run: m.run,
       step,
       attempt: m.attempt,
-      body: {
-        digest: b.digest,
-        tool: b.tool,
-        verdict,
-        checks,
-        compensationOf: b.compensationOf,
-        index: b.index,
-        total: b.total,
-      },
+      body: { digest: b.digest, tool: b.tool, verdict, checks, compensationOf: b.compensationOf, index: b.index, total: b.total },
       trace: m.trace,
     });
-    if (audit.some((c) => !c.ok)) {
-      await this.#close(
-        m,
-        "quarantined",
-        `execution of step ${step} is not backed by valid authorisation: ${audit
-          .filter((c) => !c.ok)
-          .map((c) => c.detail)
-          .join("; ")}`,
-        seq,
-      );
-      return;
+  }
+
+  async #afterVerification(st: RunState, m: MessageOf<"step_verified">): Promise<Decision> {
+    const b = m.body;
+    if (b.compensationOf !== null) {
+      if (b.verdict !== "passed") {
+        return { kind: "recover", action: "escalate", reason: `compensation of step ${b.index} ${b.verdict}: a human decides`, digest: b.digest, nextAttempt: m.attempt, notBefore: null, avoid: [], compensation: null, evidence: null };
+      }
+      return nextCompensation(st, await this.#undoPlan(st));
     }
-    if (verdict === "passed" && b.compensationOf === null && b.index + 1 >= b.total) {
-      await this.#close(m, "completed", `all ${b.total} step(s) executed and verified`, seq);
-    } else if (verdict !== "passed") {
-      await this.#close(
-        m,
-        "failed",
-        `step ${step} verification ${verdict}: ${checks
-          .filter((c) => !c.ok)
-          .map((c) => `${c.name}: ${c.detail}`)
-          .join("; ")}`,
-        seq,
-      );
+    if (b.verdict === "passed") {
+      return b.index + 1 >= b.total ? { kind: "close", outcome: "completed", reason: `all ${b.total} step(s) executed and verified` } : { kind: "none" };
+    }
+    const step = st.steps[b.index];
+    if (!step || step.digest !== b.digest) return { kind: "none" };
+    const failed = b.checks.filter((x) => !x.ok).map((x) => `${x.name}: ${x.detail}`);
+    const outcome = step.execution?.outcome ?? "error";
+    const tier = step.tier ?? "full";
+    return decideRecovery(step, { verdict: b.verdict, outcome, reason: failed.join("; ") || b.verdict }, this.#policy.doc.tiers[tier], await this.#undoPlan(st), this.#host.now());
+  }
+
+  async #afterRecovery(st: RunState, m: MessageOf<"recovery_decided">): Promise<Decision> {
+    recordRecovery({ action: m.body.action, reason: m.body.reason });
+    metrics.recoveryAction(m.body.action);
+    switch (m.body.action) {
+      case "rollback":
+        return nextCompensation(st, await this.#undoPlan(st));
+      case "quarantine":
+        return { kind: "close", outcome: "quarantined", reason: m.body.reason };
+      case "retry":
+      case "replan":
+      case "compensate":
+      case "escalate":
+        return { kind: "none" };
     }
   }
 
-  async #close(
-    cause: { run: string; trace: MessageOf<"task_submitted">["trace"] },
-    outcome: RunOutcome,
-    reason: string,
-    uptoSeq: number,
-  ): Promise<void> {
-    const f = this.#runs.get(cause.run);
-    if (f?.closed) return;
-    // The receipt covers the run's trace up to the message that closed it: a pure function
+  /** Every effect of the run with how to undo it, read from the executor's signed frames. */
+  async #undoPlan(st: RunState): Promise<EffectUndo[]> {
+    if (st.effects.length === 0) return [];
+    const frames = new Map<number, StoredMessage>();
+    for (const s of await this.#host.bus.readAll(subjectFor("executor", "step_executed", st.run))) frames.set(s.seq, s);
+    const out: EffectUndo[] = [];
+    for (const effect of st.effects) {
+      const stored = frames.get(effect.seq);
+      if (!stored) continue;
+      const opened = this.#host.registry.open(stored.data).message;
+      if (opened.kind !== "step_executed") continue;
+      const tool = TOOLS.get(opened.body.tool);
+      const op = this.#policy.doc.tools[opened.body.tool]?.op;
+      out.push({
+        effect,
+        frame: stored.data,
+        readOnly: op === "read",
+        order: tool ? (tool.compensate(opened.body.args, opened.body.result) as { tool: string; args: JsonObject } | null) : null,
+      });
+    }
+    return out;
+  }
+
+  async #apply(st: RunState, cause: Message, seq: number, d: Decision): Promise<void> {
+    switch (d.kind) {
+      case "none":
+        return;
+      case "recover":
+        await this.#host.emit("recovery_decided", {
+          id: `rec-${cause.run}-${seq}`,
+          run: cause.run,
+          step: d.compensation?.step ?? st.current,
+          attempt: d.nextAttempt,
+          body: { digest: d.digest, action: d.action, reason: d.reason, compensation: d.compensation, avoid: d.avoid, nextAttempt: d.nextAttempt, notBefore: d.notBefore, evidence: d.evidence },
+          trace: cause.trace,
+        });
+        return;
+      case "close":
+        await this.#close(st, cause, d.outcome, d.reason, seq);
+        return;
+    }
+  }
+
+  async #close(st: RunState, cause: Message, outcome: RunOutcome, reason: string, uptoSeq: number): Promise<void> {
+    // The receipt covers the run's trace up to the event that closed it: a pure function
     // of the stream, so anyone can recompute it.
-    const events = (await this.#host.bus.readAll(runFilter(cause.run))).filter(
-      (e) => e.seq <= uptoSeq,
-    );
+    const events = (await this.#host.bus.readAll(runFilter(cause.run))).filter((e) => e.seq <= uptoSeq);
     const receipt = computeReceipt(
       events.map((e) => ({ seq: e.seq, subject: e.subject, frame: e.data })),
       cause.run,
     );
-    if (f) f.closed = true;
+    const tm = topologyMetrics(st);
+    const steps = st.steps.filter((s) => s !== undefined).length;
+    const assessed = assessTopology(tm, { entropyBits: this.#policy.doc.metrics.entropyBits, rollbackDensity: this.#policy.doc.metrics.rollbackDensity }, linearBaseline(Math.max(1, steps)));
+    const topology: Topology = {
+      entropyBits: round(tm.entropyBits),
+      rollbackDensity: round(tm.rollbackDensity),
+      pathVariance: round(assessed.pathVariance),
+      sequenceVariance: round(assessed.sequenceVariance),
+      alarm: assessed.alarm,
+      reasons: assessed.reasons,
+    };
+    if (topology.alarm) this.#host.log.warn({ run: cause.run, topology }, "execution topology alarm");
     await this.#host.emit("run_closed", {
       id: `close-${cause.run}`,
       run: cause.run,
       step: null,
       attempt: 0,
-      body: { outcome, reason, steps: f?.steps ?? 0, receipt },
+      body: { outcome, reason, steps, receipt, topology },
       trace: cause.trace,
     });
   }
 }
 
-/** Pure: update run facts with one message. */
-function observe(f: RunFacts, m: Message, seq: number): void {
-  f.lastSeq = Math.max(f.lastSeq, seq);
-  if (m.kind === "step_executed" && m.body.compensationOf === null) {
-    f.executed.add(m.body.digest);
-    f.steps = Math.max(f.steps, (m.step ?? 0) + 1);
-  }
-  if (m.kind === "run_closed") f.closed = true;
+function round(n: number): number {
+  return Math.round(n * 1000) / 1000;
 }
 
-/** When the step was proposed, read from the signed evidence; 0 when it cannot be read. */
+/** When the step was proposed, read from the signed evidence. */
 function proposalIssuedAt(host: AgentHost, assignment: Uint8Array): number {
   try {
     return openAssignment(host.registry, assignment).proposal.message.issuedAt;

@@ -35,6 +35,7 @@ export type ErrorCode =
   | "tool_failed"
   | "bus_unavailable"
   | "timeout"
+  | "unsupported"
   | "internal";
 
 export interface TriasErrorOptions {

@@ -37,6 +37,7 @@ export {
   Compensation,
   RecoveryDecided,
   Receipt,
+  Topology,
   RunClosed,
   MessageRejected,
   TraceContext,

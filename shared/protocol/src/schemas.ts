@@ -191,6 +191,10 @@ export const RecoveryDecided = z.object({
   /** Digests of actions that failed and must not be retried unchanged. */
   avoid: z.array(Digest),
   nextAttempt: z.number().int().nonnegative(),
+  /** Backoff as data: the next attempt is not proposed before this time (ms since epoch). */
+  notBefore: z.number().int().nonnegative().nullable(),
+  /** For compensate: the executor's signed frame of the effect being undone, as evidence. */
+  evidence: Bytes.nullable(),
 });
 export type RecoveryDecided = z.infer<typeof RecoveryDecided>;
 
@@ -203,11 +207,23 @@ export const Receipt = z.object({
 });
 export type Receipt = z.infer<typeof Receipt>;
 
+export const Topology = z.object({
+  entropyBits: z.number(),
+  rollbackDensity: z.number(),
+  pathVariance: z.number(),
+  sequenceVariance: z.number(),
+  alarm: z.boolean(),
+  reasons: z.array(z.string()),
+});
+export type Topology = z.infer<typeof Topology>;
+
 export const RunClosed = z.object({
   outcome: RunOutcome,
   reason: z.string(),
   steps: z.number().int().nonnegative(),
   receipt: Receipt,
+  /** Execution topology of the run against its program's baseline. */
+  topology: Topology.nullable(),
 });
 export type RunClosed = z.infer<typeof RunClosed>;
 

@@ -294,6 +294,8 @@ export class TraceBuilder {
       compensation: opts.compensation ?? null,
       avoid: opts.avoid ?? [],
       nextAttempt: opts.nextAttempt ?? c.attempt + 1,
+      notBefore: null,
+      evidence: null,
     });
   }
 
@@ -360,6 +362,7 @@ export class TraceBuilder {
       reason: outcome,
       steps,
       receipt: computeReceipt(this.events, this.run),
+      topology: null,
     });
   }
 

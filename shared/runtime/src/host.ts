@@ -307,7 +307,9 @@ export class AgentHost {
               span.setAttributes(triasAttributes({ kind: m.kind, ...(m.step !== null ? { step: m.step } : {}), attempt: m.attempt }));
               span.setAttribute("messaging.message.id", m.id);
               this.log.info({ run: m.run, step: m.step, attempt: m.attempt, kind: m.kind, seq: d.seq, from: inc.key.name }, "handling");
+              faultPoint(this.name, `before-${m.kind}`);
               const r = await handler(inc);
+              faultPoint(this.name, `after-${m.kind}`);
               if (r && "retryInMs" in r) return { type: "nak", delayMs: r.retryInMs };
               return { type: "ack" };
             } catch (e) {
@@ -339,4 +341,14 @@ export class AgentHost {
   async stop(): Promise<void> {
     await Promise.allSettled(this.#subs.map((s) => s.stop()));
   }
+}
+
+/**
+ * Fault injection for crash tests and game days: with TRIAS_FAULT="<agent>:<point>[,...]"
+ * the process kills itself (SIGKILL, no drain) when it reaches that point. Inert otherwise.
+ */
+export function faultPoint(agent: string, point: string): void {
+  const spec = process.env["TRIAS_FAULT"];
+  if (!spec) return;
+  if (spec.split(",").includes(`${agent}:${point}`)) process.kill(process.pid, "SIGKILL");
 }

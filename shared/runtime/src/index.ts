@@ -1,6 +1,7 @@
 export { readAgentEnv, type AgentEnv } from "./env.js";
 export {
   AgentHost,
+  faultPoint,
   type Logger,
   type Incoming,
   type HandlerResult,

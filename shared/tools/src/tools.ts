@@ -287,7 +287,7 @@ const flaky: ToolDef = {
     const { result } = await rt.ledger.apply(ctx.effectId, () => ({ key, attempt: ctx.attempt }));
     return result;
   },
-  compensate: () => null,
+  compensate: (args, result) => ({ tool: "flaky.undo", args: { key: FlakyArgs.parse(args).key, attempt: (result as { attempt?: number } | null)?.attempt ?? 0 } }),
   async verify(rt, args, result, ctx) {
     const { checks } = await recorded(rt, result, ctx);
     const ok = ctx.attempt >= FlakyArgs.parse(args).passFromAttempt;
@@ -299,6 +299,22 @@ const flaky: ToolDef = {
         detail: ok ? "confirmed" : `not confirmed at attempt ${ctx.attempt}`,
       },
     ];
+  },
+};
+
+const FlakyUndoArgs = z.object({ key: z.string().min(1).max(64), attempt: z.number().int().min(0) }).strict();
+const flakyUndo: ToolDef = {
+  name: "flaky.undo",
+  description: "Records that a flaky.write effect was undone.",
+  input: FlakyUndoArgs,
+  async run(rt, args, ctx) {
+    const { key, attempt } = FlakyUndoArgs.parse(args);
+    const { result } = await rt.ledger.apply(ctx.effectId, () => ({ undone: key, attempt }));
+    return result;
+  },
+  compensate: () => null,
+  async verify(rt, _args, result, ctx) {
+    return (await recorded(rt, result, ctx)).checks;
   },
 };
 
@@ -314,6 +330,7 @@ export const TOOLS: ReadonlyMap<string, ToolDef> = new Map(
     noop("noop.write", "Do nothing (write)."),
     noop("noop.batch", "Do nothing (batch)."),
     flaky,
+    flakyUndo,
   ].map((t) => [t.name, t]),
 );
 

@@ -1,0 +1,98 @@
+import type { Compensation, RecoveryAction, RunOutcome, VerificationVerdict } from "@trias/protocol";
+import type { TierParams } from "@trias/policy";
+import type { EffectRecord, RunState, StepState } from "@trias/runstate";
+
+/** What the verifier does next. Pure data, so a replay of the trace reaches the same decision. */
+export type Decision =
+  | { kind: "none" }
+  | { kind: "close"; outcome: RunOutcome; reason: string }
+  | {
+      kind: "recover";
+      action: RecoveryAction;
+      reason: string;
+      digest: string;
+      nextAttempt: number;
+      notBefore: number | null;
+      avoid: string[];
+      compensation: Compensation | null;
+      evidence: Uint8Array | null;
+    };
+
+/** How to undo one effect, as the tool pack declares it; `null` when it cannot be undone. */
+export interface EffectUndo {
+  effect: EffectRecord;
+  /** The executor's signed step_executed frame for the effect. */
+  frame: Uint8Array;
+  readOnly: boolean;
+  order: { tool: string; args: Compensation["args"] } | null;
+}
+
+export interface VerificationFacts {
+  verdict: VerificationVerdict;
+  outcome: "ok" | "error";
+  reason: string;
+}
+
+/**
+ * After a step failed verification, within the tier's limits:
+ * 1. retry the same action (bounded by maxAttempts, exponential backoff) when the tool ran
+ *    but its outcome is not confirmed (failed postcondition, incomplete, uncertain);
+ * 2. otherwise roll back: compensate every earlier effect in reverse order;
+ * 3. escalate to a human when an effect cannot be undone;
+ * 4. close as failed when nothing needs undoing.
+ * A tool that refused (outcome error) is not retried unchanged: its action goes on the
+ * avoid list.
+ */
+export function decideRecovery(step: StepState, f: VerificationFacts, params: TierParams, undo: readonly EffectUndo[], now: number): Decision {
+  const digest = step.digest ?? "";
+  if (f.outcome === "ok" && step.attempt + 1 < params.maxAttempts) {
+    const delay = params.backoffMs * 2 ** step.attempt;
+    return {
+      kind: "recover",
+      action: "retry",
+      reason: `step ${step.index} ${f.verdict} (${f.reason}); retry ${step.attempt + 2} of ${params.maxAttempts} after ${delay} ms`,
+      digest,
+      nextAttempt: step.attempt + 1,
+      notBefore: now + delay,
+      avoid: [],
+      compensation: null,
+      evidence: null,
+    };
+  }
+  const why = f.outcome === "error" ? `the tool refused: ${f.reason}` : `${f.verdict} after ${step.attempt + 1} attempt(s): ${f.reason}`;
+  const pending = undo.filter((u) => !u.effect.compensated && !u.readOnly);
+  if (pending.length === 0) return { kind: "close", outcome: "failed", reason: `step ${step.index} ${why}; nothing to undo` };
+  const irreversible = pending.filter((u) => u.order === null);
+  const base = { kind: "recover" as const, digest, nextAttempt: step.attempt, notBefore: null, avoid: [digest], compensation: null, evidence: null };
+  if (irreversible.length > 0) {
+    return {
+      ...base,
+      action: "escalate",
+      reason: `step ${step.index} ${why}; ${irreversible.map((u) => `${u.effect.tool} (step ${u.effect.step})`).join(", ")} cannot be undone: a human decides`,
+    };
+  }
+  return { ...base, action: "rollback", reason: `step ${step.index} ${why}; compensating ${pending.length} effect(s) in reverse order` };
+}
+
+/** The next compensation of a rollback: the latest effect not yet undone, or null when done. */
+export function nextCompensation(state: RunState, undo: readonly EffectUndo[]): Decision {
+  const todo = undo.filter((u) => !u.effect.compensated && !u.readOnly && u.order !== null);
+  const last = todo.at(-1);
+  if (!last) {
+    const undone = undo.filter((u) => u.effect.compensated).length;
+    return { kind: "close", outcome: "rolled_back", reason: `rolled back: ${undone} effect(s) compensated in reverse order` };
+  }
+  const order = last.order;
+  if (!order) return { kind: "none" };
+  return {
+    kind: "recover",
+    action: "compensate",
+    reason: `undo step ${last.effect.step} (${last.effect.tool}) with ${order.tool}`,
+    digest: last.effect.digest,
+    nextAttempt: state.steps[last.effect.step]?.attempt ?? 0,
+    notBefore: null,
+    avoid: [],
+    compensation: { step: last.effect.step, of: last.effect.digest, tool: order.tool, args: order.args },
+    evidence: last.frame,
+  };
+}
