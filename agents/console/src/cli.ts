@@ -4,16 +4,92 @@ import { findNatsServer, NATS_INSTALL_HINT } from "@trias/bus";
 import { isTriasError } from "@trias/protocol";
 import { initKeyDir, revokeKey, DEFAULT_IDENTITIES } from "@trias/signing";
 import { initTelemetry } from "@trias/telemetry";
+import { LEDGER_BUCKET, Ledger } from "@trias/tools";
+import { auditEvents, exportTrace, importTrace, readRun, replayLines, type StoredEvent } from "./audit.js";
+import { ConsoleClient } from "./client.js";
+import { connectOperator, loadRegistry, loadSigner } from "./connect.js";
+import { describe } from "./format.js";
 import { runDemo, DEFAULT_KEY_DIR, DEFAULT_LOG_ROOT } from "./demo.js";
 
 const USAGE = `trias: a governed execution runtime for AI agents
 
 usage:
-  trias demo [--env dev|staging|prod] [--timeout-ms N]   the main job: a full governed run set on an embedded nats-server
+  trias demo [--env dev|staging|prod] [--timeout-ms N]   the main job: governed runs on an embedded nats-server
   trias keys init <dir>                                  one Ed25519 key per agent identity + the registry (JWKS)
   trias keys revoke <dir> <name|kid>                     mark a key revoked in the registry
+  trias submit <program> <input-json> [--wait]           submit a task as the console
+  trias watch [run]                                      follow the trace as it is written
+  trias audit <run> | --file <trace>                     check every signature and the receipt chain; names the first bad event
+  trias replay <run> | --file <trace>                    re-run the state machine over the trace and print each transition
+  trias export <run> <file>                              save a run's trace for offline audit
+  trias ledger                                           the demo ledger's balances
 
-environment: NATS_URL (use a running server instead of the embedded one), TRIAS_ENV, TRIAS_KEY_DIR, LOG_LEVEL`;
+environment: NATS_URL (NATS_USER, NATS_PASSWORD), TRIAS_KEY_DIR, TRIAS_ENV, LOG_LEVEL, OTEL_*`;
+
+const PROGRAM_HINT = "balance-check, transfer, refund, payout, close-account, noop, steps";
+
+async function traceCommand(cmd: "audit" | "replay" | "export", positionals: string[], file: string | undefined, json: boolean): Promise<number> {
+  let run: string;
+  let events: StoredEvent[];
+  if (cmd === "export") {
+    const [r, target] = positionals;
+    if (!r || !target) {
+      out("usage: trias export <run> <file>");
+      return 2;
+    }
+    const { bus } = await connectOperator();
+    try {
+      const evs = await readRun(bus, r);
+      if (evs.length === 0) {
+        out(`no messages for run ${r} in the trace`);
+        return 1;
+      }
+      exportTrace(target, r, evs);
+      out(`wrote ${evs.length} events of ${r} to ${target}`);
+      return 0;
+    } finally {
+      await bus.drain();
+    }
+  }
+  if (file) {
+    ({ run, events } = importTrace(file));
+  } else {
+    const [r] = positionals;
+    if (!r) {
+      out(`usage: trias ${cmd} <run> | --file <trace>`);
+      return 2;
+    }
+    run = r;
+    const { bus } = await connectOperator();
+    try {
+      events = await readRun(bus, r);
+    } finally {
+      await bus.drain();
+    }
+  }
+  const registry = loadRegistry();
+  if (cmd === "replay") {
+    const { lines, state } = replayLines(registry, run, events);
+    for (const l of lines) out(l);
+    out(`${run}: ${state.status}${state.outcome ? ` (${state.outcome})` : ""}, ${state.transitions.length} transitions, ${state.violations.length} illegal`);
+    return 0;
+  }
+  const report = auditEvents(registry, run, events);
+  if (json) {
+    out(JSON.stringify(report));
+    return report.ok ? 0 : 1;
+  }
+  out(`${run}: ${report.events} events, ${report.verified} signatures verified, ${report.refused.length} refused on arrival, outcome ${report.outcome ?? "open"}`);
+  out(`receipt head ${report.claimed?.head ?? "none"} (recomputed ${report.recomputedHead})`);
+  for (const v of report.violations) out(`  illegal transition recorded at #${v.seq}: ${v.reason}`);
+  if (report.ok) {
+    out("audit: OK, every signature and every chain link verifies");
+    return 0;
+  }
+  out(`audit: FAILED${report.firstBad ? ` at event #${report.firstBad.seq}: ${report.firstBad.reason}` : ""}`);
+  for (const p of report.problems) out(`  ${p}`);
+  return 1;
+}
 
 function out(line: string): void {
   process.stdout.write(line + "\n");
@@ -59,6 +135,65 @@ async function main(argv: string[]): Promise<number> {
       }
       out(USAGE);
       return 2;
+    }
+    case "audit":
+    case "replay":
+    case "export": {
+      const { values, positionals } = parseArgs({ args: rest, options: { file: { type: "string" }, json: { type: "boolean" } }, allowPositionals: true });
+      return traceCommand(cmd, positionals, values.file, values.json ?? false);
+    }
+    case "submit": {
+      const { values, positionals } = parseArgs({ args: rest, options: { wait: { type: "boolean" }, goal: { type: "string" } }, allowPositionals: true });
+      const [program, input] = positionals;
+      if (!program) {
+        out(`usage: trias submit <program> <input-json> [--wait]; programs: ${PROGRAM_HINT}`);
+        return 2;
+      }
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(input ?? "{}");
+      } catch (e) {
+        out(`input is not JSON: ${(e as Error).message}; example: trias submit transfer '{"from":"alice","to":"bob","amount":5}'`);
+        return 2;
+      }
+      const { bus, registry, keyDir } = await connectOperator();
+      try {
+        const client = new ConsoleClient(bus, loadSigner(keyDir, "console"), registry);
+        const { run, seq } = await client.submit({ goal: values.goal ?? `${program} from the CLI`, program, input: parsed as Record<string, never>, requestedBy: process.env["USER"] ?? "cli" });
+        out(`submitted ${run}`);
+        if (!values.wait) return 0;
+        const closed = await client.waitForClose([run], 10 * 60_000, (o) => {
+          const line = o && describe(o.message, o.key);
+          if (line) out(line);
+        }, seq);
+        return closed.get(run)?.body.outcome === "completed" ? 0 : 1;
+      } finally {
+        await bus.drain();
+      }
+    }
+    case "watch": {
+      const [run] = rest;
+      const { bus, registry } = await connectOperator();
+      const client = new ConsoleClient(bus, loadSigner(process.env["TRIAS_KEY_DIR"] ?? DEFAULT_KEY_DIR, "console"), registry);
+      await client.follow((o, raw, err) => {
+        if (run && !raw.subject.endsWith(`.${run}`)) return;
+        const line = o ? describe(o.message, o.key) : `unverifiable message on ${raw.subject}: ${String((err as Error)?.message ?? err)}`;
+        if (line) out(line);
+      }, 1);
+      await new Promise<void>((resolve) => process.once("SIGINT", resolve));
+      await bus.drain();
+      return 0;
+    }
+    case "ledger": {
+      const { bus } = await connectOperator();
+      try {
+        const { state } = await new Ledger(await bus.kv(LEDGER_BUCKET)).read();
+        for (const [name, a] of Object.entries(state.accounts)) out(`${name.padEnd(12)} ${String(a.balance).padStart(10)}${a.open ? "" : "  (closed)"}`);
+        out(`${Object.keys(state.applied).length} effects applied`);
+        return 0;
+      } finally {
+        await bus.drain();
+      }
     }
     case undefined:
     case "help":

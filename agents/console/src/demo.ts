@@ -1,8 +1,10 @@
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { StoredMessage } from "@trias/bus";
 import type { MessageOf, TaskSubmitted } from "@trias/protocol";
 import { KeyRegistry, Signer, keyFileName, type Opened } from "@trias/signing";
 import { LEDGER_BUCKET, Ledger } from "@trias/tools";
+import { auditEvents, exportTrace, readRun } from "./audit.js";
 import { ConsoleClient } from "./client.js";
 import { bold, describe, dim, green, red, yellow } from "./format.js";
 import { Stack, REPO_ROOT } from "./stack.js";
@@ -108,6 +110,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
       runs.push({ run, demo });
     }
     const tiers = new Map<string, Set<string>>();
+    const labels = new Map(runs.map((r, i) => [r.run, `[${i + 1}]`]));
     const onMessage = (op: Opened | null, raw: StoredMessage, err?: unknown) => {
       if (!op) {
         o.out(
@@ -121,7 +124,8 @@ export async function runDemo(o: DemoOptions): Promise<number> {
         tiers.set(op.message.run, s);
       }
       const line = describe(op.message, op.key);
-      if (line) o.out(line);
+      const label = labels.get(op.message.run);
+      if (line) o.out(label ? `${dim(label)} ${line.replace(/^ {2}/, "")}` : line);
     };
     const closed = await client.waitForClose(
       runs.map((r) => r.run),
@@ -129,10 +133,22 @@ export async function runDemo(o: DemoOptions): Promise<number> {
       onMessage,
       fromSeq,
     );
+    let bad = 0;
+
+    // Save each run's trace and audit it offline: every signature, every link of the receipt.
+    const traceDir = join(o.logRoot, "..", "traces");
+    mkdirSync(traceDir, { recursive: true });
+    const audits = new Map<string, string>();
+    for (const { run } of runs) {
+      const events = await readRun(stack.admin, run);
+      exportTrace(join(traceDir, `${run}.trace`), run, events);
+      const report = auditEvents(registry, run, events);
+      audits.set(run, report.ok ? green("audit ok") : red(`audit FAILED: ${report.problems[0] ?? ""}`));
+      if (!report.ok) bad++;
+    }
 
     o.out("");
     o.out(bold("Summary"));
-    let bad = 0;
     for (const { run, demo } of runs) {
       const c = closed.get(run);
       const outcome = c?.body.outcome ?? "still open";
@@ -140,7 +156,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
       if (!as) bad++;
       const mark = as ? green("✓") : red("✗");
       o.out(
-        `  ${mark} ${run}  ${demo.task.goal.padEnd(40)} ${(c ? (outcome === "completed" ? green(outcome) : yellow(outcome)) : red(outcome)).padEnd(12)} tiers ${[...(tiers.get(run) ?? [])].join("+") || "-"}  ${dim(c ? `receipt ${c.body.receipt.head.slice(0, 12)}…` : "")}${as ? "" : red(` (expected ${demo.expect})`)}`,
+        `  ${mark} ${run}  ${demo.task.goal.padEnd(40)} ${(c ? (outcome === "completed" ? green(outcome) : yellow(outcome)) : red(outcome)).padEnd(12)} tiers ${[...(tiers.get(run) ?? [])].join("+") || "-"}  ${dim(c ? `receipt ${c.body.receipt.head.slice(0, 12)}…` : "")} ${audits.get(run) ?? ""}${as ? "" : red(` (expected ${demo.expect})`)}`,
       );
     }
     const after = (await ledger.read()).state.accounts;
@@ -151,11 +167,8 @@ export async function runDemo(o: DemoOptions): Promise<number> {
           .join(", ")}`,
       ),
     );
-    o.out(
-      dim(
-        `  ${runs.length} runs in ${((Date.now() - t0) / 1000).toFixed(1)} s. Audit one with: pnpm trias audit <run> (while a server runs), agent logs in ${logDir}`,
-      ),
-    );
+    o.out(dim(`  ${runs.length} runs in ${((Date.now() - t0) / 1000).toFixed(1)} s; agent logs in ${logDir}`));
+    o.out(dim(`  audit or replay a run offline: pnpm trias audit --file ${join(traceDir, `${runs[0]?.run ?? "<run>"}.trace`)}`));
     return bad === 0 ? 0 : 1;
   } finally {
     await stack.stop();

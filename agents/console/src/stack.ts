@@ -182,8 +182,8 @@ export class Stack {
     return env;
   }
 
-  /** Start one agent process (again, after a kill). */
-  spawnAgent(a: AgentSpec): void {
+  /** Start one agent process (again, after a kill), with extra environment if given. */
+  spawnAgent(a: AgentSpec, extraEnv: Record<string, string> = {}): void {
     const main = join(REPO_ROOT, "agents", a.role, "dist", "main.js");
     if (!existsSync(main))
       throw new TransientError("internal", `${main} is missing: run \`pnpm build\` first`);
@@ -211,11 +211,19 @@ export class Stack {
     this.#running.delete(name);
   }
 
-  async restart(name: string): Promise<void> {
+  /** Kill an agent and start it again (with extra environment, e.g. a TRIAS_FAULT to arm). */
+  async restart(name: string, extraEnv: Record<string, string> = {}): Promise<void> {
     const spec = (this.opts.agents ?? []).find((a) => a.name === name);
     if (!spec) throw new Error(`no agent named ${name}`);
     await this.kill(name);
-    this.spawnAgent(spec);
+    this.spawnAgent(spec, extraEnv);
+  }
+
+  /** Resolves with the exit code when the agent's process ends (a crash, or a fault point). */
+  async exited(name: string): Promise<number | null> {
+    const r = this.#running.get(name);
+    if (!r) return null;
+    return r.exited;
   }
 
   async waitReady(timeoutMs = 30_000): Promise<void> {

@@ -13,6 +13,7 @@ import {
 import type { LoadedPolicy } from "@trias/policy";
 import {
   assessTopology,
+  chainLinks,
   computeReceipt,
   foldRun,
   linearBaseline,
@@ -263,10 +264,8 @@ export class Verifier {
     // The receipt covers the run's trace up to the event that closed it: a pure function
     // of the stream, so anyone can recompute it.
     const events = (await this.#host.bus.readAll(runFilter(cause.run))).filter((e) => e.seq <= uptoSeq);
-    const receipt = computeReceipt(
-      events.map((e) => ({ seq: e.seq, subject: e.subject, frame: e.data })),
-      cause.run,
-    );
+    const chain = events.map((e) => ({ seq: e.seq, subject: e.subject, frame: e.data }));
+    const receipt = { ...computeReceipt(chain, cause.run), links: chainLinks(chain, cause.run) };
     const tm = topologyMetrics(st);
     const steps = st.steps.filter((s) => s !== undefined).length;
     const assessed = assessTopology(tm, { entropyBits: this.#policy.doc.metrics.entropyBits, rollbackDensity: this.#policy.doc.metrics.rollbackDensity }, linearBaseline(Math.max(1, steps)));

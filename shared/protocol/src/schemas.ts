@@ -204,6 +204,8 @@ export const Receipt = z.object({
   events: z.number().int().nonnegative(),
   firstSeq: z.number().int().nonnegative(),
   lastSeq: z.number().int().nonnegative(),
+  /** Every link h_1..h_n of the chain, so an audit can name the first event that changed. */
+  links: z.array(Digest).optional(),
 });
 export type Receipt = z.infer<typeof Receipt>;
 

@@ -38,7 +38,7 @@ export async function bootAgent(role: Role, opts: { logger?: Logger } = {}): Pro
     ...(env.natsPass !== undefined ? { pass: env.natsPass } : {}),
   });
   await bus.waitForStream();
-  const host = new AgentHost({ name: env.name, bus, signer, registry, log });
+  const host = new AgentHost({ name: env.name, bus, signer, registry, log, ackWaitMs: env.ackWaitMs });
   return { env, host, bus, log, telemetry };
 }
 

@@ -16,6 +16,8 @@ export interface AgentEnv {
   environment: string;
   policyFile: string;
   logLevel: string;
+  /** How long a delivered message may stay unacked before redelivery (a crashed agent's work). */
+  ackWaitMs: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -46,6 +48,7 @@ export function readAgentEnv(role: Role, env: Env = process.env): AgentEnv {
     environment,
     policyFile,
     logLevel: env["LOG_LEVEL"] ?? "info",
+    ackWaitMs: Number(env["TRIAS_ACK_WAIT_MS"] ?? 30_000),
   };
   const user = env["NATS_USER"];
   const pass = env["NATS_PASSWORD"];

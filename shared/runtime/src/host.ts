@@ -75,6 +75,8 @@ export interface HostOptions {
   /** Tolerated clock difference between agents. */
   clockSkewMs?: number;
   defaultTtlMs?: number;
+  /** Default ack wait for consumers this host creates. */
+  ackWaitMs?: number;
 }
 
 export interface ListenOptions {
@@ -101,6 +103,7 @@ export class AgentHost {
   readonly #maxFrameBytes: number;
   readonly #skewMs: number;
   readonly #ttlMs: number;
+  readonly #ackWaitMs: number;
   // Envelope id -> stream sequence it was first seen at. A redelivery has the same
   // sequence; a replay is the same envelope stored again under a new sequence.
   readonly #seen = new Map<string, { seq: number; expiresAt: number }>();
@@ -117,6 +120,7 @@ export class AgentHost {
     this.#maxFrameBytes = o.maxFrameBytes ?? MAX_FRAME_BYTES;
     this.#skewMs = o.clockSkewMs ?? 5_000;
     this.#ttlMs = o.defaultTtlMs ?? 5 * 60_000;
+    this.#ackWaitMs = o.ackWaitMs ?? 30_000;
   }
 
   /** Sign and publish one message. The envelope id is the JetStream dedupe id. */
@@ -283,7 +287,7 @@ export class AgentHost {
     await this.bus.ensureConsumer(durable, {
       filter,
       ...(o.deliver ? { deliver: o.deliver } : {}),
-      ...(o.ackWaitMs ? { ackWaitMs: o.ackWaitMs } : {}),
+      ackWaitMs: o.ackWaitMs ?? this.#ackWaitMs,
       ...(o.maxDeliver ? { maxDeliver: o.maxDeliver } : {}),
     });
     const sub = await this.bus.consume(

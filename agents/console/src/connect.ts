@@ -1,0 +1,39 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { Bus } from "@trias/bus";
+import { ValidationError } from "@trias/protocol";
+import { KeyRegistry, REGISTRY_FILE, Signer, keyFileName } from "@trias/signing";
+import { DEFAULT_KEY_DIR } from "./demo.js";
+
+/** What an operator command needs: a bus (NATS_URL) and the key registry (TRIAS_KEY_DIR). */
+export async function connectOperator(): Promise<{ bus: Bus; registry: KeyRegistry; keyDir: string }> {
+  const url = process.env["NATS_URL"];
+  if (!url) {
+    throw new ValidationError(
+      "config_invalid",
+      "NATS_URL is not set: point it at the server the agents use (the demo's embedded server stops when the demo ends; audit a saved trace with `trias audit --file <trace>` instead)",
+    );
+  }
+  const keyDir = process.env["TRIAS_KEY_DIR"] ?? DEFAULT_KEY_DIR;
+  const registry = loadRegistry(keyDir);
+  const bus = await Bus.connect({
+    servers: url,
+    name: "trias-cli",
+    ...(process.env["NATS_USER"] ? { user: process.env["NATS_USER"] } : {}),
+    ...(process.env["NATS_PASSWORD"] ? { pass: process.env["NATS_PASSWORD"] } : {}),
+    connectTimeoutMs: 5_000,
+  });
+  return { bus, registry, keyDir };
+}
+
+export function loadRegistry(keyDir = process.env["TRIAS_KEY_DIR"] ?? DEFAULT_KEY_DIR): KeyRegistry {
+  const path = join(keyDir, REGISTRY_FILE);
+  if (!existsSync(path)) throw new ValidationError("config_invalid", `no key registry at ${path}: set TRIAS_KEY_DIR, or create keys with \`trias keys init <dir>\``);
+  return KeyRegistry.load(path);
+}
+
+export function loadSigner(keyDir: string, name: string): Signer {
+  const path = join(keyDir, keyFileName(name));
+  if (!existsSync(path)) throw new ValidationError("config_invalid", `no key for identity "${name}" at ${path}`);
+  return Signer.load(path);
+}
