@@ -189,7 +189,7 @@ export class Stack {
       throw new TransientError("internal", `${main} is missing: run \`pnpm build\` first`);
     const fd = openSync(join(this.opts.logDir, `${a.name}.log`), "a");
     const child = spawn(process.execPath, ["--enable-source-maps", main], {
-      env: this.agentEnv(a),
+      env: { ...this.agentEnv(a), ...extraEnv },
       stdio: ["ignore", fd, fd],
       cwd: REPO_ROOT,
     });

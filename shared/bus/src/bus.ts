@@ -65,6 +65,8 @@ export interface StoredMessage {
   seq: number;
   headers: Record<string, string>;
   timestampMs: number;
+  /** The same store time in microseconds, where the read gives it (readAll, watch). */
+  timestampUs?: number;
 }
 
 export interface ConsumerOptions {
@@ -211,23 +213,24 @@ export class Bus {
   async publish(
     subject: string,
     data: Uint8Array,
-    o: { msgId: string; headers?: Record<string, string> },
+    o: { msgId: string; headers?: Record<string, string>; retryForMs?: number },
   ): Promise<{ seq: number; duplicate: boolean }> {
     const h = natsHeaders();
     for (const [k, v] of Object.entries(o.headers ?? {})) h.set(k, v);
-    try {
-      const ack = await this.js.publish(subject, data, {
-        msgID: o.msgId,
-        headers: h,
-        timeout: 10_000,
-      });
-      return { seq: ack.seq, duplicate: ack.duplicate };
-    } catch (e) {
-      throw new TransientError(
-        "bus_unavailable",
-        `publish to ${subject} failed: ${(e as Error).message}`,
-        { cause: e },
-      );
+    // Retrying is safe: the message id makes the server store the message at most once. It
+    // carries a publish across a server restart or a leader change instead of losing it.
+    const deadline = Date.now() + (o.retryForMs ?? 30_000);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const ack = await this.js.publish(subject, data, { msgID: o.msgId, headers: h, timeout: 5_000 });
+        return { seq: ack.seq, duplicate: ack.duplicate };
+      } catch (e) {
+        const msg = (e as Error).message;
+        if (/permissions violation/i.test(msg) || Date.now() > deadline || this.nc.isClosed()) {
+          throw new TransientError("bus_unavailable", `publish to ${subject} failed: ${msg}`, { cause: e });
+        }
+        await new Promise((r) => setTimeout(r, Math.min(1_000, 50 * 2 ** attempt)));
+      }
     }
   }
 
@@ -362,6 +365,7 @@ export class Bus {
             seq: m.seq,
             headers: hdrsToRecord(m.headers),
             timestampMs: Math.floor(m.info.timestampNanos / 1_000_000),
+            timestampUs: Math.floor(m.info.timestampNanos / 1_000),
           });
           pending = m.info.pending;
         }
@@ -402,6 +406,7 @@ export class Bus {
           seq: m.seq,
           headers: hdrsToRecord(m.headers),
           timestampMs: Math.floor(m.info.timestampNanos / 1_000_000),
+          timestampUs: Math.floor(m.info.timestampNanos / 1_000),
         });
       }
     })();

@@ -1,4 +1,5 @@
 import { Environment, serialize, type ASTNode } from "@marcbachmann/cel-js";
+import { compileFast, withFallback } from "./fast.js";
 
 /**
  * Rule conditions are CEL, compiled once when a policy loads and type-checked against the
@@ -42,7 +43,13 @@ export const ALLOWED_FUNCTIONS: ReadonlySet<string> = new Set([
   "map",
 ]);
 
-const COMPREHENSIONS: ReadonlySet<string> = new Set(["exists", "all", "exists_one", "filter", "map"]);
+const COMPREHENSIONS: ReadonlySet<string> = new Set([
+  "exists",
+  "all",
+  "exists_one",
+  "filter",
+  "map",
+]);
 
 /** Longer conditions belong in several rules; the cap also bounds load-time work on hostile files. */
 export const MAX_CONDITION_LENGTH = 2000;
@@ -62,7 +69,13 @@ const celEnv = (() => {
     homogeneousAggregateLiterals: false,
     // Tighter than the engine's defaults: a policy condition is a line or two, and these
     // keep parsing of hostile text (deep nesting, huge literals) cheap and stack-safe.
-    limits: { maxAstNodes: 1000, maxDepth: 32, maxListElements: 256, maxMapEntries: 256, maxCallArguments: 8 },
+    limits: {
+      maxAstNodes: 1000,
+      maxDepth: 32,
+      maxListElements: 256,
+      maxMapEntries: 256,
+      maxCallArguments: 8,
+    },
   });
   for (const [name, type] of Object.entries(CONDITION_VARIABLES)) e.registerVariable(name, type);
   return e;
@@ -72,8 +85,11 @@ const celEnv = (() => {
 export type StaticFacts = Pick<ConditionFacts, "tool" | "op" | "domains" | "env">;
 const STATIC_VARIABLES: ReadonlySet<string> = new Set(["tool", "op", "domains", "env"]);
 
-/** What a condition is, for one tool, before the step's args and run are known. */
-export type StaticOutcome = "never" | "always" | "depends";
+/**
+ * A condition specialised to one tool: `false` when it can never hold for that tool,
+ * `true` when it always does, otherwise the evaluator to run per step.
+ */
+export type Specialized = boolean | ((facts: ConditionFacts) => boolean);
 
 export interface CompiledCondition {
   source: string;
@@ -82,15 +98,24 @@ export interface CompiledCondition {
   /** Throws when the condition cannot be evaluated on these facts (missing key, wrong type). */
   evaluate(facts: ConditionFacts): boolean;
   /**
-   * Partial evaluation over the facts fixed per tool. "never" when a top-level `&&` term
-   * over those facts is false (CEL's `&&` is false if any side is false, errors or not),
-   * "always" when every term is over those facts and true; "depends" otherwise, including
-   * when a term fails, so that the failure is met, and recorded, at decision time.
+   * Partial evaluation over the facts fixed per tool, done once per policy and tool.
+   * A top-level `&&` term over those facts that is false makes the condition `false`
+   * (CEL's `&&` is false if any side is, whatever errors the other raises); when all such
+   * terms are true, only the remaining terms are evaluated per step. When a term fails,
+   * the whole condition is kept, so the failure is met, and recorded, at decision time.
    */
-  staticOutcome?(facts: StaticFacts): StaticOutcome;
+  specialize?(facts: StaticFacts): Specialized;
 }
 
-export type ConditionErrorKind = "syntax" | "type" | "function" | "not_bool" | "too_long" | "nested_comprehension";
+export type ConditionErrorKind =
+  | "syntax"
+  | "type"
+  | "function"
+  | "not_bool"
+  | "too_long"
+  | "nested_comprehension"
+  /** Raised at decision time, not load: a missing key, a value of the wrong type. */
+  | "evaluation";
 
 export class ConditionError extends Error {
   override readonly name = "ConditionError";
@@ -139,6 +164,14 @@ function childNodes(node: ASTNode): ASTNode[] {
   return out;
 }
 
+/** Where a call's name is: a method's node starts at its receiver, so look past it. */
+function nameOffset(node: ASTNode): number {
+  if (node.op !== "rcall") return node.start;
+  const [name, receiver] = node.args;
+  const at = node.input.indexOf(name, receiver.end);
+  return at >= 0 ? at : node.start;
+}
+
 /**
  * One pass over the tree: refuses functions off the list and comprehensions nested in
  * comprehensions (their cost is the product of list sizes the proposer controls), and
@@ -152,7 +185,7 @@ function inspect(root: ASTNode): Set<string> {
   while (stack.length > 0) {
     const { node, inComprehension, bound } = stack.pop()!;
     if (node.op === "id") {
-      const name = node.args as string;
+      const name = node.args;
       if (!bound.has(name)) reads.add(name);
       continue;
     }
@@ -162,7 +195,7 @@ function inspect(root: ASTNode): Set<string> {
         throw new ConditionError(
           "function",
           `function "${name}" is not allowed in conditions (allowed: ${[...ALLOWED_FUNCTIONS].join(", ")})`,
-          node.start,
+          nameOffset(node),
           name,
         );
       }
@@ -171,7 +204,7 @@ function inspect(root: ASTNode): Set<string> {
           throw new ConditionError(
             "nested_comprehension",
             `"${name}" inside another comprehension is not allowed: its cost would grow with the product of list sizes`,
-            node.start,
+            nameOffset(node),
             name,
           );
         }
@@ -181,7 +214,8 @@ function inspect(root: ASTNode): Set<string> {
         const iterVar = params[0];
         const inner = iterVar?.op === "id" ? new Set([...bound, iterVar.args]) : bound;
         stack.push({ node: receiver, inComprehension, bound });
-        for (const p of params.slice(1)) stack.push({ node: p, inComprehension: true, bound: inner });
+        for (const p of params.slice(1))
+          stack.push({ node: p, inComprehension: true, bound: inner });
         continue;
       }
     }
@@ -192,9 +226,13 @@ function inspect(root: ASTNode): Set<string> {
 
 /** Parse, restrict and type-check; throws ConditionError with the reason and where it is. */
 export function compileCondition(source: string): CompiledCondition {
-  if (typeof source !== "string") throw new ConditionError("syntax", "a condition must be a string");
+  if (typeof source !== "string")
+    throw new ConditionError("syntax", "a condition must be a string");
   if (source.length > MAX_CONDITION_LENGTH) {
-    throw new ConditionError("too_long", `a condition is at most ${MAX_CONDITION_LENGTH} characters, this one has ${source.length}`);
+    throw new ConditionError(
+      "too_long",
+      `a condition is at most ${MAX_CONDITION_LENGTH} characters, this one has ${source.length}`,
+    );
   }
   let program: ReturnType<typeof celEnv.parse>;
   try {
@@ -211,10 +249,32 @@ export function compileCondition(source: string): CompiledCondition {
   } catch (e) {
     throw new ConditionError("type", `type error: ${summaryOf(e)}`, offsetOf(e));
   }
-  if (!checked.valid) throw new ConditionError("type", `type error: ${summaryOf(checked.error)}`, offsetOf(checked.error));
+  if (!checked.valid)
+    throw new ConditionError(
+      "type",
+      `type error: ${summaryOf(checked.error)}`,
+      offsetOf(checked.error),
+    );
   if (checked.type !== "bool" && checked.type !== "dyn") {
-    throw new ConditionError("not_bool", `a condition must be a bool, but this one is ${checked.type ?? "unknown"}`, 0);
+    throw new ConditionError(
+      "not_bool",
+      `a condition must be a bool, but this one is ${checked.type ?? "unknown"}`,
+      0,
+    );
   }
+  const engine = (facts: ConditionFacts): boolean => {
+    let v: unknown;
+    try {
+      v = program(facts);
+    } catch (e) {
+      throw new ConditionError("evaluation", summaryOf(e), offsetOf(e));
+    }
+    if (typeof v !== "boolean")
+      throw new ConditionError("not_bool", `condition evaluated to ${typeof v}, not bool`);
+    return v;
+  };
+  const fastAll = compileFast(program.ast);
+  const evaluate = fastAll ? withFallback(fastAll, engine) : engine;
   const conjuncts: ASTNode[] = [];
   const split = (n: ASTNode) => {
     if (n.op === "&&") {
@@ -224,43 +284,73 @@ export function compileCondition(source: string): CompiledCondition {
   };
   // Bounded by maxDepth, so the recursion is safe.
   split(program.ast);
-  const staticParts: ReturnType<typeof celEnv.parse>[] = [];
+  const staticParts: Program[] = [];
+  const dynamicParts: ASTNode[] = [];
   for (const c of conjuncts) {
-    if (![...inspect(c)].every((v) => STATIC_VARIABLES.has(v))) continue;
-    try {
-      staticParts.push(celEnv.parse(serialize(c)));
-    } catch {
-      // Not re-parseable: leave the term to decision time.
+    if ([...inspect(c)].every((v) => STATIC_VARIABLES.has(v))) {
+      const part = reparse(serialize(c));
+      if (part) {
+        staticParts.push(part);
+        continue;
+      }
     }
+    dynamicParts.push(c);
   }
-  const allStatic = staticParts.length === conjuncts.length;
+  let residual: ((facts: ConditionFacts) => boolean) | undefined;
+  const residualFor = () => {
+    if (residual) return residual;
+    const rest =
+      dynamicParts.length === conjuncts.length
+        ? undefined
+        : reparse(dynamicParts.map((c) => `(${serialize(c)})`).join(" && "));
+    if (!rest) return (residual = evaluate);
+    const restEngine = (facts: ConditionFacts): boolean => {
+      let v: unknown;
+      try {
+        v = rest(facts);
+      } catch (e) {
+        throw new ConditionError("evaluation", summaryOf(e));
+      }
+      if (typeof v !== "boolean")
+        throw new ConditionError("not_bool", `condition evaluated to ${typeof v}, not bool`);
+      return v;
+    };
+    const fastRest = compileFast(rest.ast);
+    return (residual = fastRest ? withFallback(fastRest, restEngine) : restEngine);
+  };
   return {
     source,
     reads,
-    staticOutcome(facts: StaticFacts): StaticOutcome {
-      let ok = true;
+    evaluate,
+    specialize(facts: StaticFacts): Specialized {
+      let failed = false;
       for (const part of staticParts) {
         let v: unknown;
         try {
           v = part({ ...facts, args: {}, run: {} });
         } catch {
-          ok = false;
+          failed = true;
           continue;
         }
-        if (v === false) return "never";
-        if (v !== true) ok = false;
+        if (v === false) return false;
+        if (v !== true) failed = true;
       }
-      return allStatic && ok ? "always" : "depends";
-    },
-    evaluate(facts: ConditionFacts): boolean {
-      let v: unknown;
-      try {
-        v = program(facts as unknown as Record<string, unknown>);
-      } catch (e) {
-        throw new ConditionError("type", summaryOf(e), offsetOf(e));
-      }
-      if (typeof v !== "boolean") throw new ConditionError("not_bool", `condition evaluated to ${typeof v}, not bool`);
-      return v;
+      if (failed) return evaluate;
+      if (dynamicParts.length === 0) return true;
+      return residualFor();
     },
   };
+}
+
+type Program = ReturnType<typeof celEnv.parse>;
+
+/** A sub-expression of a checked condition, compiled on its own; undefined if it will not stand alone. */
+function reparse(text: string): Program | undefined {
+  try {
+    const p = celEnv.parse(text);
+    // Checking also records the types, which spares the engine a check per evaluation.
+    return p.check().valid ? p : undefined;
+  } catch {
+    return undefined;
+  }
 }

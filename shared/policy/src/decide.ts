@@ -1,6 +1,12 @@
-import { maxTier, tierRank, type ReviewRequirement, type ReviewStrategy, type Tier } from "@trias/protocol";
+import {
+  maxTier,
+  tierRank,
+  type ReviewRequirement,
+  type ReviewStrategy,
+  type Tier,
+} from "@trias/protocol";
 import type { LoadedPolicy } from "./load.js";
-import type { CompiledCondition, ConditionFacts } from "./conditions.js";
+import type { ConditionFacts, Specialized } from "./conditions.js";
 import type { Operation, Rule, ToolEntry, TierParams } from "./schema.js";
 
 export interface StepFacts {
@@ -47,9 +53,8 @@ function round(n: number): number {
 
 interface RulePlan {
   rule: Rule;
-  cond: CompiledCondition | undefined;
-  /** Known true for this tool whatever the args: no evaluation needed. */
-  always: boolean;
+  /** `true`: holds for this tool whatever the step; otherwise what to evaluate per step. */
+  test: true | ((facts: ConditionFacts) => boolean);
   /** Precomputed so that a match costs no string building. */
   tierEffect: string;
   requireEffect: string;
@@ -86,27 +91,39 @@ function planFor(policy: LoadedPolicy): PolicyPlan {
   const cached = plans.get(policy);
   if (cached) return cached;
   const { doc } = policy;
-  const rulePlan = (rule: Rule, always: boolean): RulePlan => ({
+  const rulePlan = (rule: Rule, test: RulePlan["test"]): RulePlan => ({
     rule,
-    cond: policy.conditions.get(rule.id),
-    always,
+    test,
     tierEffect: rule.tier ? `tier >= ${rule.tier}` : "",
     requireEffect: rule.require ? `require ${JSON.stringify(rule.require)}` : "",
   });
-  const allRules = doc.rules.map((r) => rulePlan(r, false));
+  // A rule without a compiled condition cannot be judged, so it is taken as matching.
+  const fullTest = (rule: Rule): RulePlan["test"] => {
+    const cond = policy.conditions.get(rule.id);
+    return cond ? (f) => cond.evaluate(f) : true;
+  };
+  const allRules = doc.rules.map((r) => rulePlan(r, fullTest(r)));
   const tools = new Map<string, ToolPlan>();
   const w = doc.risk.weights;
   for (const [name, entry] of Object.entries(doc.tools)) {
     const rules: RulePlan[] = [];
     for (const rule of doc.rules) {
       const cond = policy.conditions.get(rule.id);
-      let outcome: "never" | "always" | "depends" = "depends";
-      try {
-        outcome = cond?.staticOutcome?.({ tool: name, op: entry.op, domains: entry.domains, env: doc.environment }) ?? "depends";
-      } catch {
-        outcome = "depends";
+      let test: Specialized = true;
+      if (cond) {
+        try {
+          test =
+            cond.specialize?.({
+              tool: name,
+              op: entry.op,
+              domains: entry.domains,
+              env: doc.environment,
+            }) ?? ((f) => cond.evaluate(f));
+        } catch {
+          test = (f) => cond.evaluate(f);
+        }
       }
-      if (outcome !== "never") rules.push(rulePlan(rule, outcome === "always"));
+      if (test !== false) rules.push(rulePlan(rule, test));
     }
     const plan: ToolPlan = {
       entry,
@@ -154,7 +171,11 @@ function messageOf(e: unknown): string {
  * throws, and whatever goes wrong (unknown tool, a condition that fails) moves the step
  * to the strict side, with the reason in the explanation.
  */
-export function decideTier(policy: LoadedPolicy, facts: StepFacts, floor: Tier = "light"): TierDecision {
+export function decideTier(
+  policy: LoadedPolicy,
+  facts: StepFacts,
+  floor: Tier = "light",
+): TierDecision {
   const { doc } = policy;
   const plan = planFor(policy);
   const toolName = typeof facts?.tool === "string" ? facts.tool : String(facts?.tool);
@@ -180,7 +201,8 @@ export function decideTier(policy: LoadedPolicy, facts: StepFacts, floor: Tier =
     terms = { op: 0, objects: 0, crossDomain: 0, historicalFailure: 0 };
     score = 1;
     scoreTier = "full";
-    if (doc.unknownTools === "deny") denied = `tool "${toolName}" is not in the ${doc.environment} policy's tool catalogue`;
+    if (doc.unknownTools === "deny")
+      denied = `tool "${toolName}" is not in the ${doc.environment} policy's tool catalogue`;
     candidates = plan.allRules;
   } else {
     op = tp.entry.op;
@@ -188,7 +210,12 @@ export function decideTier(policy: LoadedPolicy, facts: StepFacts, floor: Tier =
     candidates = tp.rules;
     if (tp.fixed) {
       objects = tp.fixed.n;
-      terms = { op: tp.op, objects: tp.fixed.objects, crossDomain: tp.crossDomain, historicalFailure: tp.historicalFailure };
+      terms = {
+        op: tp.op,
+        objects: tp.fixed.objects,
+        crossDomain: tp.crossDomain,
+        historicalFailure: tp.historicalFailure,
+      };
       score = tp.fixed.score;
       scoreTier = tp.fixed.scoreTier;
     } else {
@@ -201,8 +228,15 @@ export function decideTier(policy: LoadedPolicy, facts: StepFacts, floor: Tier =
         countNote = `; "${tp.countOf}" is not a list, counted as ${n}`;
       }
       objects = n;
-      const objectsTerm = round(doc.risk.weights.objects * Math.min(1, n / doc.risk.objectsSaturateAt));
-      terms = { op: tp.op, objects: objectsTerm, crossDomain: tp.crossDomain, historicalFailure: tp.historicalFailure };
+      const objectsTerm = round(
+        doc.risk.weights.objects * Math.min(1, n / doc.risk.objectsSaturateAt),
+      );
+      terms = {
+        op: tp.op,
+        objects: objectsTerm,
+        crossDomain: tp.crossDomain,
+        historicalFailure: tp.historicalFailure,
+      };
       score = round(tp.op + objectsTerm + tp.crossDomain + tp.historicalFailure);
       scoreTier = tierFor(score, policy);
     }
@@ -219,16 +253,17 @@ export function decideTier(policy: LoadedPolicy, facts: StepFacts, floor: Tier =
       for (const s of req.strategies) extraStrategies.add(s);
     }
     if (req.human) extraHuman = true;
-    if (req.reviewers !== undefined && req.reviewers > extraReviewers) extraReviewers = req.reviewers;
+    if (req.reviewers !== undefined && req.reviewers > extraReviewers)
+      extraReviewers = req.reviewers;
   };
   let celFacts: ConditionFacts | undefined;
   for (const rp of candidates) {
     const rule = rp.rule;
     let hit = true;
-    if (!rp.always && rp.cond) {
+    if (rp.test !== true) {
       celFacts ??= { tool: toolName, op, domains, args, run, env: doc.environment };
       try {
-        hit = rp.cond.evaluate(celFacts);
+        hit = rp.test(celFacts);
       } catch (e) {
         // Fail closed: the rule is taken as matched, every effect it has applies, and the
         // step goes to the strictest tier.
@@ -262,7 +297,14 @@ export function decideTier(policy: LoadedPolicy, facts: StepFacts, floor: Tier =
 
   const params = doc.tiers[tier];
   const strategies: ReviewStrategy[] =
-    extraStrategies === null ? params.strategies.slice() : [...new Set<ReviewStrategy>([...params.strategies, ...(extraStrategies as Set<ReviewStrategy>)])];
+    extraStrategies === null
+      ? params.strategies.slice()
+      : [
+          ...new Set<ReviewStrategy>([
+            ...params.strategies,
+            ...(extraStrategies as Set<ReviewStrategy>),
+          ]),
+        ];
   const requires: ReviewRequirement = {
     reviewers: Math.max(params.reviewers, extraReviewers),
     strategies,
@@ -272,26 +314,34 @@ export function decideTier(policy: LoadedPolicy, facts: StepFacts, floor: Tier =
   const explain = (): string[] => {
     const out: string[] = [];
     if (!tp) {
-      out.push(`unknown tool "${toolName}": treated as full tier (unknownTools: ${doc.unknownTools})`);
+      out.push(
+        `unknown tool "${toolName}": treated as full tier (unknownTools: ${doc.unknownTools})`,
+      );
     } else {
       const t = doc.risk.thresholds;
       out.push(
         `risk ${score} = op ${terms.op} (${tp.entry.op}) + objects ${terms.objects} (${objects}${countNote}) + crossDomain ${terms.crossDomain} (${tp.entry.domains.join(",")}) + history ${terms.historicalFailure} -> ${scoreTier} (standard >= ${t.standard}, full >= ${t.full})`,
       );
     }
-    if (tierRank(floor) > tierRank(scoreTier)) out.push(`held at ${floor}: a tier once assigned never goes down`);
+    if (tierRank(floor) > tierRank(scoreTier))
+      out.push(`held at ${floor}: a tier once assigned never goes down`);
     for (const ev of events) {
       const id = ev.rule.id;
-      if (ev.kind === "tier") out.push(`rule ${id}: tier >= ${ev.rule.tier}${ev.after !== ev.before ? ` (raised from ${ev.before})` : ""}`);
-      else if (ev.kind === "require") out.push(`rule ${id}: requires ${JSON.stringify(ev.rule.require)}`);
+      if (ev.kind === "tier")
+        out.push(
+          `rule ${id}: tier >= ${ev.rule.tier}${ev.after !== ev.before ? ` (raised from ${ev.before})` : ""}`,
+        );
+      else if (ev.kind === "require")
+        out.push(`rule ${id}: requires ${JSON.stringify(ev.rule.require)}`);
       else if (ev.kind === "deny") out.push(`rule ${id}: deny (${ev.rule.deny})`);
       else out.push(`rule ${id} could not be evaluated (${ev.reason}): failing closed`);
     }
-    out.push(`tier ${tier}: ${requires.reviewers} reviewer(s) [${strategies.join(", ") || "none"}]${requires.human ? " + human" : ""}`);
+    out.push(
+      `tier ${tier}: ${requires.reviewers} reviewer(s) [${strategies.join(", ") || "none"}]${requires.human ? " + human" : ""}`,
+    );
     return out;
   };
-  let explanation: string[] | undefined;
-  return {
+  return new Decision(
     tier,
     scoreTier,
     score,
@@ -302,11 +352,65 @@ export function decideTier(policy: LoadedPolicy, facts: StepFacts, floor: Tier =
     params,
     denied,
     errors,
-    get explanation(): string[] {
-      return (explanation ??= explain());
-    },
-    set explanation(v: string[]) {
-      explanation = v;
-    },
-  };
+    explain,
+  );
+}
+
+/**
+ * A TierDecision whose explanation is written on first read. A class with a prototype
+ * getter, because an object literal with accessors costs more than the whole decision;
+ * `toJSON` keeps the explanation in serialised copies.
+ */
+class Decision implements TierDecision {
+  #explanation: string[] | undefined;
+  readonly #explain: () => string[];
+  constructor(
+    public tier: Tier,
+    public scoreTier: Tier,
+    public score: number,
+    public terms: RiskTerms,
+    public objects: number | null,
+    public matched: MatchedRule[],
+    public requires: ReviewRequirement,
+    public params: TierParams,
+    public denied: string | null,
+    public errors: string[],
+    explain: () => string[],
+  ) {
+    this.#explain = explain;
+  }
+  get explanation(): string[] {
+    return (this.#explanation ??= this.#explain());
+  }
+  set explanation(v: string[]) {
+    this.#explanation = v;
+  }
+  toJSON(): Omit<TierDecision, never> {
+    const {
+      tier,
+      scoreTier,
+      score,
+      terms,
+      objects,
+      matched,
+      requires,
+      params,
+      denied,
+      errors,
+      explanation,
+    } = this;
+    return {
+      tier,
+      scoreTier,
+      score,
+      terms,
+      objects,
+      matched,
+      requires,
+      params,
+      denied,
+      errors,
+      explanation,
+    };
+  }
 }

@@ -13,7 +13,7 @@ function toFacts(step: ExplainInput): StepFacts {
   return {
     tool: step.tool,
     args: step.args ?? {},
-    run: { id: "explain", step: 1, attempt: 1, ...step.run } as StepFacts["run"],
+    run: { id: "explain", step: 1, attempt: 1, ...step.run },
   };
 }
 
@@ -33,19 +33,29 @@ export function explainStep(policy: LoadedPolicy, step: ExplainInput, floor?: Ti
   if (entry) {
     const t = doc.risk.thresholds;
     const w = doc.risk.weights;
-    lines.push(`score  ${d.score}  (standard >= ${t.standard}, full >= ${t.full}) -> ${d.scoreTier}`);
-    lines.push(`  op                 ${pad(d.terms.op)} = ${w.op} x ${doc.risk.operations[entry.op]} (${entry.op})`);
+    lines.push(
+      `score  ${d.score}  (standard >= ${t.standard}, full >= ${t.full}) -> ${d.scoreTier}`,
+    );
+    lines.push(
+      `  op                 ${pad(d.terms.op)} = ${w.op} x ${doc.risk.operations[entry.op]} (${entry.op})`,
+    );
     lines.push(
       `  objects            ${pad(d.terms.objects)} = ${w.objects} x min(1, ${d.objects ?? "?"} / ${doc.risk.objectsSaturateAt})${"countOf" in entry.objects ? ` (length of args.${entry.objects.countOf})` : ""}`,
     );
-    lines.push(`  crossDomain        ${pad(d.terms.crossDomain)} = ${w.crossDomain} x ${entry.domains.length > 1 ? 1 : 0} (${entry.domains.join(", ")})`);
-    lines.push(`  historicalFailure  ${pad(d.terms.historicalFailure)} = ${w.historicalFailure} x ${entry.historicalFailure}`);
+    lines.push(
+      `  crossDomain        ${pad(d.terms.crossDomain)} = ${w.crossDomain} x ${entry.domains.length > 1 ? 1 : 0} (${entry.domains.join(", ")})`,
+    );
+    lines.push(
+      `  historicalFailure  ${pad(d.terms.historicalFailure)} = ${w.historicalFailure} x ${entry.historicalFailure}`,
+    );
   } else {
     lines.push(`score  -  tool not in the catalogue (unknownTools: ${doc.unknownTools})`);
   }
   if (d.matched.length === 0) lines.push(`rules  none matched (${doc.rules.length} in policy)`);
   else {
-    lines.push(`rules  ${d.matched.length} effect(s) from ${new Set(d.matched.map((m) => m.id)).size} rule(s)`);
+    lines.push(
+      `rules  ${d.matched.length} effect(s) from ${new Set(d.matched.map((m) => m.id)).size} rule(s)`,
+    );
     for (const m of d.matched) lines.push(`  ${m.id}: ${m.effect}`);
   }
   for (const e of d.errors) lines.push(`error  ${e} (failed closed)`);
@@ -93,6 +103,7 @@ export const SAMPLE_ARGS: Readonly<Record<string, readonly Record<string, unknow
   "noop.write": [{ key: "k" }],
   "noop.batch": [{ keys: ["a", "b", "c", "d"] }],
   "flaky.write": [{ key: "k", passFromAttempt: 2 }],
+  "flaky.undo": [{ key: "k", attempt: 1 }],
 };
 
 function payouts(n: number): { account: string; amount: number }[] {
@@ -119,7 +130,11 @@ export interface PolicyDiffRow {
  * tier, denial, quorum or human requirement differ. Tools from either catalogue count;
  * a tool missing from one side shows as that side's unknown-tool outcome.
  */
-export function diffPolicies(a: LoadedPolicy, b: LoadedPolicy, samples: Readonly<Record<string, readonly Record<string, unknown>[]>> = SAMPLE_ARGS): PolicyDiffRow[] {
+export function diffPolicies(
+  a: LoadedPolicy,
+  b: LoadedPolicy,
+  samples: Readonly<Record<string, readonly Record<string, unknown>[]>> = SAMPLE_ARGS,
+): PolicyDiffRow[] {
   const tools = [...new Set([...Object.keys(a.doc.tools), ...Object.keys(b.doc.tools)])].sort();
   const rows: PolicyDiffRow[] = [];
   for (const tool of tools) {
@@ -128,11 +143,14 @@ export function diffPolicies(a: LoadedPolicy, b: LoadedPolicy, samples: Readonly
       const facts: StepFacts = { tool, args, run: { id: "diff", step: 1, attempt: 1 } };
       const da = decideTier(a, facts);
       const db = decideTier(b, facts);
+      // A step refused by both has no tier worth comparing.
+      const bothDenied = da.denied !== null && db.denied !== null;
       const same =
-        da.tier === db.tier &&
-        (da.denied === null) === (db.denied === null) &&
-        da.requires.reviewers === db.requires.reviewers &&
-        da.requires.human === db.requires.human;
+        bothDenied ||
+        (da.tier === db.tier &&
+          (da.denied === null) === (db.denied === null) &&
+          da.requires.reviewers === db.requires.reviewers &&
+          da.requires.human === db.requires.human);
       if (same) continue;
       const row: PolicyDiffRow = {
         tool,
@@ -160,20 +178,44 @@ function outcome(tier: Tier, denied: string | null, reviewers: number, human: bo
 
 function argsText(args: Record<string, unknown> | undefined): string {
   if (!args) return "";
-  const parts = Object.entries(args).map(([k, v]) => `${k}=${Array.isArray(v) ? `[${v.length}]` : typeof v === "object" && v !== null ? "{..}" : String(v)}`);
+  const parts = Object.entries(args).map(
+    ([k, v]) =>
+      `${k}=${Array.isArray(v) ? `[${v.length}]` : typeof v === "object" && v !== null ? "{..}" : String(v)}`,
+  );
   return parts.join(" ");
 }
 
 /** A table for a terminal; "r" is reviewers, "+h" a human. */
-export function renderPolicyDiff(a: LoadedPolicy, b: LoadedPolicy, rows: readonly PolicyDiffRow[]): string {
+export function renderPolicyDiff(
+  a: LoadedPolicy,
+  b: LoadedPolicy,
+  rows: readonly PolicyDiffRow[],
+): string {
   const head = `${a.doc.environment} (${shortDigest(a.digest)}) -> ${b.doc.environment} (${shortDigest(b.digest)})`;
   if (rows.length === 0) return `${head}\nno differences on the sample steps`;
-  const table = rows.map((r) => [r.tool, argsText(r.args), outcome(r.tierA, r.deniedA, r.reviewersA, r.humanA), outcome(r.tierB, r.deniedB, r.reviewersB, r.humanB), r.tierChanged ? "tier" : "approval"]);
+  const table = rows.map((r) => [
+    r.tool,
+    argsText(r.args),
+    outcome(r.tierA, r.deniedA, r.reviewersA, r.humanA),
+    outcome(r.tierB, r.deniedB, r.reviewersB, r.humanB),
+    r.tierChanged ? "tier" : "approval",
+  ]);
   const header = ["tool", "args", a.doc.environment, b.doc.environment, "change"];
-  const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => (row[i] ?? "").length)));
-  const fmt = (row: readonly string[]) => row.map((c, i) => c.padEnd(widths[i] ?? 0)).join("  ").trimEnd();
+  const widths = header.map((h, i) =>
+    Math.max(h.length, ...table.map((row) => (row[i] ?? "").length)),
+  );
+  const fmt = (row: readonly string[]) =>
+    row
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join("  ")
+      .trimEnd();
   const changed = rows.filter((r) => r.tierChanged).length;
-  return [head, fmt(header), ...table.map(fmt), `${changed} tier change(s), ${rows.length - changed} approval change(s) on the same tier`].join("\n");
+  return [
+    head,
+    fmt(header),
+    ...table.map(fmt),
+    `${changed} tier change(s), ${rows.length - changed} approval change(s) on the same tier`,
+  ].join("\n");
 }
 
 /** What `trias policy check` prints after a successful load. */
@@ -185,7 +227,9 @@ export function summarizePolicy(policy: LoadedPolicy): string {
   if (doc.description) lines.push(`       ${doc.description}`);
   const t = doc.risk.thresholds;
   const w = doc.risk.weights;
-  lines.push(`risk   ${w.op}*op + ${w.objects}*objects + ${w.crossDomain}*crossDomain + ${w.historicalFailure}*history; standard >= ${t.standard}, full >= ${t.full}`);
+  lines.push(
+    `risk   ${w.op}*op + ${w.objects}*objects + ${w.crossDomain}*crossDomain + ${w.historicalFailure}*history; standard >= ${t.standard}, full >= ${t.full}`,
+  );
   for (const tier of ["light", "standard", "full"] as const) {
     const p = doc.tiers[tier];
     lines.push(
@@ -193,11 +237,15 @@ export function summarizePolicy(policy: LoadedPolicy): string {
     );
   }
   const limited = Object.entries(doc.tools).filter(([, e]) => e.ratePerMinute !== undefined);
-  lines.push(`tools  ${Object.keys(doc.tools).length} (unknown tools: ${doc.unknownTools})${limited.length ? `; rate-limited: ${limited.map(([n, e]) => `${n} ${e.ratePerMinute}/min`).join(", ")}` : ""}`);
+  lines.push(
+    `tools  ${Object.keys(doc.tools).length} (unknown tools: ${doc.unknownTools})${limited.length ? `; rate-limited: ${limited.map(([n, e]) => `${n} ${e.ratePerMinute}/min`).join(", ")}` : ""}`,
+  );
   const count = (f: (r: (typeof doc.rules)[number]) => boolean) => doc.rules.filter(f).length;
   lines.push(
     `rules  ${doc.rules.length} (${count((r) => r.tier !== undefined)} raise a tier, ${count((r) => r.deny !== undefined)} deny, ${count((r) => r.require !== undefined)} add requirements)`,
   );
-  lines.push(`budget ${doc.budgets.steps} steps, ${doc.budgets.tokens} tokens, $${doc.budgets.costUsd} per run`);
+  lines.push(
+    `budget ${doc.budgets.steps} steps, ${doc.budgets.tokens} tokens, $${doc.budgets.costUsd} per run`,
+  );
   return lines.join("\n");
 }

@@ -1,5 +1,21 @@
-export { Operation, TierParams, ToolEntry, Rule, Budgets, PolicyDocument, type PolicyInput } from "./schema.js";
-export { loadPolicy, parsePolicy, policyDigest, policyJsonSchema, PolicyError, type LoadedPolicy, type PolicyProblem } from "./load.js";
+export {
+  Operation,
+  TierParams,
+  ToolEntry,
+  Rule,
+  Budgets,
+  PolicyDocument,
+  type PolicyInput,
+} from "./schema.js";
+export {
+  loadPolicy,
+  parsePolicy,
+  policyDigest,
+  policyJsonSchema,
+  PolicyError,
+  type LoadedPolicy,
+  type PolicyProblem,
+} from "./load.js";
 export {
   compileCondition,
   ConditionError,
@@ -10,9 +26,15 @@ export {
   type ConditionFacts,
   type ConditionErrorKind,
   type StaticFacts,
-  type StaticOutcome,
+  type Specialized,
 } from "./conditions.js";
-export { decideTier, type StepFacts, type TierDecision, type RiskTerms, type MatchedRule } from "./decide.js";
+export {
+  decideTier,
+  type StepFacts,
+  type TierDecision,
+  type RiskTerms,
+  type MatchedRule,
+} from "./decide.js";
 export {
   explainStep,
   diffPolicies,

@@ -47,7 +47,8 @@ export class RateLimiter {
 
   constructor(policy: LoadedPolicy) {
     const limits = new Map<string, number>();
-    for (const [tool, entry] of Object.entries(policy.doc.tools)) if (entry.ratePerMinute !== undefined) limits.set(tool, entry.ratePerMinute);
+    for (const [tool, entry] of Object.entries(policy.doc.tools))
+      if (entry.ratePerMinute !== undefined) limits.set(tool, entry.ratePerMinute);
     this.#limits = limits;
     this.#env = policy.doc.environment;
   }

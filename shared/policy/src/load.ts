@@ -1,5 +1,13 @@
 import { readFileSync } from "node:fs";
-import { LineCounter, parseDocument, isNode, isMap, isScalar, type Node, type Document } from "yaml";
+import {
+  LineCounter,
+  parseDocument,
+  isNode,
+  isMap,
+  isScalar,
+  type Node,
+  type Document,
+} from "yaml";
 import { z } from "zod";
 import { ValidationError, canonicalBytes, sha256Hex } from "@trias/protocol";
 import { PolicyDocument } from "./schema.js";
@@ -19,7 +27,9 @@ export class PolicyError extends ValidationError {
   constructor(problems: PolicyProblem[]) {
     super(
       "policy_invalid",
-      problems.map((p) => `${p.file}:${p.line}:${p.column}: ${p.path ? p.path + ": " : ""}${p.message}`).join("\n"),
+      problems
+        .map((p) => `${p.file}:${p.line}:${p.column}: ${p.path ? p.path + ": " : ""}${p.message}`)
+        .join("\n"),
     );
     this.problems = problems;
   }
@@ -38,7 +48,15 @@ export function loadPolicy(file: string): LoadedPolicy {
   try {
     text = readFileSync(file, "utf8");
   } catch (e) {
-    throw new PolicyError([{ file, line: 0, column: 0, path: "", message: `cannot read policy file: ${(e as Error).message}` }]);
+    throw new PolicyError([
+      {
+        file,
+        line: 0,
+        column: 0,
+        path: "",
+        message: `cannot read policy file: ${(e as Error).message}`,
+      },
+    ]);
   }
   return parsePolicy(text, file);
 }
@@ -50,20 +68,33 @@ type Pos = { line: number; column: number };
  * literal block (`|`) conditions; for folded or multi-line quoted ones, where YAML has
  * rewritten the line breaks, it falls back to the start of the condition.
  */
-function conditionPos(text: string, lc: LineCounter, node: Node | undefined, source: string, offset: number | undefined): Pos {
+function conditionPos(
+  text: string,
+  lc: LineCounter,
+  node: Node | undefined,
+  source: string,
+  offset: number | undefined,
+): Pos {
   const start = node?.range?.[0] ?? 0;
   const startPos = lc.linePos(start);
   const base = { line: startPos.line, column: startPos.col };
   if (offset === undefined || !isScalar(node)) return base;
   const before = source.slice(0, Math.max(0, Math.min(offset, source.length)));
-  if (!source.includes("\n") && (node.type === "PLAIN" || node.type === "QUOTE_DOUBLE" || node.type === "QUOTE_SINGLE")) {
-    return { line: base.line, column: base.column + (node.type === "PLAIN" ? 0 : 1) + before.length };
+  if (
+    !source.includes("\n") &&
+    (node.type === "PLAIN" || node.type === "QUOTE_DOUBLE" || node.type === "QUOTE_SINGLE")
+  ) {
+    return {
+      line: base.line,
+      column: base.column + (node.type === "PLAIN" ? 0 : 1) + before.length,
+    };
   }
   if (node.type === "BLOCK_LITERAL") {
     const k = before.split("\n").length - 1;
     const line = base.line + 1 + k;
-    const lineText = text.split("\n")[line - 1] ?? "";
-    const indent = lineText.length - lineText.trimStart().length;
+    // The block's indentation is set by its first line; deeper lines keep the rest in the value.
+    const firstText = text.split("\n")[base.line] ?? "";
+    const indent = firstText.length - firstText.trimStart().length;
     return { line, column: indent + 1 + (before.length - (before.lastIndexOf("\n") + 1)) };
   }
   return base;
@@ -79,12 +110,32 @@ export function parsePolicy(text: string, file = "<policy>"): LoadedPolicy {
   try {
     doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   } catch (e) {
-    throw new PolicyError([{ file, line: 1, column: 1, path: "", message: `YAML: ${String((e as Error)?.message ?? e).split("\n")[0]}` }]);
+    throw new PolicyError([
+      {
+        file,
+        line: 1,
+        column: 1,
+        path: "",
+        message: `YAML: ${String((e as Error)?.message ?? e).split("\n")[0]}`,
+      },
+    ]);
   }
   if (doc.errors.length > 0) {
-    throw new PolicyError(
-      doc.errors.map((e) => ({ file, ...at(e.pos[0]), path: "", message: `YAML: ${e.message.split("\n")[0] || e.code}` })),
-    );
+    // After the first YAML error the parser mostly reports its own confusion, token by
+    // token; the first one is the one to fix.
+    const e = doc.errors[0]!;
+    const more =
+      doc.errors.length > 1
+        ? ` (${doc.errors.length - 1} more error(s) follow from it or after it)`
+        : "";
+    throw new PolicyError([
+      {
+        file,
+        ...at(e.pos[0]),
+        path: "",
+        message: `YAML: ${e.message.split("\n")[0] || e.code}${more}`,
+      },
+    ]);
   }
   const nodeAt = (path: readonly PropertyKey[]): Node | undefined => {
     // Walk up the path until a node exists (a missing key is reported on its parent).
@@ -113,7 +164,15 @@ export function parsePolicy(text: string, file = "<policy>"): LoadedPolicy {
     raw = doc.toJS({ maxAliasCount: 100 });
   } catch (e) {
     // Alias bombs and other documents that cannot become plain data.
-    throw new PolicyError([{ file, line: 1, column: 1, path: "", message: `YAML: ${String((e as Error)?.message ?? e).split("\n")[0]}` }]);
+    throw new PolicyError([
+      {
+        file,
+        line: 1,
+        column: 1,
+        path: "",
+        message: `YAML: ${String((e as Error)?.message ?? e).split("\n")[0]}`,
+      },
+    ]);
   }
   const r = PolicyDocument.safeParse(raw);
   if (!r.success) {
@@ -121,7 +180,12 @@ export function parsePolicy(text: string, file = "<policy>"): LoadedPolicy {
       r.error.issues.map((i) => {
         if (i.code === "unrecognized_keys") {
           const node = keyAt(i.path, i.keys[0] ?? "");
-          return { file, ...at(node?.range?.[0]), path: [...i.path, ...i.keys.slice(0, 1)].join("."), message: `${i.message}` };
+          return {
+            file,
+            ...at(node?.range?.[0]),
+            path: [...i.path, ...i.keys.slice(0, 1)].join("."),
+            message: `${i.message}`,
+          };
         }
         const node = nodeAt(i.path);
         return { file, ...at(node?.range?.[0]), path: i.path.join("."), message: i.message };
@@ -162,7 +226,12 @@ export function parsePolicy(text: string, file = "<policy>"): LoadedPolicy {
   for (const [tier, params] of Object.entries(policy.tiers)) {
     if (params.reviewers > 0 && params.strategies.length === 0) {
       const node = nodeAt(["tiers", tier, "strategies"]);
-      problems.push({ file, ...at(node?.range?.[0]), path: `tiers.${tier}.strategies`, message: "a tier with reviewers needs at least one strategy" });
+      problems.push({
+        file,
+        ...at(node?.range?.[0]),
+        path: `tiers.${tier}.strategies`,
+        message: "a tier with reviewers needs at least one strategy",
+      });
     }
   }
   if (problems.length > 0) throw new PolicyError(problems);
@@ -175,5 +244,9 @@ export function policyDigest(doc: PolicyDocument): string {
 
 /** JSON Schema of the policy file, for editor completion. */
 export function policyJsonSchema(): unknown {
-  return z.toJSONSchema(PolicyDocument, { target: "draft-2020-12", io: "input", unrepresentable: "any" });
+  return z.toJSONSchema(PolicyDocument, {
+    target: "draft-2020-12",
+    io: "input",
+    unrepresentable: "any",
+  });
 }

@@ -13,7 +13,11 @@ export const TierParams = z
     human: z.boolean().default(false),
     /** How long a step may wait for its verdicts (and a human) before it is rejected. */
     reviewTimeoutMs: z.number().int().positive().default(60_000),
-    humanTimeoutMs: z.number().int().positive().default(24 * 3600_000),
+    humanTimeoutMs: z
+      .number()
+      .int()
+      .positive()
+      .default(24 * 3600_000),
     maxAttempts: z.number().int().min(1).max(10).default(1),
     backoffMs: z.number().int().min(0).default(500),
     verification: z.enum(["lenient", "strict"]).default("strict"),
@@ -26,7 +30,10 @@ export const ToolEntry = z
   .object({
     op: Operation,
     /** Objects touched: a fixed count, or the length of an array argument. */
-    objects: z.union([z.object({ count: z.number().int().min(0) }).strict(), z.object({ countOf: z.string().min(1) }).strict()]),
+    objects: z.union([
+      z.object({ count: z.number().int().min(0) }).strict(),
+      z.object({ countOf: z.string().min(1) }).strict(),
+    ]),
     domains: z.array(z.string().min(1)).min(1),
     /** Failure rate seen for this tool over the last 30 days, 0..1 (the paper's fourth term). */
     historicalFailure: z.number().min(0).max(1).default(0),
@@ -38,7 +45,9 @@ export type ToolEntry = z.infer<typeof ToolEntry>;
 
 export const Rule = z
   .object({
-    id: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, "rule ids are lowercase letters, digits, '_' and '-'"),
+    id: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9_-]*$/, "rule ids are lowercase letters, digits, '_' and '-'"),
     description: z.string().optional(),
     /** A CEL condition over `tool`, `args`, `op`, `domains`, `run` and `env`. */
     when: z.string().min(1),
@@ -47,7 +56,11 @@ export const Rule = z
     /** Refuse the step outright, with this reason. */
     deny: z.string().min(1).optional(),
     require: z
-      .object({ strategies: z.array(ReviewStrategy).optional(), human: z.boolean().optional(), reviewers: z.number().int().min(0).max(16).optional() })
+      .object({
+        strategies: z.array(ReviewStrategy).optional(),
+        human: z.boolean().optional(),
+        reviewers: z.number().int().min(0).max(16).optional(),
+      })
       .strict()
       .optional(),
   })
@@ -73,14 +86,26 @@ export const PolicyDocument = z
     description: z.string().optional(),
     risk: z
       .object({
-        weights: z.object({ op: z.number().min(0), objects: z.number().min(0), crossDomain: z.number().min(0), historicalFailure: z.number().min(0) }).strict(),
+        weights: z
+          .object({
+            op: z.number().min(0),
+            objects: z.number().min(0),
+            crossDomain: z.number().min(0),
+            historicalFailure: z.number().min(0),
+          })
+          .strict(),
         operations: z.record(Operation, z.number().min(0).max(1)),
         /** The objects term is min(1, objects / objectsSaturateAt). */
         objectsSaturateAt: z.number().positive().default(2),
-        thresholds: z.object({ standard: z.number().min(0).max(1), full: z.number().min(0).max(1) }).strict(),
+        thresholds: z
+          .object({ standard: z.number().min(0).max(1), full: z.number().min(0).max(1) })
+          .strict(),
       })
       .strict()
-      .refine((r) => r.thresholds.standard <= r.thresholds.full, { message: "thresholds.standard must not exceed thresholds.full", path: ["thresholds"] }),
+      .refine((r) => r.thresholds.standard <= r.thresholds.full, {
+        message: "thresholds.standard must not exceed thresholds.full",
+        path: ["thresholds"],
+      }),
     tiers: z.object({ light: TierParams, standard: TierParams, full: TierParams }).strict(),
     tools: z.record(z.string().min(1), ToolEntry),
     /** What an unknown tool is treated as: refused, or routed to the full tier. */
@@ -89,11 +114,18 @@ export const PolicyDocument = z
     budgets: Budgets.default({ steps: 50, tokens: 200_000, costUsd: 5 }),
     /** Alert thresholds for execution topology metrics. */
     metrics: z
-      .object({ entropyBits: z.number().positive().default(2.5), rollbackDensity: z.number().min(0).max(1).default(0.3) })
+      .object({
+        entropyBits: z.number().positive().default(2.5),
+        rollbackDensity: z.number().min(0).max(1).default(0.3),
+      })
       .strict()
       .default({ entropyBits: 2.5, rollbackDensity: 0.3 }),
     /** How long trace messages stay valid after they are issued. */
-    messageTtlMs: z.number().int().positive().default(5 * 60_000),
+    messageTtlMs: z
+      .number()
+      .int()
+      .positive()
+      .default(5 * 60_000),
   })
   .strict();
 export type PolicyDocument = z.infer<typeof PolicyDocument>;
