@@ -8,6 +8,9 @@ import { LEDGER_BUCKET, Ledger } from "@trias/tools";
 import { auditEvents, exportTrace, importTrace, readRun, replayLines, type StoredEvent } from "./audit.js";
 import { ConsoleClient } from "./client.js";
 import { connectOperator, loadRegistry, loadSigner } from "./connect.js";
+import { decideAsHuman, pendingHuman } from "./human.js";
+import { Signer } from "@trias/signing";
+import { diffPolicies, explainStep, loadPolicy, PolicyError, renderPolicyDiff, summarizePolicy } from "@trias/policy";
 import { describe } from "./format.js";
 import { runDemo, DEFAULT_KEY_DIR, DEFAULT_LOG_ROOT } from "./demo.js";
 
@@ -22,9 +25,61 @@ usage:
   trias audit <run> | --file <trace>                     check every signature and the receipt chain; names the first bad event
   trias replay <run> | --file <trace>                    re-run the state machine over the trace and print each transition
   trias export <run> <file>                              save a run's trace for offline audit
+  trias pending [run]                                    steps waiting for a human decision
+  trias approve <run> <step> [--as <human>]              approve a waiting step, signed with the human's own key
+  trias reject <run> <step> --reason <text> [--as <human>]
+  trias policy check <file>                              validate a policy: digest and summary, or every error with its line
+  trias policy explain <file> --step <json>              score terms, matched rules, tier and why, for one step
+  trias policy diff <a> <b>                              which tools change tier between two environments
   trias ledger                                           the demo ledger's balances
 
 environment: NATS_URL (NATS_USER, NATS_PASSWORD), TRIAS_KEY_DIR, TRIAS_ENV, LOG_LEVEL, OTEL_*`;
+
+function policyCommand(rest: string[]): number {
+  const [sub, ...args] = rest;
+  const { values, positionals } = parseArgs({ args, options: { step: { type: "string" } }, allowPositionals: true });
+  try {
+    switch (sub) {
+      case "check": {
+        const [file] = positionals;
+        if (!file) break;
+        out(summarizePolicy(loadPolicy(file)));
+        return 0;
+      }
+      case "explain": {
+        const [file] = positionals;
+        if (!file || !values.step) break;
+        let step: unknown;
+        try {
+          step = JSON.parse(values.step);
+        } catch (e) {
+          out(`--step is not JSON: ${(e as Error).message}; example: --step '{"tool":"ledger.transfer","args":{"from":"a","to":"b","amount":5}}'`);
+          return 2;
+        }
+        out(explainStep(loadPolicy(file), step as Parameters<typeof explainStep>[1]));
+        return 0;
+      }
+      case "diff": {
+        const [a, b] = positionals;
+        if (!a || !b) break;
+        const pa = loadPolicy(a);
+        const pb = loadPolicy(b);
+        out(renderPolicyDiff(pa, pb, diffPolicies(pa, pb)));
+        return 0;
+      }
+      default:
+        break;
+    }
+  } catch (e) {
+    if (e instanceof PolicyError) {
+      out(`policy refused:\n${e.message}`);
+      return 1;
+    }
+    throw e;
+  }
+  out("usage: trias policy check <file> | explain <file> --step <json> | diff <a> <b>");
+  return 2;
+}
 
 const PROGRAM_HINT = "balance-check, transfer, refund, payout, close-account, noop, steps";
 
@@ -184,6 +239,38 @@ async function main(argv: string[]): Promise<number> {
       await bus.drain();
       return 0;
     }
+    case "pending": {
+      const { bus, registry } = await connectOperator();
+      try {
+        const steps = await pendingHuman(bus, registry, rest[0]);
+        for (const w of steps) out(`${w.run} step ${w.step} (attempt ${w.attempt}): ${w.tool} ${JSON.stringify(w.args)} — tier ${w.tier}, waiting for a human`);
+        out(`${steps.length} step(s) waiting; decide with: trias approve <run> <step>  |  trias reject <run> <step> --reason <text>`);
+        return 0;
+      } finally {
+        await bus.drain();
+      }
+    }
+    case "approve":
+    case "reject": {
+      const { values, positionals } = parseArgs({ args: rest, options: { reason: { type: "string" }, as: { type: "string" } }, allowPositionals: true });
+      const [run, stepText] = positionals;
+      const step = Number(stepText);
+      if (!run || !Number.isInteger(step) || step < 0 || (cmd === "reject" && !values.reason)) {
+        out(`usage: trias ${cmd} <run> <step>${cmd === "reject" ? " --reason <text>" : ""} [--as <human identity>]`);
+        return 2;
+      }
+      const { bus, registry, keyDir } = await connectOperator();
+      try {
+        const human = process.env["TRIAS_HUMAN_KEY"] ? Signer.load(process.env["TRIAS_HUMAN_KEY"]) : loadSigner(keyDir, values.as ?? "human-operator");
+        const w = await decideAsHuman(bus, registry, human, run, step, cmd, values.reason ?? `approved by ${human.name}`);
+        out(`${cmd === "approve" ? "approved" : "rejected"} ${run} step ${w.step}: ${w.tool} ${JSON.stringify(w.args)}, signed by ${human.name}`);
+        return 0;
+      } finally {
+        await bus.drain();
+      }
+    }
+    case "policy":
+      return policyCommand(rest);
     case "ledger": {
       const { bus } = await connectOperator();
       try {

@@ -12,3 +12,4 @@ export { ConsoleClient, newRunId } from "./client.js";
 export { describe } from "./format.js";
 export { DEMO_TASKS, runDemo, type DemoTask, type DemoOptions } from "./demo.js";
 export { auditEvents, readRun, exportTrace, importTrace, replayLines, type AuditReport, type StoredEvent } from "./audit.js";
+export { pendingHuman, decideAsHuman, type WaitingStep } from "./human.js";

@@ -219,6 +219,17 @@ export class Stack {
     this.spawnAgent(spec, extraEnv);
   }
 
+  /** Kill every agent at once, as a power cut would (no drain). */
+  async killAll(): Promise<void> {
+    await Promise.all([...this.#running.keys()].map((n) => this.kill(n)));
+  }
+
+  /** Start every configured agent that is not running, and wait until they are ready. */
+  async startAll(): Promise<void> {
+    for (const a of this.opts.agents ?? []) if (!this.#running.has(a.name)) this.spawnAgent(a);
+    await this.waitReady();
+  }
+
   /** Resolves with the exit code when the agent's process ends (a crash, or a fault point). */
   async exited(name: string): Promise<number | null> {
     const r = this.#running.get(name);

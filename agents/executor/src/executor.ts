@@ -159,9 +159,11 @@ export class Executor {
   async #hydrate(c: StepCase, d: Delivery): Promise<void> {
     if (c.hydrated) return;
     c.hydrated = true;
-    if (d.timestampMs >= this.#startedAt && d.deliveryCount === 1) return;
-    const exceptSeq = d.seq;
     const m = c.assignment.message;
+    // Verdicts can only predate this process if the step was routed before it started (by the
+    // router's clock, with slack) or this message is a redelivery.
+    if (m.issuedAt > this.#startedAt + 5_000 && d.deliveryCount === 1) return;
+    const exceptSeq = d.seq;
     for (const stored of await this.#host.bus.readAll(`trias.*.verdict.${m.run}`)) {
       if (stored.seq === exceptSeq) continue;
       try {
@@ -219,7 +221,9 @@ export class Executor {
         effectId: `${m.run}:${step}:${m.attempt}`,
         evidence: {
           assignment: a.bytes,
-          approvals: [...c.approvals.values()].filter((x) => q.counted.includes(x.verdict.key.kid)).map((x) => x.verdict.bytes),
+          // Every approval that made the quorum, the human's included, so the verifier can
+          // re-count it on its own.
+          approvals: [...c.approvals.values()].filter((x) => q.counted.includes(x.verdict.key.kid) || x.verdict.message.body.strategy === "human").map((x) => x.verdict.bytes),
         },
         compensationOf: null,
         index: proposal.index,

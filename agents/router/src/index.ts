@@ -1,1 +1,1 @@
-export { Router, assign } from "./router.js";
+export { Router, assign, emptyContext, type RunContext } from "./router.js";

@@ -1,95 +1,140 @@
 import {
-  proposalDigest,
-  subjectFor,
   maxTier,
+  proposalDigest,
+  runFilter,
+  subjectFor,
+  tierRank,
+  type MessageOf,
   type Tier,
   type TierAssigned,
-  type MessageOf,
 } from "@trias/protocol";
-import { decideTier, type LoadedPolicy } from "@trias/policy";
+import { checkBudget, decideTier, RateLimiter, type LoadedPolicy } from "@trias/policy";
 import type { AgentHost, Incoming } from "@trias/runtime";
 import { triasAttributes, withSpan } from "@trias/telemetry";
 
-/** Pure: the tier assignment body for one signed proposal under one policy. */
+/** What the router knows of a run when a proposal arrives: all derived from the trace. */
+export interface RunContext {
+  /** Proposals so far, including this one (the step budget counts retries too). */
+  proposals: number;
+  /** Verifications of this run that did not pass. */
+  failures: number;
+  /** The highest tier each step index was assigned: later attempts never go below it. */
+  floors: Map<number, Tier>;
+}
+
+export function emptyContext(): RunContext {
+  return { proposals: 0, failures: 0, floors: new Map() };
+}
+
+/**
+ * Pure: the tier assignment body for one signed proposal under one policy and what the
+ * trace says of its run. Escalation is one-way: the floor is the step's earlier tier, raised
+ * to the policy's `escalation.afterFailure` once the run has failed a verification.
+ */
 export function assign(
   policy: LoadedPolicy,
   proposal: MessageOf<"step_proposed">,
   proposalFrame: Uint8Array,
-  floor: Tier = "light",
+  ctx: RunContext = emptyContext(),
+  rateRefusal: string | null = null,
 ): TierAssigned {
   const step = proposal.step ?? 0;
-  const d = decideTier(
-    policy,
-    {
-      tool: proposal.body.tool,
-      args: proposal.body.args,
-      run: { id: proposal.run, step, attempt: proposal.attempt },
-    },
-    floor,
-  );
+  const facts = {
+    tool: proposal.body.tool,
+    args: proposal.body.args,
+    run: { id: proposal.run, step, attempt: proposal.attempt, failures: ctx.failures, proposals: ctx.proposals },
+  };
+  let floor: Tier = ctx.floors.get(step) ?? "light";
+  if (ctx.failures > 0) floor = maxTier(floor, policy.doc.escalation.afterFailure);
+  const d = decideTier(policy, facts, floor);
+  const unraised = floor === "light" ? d.tier : decideTier(policy, facts).tier;
+  const budget = checkBudget(policy, { steps: ctx.proposals });
+  const denied = d.denied ?? budget ?? rateRefusal;
+  const explanation = [...d.explanation];
+  if (tierRank(d.tier) > tierRank(unraised)) {
+    explanation.push(`raised from ${unraised} to ${d.tier}: ${ctx.failures > 0 ? `${ctx.failures} failed verification(s) earlier in this run` : "this step was assigned a higher tier before"}`);
+  }
+  if (budget) explanation.push(budget);
+  if (rateRefusal) explanation.push(rateRefusal);
   return {
     proposal: proposalFrame,
-    digest: proposalDigest({
-      tool: proposal.body.tool,
-      args: proposal.body.args,
-      run: proposal.run,
-      step,
-      attempt: proposal.attempt,
-      policyDigest: policy.digest,
-    }),
+    digest: proposalDigest({ tool: proposal.body.tool, args: proposal.body.args, run: proposal.run, step, attempt: proposal.attempt, policyDigest: policy.digest }),
     policyDigest: policy.digest,
     environment: policy.doc.environment,
     tier: d.tier,
     score: d.score,
-    explanation: d.explanation,
+    explanation,
     requires: d.requires,
-    escalatedFrom:
-      d.tier !== d.scoreTier && floor !== "light" && d.tier === floor ? d.scoreTier : null,
-    denied: d.denied,
+    escalatedFrom: tierRank(d.tier) > tierRank(unraised) ? unraised : null,
+    denied,
   };
 }
 
 /**
- * Assigns each proposed step a tier. A step that comes back (retry, replan) keeps at least
- * the tier it had: escalation is one-way.
+ * Assigns each proposed step a tier, with the run's budget and the tools' rate limits.
+ * Run context lives in memory for speed and is rebuilt from the trace whenever this
+ * process may have missed part of the run (a restart, a retry, a replan).
  */
 export class Router {
   readonly #host: AgentHost;
   readonly #policy: LoadedPolicy;
-  readonly #assigned = new Map<string, Tier>();
+  readonly #runs = new Map<string, RunContext>();
+  readonly #limiter: RateLimiter;
+  #startedAt = Number.MAX_SAFE_INTEGER;
 
   constructor(host: AgentHost, policy: LoadedPolicy) {
     this.#host = host;
     this.#policy = policy;
+    this.#limiter = new RateLimiter(policy);
   }
 
   async start(): Promise<void> {
-    await this.#host.listen("router", subjectFor("proposer", "step_proposed", "*"), (inc) =>
-      this.onProposal(inc),
-    );
+    this.#startedAt = this.#host.now();
+    await this.#host.listen("router", subjectFor("proposer", "step_proposed", "*"), (inc) => this.onProposal(inc));
+  }
+
+  async #context(m: MessageOf<"step_proposed">, inc: Incoming): Promise<RunContext> {
+    const known = this.#runs.get(m.run);
+    const fresh = m.step === 0 && m.attempt === 0 && inc.delivery.timestampMs >= this.#startedAt && inc.delivery.deliveryCount === 1;
+    const mayHaveMissed = m.attempt > 0 || m.body.replanOf !== null || (!known && !fresh);
+    let ctx = known ?? emptyContext();
+    if (mayHaveMissed) ctx = await this.#rebuild(m.run, inc.delivery.seq);
+    if (this.#runs.size > 50_000) this.#runs.delete(this.#runs.keys().next().value ?? "");
+    this.#runs.set(m.run, ctx);
+    return ctx;
+  }
+
+  async #rebuild(run: string, beforeSeq: number): Promise<RunContext> {
+    const ctx = emptyContext();
+    for (const stored of await this.#host.bus.readAll(runFilter(run))) {
+      if (stored.seq >= beforeSeq) break;
+      let m;
+      try {
+        m = this.#host.registry.open(stored.data).message;
+      } catch {
+        continue;
+      }
+      if (m.kind === "step_proposed") ctx.proposals++;
+      if (m.kind === "step_verified" && m.body.verdict !== "passed" && m.body.compensationOf === null) ctx.failures++;
+      if (m.kind === "tier_assigned" && m.step !== null) ctx.floors.set(m.step, maxTier(ctx.floors.get(m.step) ?? "light", m.body.tier));
+    }
+    return ctx;
   }
 
   async onProposal(inc: Incoming): Promise<void> {
     const m = inc.message;
     if (m.kind !== "step_proposed" || m.step === null) return;
-    const key = `${m.run}/${m.step}`;
-    const floor = this.#assigned.get(key) ?? "light";
-    const body = withSpan("policy.evaluate", { attributes: triasAttributes({ run: m.run, step: m.step, policyDigest: this.#policy.digest }) }, (span) => {
-      const b = assign(this.#policy, m, inc.delivery.data, floor);
+    const step = m.step;
+    const ctx = await this.#context(m, inc);
+    ctx.proposals++;
+    const rate = this.#limiter.take(m.body.tool, inc.delivery.timestampMs);
+    const body = withSpan("policy.evaluate", { attributes: triasAttributes({ run: m.run, step, policyDigest: this.#policy.digest }) }, (span) => {
+      const b = assign(this.#policy, m, inc.delivery.data, ctx, rate);
       span.setAttributes(triasAttributes({ tier: b.tier }));
       span.setAttribute("trias.risk_score", b.score);
       return b;
     });
-    this.#assigned.set(key, maxTier(floor, body.tier));
-    if (this.#assigned.size > 50_000)
-      this.#assigned.delete(this.#assigned.keys().next().value ?? "");
-    await this.#host.emit("tier_assigned", {
-      id: `tier-${m.run}-${m.step}-${m.attempt}`,
-      run: m.run,
-      step: m.step,
-      attempt: m.attempt,
-      body,
-      trace: m.trace,
-    });
+    ctx.floors.set(step, maxTier(ctx.floors.get(step) ?? "light", body.tier));
+    await this.#host.emit("tier_assigned", { id: `tier-${m.run}-${step}-${m.attempt}`, run: m.run, step, attempt: m.attempt, body, trace: m.trace });
   }
 }

@@ -3,6 +3,18 @@ import { getTool } from "@trias/tools";
 import type { KeyRegistry } from "@trias/signing";
 import { countQuorum, openAssignment, openVerdict } from "@trias/runtime";
 
+/** Checks about authorisation rather than outcome: failing one means quarantine, not retry. */
+export const AUTHORISATION_CHECKS: ReadonlySet<string> = new Set([
+  "execution matches the approved proposal",
+  "execution is for the assigned step",
+  "step was not denied",
+  "quorum of distinct approvals",
+  "authorisation evidence verifies",
+  "compensation matches its signed order",
+  "compensation is the declared undo",
+  "compensation authorisation verifies",
+]);
+
 /**
  * Re-check, independently of the executor, that an execution was authorised: the signed
  * assignment and proposal it carries, the same digest, the same tool and arguments, and a

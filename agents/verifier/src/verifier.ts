@@ -25,7 +25,7 @@ import {
 import { getTool, TOOLS, type ToolRuntime } from "@trias/tools";
 import { openAssignment, type AgentHost, type Incoming } from "@trias/runtime";
 import { metrics, recordRecovery, setActiveAttribute } from "@trias/telemetry";
-import { auditCompensation, auditExecution } from "./audit.js";
+import { AUTHORISATION_CHECKS, auditCompensation, auditExecution } from "./audit.js";
 import { decideRecovery, nextCompensation, type Decision, type EffectUndo } from "./recovery.js";
 
 /** Pure: a verification verdict from checks. Uncertain is never passed. */
@@ -184,6 +184,11 @@ export class Verifier {
 
   async #afterVerification(st: RunState, m: MessageOf<"step_verified">): Promise<Decision> {
     const b = m.body;
+    const unauthorised = b.checks.filter((x) => !x.ok && AUTHORISATION_CHECKS.has(x.name));
+    if (unauthorised.length > 0) {
+      // Not a failed outcome but an effect without valid authorisation: halt the run.
+      return { kind: "recover", action: "quarantine", reason: `step ${b.index} executed without valid authorisation: ${unauthorised.map((x) => `${x.name}: ${x.detail}`).join("; ")}`, digest: b.digest, nextAttempt: m.attempt, notBefore: null, avoid: [b.digest], compensation: null, evidence: null };
+    }
     if (b.compensationOf !== null) {
       if (b.verdict !== "passed") {
         return { kind: "recover", action: "escalate", reason: `compensation of step ${b.index} ${b.verdict}: a human decides`, digest: b.digest, nextAttempt: m.attempt, notBefore: null, avoid: [], compensation: null, evidence: null };

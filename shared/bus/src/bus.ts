@@ -121,6 +121,7 @@ export class Bus {
   readonly jsm: JetStreamManager;
   readonly stream: string;
   readonly #subs = new Set<Subscription>();
+  #streamSubjects: Promise<string[] | null> | null = null;
 
   private constructor(
     nc: NatsConnection,
@@ -338,10 +339,29 @@ export class Bus {
     return sub;
   }
 
+  /**
+   * The filter to give an ephemeral consumer: none when `filter` covers the whole stream.
+   * nats-server 2.9 serves a filtered consumer by matching subjects block by block, at a
+   * cost that grows with the stream (measured on a ~60,000-message stream: 5,120 messages
+   * read in 33 ms unfiltered, 10 s with the stream's own subject as the filter).
+   */
+  async #consumerFilter(filter: string): Promise<{ filter_subject?: string }> {
+    if (filter === ">") return {};
+    this.#streamSubjects ??= this.jsm.streams
+      .info(this.stream)
+      .then((si) => si.config.subjects ?? [])
+      .catch(() => {
+        this.#streamSubjects = null;
+        return null;
+      });
+    const subjects = await this.#streamSubjects;
+    return subjects?.length === 1 && subjects[0] === filter ? {} : { filter_subject: filter };
+  }
+
   /** Every stored message matching `filter` from `fromSeq`, in stream order, read once. */
   async readAll(filter: string, fromSeq = 1): Promise<StoredMessage[]> {
     const ci = await this.jsm.consumers.add(this.stream, {
-      filter_subject: filter,
+      ...(await this.#consumerFilter(filter)),
       ack_policy: AckPolicy.None,
       ...(fromSeq > 1
         ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromSeq }
@@ -353,7 +373,8 @@ export class Bus {
     const out: StoredMessage[] = [];
     try {
       let pending = ci.num_pending;
-      const c = await this.js.consumers.get(this.stream, ci.name);
+      // The consumer from its create response: no second round trip to look it up.
+      const c = this.js.consumers.getConsumerFromInfo(ci);
       while (pending > 0) {
         const batch = await c.fetch({ max_messages: Math.min(pending, 512), expires: 5_000 });
         let got = 0;
@@ -372,7 +393,8 @@ export class Bus {
         if (got === 0) break;
       }
     } finally {
-      await this.jsm.consumers.delete(this.stream, ci.name).catch(() => undefined);
+      // Not awaited: the read is complete, and the consumer expires on its own if this fails.
+      void this.jsm.consumers.delete(this.stream, ci.name).catch(() => undefined);
     }
     return out;
   }
@@ -387,7 +409,7 @@ export class Bus {
     o: { fromSeq?: number } = {},
   ): Promise<Subscription> {
     const ci = await this.jsm.consumers.add(this.stream, {
-      filter_subject: filter,
+      ...(await this.#consumerFilter(filter)),
       ack_policy: AckPolicy.None,
       ...(o.fromSeq !== undefined
         ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, o.fromSeq) }
@@ -396,7 +418,7 @@ export class Bus {
       mem_storage: true,
       num_replicas: 1,
     });
-    const c = await this.js.consumers.get(this.stream, ci.name);
+    const c = this.js.consumers.getConsumerFromInfo(ci);
     const messages = await c.consume({ max_messages: 256 });
     const loop = (async () => {
       for await (const m of messages) {

@@ -112,6 +112,14 @@ export const PolicyDocument = z
     unknownTools: z.enum(["deny", "full"]).default("deny"),
     rules: z.array(Rule).default([]),
     budgets: Budgets.default({ steps: 50, tokens: 200_000, costUsd: 5 }),
+    /**
+     * One-way escalation mid-run: once a step of a run has failed verification, every later
+     * proposal of that run (its retries and the steps after it) is at least this tier.
+     */
+    escalation: z
+      .object({ afterFailure: Tier.default("standard") })
+      .strict()
+      .default({ afterFailure: "standard" }),
     /** Alert thresholds for execution topology metrics. */
     metrics: z
       .object({
