@@ -9,6 +9,7 @@ import { auditEvents, exportTrace, importTrace, readRun, replayLines, type Store
 import { ConsoleClient } from "./client.js";
 import { connectOperator, loadRegistry, loadSigner } from "./connect.js";
 import { decideAsHuman, pendingHuman } from "./human.js";
+import { deployNatsConfig, setupTrace } from "./setup.js";
 import { Signer } from "@trias/signing";
 import { diffPolicies, explainStep, loadPolicy, PolicyError, renderPolicyDiff, summarizePolicy } from "@trias/policy";
 import { describe } from "./format.js";
@@ -32,6 +33,8 @@ usage:
   trias policy explain <file> --step <json>              score terms, matched rules, tier and why, for one step
   trias policy diff <a> <b>                              which tools change tier between two environments
   trias ledger                                           the demo ledger's balances
+  trias setup [--max-age-days N] [--replicas N] [--seed-ledger]   create the trace stream and buckets (admin)
+  trias nats-config                                      print the per-role NATS server configuration for deploy/
 
 environment: NATS_URL (NATS_USER, NATS_PASSWORD), TRIAS_KEY_DIR, TRIAS_ENV, LOG_LEVEL, OTEL_*`;
 
@@ -271,6 +274,25 @@ async function main(argv: string[]): Promise<number> {
     }
     case "policy":
       return policyCommand(rest);
+    case "setup": {
+      const { values } = parseArgs({ args: rest, options: { "max-age-days": { type: "string" }, replicas: { type: "string" }, "seed-ledger": { type: "boolean" } } });
+      const { bus } = await connectOperator();
+      try {
+        const days = values["max-age-days"] === undefined ? undefined : Number(values["max-age-days"]);
+        if (days !== undefined && !(days >= 0)) {
+          out("--max-age-days must be a number of days >= 0 (0 keeps the trace forever)");
+          return 2;
+        }
+        const r = await setupTrace(bus, { ...(days !== undefined ? { maxAgeMs: days * 86_400_000 } : {}), ...(values.replicas ? { replicas: Number(values.replicas) } : {}), seedLedger: values["seed-ledger"] ?? false });
+        out(`trace stream ${bus.stream} and buckets ready${r.seeded ? "; demo ledger seeded" : ""}`);
+        return 0;
+      } finally {
+        await bus.drain();
+      }
+    }
+    case "nats-config":
+      out(deployNatsConfig());
+      return 0;
     case "ledger": {
       const { bus } = await connectOperator();
       try {

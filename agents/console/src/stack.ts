@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { Bus, LocalNatsServer, type NatsUser, type NatsUserRole } from "@trias/bus";
 import { TransientError } from "@trias/protocol";
 import { initKeyDir, REGISTRY_FILE, type Identity } from "@trias/signing";
-import { LEDGER_BUCKET, Ledger } from "@trias/tools";
+import { setupTrace } from "./setup.js";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 
@@ -148,10 +148,7 @@ export class Stack {
       ...(!adminUser && opts.natsUser ? { user: opts.natsUser } : {}),
       ...(!adminUser && opts.natsPass ? { pass: opts.natsPass } : {}),
     });
-    await admin.ensureStream();
-    const ledgerKv = await admin.kv(LEDGER_BUCKET, { create: true });
-    await admin.kv("trias_effects", { create: true });
-    if (opts.seedLedger ?? true) await new Ledger(ledgerKv).seed();
+    await setupTrace(admin, { seedLedger: opts.seedLedger ?? true });
 
     const stack = new Stack({ ...opts, agents }, server, url, admin, users);
     for (const a of agents) stack.spawnAgent(a);

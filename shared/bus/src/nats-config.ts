@@ -54,6 +54,8 @@ function quote(s: string): string {
 }
 
 export interface NatsConfigOptions {
+  /** Write each password as a `$<ROLE>_PASSWORD` environment reference instead of a literal. */
+  passwordsFromEnv?: boolean;
   host?: string;
   port: number;
   storeDir: string;
@@ -76,7 +78,7 @@ export function natsConfig(o: NatsConfigOptions): string {
     for (const u of o.users) {
       const allow = publishAllow(u.role).map(quote).join(", ");
       lines.push(
-        `    { user: ${quote(u.user)}, password: ${quote(u.password)}, permissions: { publish: { allow: [${allow}] } } }`,
+        `    { user: ${quote(u.user)}, password: ${o.passwordsFromEnv ? `$${u.role.toUpperCase()}_PASSWORD` : quote(u.password)}, permissions: { publish: { allow: [${allow}] } } }`,
       );
     }
     lines.push("  ]", "}");
