@@ -9,6 +9,9 @@ export interface StoredEvent {
   seq: number;
   subject: string;
   data: Uint8Array;
+  /** NATS headers as stored (trace context, cause); not covered by signatures. */
+  headers?: Record<string, string>;
+  timestampMs?: number;
 }
 
 export interface AuditReport {
@@ -99,12 +102,12 @@ export function auditEvents(registry: KeyRegistry, run: string, stored: readonly
 }
 
 export async function readRun(bus: Bus, run: string): Promise<StoredEvent[]> {
-  return (await bus.readAll(runFilter(run))).map((m) => ({ seq: m.seq, subject: m.subject, data: m.data }));
+  return (await bus.readAll(runFilter(run))).map((m) => ({ seq: m.seq, subject: m.subject, data: m.data, headers: m.headers, timestampMs: m.timestampMs }));
 }
 
 /** A run's trace as a file (msgpack), for audits away from the bus. */
 export function exportTrace(file: string, run: string, events: readonly StoredEvent[]): void {
-  writeFileSync(file, encode({ format: "trias-trace/v1", run, events: events.map((e) => ({ seq: e.seq, subject: e.subject, data: e.data })) }));
+  writeFileSync(file, encode({ format: "trias-trace/v1", run, events: events.map((e) => ({ seq: e.seq, subject: e.subject, data: e.data, headers: e.headers ?? {}, timestampMs: e.timestampMs ?? 0 })) }));
 }
 
 export function importTrace(file: string): { run: string; events: StoredEvent[] } {

@@ -13,6 +13,7 @@ import { deployNatsConfig, setupTrace } from "./setup.js";
 import { Signer } from "@trias/signing";
 import { diffPolicies, explainStep, loadPolicy, PolicyError, renderPolicyDiff, summarizePolicy } from "@trias/policy";
 import { describe } from "./format.js";
+import { traceTree } from "./trace.js";
 import { runDemo, DEFAULT_KEY_DIR, DEFAULT_LOG_ROOT } from "./demo.js";
 
 const USAGE = `trias: a governed execution runtime for AI agents
@@ -26,6 +27,7 @@ usage:
   trias audit <run> | --file <trace>                     check every signature and the receipt chain; names the first bad event
   trias replay <run> | --file <trace>                    re-run the state machine over the trace and print each transition
   trias export <run> <file>                              save a run's trace for offline audit
+  trias trace <run> | --file <trace>                     the run's causal tree (who emitted what, in answer to what)
   trias pending [run]                                    steps waiting for a human decision
   trias approve <run> <step> [--as <human>]              approve a waiting step, signed with the human's own key
   trias reject <run> <step> --reason <text> [--as <human>]
@@ -86,7 +88,7 @@ function policyCommand(rest: string[]): number {
 
 const PROGRAM_HINT = "balance-check, transfer, refund, payout, close-account, noop, steps";
 
-async function traceCommand(cmd: "audit" | "replay" | "export", positionals: string[], file: string | undefined, json: boolean): Promise<number> {
+async function traceCommand(cmd: "audit" | "replay" | "export" | "trace", positionals: string[], file: string | undefined, json: boolean): Promise<number> {
   let run: string;
   let events: StoredEvent[];
   if (cmd === "export") {
@@ -126,6 +128,10 @@ async function traceCommand(cmd: "audit" | "replay" | "export", positionals: str
     }
   }
   const registry = loadRegistry();
+  if (cmd === "trace") {
+    for (const l of traceTree(registry, run, events)) out(l);
+    return 0;
+  }
   if (cmd === "replay") {
     const { lines, state } = replayLines(registry, run, events);
     for (const l of lines) out(l);
@@ -196,6 +202,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case "audit":
     case "replay":
+    case "trace":
     case "export": {
       const { values, positionals } = parseArgs({ args: rest, options: { file: { type: "string" }, json: { type: "boolean" } }, allowPositionals: true });
       return traceCommand(cmd, positionals, values.file, values.json ?? false);

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
 import type { Bus, Delivery, Disposition, Subscription } from "@trias/bus";
 import {
@@ -26,6 +27,13 @@ import {
   triasAttributes,
   withSpan,
 } from "@trias/telemetry";
+
+/**
+ * The id of the message being handled, so that whatever a handler emits names its cause in
+ * a `trias-cause` header: `trias trace` rebuilds each run's causal tree from the stream.
+ */
+const causeOf = new AsyncLocalStorage<string>();
+export const CAUSE_HEADER = "trias-cause";
 
 /** The subset of pino the host uses, so tests can pass any logger. */
 export interface Logger {
@@ -174,6 +182,8 @@ export class AgentHost {
       headers["traceparent"] = trace.traceparent;
       if (trace.tracestate) headers["tracestate"] = trace.tracestate;
     }
+    const cause = causeOf.getStore();
+    if (cause !== undefined) headers[CAUSE_HEADER] = cause;
     const { seq, duplicate } = await this.bus.publish(subject, bytes, { msgId: message.id, headers });
     return { id: message.id, seq, duplicate, bytes };
   }
@@ -312,7 +322,7 @@ export class AgentHost {
               span.setAttribute("messaging.message.id", m.id);
               this.log.info({ run: m.run, step: m.step, attempt: m.attempt, kind: m.kind, seq: d.seq, from: inc.key.name }, "handling");
               faultPoint(this.name, `before-${m.kind}`);
-              const r = await handler(inc);
+              const r = await causeOf.run(m.id, () => handler(inc));
               faultPoint(this.name, `after-${m.kind}`);
               if (r && "retryInMs" in r) return { type: "nak", delayMs: r.retryInMs };
               return { type: "ack" };

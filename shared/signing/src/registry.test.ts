@@ -101,6 +101,29 @@ describe("signing", () => {
     );
   });
 
+  it("signing - a frame sealed in this process opens without a second verification, but only under the same public key", async () => {
+    const s = signer("console");
+    const bytes = s.seal(task(s, { id: "msg-self-0001" }));
+    expect(registry().open(bytes).key.name).toBe("console");
+    // A changed byte is not the frame that was sealed: verified, and refused.
+    const frame = decodeFrame(bytes);
+    const payload = Uint8Array.from(frame.payload);
+    payload[3] = (payload[3] ?? 0) ^ 0x01;
+    expect(code(() => registry().open(encodeFrame({ ...frame, payload })))).toBe(
+      "signature_invalid",
+    );
+    // A registry that knows another public key under the same key id verifies, and refuses.
+    const other = join(mkdtempSync(join(tmpdir(), "trias-keys-")), "keys");
+    await initKeyDir(other, [{ name: "console", role: "console" }]);
+    const otherJwks = JSON.parse(readFileSync(join(other, REGISTRY_FILE), "utf8")) as {
+      keys: { kid: string }[];
+    };
+    const swapped = new KeyRegistry({
+      keys: otherJwks.keys.map((k) => ({ ...k, kid: s.kid })),
+    } as never);
+    expect(code(() => swapped.open(bytes))).toBe("signature_invalid");
+  });
+
   it("signing - the signature covers the exact bytes: a valid signature over garbage is opened only to a schema error", () => {
     const s = signer("console");
     const payload = encode({ not: "an envelope" });

@@ -27,6 +27,21 @@ import {
   type PublicKeyEntry,
 } from "./keys.js";
 
+/** The key a verification result is remembered under: signer, signature and payload digest. */
+function verifiedKey(kid: string, sig: Uint8Array, payload: Uint8Array): string {
+  const sigB64 = Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength).toString("base64");
+  return `${kid}|${sigB64}|${createHash("sha256").update(payload).digest("base64")}`;
+}
+
+/**
+ * Frames sealed in this process (verified key -> the signer's public key), so that a process
+ * reading its own messages back does not verify its own signatures: the verifier follows the
+ * whole trace, its own step_verified and run_closed included. An entry counts only for a
+ * registry whose key of that id is the same public key. Bounded, oldest out first.
+ */
+const sealedHere = new Map<string, string>();
+const SEALED_LIMIT = 4096;
+
 export interface RegisteredKey {
   kid: string;
   name: string;
@@ -42,12 +57,17 @@ export interface RegisteredKey {
  */
 export class KeyRegistry {
   readonly #keys = new Map<string, RegisteredKey>();
+  /** Public key (JWK x) per key id, to match frames sealed in this process. */
+  readonly #publicX = new Map<string, string>();
   // A frame embedded as evidence is checked again at every hop: remember what passed.
   readonly #verified = new Map<string, true>();
   readonly #cacheLimit: number;
 
   constructor(jwks: Jwks, cacheLimit = 8192) {
-    for (const k of jwks.keys) this.#keys.set(k.kid, toRegistered(k));
+    for (const k of jwks.keys) {
+      this.#keys.set(k.kid, toRegistered(k));
+      this.#publicX.set(k.kid, k.x);
+    }
     this.#cacheLimit = cacheLimit;
   }
 
@@ -69,9 +89,11 @@ export class KeyRegistry {
     if (!key) throw new GateError("key_unknown", `key ${frame.kid} is not in the registry`);
     if (key.status !== "active")
       throw new GateError("key_revoked", `key ${frame.kid} (${key.name}) is revoked`);
-    const cacheKey = `${frame.kid}|${Buffer.from(frame.sig).toString("base64")}|${createHash("sha256").update(frame.payload).digest("base64")}`;
+    const cacheKey = verifiedKey(frame.kid, frame.sig, frame.payload);
     if (this.#verified.has(cacheKey)) return key;
-    if (frame.sig.length !== 64 || !verify(null, frame.payload, key.key, frame.sig)) {
+    const sealedBy = sealedHere.get(cacheKey);
+    const ownFrame = sealedBy !== undefined && sealedBy === this.#publicX.get(frame.kid);
+    if (!ownFrame && (frame.sig.length !== 64 || !verify(null, frame.payload, key.key, frame.sig))) {
       throw new GateError(
         "signature_invalid",
         `signature by ${frame.kid} (${key.name}) does not match the payload`,
@@ -133,12 +155,14 @@ export class Signer {
   readonly name: string;
   readonly role: Role;
   readonly #key: KeyObject;
+  readonly #publicX: string;
 
   constructor(file: PrivateKeyFile) {
     this.kid = file.kid;
     this.name = file.name;
     this.role = file.role;
     this.#key = createPrivateKey({ key: { ...file.jwk }, format: "jwk" });
+    this.#publicX = String(createPublicKey(this.#key).export({ format: "jwk" }).x);
   }
 
   static load(path: string): Signer {
@@ -152,7 +176,13 @@ export class Signer {
   /** Encode the envelope once and sign exactly those bytes. */
   seal(message: Message): Uint8Array {
     const payload = encode(message);
-    return encodeFrame({ kid: this.kid, sig: this.signBytes(payload), payload });
+    const sig = this.signBytes(payload);
+    if (sealedHere.size >= SEALED_LIMIT) {
+      const oldest = sealedHere.keys().next().value;
+      if (oldest !== undefined) sealedHere.delete(oldest);
+    }
+    sealedHere.set(verifiedKey(this.kid, sig, payload), this.#publicX);
+    return encodeFrame({ kid: this.kid, sig, payload });
   }
 
   /** The private key as a jose-compatible KeyObject (for JWS receipts). */
