@@ -128,4 +128,14 @@ describe("governed run", () => {
     expect(logs).toMatch(new RegExp(r.run));
     for (const secret of secrets) expect(logs.includes(secret), "a secret appears in the logs").toBe(false);
   });
+
+  it("governed run - a task the proposer cannot plan closes as rejected, saying what to do", async () => {
+    const r = await h.client.submit({ goal: "anything", program: "freeform", input: {}, requestedBy: "test" });
+    const closed = await h.client.waitForClose([r.run], 20_000);
+    expect(closed.get(r.run)?.body.outcome).toBe("rejected");
+    expect(closed.get(r.run)?.body.reason).toMatch(/freeform tasks need a model: set TRIAS_LLM_BASE_URL/);
+    const unknown = await h.client.submit({ goal: "anything", program: "no-such-program", input: {}, requestedBy: "test" });
+    const closed2 = await h.client.waitForClose([unknown.run], 20_000);
+    expect(closed2.get(unknown.run)?.body.reason).toMatch(/unknown program "no-such-program": known programs are/);
+  });
 });

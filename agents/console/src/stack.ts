@@ -15,6 +15,8 @@ export type AgentRole = "proposer" | "router" | "reviewer" | "executor" | "verif
 export interface AgentSpec {
   name: string;
   role: AgentRole;
+  /** Environment for this agent only (e.g. TRIAS_REVIEWER_STRATEGY=llm). */
+  env?: Record<string, string>;
 }
 
 export function defaultAgents(reviewers = 2): AgentSpec[] {
@@ -186,7 +188,7 @@ export class Stack {
       throw new TransientError("internal", `${main} is missing: run \`pnpm build\` first`);
     const fd = openSync(join(this.opts.logDir, `${a.name}.log`), "a");
     const child = spawn(process.execPath, ["--enable-source-maps", main], {
-      env: { ...this.agentEnv(a), ...extraEnv },
+      env: { ...this.agentEnv(a), ...(a.env ?? {}), ...extraEnv },
       stdio: ["ignore", fd, fd],
       cwd: REPO_ROOT,
     });

@@ -1,11 +1,13 @@
 import { bootAgent, drainOnSignal, fatal } from "@trias/runtime";
+import { LlmClient, llmConfigFromEnv } from "@trias/llm";
 import { Proposer } from "./proposer.js";
 
 try {
   const b = await bootAgent("proposer");
   drainOnSignal(b);
-  await new Proposer(b.host).start();
-  b.log.info({ nats: b.env.natsUrl }, "proposer ready");
+  const llm = llmConfigFromEnv();
+  await new Proposer(b.host, llm ? new LlmClient(llm) : null).start();
+  b.log.info({ nats: b.env.natsUrl, model: llm ? `${llm.model} at ${llm.baseURL}` : "none (deterministic planner only)" }, "proposer ready");
 } catch (e) {
   fatal("proposer", e);
 }

@@ -1,11 +1,9 @@
-import { RunId, ValidationError, type MessageOf, type StepProposed } from "@trias/protocol";
+import { RunId, ValidationError, type Message, type MessageOf, type StepProposed } from "@trias/protocol";
+import type { LlmClient } from "@trias/llm";
 import type { AgentHost, HandlerResult, Incoming } from "@trias/runtime";
 import { subjectFor } from "@trias/protocol";
 import { planTask, type PlannedStep } from "./planner.js";
-
-export type Planner = (
-  task: MessageOf<"task_submitted">["body"],
-) => Promise<PlannedStep[]> | PlannedStep[];
+import { planNextWithLlm, type HistoryItem } from "./llm-planner.js";
 
 /** Build the proposal body for step `index` of a plan. Pure. */
 export function proposalFor(
@@ -26,54 +24,83 @@ export function proposalFor(
   };
 }
 
+/** What to propose at one index of a run: the step and how many steps the plan has now. */
+export interface NextStep {
+  step: PlannedStep;
+  total: number;
+}
+
 /**
  * The proposer proposes one step at a time: step 0 when a task arrives, step n+1 when step n
- * is verified as passed. Plans are derived from the task, so any replica (or this one after
- * a restart) recomputes the same plan from the trace.
+ * is verified as passed. Deterministic plans are derived from the task, so any replica (or
+ * this one after a restart) recomputes the same plan; a `freeform` task asks the model for
+ * each next step, from the task and the results so far, read back from the trace.
  */
 export class Proposer {
   readonly #host: AgentHost;
-  readonly #planner: Planner;
+  readonly #llm: LlmClient | null;
   readonly #plans = new Map<string, PlannedStep[]>();
 
-  constructor(host: AgentHost, planner: Planner = planTask) {
+  constructor(host: AgentHost, llm: LlmClient | null = null) {
     this.#host = host;
-    this.#planner = planner;
+    this.#llm = llm;
   }
 
   async start(): Promise<void> {
-    await this.#host.listen("proposer-tasks", subjectFor("console", "task_submitted", "*"), (inc) =>
-      this.onTask(inc),
-    );
-    await this.#host.listen(
-      "proposer-progress",
-      subjectFor("verifier", "step_verified", "*"),
-      (inc) => this.onVerified(inc),
-    );
+    await this.#host.listen("proposer-tasks", subjectFor("console", "task_submitted", "*"), (inc) => this.onTask(inc));
+    await this.#host.listen("proposer-progress", subjectFor("verifier", "step_verified", "*"), (inc) => this.onVerified(inc));
     await this.#host.listen("proposer-recovery", "trias.*.recovery_decided.*", (inc) => this.onRecovery(inc));
   }
 
-  async #plan(run: string, task: MessageOf<"task_submitted">): Promise<PlannedStep[]> {
-    const cached = this.#plans.get(run);
-    if (cached) return cached;
-    const plan = await this.#planner(task.body);
-    if (this.#plans.size > 10_000) this.#plans.delete(this.#plans.keys().next().value ?? "");
-    this.#plans.set(run, plan);
-    return plan;
+  async #next(run: string, task: MessageOf<"task_submitted">, index: number): Promise<NextStep | null> {
+    if (task.body.program === "freeform") {
+      if (!this.#llm) {
+        throw new ValidationError("unsupported", "freeform tasks need a model: set TRIAS_LLM_BASE_URL (and TRIAS_LLM_API_KEY, TRIAS_LLM_MODEL) for the proposer, or submit a known program");
+      }
+      const history = index === 0 ? [] : await this.#history(run);
+      const next = await planNextWithLlm(this.#llm, task.body, history);
+      // The model may find the task done after a step it did not mark last: close it with a
+      // step that changes nothing, so the run still ends verified.
+      const step = next?.step ?? { tool: "noop.echo", args: { done: true }, rationale: "the model reports the task complete", expected: "nothing changes" };
+      return { step, total: next === null || next.last ? index + 1 : index + 2 };
+    }
+    let plan = this.#plans.get(run);
+    if (!plan) {
+      plan = planTask(task.body);
+      if (this.#plans.size > 10_000) this.#plans.delete(this.#plans.keys().next().value ?? "");
+      this.#plans.set(run, plan);
+    }
+    const step = plan[index];
+    return step ? { step, total: plan.length } : null;
+  }
+
+  /** Earlier steps' outcomes, from the executor's signed messages in the trace. */
+  async #history(run: string): Promise<HistoryItem[]> {
+    const out: HistoryItem[] = [];
+    for (const s of await this.#host.bus.readAll(subjectFor("executor", "step_executed", run))) {
+      const m = this.#host.registry.open(s.data).message;
+      if (m.kind === "step_executed" && m.body.compensationOf === null) out.push({ tool: m.body.tool, args: m.body.args, outcome: m.body.outcome, result: m.body.result });
+    }
+    return out;
+  }
+
+  async #propose(m: Message, task: MessageOf<"task_submitted">, index: number): Promise<void> {
+    const next = await this.#next(m.run, task, index);
+    if (!next) return;
+    await this.#host.emit("step_proposed", {
+      id: `prop-${m.run}-${index}-0`,
+      run: m.run,
+      step: index,
+      attempt: 0,
+      body: { ...next.step, index, total: next.total, replanOf: null },
+      trace: m.trace,
+    });
   }
 
   async onTask(inc: Incoming): Promise<void> {
     const m = inc.message;
     if (m.kind !== "task_submitted") return;
-    const plan = await this.#plan(m.run, m);
-    await this.#host.emit("step_proposed", {
-      id: `prop-${m.run}-0-0`,
-      run: m.run,
-      step: 0,
-      attempt: 0,
-      body: proposalFor(plan, 0),
-      trace: m.trace,
-    });
+    await this.#propose(m, m, 0);
   }
 
   async onVerified(inc: Incoming): Promise<void> {
@@ -81,18 +108,7 @@ export class Proposer {
     if (m.kind !== "step_verified" || m.step === null) return;
     const b = m.body;
     if (b.verdict !== "passed" || b.compensationOf !== null || b.index + 1 >= b.total) return;
-    const task = await this.#loadTask(m.run);
-    const plan = await this.#plan(m.run, task);
-    const next = b.index + 1;
-    if (next >= plan.length) return;
-    await this.#host.emit("step_proposed", {
-      id: `prop-${m.run}-${next}-0`,
-      run: m.run,
-      step: next,
-      attempt: 0,
-      body: proposalFor(plan, next),
-      trace: m.trace,
-    });
+    await this.#propose(m, await this.#loadTask(m.run), b.index + 1);
   }
 
   async #loadTask(run: string): Promise<MessageOf<"task_submitted">> {

@@ -1,34 +1,41 @@
-import { subjectFor } from "@trias/protocol";
+import { subjectFor, ValidationError } from "@trias/protocol";
+import type { LlmClient } from "@trias/llm";
 import { openAssignment, type AgentHost, type Incoming } from "@trias/runtime";
-import { reviewByRules } from "./rules.js";
 import { metrics, setActiveAttribute } from "@trias/telemetry";
+import { reviewWithLlm } from "./llm-review.js";
+import { reviewByRules } from "./rules.js";
+
+export type ReviewerStrategy = "rules" | "llm";
 
 /**
  * One reviewer identity. Each identity has its own durable consumer, so every reviewer sees
- * every step; it judges only steps whose tier asks for its strategy.
+ * every step; it judges only steps whose tier asks for reviewers of its strategy.
  */
 export class Reviewer {
   readonly #host: AgentHost;
+  readonly #strategy: ReviewerStrategy;
+  readonly #llm: LlmClient | null;
 
-  constructor(host: AgentHost) {
+  constructor(host: AgentHost, strategy: ReviewerStrategy = "rules", llm: LlmClient | null = null) {
+    if (strategy === "llm" && !llm) {
+      throw new ValidationError("config_invalid", "an llm reviewer needs a model: set TRIAS_LLM_BASE_URL (and TRIAS_LLM_API_KEY, TRIAS_LLM_MODEL)");
+    }
     this.#host = host;
+    this.#strategy = strategy;
+    this.#llm = llm;
   }
 
   async start(): Promise<void> {
-    await this.#host.listen(
-      `reviewer-${this.#host.name}`,
-      subjectFor("router", "tier_assigned", "*"),
-      (inc) => this.onAssignment(inc),
-    );
+    await this.#host.listen(`reviewer-${this.#host.name}`, subjectFor("router", "tier_assigned", "*"), (inc) => this.onAssignment(inc));
   }
 
   async onAssignment(inc: Incoming): Promise<void> {
     if (inc.message.kind !== "tier_assigned") return;
     const a = openAssignment(this.#host.registry, inc.delivery.data);
     const { requires, denied, digest } = a.message.body;
-    if (denied !== null || requires.reviewers === 0 || !requires.strategies.includes("rules"))
-      return;
-    const v = reviewByRules(a.proposal.message.body);
+    if (denied !== null || requires.reviewers === 0 || !requires.strategies.includes(this.#strategy)) return;
+    const proposal = a.proposal.message.body;
+    const v = this.#strategy === "llm" && this.#llm ? await reviewWithLlm(this.#llm, proposal) : reviewByRules(proposal);
     setActiveAttribute("trias.verdict", v.decision);
     setActiveAttribute("trias.tier", a.message.body.tier);
     setActiveAttribute("trias.policy_digest", a.message.body.policyDigest);
@@ -38,13 +45,7 @@ export class Reviewer {
       run: a.message.run,
       step: a.message.step,
       attempt: a.message.attempt,
-      body: {
-        digest,
-        assignment: inc.delivery.data,
-        decision: v.decision,
-        strategy: "rules",
-        reasons: v.reasons,
-      },
+      body: { digest, assignment: inc.delivery.data, decision: v.decision, strategy: this.#strategy, reasons: v.reasons },
       trace: a.message.trace,
     });
   }

@@ -136,6 +136,11 @@ export class Verifier {
         return;
       }
       case "message_rejected":
+        if (m.body.subject.includes(".task_submitted.") && m.body.by === "proposer") {
+          // The proposer cannot plan the task: nothing will ever be proposed for it.
+          await this.#apply(st, m, seq, { kind: "close", outcome: "rejected", reason: `the proposer refused the task: ${m.body.reason}` });
+          return;
+        }
         if (m.body.by !== "executor") return;
         if (m.body.code === "quorum_not_met") {
           await this.#apply(st, m, seq, { kind: "close", outcome: "rejected", reason: m.body.reason });

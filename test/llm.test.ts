@@ -1,0 +1,78 @@
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parse, stringify } from "yaml";
+import type { MessageOf } from "@trias/protocol";
+import { loadPolicy } from "@trias/policy";
+import { ChatServer, type ChatRequest } from "./helpers/chat-server.js";
+import { POLICY_DIR, startHarness, type Harness } from "./helpers/harness.js";
+
+// A planner that pays as asked: first check the balance, then transfer (and say it is last).
+function answer(req: ChatRequest): unknown {
+  const system = req.messages[0]?.content ?? "";
+  const user = JSON.parse(req.messages[1]?.content ?? "{}") as { done_so_far?: unknown[] };
+  if (system.startsWith("You plan")) {
+    if ((user.done_so_far ?? []).length === 0) return { step: { tool: "ledger.balance", args: { account: "alice" }, rationale: "check funds", expected: "a balance" }, last: false };
+    return { step: { tool: "ledger.transfer", args: { from: "alice", to: "bob", amount: 5 }, rationale: "pay bob as asked", expected: "bob +5" }, last: true };
+  }
+  return { decision: "approve", reasons: ["the transfer matches the stated purpose"] };
+}
+
+describe("llm path", () => {
+  let h: Harness;
+  let chat: ChatServer;
+  let policyDigest: string;
+
+  beforeAll(async () => {
+    chat = await new ChatServer(answer).start();
+    // Writes need a rules reviewer and an llm reviewer.
+    const doc = parse(readFileSync(join(POLICY_DIR, "dev.yaml"), "utf8")) as { environment: string; tiers: Record<string, Record<string, unknown>> };
+    doc.environment = "llm-test";
+    doc.tiers["standard"] = { ...doc.tiers["standard"], reviewers: 2, strategies: ["rules", "llm"] };
+    const file = join(mkdtempSync(join(tmpdir(), "trias-policy-")), "llm-test.yaml");
+    writeFileSync(file, stringify(doc));
+    policyDigest = loadPolicy(file).digest;
+    const llmEnv = { TRIAS_LLM_BASE_URL: chat.url, TRIAS_LLM_API_KEY: "test-key", TRIAS_LLM_MODEL: "test-model" };
+    h = await startHarness({
+      policyFile: file,
+      agents: [
+        { name: "proposer", role: "proposer", env: llmEnv },
+        { name: "router", role: "router" },
+        { name: "reviewer-1", role: "reviewer" },
+        { name: "reviewer-2", role: "reviewer", env: { ...llmEnv, TRIAS_REVIEWER_STRATEGY: "llm" } },
+        { name: "executor", role: "executor" },
+        { name: "verifier", role: "verifier" },
+      ],
+    });
+  });
+  afterAll(async () => {
+    await h?.close();
+    await chat?.close();
+  });
+
+  it("llm - a freeform task is planned by the model step by step and reviewed by a rules and an llm reviewer", async () => {
+    const { run } = await h.client.submit({
+      goal: "Pay bob 5 from alice; receipt to jane.doe@example.com",
+      program: "freeform",
+      input: { apiKey: "sk-test-SECRET-123456", customer_email: "jane.doe@example.com", card: "4111 1111 1111 1111", reference: "inv-77" },
+      requestedBy: "test",
+    });
+    const closed = await h.client.waitForClose([run], 30_000);
+    expect(closed.get(run)?.body.outcome).toBe("completed");
+    const msgs = (await h.trace(run)).map((o) => o.message);
+    expect(msgs.filter((m): m is MessageOf<"step_executed"> => m.kind === "step_executed").map((m) => m.body.tool)).toEqual(["ledger.balance", "ledger.transfer"]);
+    const verdicts = msgs.filter((m): m is MessageOf<"verdict"> => m.kind === "verdict");
+    expect(new Set(verdicts.map((v) => v.body.strategy))).toEqual(new Set(["rules", "llm"]));
+    expect(chat.requests.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it("llm - the model sees only its projection: no secrets, no personal data, no governance metadata", () => {
+    const all = chat.requests.join("\n");
+    for (const leak of ["sk-test-SECRET", "jane.doe@example.com", "4111 1111", policyDigest, "policyDigest", "reviewer-1", "reviewer-2", '"tier"', "requires", "sender"]) {
+      expect(all.includes(leak), `the model was shown ${leak}`).toBe(false);
+    }
+    expect(all).toContain("inv-77");
+    expect(all).toContain("ledger.transfer");
+  });
+});
