@@ -21,8 +21,16 @@ describe("faults", () => {
     await h.stack.waitReady();
     const before = (await h.ledger.read()).state.accounts;
     const crashed = h.stack.exited(agent);
-    const { run } = await h.client.submit({ goal: `crash ${agent} ${point}`, program: "transfer", input: { from: "treasury", to: "carol", amount }, requestedBy: "test" });
-    const code = await Promise.race([crashed, new Promise<"alive">((r) => setTimeout(() => r("alive"), 20_000))]);
+    const { run } = await h.client.submit({
+      goal: `crash ${agent} ${point}`,
+      program: "transfer",
+      input: { from: "treasury", to: "carol", amount },
+      requestedBy: "test",
+    });
+    const code = await Promise.race([
+      crashed,
+      new Promise<"alive">((r) => setTimeout(() => r("alive"), 20_000)),
+    ]);
     expect(code, `${agent} should have crashed at ${point}`).not.toBe("alive");
     await h.stack.restart(agent);
     const closed = await h.client.waitForClose([run], 30_000);
@@ -31,9 +39,15 @@ describe("faults", () => {
     // Exactly once: the ledger moved by the amount once, and holds one effect per step attempt.
     const after = (await h.ledger.read()).state;
     expect(after.accounts["carol"]?.balance).toBe((before["carol"]?.balance ?? 0) + amount);
-    expect(Object.keys(after.applied).filter((k) => k.startsWith(`${run}:`)).sort()).toEqual([`${run}:1:0`]);
+    expect(
+      Object.keys(after.applied)
+        .filter((k) => k.startsWith(`${run}:`))
+        .sort(),
+    ).toEqual([`${run}:1:0`]);
     const trace = await readRun(h.bus, run);
-    const executed = (await h.trace(run)).map((o) => o.message).filter((m): m is MessageOf<"step_executed"> => m.kind === "step_executed");
+    const executed = (await h.trace(run))
+      .map((o) => o.message)
+      .filter((m): m is MessageOf<"step_executed"> => m.kind === "step_executed");
     expect(executed.map((e) => e.body.effectId)).toEqual([`${run}:0:0`, `${run}:1:0`]);
     // The trace audits clean: every signature, every chain link, no illegal transition.
     const report = auditEvents(h.registry, run, trace);
@@ -53,24 +67,52 @@ describe("faults", () => {
     ["verifier", "before-step_executed"],
     ["verifier", "after-step_executed"],
   ];
-  it.each(cases)("faults - %s killed at %s: the run completes, effects applied exactly once, the trace audits clean", async (agent, point) => {
-    await crashAndRecover(agent, point, 7);
-  });
+  it.each(cases)(
+    "faults - %s killed at %s: the run completes, effects applied exactly once, the trace audits clean",
+    async (agent, point) => {
+      await crashAndRecover(agent, point, 7);
+    },
+  );
 
   it("faults - nats-server stopped and restarted mid-run: no accepted task is lost", async () => {
     const runs: string[] = [];
     for (let i = 0; i < 6; i++) {
-      runs.push((await h.client.submit({ goal: "during restart", program: "transfer", input: { from: "treasury", to: "bob", amount: 1 }, requestedBy: "test" })).run);
+      runs.push(
+        (
+          await h.client.submit({
+            goal: "during restart",
+            program: "transfer",
+            input: { from: "treasury", to: "bob", amount: 1 },
+            requestedBy: "test",
+          })
+        ).run,
+      );
     }
     await h.stack.server?.restart();
     for (let i = 0; i < 3; i++) {
-      runs.push((await h.client.submit({ goal: "after restart", program: "transfer", input: { from: "treasury", to: "bob", amount: 1 }, requestedBy: "test" })).run);
+      runs.push(
+        (
+          await h.client.submit({
+            goal: "after restart",
+            program: "transfer",
+            input: { from: "treasury", to: "bob", amount: 1 },
+            requestedBy: "test",
+          })
+        ).run,
+      );
     }
     // The console's own watch is gone with the restart; read the durable trace instead.
     const outcomes = await waitFor(
       "every run to close",
       async () => {
-        const o = await Promise.all(runs.map(async (r) => (await h.trace(r)).map((x) => x.message).find((m): m is MessageOf<"run_closed"> => m.kind === "run_closed")?.body.outcome));
+        const o = await Promise.all(
+          runs.map(
+            async (r) =>
+              (await h.trace(r))
+                .map((x) => x.message)
+                .find((m): m is MessageOf<"run_closed"> => m.kind === "run_closed")?.body.outcome,
+          ),
+        );
         return o.every((x) => x !== undefined) ? o : undefined;
       },
       60_000,

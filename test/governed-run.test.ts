@@ -112,11 +112,18 @@ describe("governed run", () => {
 
   it("governed run - no secret or key material reaches any agent's log", async () => {
     // Plant: every agent holds its private key and a NATS password; run enough to log plenty.
-    const r = await h.client.submit({ goal: "transfer", program: "transfer", input: { from: "bob", to: "alice", amount: 1 }, requestedBy: "test" });
+    const r = await h.client.submit({
+      goal: "transfer",
+      program: "transfer",
+      input: { from: "bob", to: "alice", amount: 1 },
+      requestedBy: "test",
+    });
     await h.client.waitForClose([r.run], 20_000);
     const secrets: string[] = [];
     for (const f of readdirSync(h.keyDir).filter((x) => x.endsWith(".key.json"))) {
-      secrets.push((JSON.parse(readFileSync(join(h.keyDir, f), "utf8")) as { jwk: { d: string } }).jwk.d);
+      secrets.push(
+        (JSON.parse(readFileSync(join(h.keyDir, f), "utf8")) as { jwk: { d: string } }).jwk.d,
+      );
     }
     for (const role of ["proposer", "router", "reviewer", "executor", "verifier"] as const) {
       const pass = h.stack.natsCredentials(role).pass;
@@ -124,18 +131,35 @@ describe("governed run", () => {
     }
     expect(secrets.length).toBeGreaterThanOrEqual(12);
     const logDir = h.stack.opts.logDir;
-    const logs = readdirSync(logDir).map((f) => readFileSync(join(logDir, f), "utf8")).join("\n");
+    const logs = readdirSync(logDir)
+      .map((f) => readFileSync(join(logDir, f), "utf8"))
+      .join("\n");
     expect(logs).toMatch(new RegExp(r.run));
-    for (const secret of secrets) expect(logs.includes(secret), "a secret appears in the logs").toBe(false);
+    for (const secret of secrets)
+      expect(logs.includes(secret), "a secret appears in the logs").toBe(false);
   });
 
   it("governed run - a task the proposer cannot plan closes as rejected, saying what to do", async () => {
-    const r = await h.client.submit({ goal: "anything", program: "freeform", input: {}, requestedBy: "test" });
+    const r = await h.client.submit({
+      goal: "anything",
+      program: "freeform",
+      input: {},
+      requestedBy: "test",
+    });
     const closed = await h.client.waitForClose([r.run], 20_000);
     expect(closed.get(r.run)?.body.outcome).toBe("rejected");
-    expect(closed.get(r.run)?.body.reason).toMatch(/freeform tasks need a model: set TRIAS_LLM_BASE_URL/);
-    const unknown = await h.client.submit({ goal: "anything", program: "no-such-program", input: {}, requestedBy: "test" });
+    expect(closed.get(r.run)?.body.reason).toMatch(
+      /freeform tasks need a model: set TRIAS_LLM_BASE_URL/,
+    );
+    const unknown = await h.client.submit({
+      goal: "anything",
+      program: "no-such-program",
+      input: {},
+      requestedBy: "test",
+    });
     const closed2 = await h.client.waitForClose([unknown.run], 20_000);
-    expect(closed2.get(unknown.run)?.body.reason).toMatch(/unknown program "no-such-program": known programs are/);
+    expect(closed2.get(unknown.run)?.body.reason).toMatch(
+      /unknown program "no-such-program": known programs are/,
+    );
   });
 });

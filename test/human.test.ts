@@ -11,9 +11,19 @@ import { POLICY_DIR, REPO, startHarness, type Harness } from "./helpers/harness.
 /** The `trias` CLI as an operator runs it: its own process, the human's own key. */
 async function cli(h: Harness, args: string[]): Promise<{ code: number | null; out: string }> {
   const admin = h.stack.natsCredentials("admin");
-  const child = spawn(process.execPath, [join(REPO, "agents", "console", "dist", "cli.js"), ...args], {
-    env: { ...process.env, NATS_URL: h.stack.natsUrl, NATS_USER: admin.user ?? "", NATS_PASSWORD: admin.pass ?? "", TRIAS_KEY_DIR: h.keyDir },
-  });
+  const child = spawn(
+    process.execPath,
+    [join(REPO, "agents", "console", "dist", "cli.js"), ...args],
+    {
+      env: {
+        ...process.env,
+        NATS_URL: h.stack.natsUrl,
+        NATS_USER: admin.user ?? "",
+        NATS_PASSWORD: admin.pass ?? "",
+        TRIAS_KEY_DIR: h.keyDir,
+      },
+    },
+  );
   let out = "";
   child.stdout.on("data", (d: Buffer) => (out += d.toString()));
   child.stderr.on("data", (d: Buffer) => (out += d.toString()));
@@ -23,7 +33,14 @@ async function cli(h: Harness, args: string[]): Promise<{ code: number | null; o
 
 const messages = async (h: Harness, run: string) => (await h.trace(run)).map((o) => o.message);
 const waitingForHuman = (h: Harness, run: string) =>
-  waitFor("a step waiting for a human", async () => (await messages(h, run)).find((m): m is MessageOf<"tier_assigned"> => m.kind === "tier_assigned" && m.body.requires.human), 20_000);
+  waitFor(
+    "a step waiting for a human",
+    async () =>
+      (await messages(h, run)).find(
+        (m): m is MessageOf<"tier_assigned"> => m.kind === "tier_assigned" && m.body.requires.human,
+      ),
+    20_000,
+  );
 
 describe("human approval", () => {
   let h: Harness;
@@ -35,14 +52,23 @@ describe("human approval", () => {
   });
 
   it("human - a human-tier step waits across a restart of every process and the server, then executes once on approval", async () => {
-    const { run } = await h.client.submit({ goal: "close dave", program: "close-account", input: { account: "dave" }, requestedBy: "test" });
+    const { run } = await h.client.submit({
+      goal: "close dave",
+      program: "close-account",
+      input: { account: "dave" },
+      requestedBy: "test",
+    });
     const a = await waitingForHuman(h, run);
     expect(a.step).toBe(1);
     expect(a.body.tier).toBe("full");
     // Both reviewers approve, and still nothing runs: the human is missing.
-    await waitFor("two reviewer verdicts", async () => ((await messages(h, run)).filter((m) => m.kind === "verdict").length >= 2 ? true : undefined));
+    await waitFor("two reviewer verdicts", async () =>
+      (await messages(h, run)).filter((m) => m.kind === "verdict").length >= 2 ? true : undefined,
+    );
     await new Promise((r) => setTimeout(r, 500));
-    expect((await messages(h, run)).some((m) => m.kind === "step_executed" && m.step === 1)).toBe(false);
+    expect((await messages(h, run)).some((m) => m.kind === "step_executed" && m.step === 1)).toBe(
+      false,
+    );
 
     await h.stack.killAll();
     await h.stack.server?.restart();
@@ -54,21 +80,46 @@ describe("human approval", () => {
     expect(approved.out).toMatch(/approved .* step 1: ledger.close_account/);
     expect(approved.code).toBe(0);
 
-    const closed = await waitFor("the run to close", async () => (await messages(h, run)).find((m): m is MessageOf<"run_closed"> => m.kind === "run_closed"), 30_000);
+    const closed = await waitFor(
+      "the run to close",
+      async () =>
+        (await messages(h, run)).find((m): m is MessageOf<"run_closed"> => m.kind === "run_closed"),
+      30_000,
+    );
     expect(closed.body.outcome).toBe("completed");
-    const exec = (await messages(h, run)).filter((m): m is MessageOf<"step_executed"> => m.kind === "step_executed" && m.step === 1);
+    const exec = (await messages(h, run)).filter(
+      (m): m is MessageOf<"step_executed"> => m.kind === "step_executed" && m.step === 1,
+    );
     expect(exec).toHaveLength(1);
-    const human = (await h.trace(run)).find((o) => o.message.kind === "verdict" && o.key.role === "human");
+    const human = (await h.trace(run)).find(
+      (o) => o.message.kind === "verdict" && o.key.role === "human",
+    );
     expect(human?.key.name).toBe("human-operator");
     expect((await h.ledger.read()).state.accounts["dave"]?.open).toBe(false);
   });
 
   it("human - a rejection ends the step with the human's reason", async () => {
-    const { run } = await h.client.submit({ goal: "close carol", program: "close-account", input: { account: "carol" }, requestedBy: "test" });
+    const { run } = await h.client.submit({
+      goal: "close carol",
+      program: "close-account",
+      input: { account: "carol" },
+      requestedBy: "test",
+    });
     await waitingForHuman(h, run);
-    const rejected = await cli(h, ["reject", run, "1", "--reason", "carol still has open invoices"]);
+    const rejected = await cli(h, [
+      "reject",
+      run,
+      "1",
+      "--reason",
+      "carol still has open invoices",
+    ]);
     expect(rejected.code).toBe(0);
-    const closed = await waitFor("the run to close", async () => (await messages(h, run)).find((m): m is MessageOf<"run_closed"> => m.kind === "run_closed"), 20_000);
+    const closed = await waitFor(
+      "the run to close",
+      async () =>
+        (await messages(h, run)).find((m): m is MessageOf<"run_closed"> => m.kind === "run_closed"),
+      20_000,
+    );
     expect(closed.body.outcome).toBe("rejected");
     expect(closed.body.reason).toMatch(/carol still has open invoices/);
     expect((await h.ledger.read()).state.accounts["carol"]?.open).toBe(true);
@@ -84,7 +135,10 @@ describe("human approval", () => {
 describe("human approval timeout", () => {
   let h: Harness;
   beforeAll(async () => {
-    const doc = parse(readFileSync(join(POLICY_DIR, "staging.yaml"), "utf8")) as { environment: string; tiers: Record<string, Record<string, unknown>> };
+    const doc = parse(readFileSync(join(POLICY_DIR, "staging.yaml"), "utf8")) as {
+      environment: string;
+      tiers: Record<string, Record<string, unknown>>;
+    };
     doc.environment = "staging-fast";
     for (const t of Object.values(doc.tiers)) t["humanTimeoutMs"] = 1500;
     const file = join(mkdtempSync(join(tmpdir(), "trias-policy-")), "staging-fast.yaml");
@@ -96,10 +150,22 @@ describe("human approval timeout", () => {
   });
 
   it("human - no decision within the policy's timeout rejects the step, with the reason", async () => {
-    const { run } = await h.client.submit({ goal: "close dave", program: "close-account", input: { account: "dave" }, requestedBy: "test" });
-    const closed = await waitFor("the run to close", async () => (await messages(h, run)).find((m): m is MessageOf<"run_closed"> => m.kind === "run_closed"), 30_000);
+    const { run } = await h.client.submit({
+      goal: "close dave",
+      program: "close-account",
+      input: { account: "dave" },
+      requestedBy: "test",
+    });
+    const closed = await waitFor(
+      "the run to close",
+      async () =>
+        (await messages(h, run)).find((m): m is MessageOf<"run_closed"> => m.kind === "run_closed"),
+      30_000,
+    );
     expect(closed.body.outcome).toBe("rejected");
     expect(closed.body.reason).toMatch(/human approval missing within 1500 ms/);
-    expect((await messages(h, run)).some((m) => m.kind === "step_executed" && m.step === 1)).toBe(false);
+    expect((await messages(h, run)).some((m) => m.kind === "step_executed" && m.step === 1)).toBe(
+      false,
+    );
   });
 });

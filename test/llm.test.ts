@@ -13,8 +13,25 @@ function answer(req: ChatRequest): unknown {
   const system = req.messages[0]?.content ?? "";
   const user = JSON.parse(req.messages[1]?.content ?? "{}") as { done_so_far?: unknown[] };
   if (system.startsWith("You plan")) {
-    if ((user.done_so_far ?? []).length === 0) return { step: { tool: "ledger.balance", args: { account: "alice" }, rationale: "check funds", expected: "a balance" }, last: false };
-    return { step: { tool: "ledger.transfer", args: { from: "alice", to: "bob", amount: 5 }, rationale: "pay bob as asked", expected: "bob +5" }, last: true };
+    if ((user.done_so_far ?? []).length === 0)
+      return {
+        step: {
+          tool: "ledger.balance",
+          args: { account: "alice" },
+          rationale: "check funds",
+          expected: "a balance",
+        },
+        last: false,
+      };
+    return {
+      step: {
+        tool: "ledger.transfer",
+        args: { from: "alice", to: "bob", amount: 5 },
+        rationale: "pay bob as asked",
+        expected: "bob +5",
+      },
+      last: true,
+    };
   }
   return { decision: "approve", reasons: ["the transfer matches the stated purpose"] };
 }
@@ -27,20 +44,35 @@ describe("llm path", () => {
   beforeAll(async () => {
     chat = await new ChatServer(answer).start();
     // Writes need a rules reviewer and an llm reviewer.
-    const doc = parse(readFileSync(join(POLICY_DIR, "dev.yaml"), "utf8")) as { environment: string; tiers: Record<string, Record<string, unknown>> };
+    const doc = parse(readFileSync(join(POLICY_DIR, "dev.yaml"), "utf8")) as {
+      environment: string;
+      tiers: Record<string, Record<string, unknown>>;
+    };
     doc.environment = "llm-test";
-    doc.tiers["standard"] = { ...doc.tiers["standard"], reviewers: 2, strategies: ["rules", "llm"] };
+    doc.tiers["standard"] = {
+      ...doc.tiers["standard"],
+      reviewers: 2,
+      strategies: ["rules", "llm"],
+    };
     const file = join(mkdtempSync(join(tmpdir(), "trias-policy-")), "llm-test.yaml");
     writeFileSync(file, stringify(doc));
     policyDigest = loadPolicy(file).digest;
-    const llmEnv = { TRIAS_LLM_BASE_URL: chat.url, TRIAS_LLM_API_KEY: "test-key", TRIAS_LLM_MODEL: "test-model" };
+    const llmEnv = {
+      TRIAS_LLM_BASE_URL: chat.url,
+      TRIAS_LLM_API_KEY: "test-key",
+      TRIAS_LLM_MODEL: "test-model",
+    };
     h = await startHarness({
       policyFile: file,
       agents: [
         { name: "proposer", role: "proposer", env: llmEnv },
         { name: "router", role: "router" },
         { name: "reviewer-1", role: "reviewer" },
-        { name: "reviewer-2", role: "reviewer", env: { ...llmEnv, TRIAS_REVIEWER_STRATEGY: "llm" } },
+        {
+          name: "reviewer-2",
+          role: "reviewer",
+          env: { ...llmEnv, TRIAS_REVIEWER_STRATEGY: "llm" },
+        },
         { name: "executor", role: "executor" },
         { name: "verifier", role: "verifier" },
       ],
@@ -55,13 +87,22 @@ describe("llm path", () => {
     const { run } = await h.client.submit({
       goal: "Pay bob 5 from alice; receipt to jane.doe@example.com",
       program: "freeform",
-      input: { apiKey: "sk-test-SECRET-123456", customer_email: "jane.doe@example.com", card: "4111 1111 1111 1111", reference: "inv-77" },
+      input: {
+        apiKey: "sk-test-SECRET-123456",
+        customer_email: "jane.doe@example.com",
+        card: "4111 1111 1111 1111",
+        reference: "inv-77",
+      },
       requestedBy: "test",
     });
     const closed = await h.client.waitForClose([run], 30_000);
     expect(closed.get(run)?.body.outcome).toBe("completed");
     const msgs = (await h.trace(run)).map((o) => o.message);
-    expect(msgs.filter((m): m is MessageOf<"step_executed"> => m.kind === "step_executed").map((m) => m.body.tool)).toEqual(["ledger.balance", "ledger.transfer"]);
+    expect(
+      msgs
+        .filter((m): m is MessageOf<"step_executed"> => m.kind === "step_executed")
+        .map((m) => m.body.tool),
+    ).toEqual(["ledger.balance", "ledger.transfer"]);
     const verdicts = msgs.filter((m): m is MessageOf<"verdict"> => m.kind === "verdict");
     expect(new Set(verdicts.map((v) => v.body.strategy))).toEqual(new Set(["rules", "llm"]));
     expect(chat.requests.length).toBeGreaterThanOrEqual(3);
@@ -69,7 +110,18 @@ describe("llm path", () => {
 
   it("llm - the model sees only its projection: no secrets, no personal data, no governance metadata", () => {
     const all = chat.requests.join("\n");
-    for (const leak of ["sk-test-SECRET", "jane.doe@example.com", "4111 1111", policyDigest, "policyDigest", "reviewer-1", "reviewer-2", '"tier"', "requires", "sender"]) {
+    for (const leak of [
+      "sk-test-SECRET",
+      "jane.doe@example.com",
+      "4111 1111",
+      policyDigest,
+      "policyDigest",
+      "reviewer-1",
+      "reviewer-2",
+      '"tier"',
+      "requires",
+      "sender",
+    ]) {
       expect(all.includes(leak), `the model was shown ${leak}`).toBe(false);
     }
     expect(all).toContain("inv-77");

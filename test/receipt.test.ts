@@ -16,7 +16,14 @@ describe("receipts", () => {
 
   beforeAll(async () => {
     h = await startHarness();
-    run = (await h.client.submit({ goal: "pay", program: "transfer", input: { from: "alice", to: "bob", amount: 3 }, requestedBy: "test" })).run;
+    run = (
+      await h.client.submit({
+        goal: "pay",
+        program: "transfer",
+        input: { from: "alice", to: "bob", amount: 3 },
+        requestedBy: "test",
+      })
+    ).run;
     sealed = (await h.client.waitForClose([run], 20_000)).get(run)!;
     events = await readRun(h.bus, run);
   });
@@ -25,7 +32,9 @@ describe("receipts", () => {
   });
 
   it("receipt - recomputed twice, and by a second process, it is byte-identical to the signed one", async () => {
-    const covered = events.filter((e) => e.seq <= sealed.body.receipt.lastSeq).map((e) => ({ seq: e.seq, subject: e.subject, frame: e.data }));
+    const covered = events
+      .filter((e) => e.seq <= sealed.body.receipt.lastSeq)
+      .map((e) => ({ seq: e.seq, subject: e.subject, frame: e.data }));
     const a = computeReceipt(covered, run);
     const b = computeReceipt(covered, run);
     expect(a).toEqual(b);
@@ -34,7 +43,11 @@ describe("receipts", () => {
 
     const file = join(mkdtempSync(join(tmpdir(), "trias-receipt-")), `${run}.trace`);
     exportTrace(file, run, events);
-    const child = spawn(process.execPath, [join(REPO, "agents", "console", "dist", "cli.js"), "audit", "--file", file, "--json"], { env: { ...process.env, TRIAS_KEY_DIR: h.keyDir } });
+    const child = spawn(
+      process.execPath,
+      [join(REPO, "agents", "console", "dist", "cli.js"), "audit", "--file", file, "--json"],
+      { env: { ...process.env, TRIAS_KEY_DIR: h.keyDir } },
+    );
     let out = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
     const code = await new Promise((r) => child.once("exit", r));
@@ -64,11 +77,19 @@ describe("receipts", () => {
   it("receipt - a removed, reordered or re-subjected event is named too", () => {
     const covered = events.filter((e) => e.seq <= sealed.body.receipt.lastSeq);
     const victim = covered[4]!;
-    expect(auditEvents(h.registry, run, events.filter((e) => e.seq !== victim.seq)).firstBad?.seq).toBe(covered[5]!.seq);
+    expect(
+      auditEvents(
+        h.registry,
+        run,
+        events.filter((e) => e.seq !== victim.seq),
+      ).firstBad?.seq,
+    ).toBe(covered[5]!.seq);
     const swapped = [...events];
     [swapped[3], swapped[4]] = [swapped[4]!, swapped[3]!];
     expect(auditEvents(h.registry, run, swapped).ok).toBe(false);
-    const moved = events.map((e) => (e.seq === victim.seq ? { ...e, subject: e.subject.replace(run, "other-run") } : e));
+    const moved = events.map((e) =>
+      e.seq === victim.seq ? { ...e, subject: e.subject.replace(run, "other-run") } : e,
+    );
     expect(auditEvents(h.registry, run, moved).firstBad?.seq).toBe(victim.seq);
   });
 });

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MessageOf } from "@trias/protocol";
 import { startHarness, uniqueRun, type Harness } from "./helpers/harness.js";
 
-const kinds = <K extends MessageOf<never>["kind"] | string>(ms: { message: { kind: string } }[], k: K) => ms.filter((o) => o.message.kind === k).map((o) => o.message);
+const kinds = <K extends string>(ms: { message: { kind: string } }[], k: K) =>
+  ms.filter((o) => o.message.kind === k).map((o) => o.message);
 
 describe("recovery", () => {
   let h: Harness;
@@ -14,7 +15,12 @@ describe("recovery", () => {
   });
 
   it("recovery - a failed verification retries with backoff and then passes", async () => {
-    const { run } = await h.client.submit({ goal: "flaky once", program: "steps", input: { steps: [{ tool: "flaky.write", args: { key: "once", passFromAttempt: 1 } }] }, requestedBy: "test" });
+    const { run } = await h.client.submit({
+      goal: "flaky once",
+      program: "steps",
+      input: { steps: [{ tool: "flaky.write", args: { key: "once", passFromAttempt: 1 } }] },
+      requestedBy: "test",
+    });
     const closed = await h.client.waitForClose([run], 30_000);
     expect(closed.get(run)?.body.outcome).toBe("completed");
     const trace = await h.trace(run);
@@ -50,13 +56,33 @@ describe("recovery", () => {
     expect(closed.get(run)?.body.outcome).toBe("rolled_back");
     const trace = await h.trace(run);
     const rec = kinds(trace, "recovery_decided") as MessageOf<"recovery_decided">[];
-    expect(rec.map((r) => r.body.action)).toEqual(["retry", "rollback", "compensate", "compensate", "compensate", "compensate", "compensate"]);
+    expect(rec.map((r) => r.body.action)).toEqual([
+      "retry",
+      "rollback",
+      "compensate",
+      "compensate",
+      "compensate",
+      "compensate",
+      "compensate",
+    ]);
     // Reverse order: both attempts of the failing step, step 3's transfer, step 1's refund,
     // step 0's transfer; the read at step 2 has nothing to undo.
-    expect(rec.filter((r) => r.body.action === "compensate").map((r) => r.body.compensation?.step)).toEqual([4, 4, 3, 1, 0]);
-    const comps = (kinds(trace, "step_executed") as MessageOf<"step_executed">[]).filter((e) => e.body.compensationOf !== null);
-    expect(comps.map((c) => `${c.step}:${c.body.tool}:${c.body.outcome}`)).toEqual(["4:flaky.undo:ok", "4:flaky.undo:ok", "3:ledger.transfer:ok", "1:ledger.transfer:ok", "0:ledger.transfer:ok"]);
-    const compVerified = (kinds(trace, "step_verified") as MessageOf<"step_verified">[]).filter((v) => v.body.compensationOf !== null);
+    expect(
+      rec.filter((r) => r.body.action === "compensate").map((r) => r.body.compensation?.step),
+    ).toEqual([4, 4, 3, 1, 0]);
+    const comps = (kinds(trace, "step_executed") as MessageOf<"step_executed">[]).filter(
+      (e) => e.body.compensationOf !== null,
+    );
+    expect(comps.map((c) => `${c.step}:${c.body.tool}:${c.body.outcome}`)).toEqual([
+      "4:flaky.undo:ok",
+      "4:flaky.undo:ok",
+      "3:ledger.transfer:ok",
+      "1:ledger.transfer:ok",
+      "0:ledger.transfer:ok",
+    ]);
+    const compVerified = (kinds(trace, "step_verified") as MessageOf<"step_verified">[]).filter(
+      (v) => v.body.compensationOf !== null,
+    );
     expect(compVerified.every((v) => v.body.verdict === "passed")).toBe(true);
     expect((await h.ledger.read()).state.accounts).toEqual(start);
     // A run that had to roll back is not a clean linear run.
@@ -67,7 +93,12 @@ describe("recovery", () => {
     const { run } = await h.client.submit({
       goal: "close then fail",
       program: "steps",
-      input: { steps: [{ tool: "ledger.close_account", args: { account: "dave" } }, { tool: "flaky.write", args: { key: "esc", passFromAttempt: 99 } }] },
+      input: {
+        steps: [
+          { tool: "ledger.close_account", args: { account: "dave" } },
+          { tool: "flaky.write", args: { key: "esc", passFromAttempt: 99 } },
+        ],
+      },
       requestedBy: "test",
     });
     const deadline = Date.now() + 30_000;
@@ -84,10 +115,21 @@ describe("recovery", () => {
 
   it("recovery - an execution the trace does not authorise quarantines the run, and nothing more executes", async () => {
     const run = uniqueRun("rogue");
-    await h.client.submit({ goal: "read", program: "balance-check", input: { account: "alice" }, requestedBy: "test" }, run);
+    await h.client.submit(
+      { goal: "read", program: "balance-check", input: { account: "alice" }, requestedBy: "test" },
+      run,
+    );
     await h.client.waitForClose([run], 20_000);
     const run2 = uniqueRun("rogue2");
-    await h.client.submit({ goal: "pay", program: "transfer", input: { from: "alice", to: "bob", amount: 1 }, requestedBy: "test" }, run2);
+    await h.client.submit(
+      {
+        goal: "pay",
+        program: "transfer",
+        input: { from: "alice", to: "bob", amount: 1 },
+        requestedBy: "test",
+      },
+      run2,
+    );
     // A compromised executor key reports an effect for a step nobody approved.
     const fake = h.forge.envelope("executor", "step_executed", {
       run: run2,

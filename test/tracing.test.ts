@@ -17,7 +17,11 @@ describe("tracing", () => {
     rx = await startOtlpReceiver();
     const env = rx.exporterEnv();
     Object.assign(process.env, env);
-    telemetry = await initTelemetry({ serviceName: "trias-console", agentName: "console", role: "console" });
+    telemetry = await initTelemetry({
+      serviceName: "trias-console",
+      agentName: "console",
+      role: "console",
+    });
     h = await startHarness({ env });
   });
   afterAll(async () => {
@@ -30,27 +34,59 @@ describe("tracing", () => {
     const { run } = await h.client.submit({
       goal: "payout",
       program: "steps",
-      input: { steps: [{ tool: "ledger.batch_payout", args: { batch: "t1", payouts: [{ account: "bob", amount: 1 }, { account: "carol", amount: 2 }] } }] },
+      input: {
+        steps: [
+          {
+            tool: "ledger.batch_payout",
+            args: {
+              batch: "t1",
+              payouts: [
+                { account: "bob", amount: 1 },
+                { account: "carol", amount: 2 },
+              ],
+            },
+          },
+        ],
+      },
       requestedBy: "test",
     });
     const closed = await h.client.waitForClose([run], 30_000);
     expect(closed.get(run)?.body.outcome).toBe("completed");
     await telemetry.flush();
 
-    const root = await rx.waitFor((s) => s.spans.find((x) => x.name === "trias.run" && x.attributes["trias.run"] === run), 15_000);
+    const root = await rx.waitFor(
+      (s) => s.spans.find((x) => x.name === "trias.run" && x.attributes["trias.run"] === run),
+      15_000,
+    );
     const traceId = root.traceId;
     // Wait until the verifier's span for the run's close has arrived (the last one in causal order).
     const spans = await rx.waitFor((s) => {
       const t = s.spans.filter((x) => x.traceId === traceId);
-      return t.some((x) => x.name === "send run_closed") && t.some((x) => x.name === "send step_verified") ? t : undefined;
+      return t.some((x) => x.name === "send run_closed") &&
+        t.some((x) => x.name === "send step_verified")
+        ? t
+        : undefined;
     }, 20_000);
 
     // Every process took part in the one trace, and nothing of this run went to another trace.
     const services = new Set(spans.map((s) => s.serviceName));
-    expect(services).toEqual(new Set(["trias-console", "trias-proposer", "trias-router", "trias-reviewer", "trias-executor", "trias-verifier"]));
-    const reviewerInstances = new Set(spans.filter((s) => s.serviceName === "trias-reviewer").map((s) => s.resource["trias.agent"]));
+    expect(services).toEqual(
+      new Set([
+        "trias-console",
+        "trias-proposer",
+        "trias-router",
+        "trias-reviewer",
+        "trias-executor",
+        "trias-verifier",
+      ]),
+    );
+    const reviewerInstances = new Set(
+      spans.filter((s) => s.serviceName === "trias-reviewer").map((s) => s.resource["trias.agent"]),
+    );
     expect(reviewerInstances.size).toBe(2);
-    const elsewhere = rx.spans().filter((s) => s.attributes["trias.run"] === run && s.traceId !== traceId);
+    const elsewhere = rx
+      .spans()
+      .filter((s) => s.attributes["trias.run"] === run && s.traceId !== traceId);
     expect(elsewhere).toEqual([]);
 
     // Walk from the verifier's check back to the root: parents cross process boundaries in
@@ -58,16 +94,36 @@ describe("tracing", () => {
     const byId = new Map(spans.map((s) => [s.spanId, s]));
     const chain = (leaf: ReceivedSpan) => {
       const out: string[] = [];
-      for (let s: ReceivedSpan | undefined = leaf; s; s = s.parentSpanId ? byId.get(s.parentSpanId) : undefined) out.unshift(`${s.serviceName}:${s.name}`);
+      for (
+        let s: ReceivedSpan | undefined = leaf;
+        s;
+        s = s.parentSpanId ? byId.get(s.parentSpanId) : undefined
+      )
+        out.unshift(`${s.serviceName}:${s.name}`);
       return out;
     };
-    const verify = spans.find((s) => s.serviceName === "trias-verifier" && s.name === "send step_verified");
+    const verify = spans.find(
+      (s) => s.serviceName === "trias-verifier" && s.name === "send step_verified",
+    );
     expect(verify).toBeDefined();
     const path = chain(verify!);
     expect(path[0]).toBe("trias-console:trias.run");
     const processes = path.map((p) => p.split(":")[0]).filter((p, i, a) => p !== a[i - 1]);
-    expect(processes).toEqual(["trias-console", "trias-proposer", "trias-router", "trias-reviewer", "trias-executor", "trias-verifier"]);
-    expect(path).toEqual(expect.arrayContaining(["trias-router:process step_proposed", "trias-reviewer:process tier_assigned", "trias-executor:process verdict"]));
+    expect(processes).toEqual([
+      "trias-console",
+      "trias-proposer",
+      "trias-router",
+      "trias-reviewer",
+      "trias-executor",
+      "trias-verifier",
+    ]);
+    expect(path).toEqual(
+      expect.arrayContaining([
+        "trias-router:process step_proposed",
+        "trias-reviewer:process tier_assigned",
+        "trias-executor:process verdict",
+      ]),
+    );
     // Policy evaluation and the tool call are children of the handling span in their process.
     const parentOf = (name: string) => {
       const s = spans.find((x) => x.name === name);
@@ -77,19 +133,39 @@ describe("tracing", () => {
     expect(parentOf("policy.evaluate")).toBe("trias-router:process step_proposed");
     expect(parentOf("tool ledger.batch_payout")).toBe("trias-executor:process verdict");
     // One review span per reviewer, each a child of the router's send.
-    const reviews = spans.filter((s) => s.serviceName === "trias-reviewer" && s.name === "process tier_assigned");
+    const reviews = spans.filter(
+      (s) => s.serviceName === "trias-reviewer" && s.name === "process tier_assigned",
+    );
     expect(reviews).toHaveLength(2);
-    expect(new Set(reviews.map((r) => byId.get(r.parentSpanId)?.name))).toEqual(new Set(["send tier_assigned"]));
+    expect(new Set(reviews.map((r) => byId.get(r.parentSpanId)?.name))).toEqual(
+      new Set(["send tier_assigned"]),
+    );
 
     // Attributes: OTel messaging conventions plus Trias's own.
     const tool = spans.find((s) => s.name === "tool ledger.batch_payout")!;
-    expect(tool.attributes).toMatchObject({ "trias.run": run, "trias.tier": "full", "trias.step": 0 });
+    expect(tool.attributes).toMatchObject({
+      "trias.run": run,
+      "trias.tier": "full",
+      "trias.step": 0,
+    });
     expect(tool.attributes["trias.policy_digest"]).toMatch(/^[0-9a-f]{64}$/);
-    expect(spans.find((s) => s.name === "policy.evaluate")?.attributes).toMatchObject({ "trias.tier": "full" });
-    for (const r of reviews) expect(r.attributes).toMatchObject({ "trias.verdict": "approve", "trias.tier": "full", "messaging.system": "nats" });
-    expect(spans.find((s) => s.serviceName === "trias-verifier" && s.name === "process step_executed")?.attributes).toMatchObject({ "trias.verdict": "passed" });
+    expect(spans.find((s) => s.name === "policy.evaluate")?.attributes).toMatchObject({
+      "trias.tier": "full",
+    });
+    for (const r of reviews)
+      expect(r.attributes).toMatchObject({
+        "trias.verdict": "approve",
+        "trias.tier": "full",
+        "messaging.system": "nats",
+      });
+    expect(
+      spans.find((s) => s.serviceName === "trias-verifier" && s.name === "process step_executed")
+        ?.attributes,
+    ).toMatchObject({ "trias.verdict": "passed" });
     for (const s of spans.filter((x) => x.kind === "CONSUMER")) {
-      expect(s.attributes["messaging.destination.name"]).toMatch(new RegExp(`^trias\\.[a-z]+\\.[a-z_]+\\.${run}$`));
+      expect(s.attributes["messaging.destination.name"]).toMatch(
+        new RegExp(`^trias\\.[a-z]+\\.[a-z_]+\\.${run}$`),
+      );
       expect(s.attributes["trias.agent"]).toBeTruthy();
     }
 
@@ -113,11 +189,17 @@ describe("tracing", () => {
     // Metrics for the run, exported by the processes that counted them.
     const steps = await rx.waitFor((s) => {
       void s;
-      const pts = rx.metricPoints("trias.steps").filter((p) => p.attributes["trias.tier"] === "full");
+      const pts = rx
+        .metricPoints("trias.steps")
+        .filter((p) => p.attributes["trias.tier"] === "full");
       return pts.length > 0 ? pts : undefined;
     }, 15_000);
     expect(steps.reduce((n, p) => n + (p.value ?? 0), 0)).toBe(1);
-    const verdicts = rx.metricPoints("trias.verdicts").filter((p) => p.attributes["trias.verdict"] === "approve");
-    expect(new Set(verdicts.map((p) => p.attributes["trias.reviewer"]))).toEqual(new Set(["reviewer-1", "reviewer-2"]));
+    const verdicts = rx
+      .metricPoints("trias.verdicts")
+      .filter((p) => p.attributes["trias.verdict"] === "approve");
+    expect(new Set(verdicts.map((p) => p.attributes["trias.reviewer"]))).toEqual(
+      new Set(["reviewer-1", "reviewer-2"]),
+    );
   });
 });

@@ -23,7 +23,9 @@ export class ChatServer {
       req.on("end", () => {
         this.requests.push(body);
         if (req.method !== "POST" || !req.url?.endsWith("/chat/completions")) {
-          res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: { message: "not found" } }));
+          res
+            .writeHead(404, { "content-type": "application/json" })
+            .end(JSON.stringify({ error: { message: "not found" } }));
           return;
         }
         const parsed = JSON.parse(body) as ChatRequest;
@@ -35,7 +37,11 @@ export class ChatServer {
             created: Math.floor(Date.now() / 1000),
             model: parsed.model,
             choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: "stop" }],
-            usage: { prompt_tokens: Math.ceil(body.length / 4), completion_tokens: Math.ceil(content.length / 4), total_tokens: 0 },
+            usage: {
+              prompt_tokens: Math.ceil(body.length / 4),
+              completion_tokens: Math.ceil(content.length / 4),
+              total_tokens: 0,
+            },
           }),
         );
       });

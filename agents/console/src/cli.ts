@@ -5,13 +5,27 @@ import { isTriasError } from "@trias/protocol";
 import { initKeyDir, revokeKey, DEFAULT_IDENTITIES } from "@trias/signing";
 import { initTelemetry } from "@trias/telemetry";
 import { LEDGER_BUCKET, Ledger } from "@trias/tools";
-import { auditEvents, exportTrace, importTrace, readRun, replayLines, type StoredEvent } from "./audit.js";
+import {
+  auditEvents,
+  exportTrace,
+  importTrace,
+  readRun,
+  replayLines,
+  type StoredEvent,
+} from "./audit.js";
 import { ConsoleClient } from "./client.js";
 import { connectOperator, loadRegistry, loadSigner } from "./connect.js";
 import { decideAsHuman, pendingHuman } from "./human.js";
 import { deployNatsConfig, setupTrace } from "./setup.js";
 import { Signer } from "@trias/signing";
-import { diffPolicies, explainStep, loadPolicy, PolicyError, renderPolicyDiff, summarizePolicy } from "@trias/policy";
+import {
+  diffPolicies,
+  explainStep,
+  loadPolicy,
+  PolicyError,
+  renderPolicyDiff,
+  summarizePolicy,
+} from "@trias/policy";
 import { describe } from "./format.js";
 import { traceTree } from "./trace.js";
 import { runDemo, DEFAULT_KEY_DIR, DEFAULT_LOG_ROOT } from "./demo.js";
@@ -42,7 +56,11 @@ environment: NATS_URL (NATS_USER, NATS_PASSWORD), TRIAS_KEY_DIR, TRIAS_ENV, LOG_
 
 function policyCommand(rest: string[]): number {
   const [sub, ...args] = rest;
-  const { values, positionals } = parseArgs({ args, options: { step: { type: "string" } }, allowPositionals: true });
+  const { values, positionals } = parseArgs({
+    args,
+    options: { step: { type: "string" } },
+    allowPositionals: true,
+  });
   try {
     switch (sub) {
       case "check": {
@@ -58,7 +76,9 @@ function policyCommand(rest: string[]): number {
         try {
           step = JSON.parse(values.step);
         } catch (e) {
-          out(`--step is not JSON: ${(e as Error).message}; example: --step '{"tool":"ledger.transfer","args":{"from":"a","to":"b","amount":5}}'`);
+          out(
+            `--step is not JSON: ${(e as Error).message}; example: --step '{"tool":"ledger.transfer","args":{"from":"a","to":"b","amount":5}}'`,
+          );
           return 2;
         }
         out(explainStep(loadPolicy(file), step as Parameters<typeof explainStep>[1]));
@@ -88,7 +108,12 @@ function policyCommand(rest: string[]): number {
 
 const PROGRAM_HINT = "balance-check, transfer, refund, payout, close-account, noop, steps";
 
-async function traceCommand(cmd: "audit" | "replay" | "export" | "trace", positionals: string[], file: string | undefined, json: boolean): Promise<number> {
+async function traceCommand(
+  cmd: "audit" | "replay" | "export" | "trace",
+  positionals: string[],
+  file: string | undefined,
+  json: boolean,
+): Promise<number> {
   let run: string;
   let events: StoredEvent[];
   if (cmd === "export") {
@@ -135,7 +160,9 @@ async function traceCommand(cmd: "audit" | "replay" | "export" | "trace", positi
   if (cmd === "replay") {
     const { lines, state } = replayLines(registry, run, events);
     for (const l of lines) out(l);
-    out(`${run}: ${state.status}${state.outcome ? ` (${state.outcome})` : ""}, ${state.transitions.length} transitions, ${state.violations.length} illegal`);
+    out(
+      `${run}: ${state.status}${state.outcome ? ` (${state.outcome})` : ""}, ${state.transitions.length} transitions, ${state.violations.length} illegal`,
+    );
     return 0;
   }
   const report = auditEvents(registry, run, events);
@@ -143,14 +170,18 @@ async function traceCommand(cmd: "audit" | "replay" | "export" | "trace", positi
     out(JSON.stringify(report));
     return report.ok ? 0 : 1;
   }
-  out(`${run}: ${report.events} events, ${report.verified} signatures verified, ${report.refused.length} refused on arrival, outcome ${report.outcome ?? "open"}`);
+  out(
+    `${run}: ${report.events} events, ${report.verified} signatures verified, ${report.refused.length} refused on arrival, outcome ${report.outcome ?? "open"}`,
+  );
   out(`receipt head ${report.claimed?.head ?? "none"} (recomputed ${report.recomputedHead})`);
   for (const v of report.violations) out(`  illegal transition recorded at #${v.seq}: ${v.reason}`);
   if (report.ok) {
     out("audit: OK, every signature and every chain link verifies");
     return 0;
   }
-  out(`audit: FAILED${report.firstBad ? ` at event #${report.firstBad.seq}: ${report.firstBad.reason}` : ""}`);
+  out(
+    `audit: FAILED${report.firstBad ? ` at event #${report.firstBad.seq}: ${report.firstBad.reason}` : ""}`,
+  );
   for (const p of report.problems) out(`  ${p}`);
   return 1;
 }
@@ -204,11 +235,19 @@ async function main(argv: string[]): Promise<number> {
     case "replay":
     case "trace":
     case "export": {
-      const { values, positionals } = parseArgs({ args: rest, options: { file: { type: "string" }, json: { type: "boolean" } }, allowPositionals: true });
+      const { values, positionals } = parseArgs({
+        args: rest,
+        options: { file: { type: "string" }, json: { type: "boolean" } },
+        allowPositionals: true,
+      });
       return traceCommand(cmd, positionals, values.file, values.json ?? false);
     }
     case "submit": {
-      const { values, positionals } = parseArgs({ args: rest, options: { wait: { type: "boolean" }, goal: { type: "string" } }, allowPositionals: true });
+      const { values, positionals } = parseArgs({
+        args: rest,
+        options: { wait: { type: "boolean" }, goal: { type: "string" } },
+        allowPositionals: true,
+      });
       const [program, input] = positionals;
       if (!program) {
         out(`usage: trias submit <program> <input-json> [--wait]; programs: ${PROGRAM_HINT}`);
@@ -218,19 +257,31 @@ async function main(argv: string[]): Promise<number> {
       try {
         parsed = JSON.parse(input ?? "{}");
       } catch (e) {
-        out(`input is not JSON: ${(e as Error).message}; example: trias submit transfer '{"from":"alice","to":"bob","amount":5}'`);
+        out(
+          `input is not JSON: ${(e as Error).message}; example: trias submit transfer '{"from":"alice","to":"bob","amount":5}'`,
+        );
         return 2;
       }
       const { bus, registry, keyDir } = await connectOperator();
       try {
         const client = new ConsoleClient(bus, loadSigner(keyDir, "console"), registry);
-        const { run, seq } = await client.submit({ goal: values.goal ?? `${program} from the CLI`, program, input: parsed as Record<string, never>, requestedBy: process.env["USER"] ?? "cli" });
+        const { run, seq } = await client.submit({
+          goal: values.goal ?? `${program} from the CLI`,
+          program,
+          input: parsed as Record<string, never>,
+          requestedBy: process.env["USER"] ?? "cli",
+        });
         out(`submitted ${run}`);
         if (!values.wait) return 0;
-        const closed = await client.waitForClose([run], 10 * 60_000, (o) => {
-          const line = o && describe(o.message, o.key);
-          if (line) out(line);
-        }, seq);
+        const closed = await client.waitForClose(
+          [run],
+          10 * 60_000,
+          (o) => {
+            const line = o && describe(o.message, o.key);
+            if (line) out(line);
+          },
+          seq,
+        );
         return closed.get(run)?.body.outcome === "completed" ? 0 : 1;
       } finally {
         await bus.drain();
@@ -239,10 +290,16 @@ async function main(argv: string[]): Promise<number> {
     case "watch": {
       const [run] = rest;
       const { bus, registry } = await connectOperator();
-      const client = new ConsoleClient(bus, loadSigner(process.env["TRIAS_KEY_DIR"] ?? DEFAULT_KEY_DIR, "console"), registry);
+      const client = new ConsoleClient(
+        bus,
+        loadSigner(process.env["TRIAS_KEY_DIR"] ?? DEFAULT_KEY_DIR, "console"),
+        registry,
+      );
       await client.follow((o, raw, err) => {
         if (run && !raw.subject.endsWith(`.${run}`)) return;
-        const line = o ? describe(o.message, o.key) : `unverifiable message on ${raw.subject}: ${String((err as Error)?.message ?? err)}`;
+        const line = o
+          ? describe(o.message, o.key)
+          : `unverifiable message on ${raw.subject}: ${String((err as Error)?.message ?? err)}`;
         if (line) out(line);
       }, 1);
       await new Promise<void>((resolve) => process.once("SIGINT", resolve));
@@ -253,8 +310,13 @@ async function main(argv: string[]): Promise<number> {
       const { bus, registry } = await connectOperator();
       try {
         const steps = await pendingHuman(bus, registry, rest[0]);
-        for (const w of steps) out(`${w.run} step ${w.step} (attempt ${w.attempt}): ${w.tool} ${JSON.stringify(w.args)} — tier ${w.tier}, waiting for a human`);
-        out(`${steps.length} step(s) waiting; decide with: trias approve <run> <step>  |  trias reject <run> <step> --reason <text>`);
+        for (const w of steps)
+          out(
+            `${w.run} step ${w.step} (attempt ${w.attempt}): ${w.tool} ${JSON.stringify(w.args)} — tier ${w.tier}, waiting for a human`,
+          );
+        out(
+          `${steps.length} step(s) waiting; decide with: trias approve <run> <step>  |  trias reject <run> <step> --reason <text>`,
+        );
         return 0;
       } finally {
         await bus.drain();
@@ -262,18 +324,36 @@ async function main(argv: string[]): Promise<number> {
     }
     case "approve":
     case "reject": {
-      const { values, positionals } = parseArgs({ args: rest, options: { reason: { type: "string" }, as: { type: "string" } }, allowPositionals: true });
+      const { values, positionals } = parseArgs({
+        args: rest,
+        options: { reason: { type: "string" }, as: { type: "string" } },
+        allowPositionals: true,
+      });
       const [run, stepText] = positionals;
       const step = Number(stepText);
       if (!run || !Number.isInteger(step) || step < 0 || (cmd === "reject" && !values.reason)) {
-        out(`usage: trias ${cmd} <run> <step>${cmd === "reject" ? " --reason <text>" : ""} [--as <human identity>]`);
+        out(
+          `usage: trias ${cmd} <run> <step>${cmd === "reject" ? " --reason <text>" : ""} [--as <human identity>]`,
+        );
         return 2;
       }
       const { bus, registry, keyDir } = await connectOperator();
       try {
-        const human = process.env["TRIAS_HUMAN_KEY"] ? Signer.load(process.env["TRIAS_HUMAN_KEY"]) : loadSigner(keyDir, values.as ?? "human-operator");
-        const w = await decideAsHuman(bus, registry, human, run, step, cmd, values.reason ?? `approved by ${human.name}`);
-        out(`${cmd === "approve" ? "approved" : "rejected"} ${run} step ${w.step}: ${w.tool} ${JSON.stringify(w.args)}, signed by ${human.name}`);
+        const human = process.env["TRIAS_HUMAN_KEY"]
+          ? Signer.load(process.env["TRIAS_HUMAN_KEY"])
+          : loadSigner(keyDir, values.as ?? "human-operator");
+        const w = await decideAsHuman(
+          bus,
+          registry,
+          human,
+          run,
+          step,
+          cmd,
+          values.reason ?? `approved by ${human.name}`,
+        );
+        out(
+          `${cmd === "approve" ? "approved" : "rejected"} ${run} step ${w.step}: ${w.tool} ${JSON.stringify(w.args)}, signed by ${human.name}`,
+        );
         return 0;
       } finally {
         await bus.drain();
@@ -282,16 +362,30 @@ async function main(argv: string[]): Promise<number> {
     case "policy":
       return policyCommand(rest);
     case "setup": {
-      const { values } = parseArgs({ args: rest, options: { "max-age-days": { type: "string" }, replicas: { type: "string" }, "seed-ledger": { type: "boolean" } } });
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          "max-age-days": { type: "string" },
+          replicas: { type: "string" },
+          "seed-ledger": { type: "boolean" },
+        },
+      });
       const { bus } = await connectOperator();
       try {
-        const days = values["max-age-days"] === undefined ? undefined : Number(values["max-age-days"]);
+        const days =
+          values["max-age-days"] === undefined ? undefined : Number(values["max-age-days"]);
         if (days !== undefined && !(days >= 0)) {
           out("--max-age-days must be a number of days >= 0 (0 keeps the trace forever)");
           return 2;
         }
-        const r = await setupTrace(bus, { ...(days !== undefined ? { maxAgeMs: days * 86_400_000 } : {}), ...(values.replicas ? { replicas: Number(values.replicas) } : {}), seedLedger: values["seed-ledger"] ?? false });
-        out(`trace stream ${bus.stream} and buckets ready${r.seeded ? "; demo ledger seeded" : ""}`);
+        const r = await setupTrace(bus, {
+          ...(days !== undefined ? { maxAgeMs: days * 86_400_000 } : {}),
+          ...(values.replicas ? { replicas: Number(values.replicas) } : {}),
+          seedLedger: values["seed-ledger"] ?? false,
+        });
+        out(
+          `trace stream ${bus.stream} and buckets ready${r.seeded ? "; demo ledger seeded" : ""}`,
+        );
         return 0;
       } finally {
         await bus.drain();
@@ -304,7 +398,8 @@ async function main(argv: string[]): Promise<number> {
       const { bus } = await connectOperator();
       try {
         const { state } = await new Ledger(await bus.kv(LEDGER_BUCKET)).read();
-        for (const [name, a] of Object.entries(state.accounts)) out(`${name.padEnd(12)} ${String(a.balance).padStart(10)}${a.open ? "" : "  (closed)"}`);
+        for (const [name, a] of Object.entries(state.accounts))
+          out(`${name.padEnd(12)} ${String(a.balance).padStart(10)}${a.open ? "" : "  (closed)"}`);
         out(`${Object.keys(state.applied).length} effects applied`);
         return 0;
       } finally {
@@ -323,7 +418,11 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-const telemetry = await initTelemetry({ serviceName: "trias-console", agentName: "console", role: "console" });
+const telemetry = await initTelemetry({
+  serviceName: "trias-console",
+  agentName: "console",
+  role: "console",
+});
 try {
   process.exitCode = await main(process.argv.slice(2));
   await telemetry.shutdown();

@@ -33,7 +33,14 @@ export class ConsoleClient {
     const e = await withSpan(
       "trias.run",
       { root: true, attributes: triasAttributes({ run, agent: this.host.name, role: "console" }) },
-      () => this.host.emit("task_submitted", { id: `task-${run}`, run, step: null, attempt: 0, body: task }),
+      () =>
+        this.host.emit("task_submitted", {
+          id: `task-${run}`,
+          run,
+          step: null,
+          attempt: 0,
+          body: task,
+        }),
     );
     return { run, seq: e.seq };
   }

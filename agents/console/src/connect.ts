@@ -6,7 +6,11 @@ import { KeyRegistry, REGISTRY_FILE, Signer, keyFileName } from "@trias/signing"
 import { DEFAULT_KEY_DIR } from "./demo.js";
 
 /** What an operator command needs: a bus (NATS_URL) and the key registry (TRIAS_KEY_DIR). */
-export async function connectOperator(): Promise<{ bus: Bus; registry: KeyRegistry; keyDir: string }> {
+export async function connectOperator(): Promise<{
+  bus: Bus;
+  registry: KeyRegistry;
+  keyDir: string;
+}> {
   const url = process.env["NATS_URL"];
   if (!url) {
     throw new ValidationError(
@@ -26,14 +30,21 @@ export async function connectOperator(): Promise<{ bus: Bus; registry: KeyRegist
   return { bus, registry, keyDir };
 }
 
-export function loadRegistry(keyDir = process.env["TRIAS_KEY_DIR"] ?? DEFAULT_KEY_DIR): KeyRegistry {
+export function loadRegistry(
+  keyDir = process.env["TRIAS_KEY_DIR"] ?? DEFAULT_KEY_DIR,
+): KeyRegistry {
   const path = join(keyDir, REGISTRY_FILE);
-  if (!existsSync(path)) throw new ValidationError("config_invalid", `no key registry at ${path}: set TRIAS_KEY_DIR, or create keys with \`trias keys init <dir>\``);
+  if (!existsSync(path))
+    throw new ValidationError(
+      "config_invalid",
+      `no key registry at ${path}: set TRIAS_KEY_DIR, or create keys with \`trias keys init <dir>\``,
+    );
   return KeyRegistry.load(path);
 }
 
 export function loadSigner(keyDir: string, name: string): Signer {
   const path = join(keyDir, keyFileName(name));
-  if (!existsSync(path)) throw new ValidationError("config_invalid", `no key for identity "${name}" at ${path}`);
+  if (!existsSync(path))
+    throw new ValidationError("config_invalid", `no key for identity "${name}" at ${path}`);
   return Signer.load(path);
 }

@@ -143,7 +143,10 @@ export async function runDemo(o: DemoOptions): Promise<number> {
       const events = await readRun(stack.admin, run);
       exportTrace(join(traceDir, `${run}.trace`), run, events);
       const report = auditEvents(registry, run, events);
-      audits.set(run, report.ok ? green("audit ok") : red(`audit FAILED: ${report.problems[0] ?? ""}`));
+      audits.set(
+        run,
+        report.ok ? green("audit ok") : red(`audit FAILED: ${report.problems[0] ?? ""}`),
+      );
       if (!report.ok) bad++;
     }
 
@@ -167,8 +170,16 @@ export async function runDemo(o: DemoOptions): Promise<number> {
           .join(", ")}`,
       ),
     );
-    o.out(dim(`  ${runs.length} runs in ${((Date.now() - t0) / 1000).toFixed(1)} s; agent logs in ${logDir}`));
-    o.out(dim(`  audit or replay a run offline: pnpm trias audit --file ${join(traceDir, `${runs[0]?.run ?? "<run>"}.trace`)}`));
+    o.out(
+      dim(
+        `  ${runs.length} runs in ${((Date.now() - t0) / 1000).toFixed(1)} s; agent logs in ${logDir}`,
+      ),
+    );
+    o.out(
+      dim(
+        `  audit or replay a run offline: pnpm trias audit --file ${join(traceDir, `${runs[0]?.run ?? "<run>"}.trace`)}`,
+      ),
+    );
     return bad === 0 ? 0 : 1;
   } finally {
     await stack.stop();

@@ -3,7 +3,12 @@ import { ValidationError, subjectFor, type MessageOf } from "@trias/protocol";
 import type { KeyRegistry, Signer } from "@trias/signing";
 import { AgentHost, type Logger } from "@trias/runtime";
 
-const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+const quiet: Logger = {
+  debug: () => undefined,
+  info: () => undefined,
+  warn: () => undefined,
+  error: () => undefined,
+};
 
 export interface WaitingStep {
   run: string;
@@ -27,9 +32,23 @@ function waiting(registry: KeyRegistry, stored: { data: Uint8Array }[]): Map<str
     } catch {
       continue;
     }
-    if (m.kind === "tier_assigned" && m.step !== null && m.body.requires.human && m.body.denied === null) {
+    if (
+      m.kind === "tier_assigned" &&
+      m.step !== null &&
+      m.body.requires.human &&
+      m.body.denied === null
+    ) {
       const p = registry.open(m.body.proposal).message as MessageOf<"step_proposed">;
-      out.set(m.body.digest, { run: m.run, step: m.step, attempt: m.attempt, tier: m.body.tier, tool: p.body.tool, args: p.body.args, digest: m.body.digest, frame: s.data });
+      out.set(m.body.digest, {
+        run: m.run,
+        step: m.step,
+        attempt: m.attempt,
+        tier: m.body.tier,
+        tool: p.body.tool,
+        args: p.body.args,
+        digest: m.body.digest,
+        frame: s.data,
+      });
     }
     if (m.kind === "verdict" && m.role === "human") decided.add(m.body.digest);
     if (m.kind === "step_executed") decided.add(m.body.digest);
@@ -40,7 +59,11 @@ function waiting(registry: KeyRegistry, stored: { data: Uint8Array }[]): Map<str
 }
 
 /** Steps that wait for a human decision (across runs, or in one run). */
-export async function pendingHuman(bus: Bus, registry: KeyRegistry, run?: string): Promise<WaitingStep[]> {
+export async function pendingHuman(
+  bus: Bus,
+  registry: KeyRegistry,
+  run?: string,
+): Promise<WaitingStep[]> {
   const filter = run ? `trias.*.*.${run}` : "trias.>";
   return [...waiting(registry, await bus.readAll(filter)).values()];
 }
@@ -49,12 +72,29 @@ export async function pendingHuman(bus: Bus, registry: KeyRegistry, run?: string
  * Sign and publish a human's verdict on one waiting step, with the human's own key. The
  * verdict binds to the step's digest and carries the router's assignment as evidence.
  */
-export async function decideAsHuman(bus: Bus, registry: KeyRegistry, human: Signer, run: string, step: number, decision: "approve" | "reject", reason: string): Promise<WaitingStep> {
-  if (human.role !== "human") throw new ValidationError("role_mismatch", `key ${human.name} is a ${human.role} key; a human decision needs a human key`);
-  const steps = [...waiting(registry, await bus.readAll(`trias.*.*.${run}`)).values()].filter((w) => w.step === step);
+export async function decideAsHuman(
+  bus: Bus,
+  registry: KeyRegistry,
+  human: Signer,
+  run: string,
+  step: number,
+  decision: "approve" | "reject",
+  reason: string,
+): Promise<WaitingStep> {
+  if (human.role !== "human")
+    throw new ValidationError(
+      "role_mismatch",
+      `key ${human.name} is a ${human.role} key; a human decision needs a human key`,
+    );
+  const steps = [...waiting(registry, await bus.readAll(`trias.*.*.${run}`)).values()].filter(
+    (w) => w.step === step,
+  );
   const w = steps.at(-1);
   if (!w) {
-    throw new ValidationError("schema_invalid", `step ${step} of run ${run} is not waiting for a human (already decided, not routed yet, not a human tier, or the run is closed); see: trias pending ${run}`);
+    throw new ValidationError(
+      "schema_invalid",
+      `step ${step} of run ${run} is not waiting for a human (already decided, not routed yet, not a human tier, or the run is closed); see: trias pending ${run}`,
+    );
   }
   const host = new AgentHost({ name: human.name, bus, signer: human, registry, log: quiet });
   await host.emit("verdict", {

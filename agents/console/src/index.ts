@@ -11,7 +11,15 @@ export {
 export { ConsoleClient, newRunId } from "./client.js";
 export { describe } from "./format.js";
 export { DEMO_TASKS, runDemo, type DemoTask, type DemoOptions } from "./demo.js";
-export { auditEvents, readRun, exportTrace, importTrace, replayLines, type AuditReport, type StoredEvent } from "./audit.js";
+export {
+  auditEvents,
+  readRun,
+  exportTrace,
+  importTrace,
+  replayLines,
+  type AuditReport,
+  type StoredEvent,
+} from "./audit.js";
 export { pendingHuman, decideAsHuman, type WaitingStep } from "./human.js";
 export { setupTrace, deployNatsConfig, type SetupOptions } from "./setup.js";
 export { traceTree } from "./trace.js";

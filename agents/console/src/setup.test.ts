@@ -17,23 +17,59 @@ describe("deploy", () => {
     const bin = findNatsServer();
     expect(bin, "nats-server must be installed").not.toBeNull();
     const port = await freePort();
-    const passwords = { ADMIN_PASSWORD: "a1", PROPOSER_PASSWORD: "p1", ROUTER_PASSWORD: "r1", REVIEWER_PASSWORD: "v1", EXECUTOR_PASSWORD: "e1", VERIFIER_PASSWORD: "f1" };
+    const passwords = {
+      ADMIN_PASSWORD: "a1",
+      PROPOSER_PASSWORD: "p1",
+      ROUTER_PASSWORD: "r1",
+      REVIEWER_PASSWORD: "v1",
+      EXECUTOR_PASSWORD: "e1",
+      VERIFIER_PASSWORD: "f1",
+    };
     // The shipped file as is, but for where JetStream keeps its files (a temp dir, not /data).
     const dir = mkdtempSync(join(tmpdir(), "trias-deploy-"));
     const conf = join(dir, "nats.conf");
-    writeFileSync(conf, readFileSync(shipped, "utf8").replace('"/data/jetstream"', JSON.stringify(join(dir, "js"))));
-    const server = spawn(bin ?? "nats-server", ["-c", conf, "-a", "127.0.0.1", "-p", String(port)], {
-      env: { ...process.env, ...passwords },
-      stdio: "ignore",
-    });
+    writeFileSync(
+      conf,
+      readFileSync(shipped, "utf8").replace('"/data/jetstream"', JSON.stringify(join(dir, "js"))),
+    );
+    const server = spawn(
+      bin ?? "nats-server",
+      ["-c", conf, "-a", "127.0.0.1", "-p", String(port)],
+      {
+        env: { ...process.env, ...passwords },
+        stdio: "ignore",
+      },
+    );
     try {
-      const admin = await Bus.connect({ servers: `nats://127.0.0.1:${port}`, name: "admin", user: "admin", pass: "a1" });
+      const admin = await Bus.connect({
+        servers: `nats://127.0.0.1:${port}`,
+        name: "admin",
+        user: "admin",
+        pass: "a1",
+      });
       await admin.ensureStream();
-      const proposer = await Bus.connect({ servers: `nats://127.0.0.1:${port}`, name: "proposer", user: "proposer", pass: "p1" });
-      await expect(proposer.publish("trias.proposer.step_proposed.r1", new Uint8Array([1]), { msgId: "d1" })).resolves.toMatchObject({ seq: 1 });
-      await expect(proposer.publish("trias.executor.step_executed.r1", new Uint8Array([1]), { msgId: "d2" })).rejects.toThrow(/Permissions Violation/);
+      const proposer = await Bus.connect({
+        servers: `nats://127.0.0.1:${port}`,
+        name: "proposer",
+        user: "proposer",
+        pass: "p1",
+      });
+      await expect(
+        proposer.publish("trias.proposer.step_proposed.r1", new Uint8Array([1]), { msgId: "d1" }),
+      ).resolves.toMatchObject({ seq: 1 });
+      await expect(
+        proposer.publish("trias.executor.step_executed.r1", new Uint8Array([1]), { msgId: "d2" }),
+      ).rejects.toThrow(/Permissions Violation/);
       await expect(proposer.jsm.streams.delete("TRIAS")).rejects.toThrow(/Permissions Violation/);
-      await expect(Bus.connect({ servers: `nats://127.0.0.1:${port}`, name: "x", user: "proposer", pass: "wrong", connectTimeoutMs: 2000 })).rejects.toThrow(/Authorization|cannot connect/);
+      await expect(
+        Bus.connect({
+          servers: `nats://127.0.0.1:${port}`,
+          name: "x",
+          user: "proposer",
+          pass: "wrong",
+          connectTimeoutMs: 2000,
+        }),
+      ).rejects.toThrow(/Authorization|cannot connect/);
       await proposer.drain();
       await admin.drain();
     } finally {

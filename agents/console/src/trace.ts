@@ -20,7 +20,11 @@ function spanId(m: Message): string {
  * emitted it (the `trias-cause` header), a rejection under what it refused. With tracing on,
  * each line also names its span, so it can be found in Jaeger.
  */
-export function traceTree(registry: KeyRegistry, run: string, stored: readonly StoredEvent[]): string[] {
+export function traceTree(
+  registry: KeyRegistry,
+  run: string,
+  stored: readonly StoredEvent[],
+): string[] {
   const nodes: Node[] = [];
   const byId = new Map<string, Node>();
   const bySeq = new Map<number, Node>();
@@ -40,7 +44,9 @@ export function traceTree(registry: KeyRegistry, run: string, stored: readonly S
   for (const n of nodes) {
     const m = n.message;
     const cause = n.ev.headers?.[CAUSE_HEADER];
-    const parent = (m.kind === "message_rejected" && m.body.seq !== null ? bySeq.get(m.body.seq) : undefined) ?? (cause ? byId.get(cause) : undefined);
+    const parent =
+      (m.kind === "message_rejected" && m.body.seq !== null ? bySeq.get(m.body.seq) : undefined) ??
+      (cause ? byId.get(cause) : undefined);
     if (parent && parent !== n) parent.children.push(n);
     else roots.push(n);
   }
@@ -51,10 +57,13 @@ export function traceTree(registry: KeyRegistry, run: string, stored: readonly S
   const walk = (n: Node, depth: number) => {
     const at = (n.ev.timestampMs ?? n.message.issuedAt) - t0;
     const text = (describe(n.message, n.key) ?? n.message.kind).replace(/^\s+/, "");
-    lines.push(`${"  ".repeat(depth)}${dim(`#${n.ev.seq} +${at}ms span ${spanId(n.message)}`)} ${text}`);
+    lines.push(
+      `${"  ".repeat(depth)}${dim(`#${n.ev.seq} +${at}ms span ${spanId(n.message)}`)} ${text}`,
+    );
     for (const c of n.children) walk(c, depth + 1);
   };
   for (const r of roots) walk(r, 1);
-  for (const u of unverifiable) lines.push(`  ${dim(`#${u.seq}`)} unverifiable message on ${u.subject} (refused on arrival)`);
+  for (const u of unverifiable)
+    lines.push(`  ${dim(`#${u.seq}`)} unverifiable message on ${u.subject} (refused on arrival)`);
   return lines;
 }

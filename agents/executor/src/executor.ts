@@ -72,7 +72,9 @@ export class Executor {
       { maxDeliver: 100 },
     );
     await this.#host.listen("executor-verdicts", "trias.*.verdict.*", (inc) => this.onVerdict(inc));
-    await this.#host.listen("executor-recovery", "trias.*.recovery_decided.*", (inc) => this.onRecovery(inc));
+    await this.#host.listen("executor-recovery", "trias.*.recovery_decided.*", (inc) =>
+      this.onRecovery(inc),
+    );
   }
 
   #checkPolicy(a: OpenedAssignment): void {
@@ -189,7 +191,10 @@ export class Executor {
   async #tryExecute(c: StepCase): Promise<boolean> {
     const a = c.assignment;
     const m = a.message;
-    const q = countQuorum(m.body.requires, [...c.approvals.values()].map((x) => x.verdict));
+    const q = countQuorum(
+      m.body.requires,
+      [...c.approvals.values()].map((x) => x.verdict),
+    );
     if (!q.met || c.veto !== null) return false;
     await this.#checkNotQuarantined(m.run, !c.hydrated);
     const proposal = a.proposal.message.body;
@@ -223,7 +228,13 @@ export class Executor {
           assignment: a.bytes,
           // Every approval that made the quorum, the human's included, so the verifier can
           // re-count it on its own.
-          approvals: [...c.approvals.values()].filter((x) => q.counted.includes(x.verdict.key.kid) || x.verdict.message.body.strategy === "human").map((x) => x.verdict.bytes),
+          approvals: [...c.approvals.values()]
+            .filter(
+              (x) =>
+                q.counted.includes(x.verdict.key.kid) ||
+                x.verdict.message.body.strategy === "human",
+            )
+            .map((x) => x.verdict.bytes),
         },
         compensationOf: null,
         index: proposal.index,
@@ -255,12 +266,17 @@ export class Executor {
     body: (r: { outcome: "ok" | "error"; result: JsonValue; error: string | null }) => StepExecuted;
   }): Promise<void> {
     const tool = TOOLS.get(x.tool);
-    if (!tool) throw new GateError("scope_denied", `tool "${x.tool}" is not in this gateway's tool pack`);
+    if (!tool)
+      throw new GateError("scope_denied", `tool "${x.tool}" is not in this gateway's tool pack`);
     if (!this.#policy.doc.tools[x.tool]) {
-      throw new GateError("scope_denied", `tool "${x.tool}" is not in the ${this.#policy.doc.environment} policy catalogue`);
+      throw new GateError(
+        "scope_denied",
+        `tool "${x.tool}" is not in the ${this.#policy.doc.environment} policy catalogue`,
+      );
     }
     const args = checkArgs(tool, x.args);
-    if (!args.ok) throw new GateError("scope_denied", `arguments for ${x.tool} are invalid: ${args.reason}`);
+    if (!args.ok)
+      throw new GateError("scope_denied", `arguments for ${x.tool} are invalid: ${args.reason}`);
 
     if (x.prior?.status === "done") {
       await this.#republish(x.prior.frame, x.run);
@@ -268,7 +284,14 @@ export class Executor {
     }
     if (!x.prior) {
       try {
-        await this.#effects.create(x.key, encode({ status: "started", at: this.#host.now(), by: this.#host.name } satisfies EffectRecord));
+        await this.#effects.create(
+          x.key,
+          encode({
+            status: "started",
+            at: this.#host.now(),
+            by: this.#host.name,
+          } satisfies EffectRecord),
+        );
       } catch {
         // Another replica claimed it between our read and create: that claim finishes it.
         return;
@@ -281,7 +304,17 @@ export class Executor {
     try {
       result = await withSpan(
         `tool ${x.tool}`,
-        { kind: SpanKind.CLIENT, attributes: triasAttributes({ run: x.run, step: x.step, attempt: x.attempt, tier: x.tier, tool: x.tool, policyDigest: x.policyDigest }) },
+        {
+          kind: SpanKind.CLIENT,
+          attributes: triasAttributes({
+            run: x.run,
+            step: x.step,
+            attempt: x.attempt,
+            tier: x.tier,
+            tool: x.tool,
+            policyDigest: x.policyDigest,
+          }),
+        },
         () => tool.run(this.#rt, x.args, { effectId: x.effectId, attempt: x.attempt }),
       );
     } catch (e) {
@@ -290,8 +323,18 @@ export class Executor {
       error = e.message;
     }
     faultPoint(this.#host.name, "after-effect");
-    const emitted = await this.#host.emit("step_executed", { id: x.emitId, run: x.run, step: x.step, attempt: x.attempt, body: x.body({ outcome, result, error }), trace: x.trace });
-    await this.#effects.put(x.key, encode({ status: "done", frame: emitted.bytes } satisfies EffectRecord));
+    const emitted = await this.#host.emit("step_executed", {
+      id: x.emitId,
+      run: x.run,
+      step: x.step,
+      attempt: x.attempt,
+      body: x.body({ outcome, result, error }),
+      trace: x.trace,
+    });
+    await this.#effects.put(
+      x.key,
+      encode({ status: "done", frame: emitted.bytes } satisfies EffectRecord),
+    );
     faultPoint(this.#host.name, "after-record");
   }
 
@@ -300,7 +343,8 @@ export class Executor {
       const e = await this.#effects.get(`${run}.quarantine`);
       if (e && e.operation === "PUT" && e.value.length > 0) this.#quarantined.add(run);
     }
-    if (this.#quarantined.has(run)) throw new GateError("run_quarantined", `run ${run} is quarantined: nothing more executes`);
+    if (this.#quarantined.has(run))
+      throw new GateError("run_quarantined", `run ${run} is quarantined: nothing more executes`);
   }
 
   /** Signed recovery orders: compensations to run, and quarantines to enforce. */
@@ -309,25 +353,52 @@ export class Executor {
     if (m.kind !== "recovery_decided") return;
     if (m.body.action === "quarantine") {
       this.#quarantined.add(m.run);
-      await this.#effects.put(`${m.run}.quarantine`, encode({ status: "vetoed", reason: m.body.reason } satisfies EffectRecord));
+      await this.#effects.put(
+        `${m.run}.quarantine`,
+        encode({ status: "vetoed", reason: m.body.reason } satisfies EffectRecord),
+      );
       return;
     }
     if (m.body.action !== "compensate") return;
     await this.#checkNotQuarantined(m.run, true);
     const c = m.body.compensation;
-    if (!c || !m.body.evidence) throw new GateError("scope_denied", "a compensate order must name the compensation and carry the effect it undoes");
+    if (!c || !m.body.evidence)
+      throw new GateError(
+        "scope_denied",
+        "a compensate order must name the compensation and carry the effect it undoes",
+      );
     const original = this.#host.registry.open(m.body.evidence);
     const o = original.message;
-    if (o.kind !== "step_executed" || o.run !== m.run || o.body.digest !== c.of || o.step !== c.step || o.body.outcome !== "ok" || o.body.compensationOf !== null) {
-      throw new GateError("scope_denied", `the order's evidence is not the executed effect of step ${c.step} (${c.of.slice(0, 12)})`);
+    if (
+      o.kind !== "step_executed" ||
+      o.run !== m.run ||
+      o.body.digest !== c.of ||
+      o.step !== c.step ||
+      o.body.outcome !== "ok" ||
+      o.body.compensationOf !== null
+    ) {
+      throw new GateError(
+        "scope_denied",
+        `the order's evidence is not the executed effect of step ${c.step} (${c.of.slice(0, 12)})`,
+      );
     }
     const declared = TOOLS.get(o.body.tool)?.compensate(o.body.args, o.body.result) ?? null;
-    if (!declared || declared.tool !== c.tool || !Buffer.from(canonicalBytes(declared.args)).equals(Buffer.from(canonicalBytes(c.args)))) {
-      throw new GateError("scope_denied", `${c.tool} is not the compensation ${o.body.tool} declares for this effect`);
+    if (
+      !declared ||
+      declared.tool !== c.tool ||
+      !Buffer.from(canonicalBytes(declared.args)).equals(Buffer.from(canonicalBytes(c.args)))
+    ) {
+      throw new GateError(
+        "scope_denied",
+        `${c.tool} is not the compensation ${o.body.tool} declares for this effect`,
+      );
     }
     const key = `${m.run}.${c.step}.c.${m.id}`;
     const stored = await this.#effects.get(key);
-    const prior = stored && stored.operation === "PUT" && stored.value.length > 0 ? (decode(stored.value) as EffectRecord) : null;
+    const prior =
+      stored && stored.operation === "PUT" && stored.value.length > 0
+        ? (decode(stored.value) as EffectRecord)
+        : null;
     const effectId = `${m.run}:${c.step}:c:${m.id}`;
     await this.#runOnce({
       key,
@@ -350,7 +421,10 @@ export class Executor {
         ...r,
         approvals: [],
         effectId,
-        evidence: { assignment: inc.delivery.data, approvals: [m.body.evidence ?? new Uint8Array()] },
+        evidence: {
+          assignment: inc.delivery.data,
+          approvals: [m.body.evidence ?? new Uint8Array()],
+        },
         compensationOf: c.of,
         index: c.step,
         total: o.body.total,

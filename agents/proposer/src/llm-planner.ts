@@ -12,7 +12,14 @@ export interface HistoryItem {
 }
 
 const Answer = z.object({
-  step: z.object({ tool: z.string().min(1), args: z.record(z.string(), z.json()), rationale: z.string().default(""), expected: z.string().default("") }).nullable(),
+  step: z
+    .object({
+      tool: z.string().min(1),
+      args: z.record(z.string(), z.json()),
+      rationale: z.string().default(""),
+      expected: z.string().default(""),
+    })
+    .nullable(),
   last: z.boolean().default(true),
 });
 
@@ -20,7 +27,10 @@ const Answer = z.object({
 export function catalogue(): string {
   return [...TOOLS.values()]
     .filter((t) => !t.name.startsWith("noop.") && !t.name.startsWith("flaky."))
-    .map((t) => `- ${t.name}: ${t.description} args: ${JSON.stringify(z.toJSONSchema(t.input, { unrepresentable: "any" }))}`)
+    .map(
+      (t) =>
+        `- ${t.name}: ${t.description} args: ${JSON.stringify(z.toJSONSchema(t.input, { unrepresentable: "any" }))}`,
+    )
     .join("\n");
 }
 
@@ -34,9 +44,32 @@ Use only these tools:
  * model sees a projection only: the goal and input with secrets and personal data taken
  * out, the tools, and earlier results; never keys, tiers, policies or reviewers.
  */
-export async function planNextWithLlm(llm: LlmClient, task: TaskSubmitted, history: readonly HistoryItem[]): Promise<{ step: PlannedStep; last: boolean } | null> {
-  const user = JSON.stringify({ goal: project(task.goal), input: project(task.input), done_so_far: history.map((h) => project(h)) });
-  const { value } = await llm.json("plan", [{ role: "system", content: SYSTEM + catalogue() }, { role: "user", content: user }], Answer);
+export async function planNextWithLlm(
+  llm: LlmClient,
+  task: TaskSubmitted,
+  history: readonly HistoryItem[],
+): Promise<{ step: PlannedStep; last: boolean } | null> {
+  const user = JSON.stringify({
+    goal: project(task.goal),
+    input: project(task.input),
+    done_so_far: history.map((h) => project(h)),
+  });
+  const { value } = await llm.json(
+    "plan",
+    [
+      { role: "system", content: SYSTEM + catalogue() },
+      { role: "user", content: user },
+    ],
+    Answer,
+  );
   if (!value.step) return null;
-  return { step: { tool: value.step.tool, args: value.step.args, rationale: value.step.rationale, expected: value.step.expected }, last: value.last };
+  return {
+    step: {
+      tool: value.step.tool,
+      args: value.step.args,
+      rationale: value.step.rationale,
+      expected: value.step.expected,
+    },
+    last: value.last,
+  };
 }

@@ -7,7 +7,13 @@ try {
   drainOnSignal(b);
   const llm = llmConfigFromEnv();
   await new Proposer(b.host, llm ? new LlmClient(llm) : null).start();
-  b.log.info({ nats: b.env.natsUrl, model: llm ? `${llm.model} at ${llm.baseURL}` : "none (deterministic planner only)" }, "proposer ready");
+  b.log.info(
+    {
+      nats: b.env.natsUrl,
+      model: llm ? `${llm.model} at ${llm.baseURL}` : "none (deterministic planner only)",
+    },
+    "proposer ready",
+  );
 } catch (e) {
   fatal("proposer", e);
 }

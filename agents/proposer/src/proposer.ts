@@ -1,4 +1,10 @@
-import { RunId, ValidationError, type Message, type MessageOf, type StepProposed } from "@trias/protocol";
+import {
+  RunId,
+  ValidationError,
+  type Message,
+  type MessageOf,
+  type StepProposed,
+} from "@trias/protocol";
 import type { LlmClient } from "@trias/llm";
 import type { AgentHost, HandlerResult, Incoming } from "@trias/runtime";
 import { subjectFor } from "@trias/protocol";
@@ -47,21 +53,41 @@ export class Proposer {
   }
 
   async start(): Promise<void> {
-    await this.#host.listen("proposer-tasks", subjectFor("console", "task_submitted", "*"), (inc) => this.onTask(inc));
-    await this.#host.listen("proposer-progress", subjectFor("verifier", "step_verified", "*"), (inc) => this.onVerified(inc));
-    await this.#host.listen("proposer-recovery", "trias.*.recovery_decided.*", (inc) => this.onRecovery(inc));
+    await this.#host.listen("proposer-tasks", subjectFor("console", "task_submitted", "*"), (inc) =>
+      this.onTask(inc),
+    );
+    await this.#host.listen(
+      "proposer-progress",
+      subjectFor("verifier", "step_verified", "*"),
+      (inc) => this.onVerified(inc),
+    );
+    await this.#host.listen("proposer-recovery", "trias.*.recovery_decided.*", (inc) =>
+      this.onRecovery(inc),
+    );
   }
 
-  async #next(run: string, task: MessageOf<"task_submitted">, index: number): Promise<NextStep | null> {
+  async #next(
+    run: string,
+    task: MessageOf<"task_submitted">,
+    index: number,
+  ): Promise<NextStep | null> {
     if (task.body.program === "freeform") {
       if (!this.#llm) {
-        throw new ValidationError("unsupported", "freeform tasks need a model: set TRIAS_LLM_BASE_URL (and TRIAS_LLM_API_KEY, TRIAS_LLM_MODEL) for the proposer, or submit a known program");
+        throw new ValidationError(
+          "unsupported",
+          "freeform tasks need a model: set TRIAS_LLM_BASE_URL (and TRIAS_LLM_API_KEY, TRIAS_LLM_MODEL) for the proposer, or submit a known program",
+        );
       }
       const history = index === 0 ? [] : await this.#history(run);
       const next = await planNextWithLlm(this.#llm, task.body, history);
       // The model may find the task done after a step it did not mark last: close it with a
       // step that changes nothing, so the run still ends verified.
-      const step = next?.step ?? { tool: "noop.echo", args: { done: true }, rationale: "the model reports the task complete", expected: "nothing changes" };
+      const step = next?.step ?? {
+        tool: "noop.echo",
+        args: { done: true },
+        rationale: "the model reports the task complete",
+        expected: "nothing changes",
+      };
       return { step, total: next === null || next.last ? index + 1 : index + 2 };
     }
     let plan = this.#plans.get(run);
@@ -79,7 +105,13 @@ export class Proposer {
     const out: HistoryItem[] = [];
     for (const s of await this.#host.bus.readAll(subjectFor("executor", "step_executed", run))) {
       const m = this.#host.registry.open(s.data).message;
-      if (m.kind === "step_executed" && m.body.compensationOf === null) out.push({ tool: m.body.tool, args: m.body.args, outcome: m.body.outcome, result: m.body.result });
+      if (m.kind === "step_executed" && m.body.compensationOf === null)
+        out.push({
+          tool: m.body.tool,
+          args: m.body.args,
+          outcome: m.body.outcome,
+          result: m.body.result,
+        });
     }
     return out;
   }
@@ -133,12 +165,21 @@ export class Proposer {
     if (b.action !== "retry" && b.action !== "replan") return;
     const wait = (b.notBefore ?? 0) - this.#host.now();
     if (wait > 0) return { retryInMs: wait };
-    const stored = await this.#host.bus.lastBySubject(subjectFor("proposer", "step_proposed", m.run));
-    if (!stored) throw new ValidationError("schema_invalid", `no proposal in the trace of run ${m.run} to ${b.action}`);
+    const stored = await this.#host.bus.lastBySubject(
+      subjectFor("proposer", "step_proposed", m.run),
+    );
+    if (!stored)
+      throw new ValidationError(
+        "schema_invalid",
+        `no proposal in the trace of run ${m.run} to ${b.action}`,
+      );
     const last = this.#host.registry.open(stored.data).message;
     if (last.kind !== "step_proposed" || last.step === null) return;
     if (b.action === "replan") {
-      throw new ValidationError("unsupported", `the deterministic planner cannot replan step ${last.step} of run ${m.run}: order a retry, a rollback or a human decision instead`);
+      throw new ValidationError(
+        "unsupported",
+        `the deterministic planner cannot replan step ${last.step} of run ${m.run}: order a retry, a rollback or a human decision instead`,
+      );
     }
     await this.#host.emit("step_proposed", {
       id: `prop-${m.run}-${last.step}-${b.nextAttempt}`,

@@ -24,6 +24,13 @@ export async function reviewWithLlm(llm: LlmClient, p: StepProposed): Promise<Ru
     rationale: project(p.rationale),
     expected_outcome: project(p.expected),
   });
-  const { value } = await llm.json("review", [{ role: "system", content: SYSTEM }, { role: "user", content: user }], Answer);
+  const { value } = await llm.json(
+    "review",
+    [
+      { role: "system", content: SYSTEM },
+      { role: "user", content: user },
+    ],
+    Answer,
+  );
   return { decision: value.decision, reasons: value.reasons };
 }

@@ -18,7 +18,10 @@ export class Reviewer {
 
   constructor(host: AgentHost, strategy: ReviewerStrategy = "rules", llm: LlmClient | null = null) {
     if (strategy === "llm" && !llm) {
-      throw new ValidationError("config_invalid", "an llm reviewer needs a model: set TRIAS_LLM_BASE_URL (and TRIAS_LLM_API_KEY, TRIAS_LLM_MODEL)");
+      throw new ValidationError(
+        "config_invalid",
+        "an llm reviewer needs a model: set TRIAS_LLM_BASE_URL (and TRIAS_LLM_API_KEY, TRIAS_LLM_MODEL)",
+      );
     }
     this.#host = host;
     this.#strategy = strategy;
@@ -26,16 +29,28 @@ export class Reviewer {
   }
 
   async start(): Promise<void> {
-    await this.#host.listen(`reviewer-${this.#host.name}`, subjectFor("router", "tier_assigned", "*"), (inc) => this.onAssignment(inc));
+    await this.#host.listen(
+      `reviewer-${this.#host.name}`,
+      subjectFor("router", "tier_assigned", "*"),
+      (inc) => this.onAssignment(inc),
+    );
   }
 
   async onAssignment(inc: Incoming): Promise<void> {
     if (inc.message.kind !== "tier_assigned") return;
     const a = openAssignment(this.#host.registry, inc.delivery.data);
     const { requires, denied, digest } = a.message.body;
-    if (denied !== null || requires.reviewers === 0 || !requires.strategies.includes(this.#strategy)) return;
+    if (
+      denied !== null ||
+      requires.reviewers === 0 ||
+      !requires.strategies.includes(this.#strategy)
+    )
+      return;
     const proposal = a.proposal.message.body;
-    const v = this.#strategy === "llm" && this.#llm ? await reviewWithLlm(this.#llm, proposal) : reviewByRules(proposal);
+    const v =
+      this.#strategy === "llm" && this.#llm
+        ? await reviewWithLlm(this.#llm, proposal)
+        : reviewByRules(proposal);
     setActiveAttribute("trias.verdict", v.decision);
     setActiveAttribute("trias.tier", a.message.body.tier);
     setActiveAttribute("trias.policy_digest", a.message.body.policyDigest);
@@ -45,7 +60,13 @@ export class Reviewer {
       run: a.message.run,
       step: a.message.step,
       attempt: a.message.attempt,
-      body: { digest, assignment: inc.delivery.data, decision: v.decision, strategy: this.#strategy, reasons: v.reasons },
+      body: {
+        digest,
+        assignment: inc.delivery.data,
+        decision: v.decision,
+        strategy: this.#strategy,
+        reasons: v.reasons,
+      },
       trace: a.message.trace,
     });
   }

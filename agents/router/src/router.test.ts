@@ -63,7 +63,12 @@ describe("router", () => {
   it("router - a step seen before never goes below its earlier tier", () => {
     const ctx = emptyContext();
     ctx.floors.set(0, "full");
-    const again = assign(policy, proposal("ledger.balance", { account: "a" }), new Uint8Array([1]), ctx);
+    const again = assign(
+      policy,
+      proposal("ledger.balance", { account: "a" }),
+      new Uint8Array([1]),
+      ctx,
+    );
     expect(again.tier).toBe("full");
     expect(again.escalatedFrom).toBe("light");
   });
@@ -71,7 +76,12 @@ describe("router", () => {
   it("router - a failure earlier in the run raises every later step, one way", () => {
     const ctx = emptyContext();
     ctx.failures = 1;
-    const later = assign(policy, proposal("ledger.balance", { account: "a" }), new Uint8Array([1]), ctx);
+    const later = assign(
+      policy,
+      proposal("ledger.balance", { account: "a" }),
+      new Uint8Array([1]),
+      ctx,
+    );
     expect(later.tier).toBe(policy.doc.escalation.afterFailure);
     expect(later.escalatedFrom).toBe("light");
     expect(later.explanation.join(" ")).toMatch(/1 failed verification/);
@@ -80,7 +90,12 @@ describe("router", () => {
   it("router - a run past its step budget is denied with the reason", () => {
     const ctx = emptyContext();
     ctx.proposals = policy.doc.budgets.steps + 1;
-    const d = assign(policy, proposal("ledger.balance", { account: "a" }), new Uint8Array([1]), ctx);
+    const d = assign(
+      policy,
+      proposal("ledger.balance", { account: "a" }),
+      new Uint8Array([1]),
+      ctx,
+    );
     expect(d.denied).toMatch(/budget exceeded: 51 steps used, the dev policy allows 50 per run/);
   });
 });

@@ -42,7 +42,13 @@ export function assign(
   const facts = {
     tool: proposal.body.tool,
     args: proposal.body.args,
-    run: { id: proposal.run, step, attempt: proposal.attempt, failures: ctx.failures, proposals: ctx.proposals },
+    run: {
+      id: proposal.run,
+      step,
+      attempt: proposal.attempt,
+      failures: ctx.failures,
+      proposals: ctx.proposals,
+    },
   };
   let floor: Tier = ctx.floors.get(step) ?? "light";
   if (ctx.failures > 0) floor = maxTier(floor, policy.doc.escalation.afterFailure);
@@ -52,13 +58,22 @@ export function assign(
   const denied = d.denied ?? budget ?? rateRefusal;
   const explanation = [...d.explanation];
   if (tierRank(d.tier) > tierRank(unraised)) {
-    explanation.push(`raised from ${unraised} to ${d.tier}: ${ctx.failures > 0 ? `${ctx.failures} failed verification(s) earlier in this run` : "this step was assigned a higher tier before"}`);
+    explanation.push(
+      `raised from ${unraised} to ${d.tier}: ${ctx.failures > 0 ? `${ctx.failures} failed verification(s) earlier in this run` : "this step was assigned a higher tier before"}`,
+    );
   }
   if (budget) explanation.push(budget);
   if (rateRefusal) explanation.push(rateRefusal);
   return {
     proposal: proposalFrame,
-    digest: proposalDigest({ tool: proposal.body.tool, args: proposal.body.args, run: proposal.run, step, attempt: proposal.attempt, policyDigest: policy.digest }),
+    digest: proposalDigest({
+      tool: proposal.body.tool,
+      args: proposal.body.args,
+      run: proposal.run,
+      step,
+      attempt: proposal.attempt,
+      policyDigest: policy.digest,
+    }),
     policyDigest: policy.digest,
     environment: policy.doc.environment,
     tier: d.tier,
@@ -90,12 +105,18 @@ export class Router {
 
   async start(): Promise<void> {
     this.#startedAt = this.#host.now();
-    await this.#host.listen("router", subjectFor("proposer", "step_proposed", "*"), (inc) => this.onProposal(inc));
+    await this.#host.listen("router", subjectFor("proposer", "step_proposed", "*"), (inc) =>
+      this.onProposal(inc),
+    );
   }
 
   async #context(m: MessageOf<"step_proposed">, inc: Incoming): Promise<RunContext> {
     const known = this.#runs.get(m.run);
-    const fresh = m.step === 0 && m.attempt === 0 && inc.delivery.timestampMs >= this.#startedAt && inc.delivery.deliveryCount === 1;
+    const fresh =
+      m.step === 0 &&
+      m.attempt === 0 &&
+      inc.delivery.timestampMs >= this.#startedAt &&
+      inc.delivery.deliveryCount === 1;
     const mayHaveMissed = m.attempt > 0 || m.body.replanOf !== null || (!known && !fresh);
     let ctx = known ?? emptyContext();
     if (mayHaveMissed) ctx = await this.#rebuild(m.run, inc.delivery.seq);
@@ -115,8 +136,14 @@ export class Router {
         continue;
       }
       if (m.kind === "step_proposed") ctx.proposals++;
-      if (m.kind === "step_verified" && m.body.verdict !== "passed" && m.body.compensationOf === null) ctx.failures++;
-      if (m.kind === "tier_assigned" && m.step !== null) ctx.floors.set(m.step, maxTier(ctx.floors.get(m.step) ?? "light", m.body.tier));
+      if (
+        m.kind === "step_verified" &&
+        m.body.verdict !== "passed" &&
+        m.body.compensationOf === null
+      )
+        ctx.failures++;
+      if (m.kind === "tier_assigned" && m.step !== null)
+        ctx.floors.set(m.step, maxTier(ctx.floors.get(m.step) ?? "light", m.body.tier));
     }
     return ctx;
   }
@@ -128,13 +155,24 @@ export class Router {
     const ctx = await this.#context(m, inc);
     ctx.proposals++;
     const rate = this.#limiter.take(m.body.tool, inc.delivery.timestampMs);
-    const body = withSpan("policy.evaluate", { attributes: triasAttributes({ run: m.run, step, policyDigest: this.#policy.digest }) }, (span) => {
-      const b = assign(this.#policy, m, inc.delivery.data, ctx, rate);
-      span.setAttributes(triasAttributes({ tier: b.tier }));
-      span.setAttribute("trias.risk_score", b.score);
-      return b;
-    });
+    const body = withSpan(
+      "policy.evaluate",
+      { attributes: triasAttributes({ run: m.run, step, policyDigest: this.#policy.digest }) },
+      (span) => {
+        const b = assign(this.#policy, m, inc.delivery.data, ctx, rate);
+        span.setAttributes(triasAttributes({ tier: b.tier }));
+        span.setAttribute("trias.risk_score", b.score);
+        return b;
+      },
+    );
     ctx.floors.set(step, maxTier(ctx.floors.get(step) ?? "light", body.tier));
-    await this.#host.emit("tier_assigned", { id: `tier-${m.run}-${step}-${m.attempt}`, run: m.run, step, attempt: m.attempt, body, trace: m.trace });
+    await this.#host.emit("tier_assigned", {
+      id: `tier-${m.run}-${step}-${m.attempt}`,
+      run: m.run,
+      step,
+      attempt: m.attempt,
+      body,
+      trace: m.trace,
+    });
   }
 }

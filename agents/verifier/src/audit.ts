@@ -75,25 +75,60 @@ export function auditCompensation(registry: KeyRegistry, m: MessageOf<"step_exec
   const b = m.body;
   try {
     const order = registry.open(b.evidence.assignment).message;
-    if (order.kind !== "recovery_decided" || order.body.action !== "compensate" || order.body.compensation === null) {
-      throw new GateError("scope_denied", "compensation is not backed by a signed compensate order");
+    if (
+      order.kind !== "recovery_decided" ||
+      order.body.action !== "compensate" ||
+      order.body.compensation === null
+    ) {
+      throw new GateError(
+        "scope_denied",
+        "compensation is not backed by a signed compensate order",
+      );
     }
     const c = order.body.compensation;
-    const named = c.of === b.compensationOf && c.tool === b.tool && canonicalEqual(c.args, b.args) && c.step === b.index;
+    const named =
+      c.of === b.compensationOf &&
+      c.tool === b.tool &&
+      canonicalEqual(c.args, b.args) &&
+      c.step === b.index;
     const originalBytes = b.evidence.approvals[0];
-    if (!originalBytes) throw new GateError("scope_denied", "compensation carries no original effect");
+    if (!originalBytes)
+      throw new GateError("scope_denied", "compensation carries no original effect");
     const original = registry.open(originalBytes).message;
-    if (original.kind !== "step_executed" || original.body.digest !== b.compensationOf || original.body.outcome !== "ok") {
-      throw new GateError("scope_denied", "the effect being undone is not an executed step of this digest");
+    if (
+      original.kind !== "step_executed" ||
+      original.body.digest !== b.compensationOf ||
+      original.body.outcome !== "ok"
+    ) {
+      throw new GateError(
+        "scope_denied",
+        "the effect being undone is not an executed step of this digest",
+      );
     }
-    const declared = getTool(original.body.tool).compensate(original.body.args, original.body.result);
-    const matches = declared !== null && declared.tool === b.tool && canonicalEqual(declared.args, b.args);
+    const declared = getTool(original.body.tool).compensate(
+      original.body.args,
+      original.body.result,
+    );
+    const matches =
+      declared !== null && declared.tool === b.tool && canonicalEqual(declared.args, b.args);
     return [
-      { name: "compensation matches its signed order", ok: named, detail: named ? `order ${order.id}` : "tool, arguments or target differ from the order" },
-      { name: "compensation is the declared undo", ok: matches, detail: matches ? `${original.body.tool} is undone by ${b.tool}` : "not the undo the tool declares" },
+      {
+        name: "compensation matches its signed order",
+        ok: named,
+        detail: named ? `order ${order.id}` : "tool, arguments or target differ from the order",
+      },
+      {
+        name: "compensation is the declared undo",
+        ok: matches,
+        detail: matches
+          ? `${original.body.tool} is undone by ${b.tool}`
+          : "not the undo the tool declares",
+      },
     ];
   } catch (e) {
-    return [{ name: "compensation authorisation verifies", ok: false, detail: (e as Error).message }];
+    return [
+      { name: "compensation authorisation verifies", ok: false, detail: (e as Error).message },
+    ];
   }
 }
 

@@ -1,3 +1,9 @@
 export { Verifier, verdictOf } from "./verifier.js";
 export { auditExecution, auditCompensation } from "./audit.js";
-export { decideRecovery, nextCompensation, type Decision, type EffectUndo, type VerificationFacts } from "./recovery.js";
+export {
+  decideRecovery,
+  nextCompensation,
+  type Decision,
+  type EffectUndo,
+  type VerificationFacts,
+} from "./recovery.js";

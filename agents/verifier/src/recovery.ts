@@ -1,4 +1,9 @@
-import type { Compensation, RecoveryAction, RunOutcome, VerificationVerdict } from "@trias/protocol";
+import type {
+  Compensation,
+  RecoveryAction,
+  RunOutcome,
+  VerificationVerdict,
+} from "@trias/protocol";
 import type { TierParams } from "@trias/policy";
 import type { EffectRecord, RunState, StepState } from "@trias/runstate";
 
@@ -43,7 +48,13 @@ export interface VerificationFacts {
  * A tool that refused (outcome error) is not retried unchanged: its action goes on the
  * avoid list.
  */
-export function decideRecovery(step: StepState, f: VerificationFacts, params: TierParams, undo: readonly EffectUndo[], now: number): Decision {
+export function decideRecovery(
+  step: StepState,
+  f: VerificationFacts,
+  params: TierParams,
+  undo: readonly EffectUndo[],
+  now: number,
+): Decision {
   const digest = step.digest ?? "";
   if (f.outcome === "ok" && step.attempt + 1 < params.maxAttempts) {
     const delay = params.backoffMs * 2 ** step.attempt;
@@ -59,11 +70,27 @@ export function decideRecovery(step: StepState, f: VerificationFacts, params: Ti
       evidence: null,
     };
   }
-  const why = f.outcome === "error" ? `the tool refused: ${f.reason}` : `${f.verdict} after ${step.attempt + 1} attempt(s): ${f.reason}`;
+  const why =
+    f.outcome === "error"
+      ? `the tool refused: ${f.reason}`
+      : `${f.verdict} after ${step.attempt + 1} attempt(s): ${f.reason}`;
   const pending = undo.filter((u) => !u.effect.compensated && !u.readOnly);
-  if (pending.length === 0) return { kind: "close", outcome: "failed", reason: `step ${step.index} ${why}; nothing to undo` };
+  if (pending.length === 0)
+    return {
+      kind: "close",
+      outcome: "failed",
+      reason: `step ${step.index} ${why}; nothing to undo`,
+    };
   const irreversible = pending.filter((u) => u.order === null);
-  const base = { kind: "recover" as const, digest, nextAttempt: step.attempt, notBefore: null, avoid: [digest], compensation: null, evidence: null };
+  const base = {
+    kind: "recover" as const,
+    digest,
+    nextAttempt: step.attempt,
+    notBefore: null,
+    avoid: [digest],
+    compensation: null,
+    evidence: null,
+  };
   if (irreversible.length > 0) {
     return {
       ...base,
@@ -71,7 +98,11 @@ export function decideRecovery(step: StepState, f: VerificationFacts, params: Ti
       reason: `step ${step.index} ${why}; ${irreversible.map((u) => `${u.effect.tool} (step ${u.effect.step})`).join(", ")} cannot be undone: a human decides`,
     };
   }
-  return { ...base, action: "rollback", reason: `step ${step.index} ${why}; compensating ${pending.length} effect(s) in reverse order` };
+  return {
+    ...base,
+    action: "rollback",
+    reason: `step ${step.index} ${why}; compensating ${pending.length} effect(s) in reverse order`,
+  };
 }
 
 /** The next compensation of a rollback: the latest effect not yet undone, or null when done. */
@@ -80,7 +111,11 @@ export function nextCompensation(state: RunState, undo: readonly EffectUndo[]): 
   const last = todo.at(-1);
   if (!last) {
     const undone = undo.filter((u) => u.effect.compensated).length;
-    return { kind: "close", outcome: "rolled_back", reason: `rolled back: ${undone} effect(s) compensated in reverse order` };
+    return {
+      kind: "close",
+      outcome: "rolled_back",
+      reason: `rolled back: ${undone} effect(s) compensated in reverse order`,
+    };
   }
   const order = last.order;
   if (!order) return { kind: "none" };
@@ -92,7 +127,12 @@ export function nextCompensation(state: RunState, undo: readonly EffectUndo[]): 
     nextAttempt: state.steps[last.effect.step]?.attempt ?? 0,
     notBefore: null,
     avoid: [],
-    compensation: { step: last.effect.step, of: last.effect.digest, tool: order.tool, args: order.args },
+    compensation: {
+      step: last.effect.step,
+      of: last.effect.digest,
+      tool: order.tool,
+      args: order.args,
+    },
     evidence: last.frame,
   };
 }

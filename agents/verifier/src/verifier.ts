@@ -3,7 +3,6 @@ import {
   runFilter,
   subjectFor,
   type Check,
-  type JsonObject,
   type Message,
   type MessageOf,
   type RunOutcome,
@@ -29,7 +28,11 @@ import { AUTHORISATION_CHECKS, auditCompensation, auditExecution } from "./audit
 import { decideRecovery, nextCompensation, type Decision, type EffectUndo } from "./recovery.js";
 
 /** Pure: a verification verdict from checks. Uncertain is never passed. */
-export function verdictOf(outcome: "ok" | "error", checks: readonly Check[], uncertain: boolean): VerificationVerdict {
+export function verdictOf(
+  outcome: "ok" | "error",
+  checks: readonly Check[],
+  uncertain: boolean,
+): VerificationVerdict {
   if (uncertain) return "uncertain";
   if (outcome === "error") return "failed";
   return checks.every((c) => c.ok) ? "passed" : "failed";
@@ -82,7 +85,12 @@ export class Verifier {
 
   #event(stored: StoredMessage): TraceEvent | null {
     try {
-      return { seq: stored.seq, subject: stored.subject, frame: stored.data, message: this.#host.registry.open(stored.data).message };
+      return {
+        seq: stored.seq,
+        subject: stored.subject,
+        frame: stored.data,
+        message: this.#host.registry.open(stored.data).message,
+      };
     } catch {
       return null;
     }
@@ -102,17 +110,36 @@ export class Verifier {
     });
     c.seen = seq;
     const violation = c.state.violations.length > before ? c.state.violations.at(-1) : undefined;
-    if (violation) this.#host.log.warn({ run: m.run, seq, kind: m.kind, reason: violation.reason }, "illegal transition recorded");
+    if (violation)
+      this.#host.log.warn(
+        { run: m.run, seq, kind: m.kind, reason: violation.reason },
+        "illegal transition recorded",
+      );
     if (c.state.status === "closed") return;
     await this.#react(c.state, m, seq, violation?.reason);
   }
 
-  async #react(st: RunState, m: Message, seq: number, violation: string | undefined): Promise<void> {
+  async #react(
+    st: RunState,
+    m: Message,
+    seq: number,
+    violation: string | undefined,
+  ): Promise<void> {
     switch (m.kind) {
       case "step_executed":
         if (violation) {
           // An effect that the trace does not authorise: halt the run before anything else runs.
-          await this.#apply(st, m, seq, { kind: "recover", action: "quarantine", reason: `execution not backed by the trace: ${violation}`, digest: m.body.digest, nextAttempt: m.attempt, notBefore: null, avoid: [m.body.digest], compensation: null, evidence: null });
+          await this.#apply(st, m, seq, {
+            kind: "recover",
+            action: "quarantine",
+            reason: `execution not backed by the trace: ${violation}`,
+            digest: m.body.digest,
+            nextAttempt: m.attempt,
+            notBefore: null,
+            avoid: [m.body.digest],
+            compensation: null,
+            evidence: null,
+          });
           return;
         }
         await this.#verify(m);
@@ -126,28 +153,60 @@ export class Verifier {
         await this.#apply(st, m, seq, await this.#afterRecovery(st, m));
         return;
       case "tier_assigned":
-        if (m.body.denied !== null && !violation) await this.#apply(st, m, seq, { kind: "close", outcome: "rejected", reason: `step ${m.step} denied by policy: ${m.body.denied}` });
+        if (m.body.denied !== null && !violation)
+          await this.#apply(st, m, seq, {
+            kind: "close",
+            outcome: "rejected",
+            reason: `step ${m.step} denied by policy: ${m.body.denied}`,
+          });
         return;
       case "verdict": {
         const step = st.current === null ? undefined : st.steps[st.current];
-        if (m.body.decision !== "approve" && !violation && step?.digest === m.body.digest && st.phase === "vetoed") {
-          await this.#apply(st, m, seq, { kind: "close", outcome: "rejected", reason: `step ${m.step} ${m.body.decision} by ${m.sender.split(":")[0] ?? m.sender}: ${m.body.reasons.join("; ")}` });
+        if (
+          m.body.decision !== "approve" &&
+          !violation &&
+          step?.digest === m.body.digest &&
+          st.phase === "vetoed"
+        ) {
+          await this.#apply(st, m, seq, {
+            kind: "close",
+            outcome: "rejected",
+            reason: `step ${m.step} ${m.body.decision} by ${m.sender.split(":")[0] ?? m.sender}: ${m.body.reasons.join("; ")}`,
+          });
         }
         return;
       }
       case "message_rejected":
         if (m.body.subject.includes(".task_submitted.") && m.body.by === "proposer") {
           // The proposer cannot plan the task: nothing will ever be proposed for it.
-          await this.#apply(st, m, seq, { kind: "close", outcome: "rejected", reason: `the proposer refused the task: ${m.body.reason}` });
+          await this.#apply(st, m, seq, {
+            kind: "close",
+            outcome: "rejected",
+            reason: `the proposer refused the task: ${m.body.reason}`,
+          });
           return;
         }
         if (m.body.by !== "executor") return;
         if (m.body.code === "quorum_not_met") {
-          await this.#apply(st, m, seq, { kind: "close", outcome: "rejected", reason: m.body.reason });
+          await this.#apply(st, m, seq, {
+            kind: "close",
+            outcome: "rejected",
+            reason: m.body.reason,
+          });
         } else if (m.body.subject.includes(".recovery_decided.") && st.phase !== "escalated") {
           // The executor refused a recovery order: recovery cannot go on by itself.
           const digest = st.current === null ? "" : (st.steps[st.current]?.digest ?? "");
-          await this.#apply(st, m, seq, { kind: "recover", action: "escalate", reason: `the executor refused a recovery order (${m.body.code}: ${m.body.reason}): a human decides`, digest: digest || "0".repeat(64), nextAttempt: st.current === null ? 0 : (st.steps[st.current]?.attempt ?? 0), notBefore: null, avoid: [], compensation: null, evidence: null });
+          await this.#apply(st, m, seq, {
+            kind: "recover",
+            action: "escalate",
+            reason: `the executor refused a recovery order (${m.body.code}: ${m.body.reason}): a human decides`,
+            digest: digest || "0".repeat(64),
+            nextAttempt: st.current === null ? 0 : (st.steps[st.current]?.attempt ?? 0),
+            notBefore: null,
+            avoid: [],
+            compensation: null,
+            evidence: null,
+          });
         }
         return;
       case "task_submitted":
@@ -159,12 +218,20 @@ export class Verifier {
 
   async #verify(m: MessageOf<"step_executed">): Promise<void> {
     const b = m.body;
-    const audit = b.compensationOf === null ? auditExecution(this.#host.registry, m) : auditCompensation(this.#host.registry, m);
+    const audit =
+      b.compensationOf === null
+        ? auditExecution(this.#host.registry, m)
+        : auditCompensation(this.#host.registry, m);
     let checks: Check[] = [...audit];
     let uncertain = false;
     if (b.outcome === "ok") {
       try {
-        checks = checks.concat(await getTool(b.tool).verify(this.#rt, b.args, b.result, { effectId: b.effectId, attempt: m.attempt }));
+        checks = checks.concat(
+          await getTool(b.tool).verify(this.#rt, b.args, b.result, {
+            effectId: b.effectId,
+            attempt: m.attempt,
+          }),
+        );
       } catch (e) {
         uncertain = true;
         checks.push({ name: "postconditions readable", ok: false, detail: (e as Error).message });
@@ -175,14 +242,27 @@ export class Verifier {
     const verdict = verdictOf(b.outcome, checks, uncertain);
     setActiveAttribute("trias.verdict", verdict);
     setActiveAttribute("trias.tier", b.tier);
-    if (b.compensationOf === null) metrics.stepCompleted(b.tier, verdict, Math.max(0, this.#host.now() - proposalIssuedAt(this.#host, b.evidence.assignment)));
+    if (b.compensationOf === null)
+      metrics.stepCompleted(
+        b.tier,
+        verdict,
+        Math.max(0, this.#host.now() - proposalIssuedAt(this.#host, b.evidence.assignment)),
+      );
     const step = m.step ?? 0;
     await this.#host.emit("step_verified", {
       id: `ver-${b.effectId.replace(/[^A-Za-z0-9_-]/g, "_")}`,
       run: m.run,
       step,
       attempt: m.attempt,
-      body: { digest: b.digest, tool: b.tool, verdict, checks, compensationOf: b.compensationOf, index: b.index, total: b.total },
+      body: {
+        digest: b.digest,
+        tool: b.tool,
+        verdict,
+        checks,
+        compensationOf: b.compensationOf,
+        index: b.index,
+        total: b.total,
+      },
       trace: m.trace,
     });
   }
@@ -192,23 +272,55 @@ export class Verifier {
     const unauthorised = b.checks.filter((x) => !x.ok && AUTHORISATION_CHECKS.has(x.name));
     if (unauthorised.length > 0) {
       // Not a failed outcome but an effect without valid authorisation: halt the run.
-      return { kind: "recover", action: "quarantine", reason: `step ${b.index} executed without valid authorisation: ${unauthorised.map((x) => `${x.name}: ${x.detail}`).join("; ")}`, digest: b.digest, nextAttempt: m.attempt, notBefore: null, avoid: [b.digest], compensation: null, evidence: null };
+      return {
+        kind: "recover",
+        action: "quarantine",
+        reason: `step ${b.index} executed without valid authorisation: ${unauthorised.map((x) => `${x.name}: ${x.detail}`).join("; ")}`,
+        digest: b.digest,
+        nextAttempt: m.attempt,
+        notBefore: null,
+        avoid: [b.digest],
+        compensation: null,
+        evidence: null,
+      };
     }
     if (b.compensationOf !== null) {
       if (b.verdict !== "passed") {
-        return { kind: "recover", action: "escalate", reason: `compensation of step ${b.index} ${b.verdict}: a human decides`, digest: b.digest, nextAttempt: m.attempt, notBefore: null, avoid: [], compensation: null, evidence: null };
+        return {
+          kind: "recover",
+          action: "escalate",
+          reason: `compensation of step ${b.index} ${b.verdict}: a human decides`,
+          digest: b.digest,
+          nextAttempt: m.attempt,
+          notBefore: null,
+          avoid: [],
+          compensation: null,
+          evidence: null,
+        };
       }
       return nextCompensation(st, await this.#undoPlan(st));
     }
     if (b.verdict === "passed") {
-      return b.index + 1 >= b.total ? { kind: "close", outcome: "completed", reason: `all ${b.total} step(s) executed and verified` } : { kind: "none" };
+      return b.index + 1 >= b.total
+        ? {
+            kind: "close",
+            outcome: "completed",
+            reason: `all ${b.total} step(s) executed and verified`,
+          }
+        : { kind: "none" };
     }
     const step = st.steps[b.index];
     if (!step || step.digest !== b.digest) return { kind: "none" };
     const failed = b.checks.filter((x) => !x.ok).map((x) => `${x.name}: ${x.detail}`);
     const outcome = step.execution?.outcome ?? "error";
     const tier = step.tier ?? "full";
-    return decideRecovery(step, { verdict: b.verdict, outcome, reason: failed.join("; ") || b.verdict }, this.#policy.doc.tiers[tier], await this.#undoPlan(st), this.#host.now());
+    return decideRecovery(
+      step,
+      { verdict: b.verdict, outcome, reason: failed.join("; ") || b.verdict },
+      this.#policy.doc.tiers[tier],
+      await this.#undoPlan(st),
+      this.#host.now(),
+    );
   }
 
   async #afterRecovery(st: RunState, m: MessageOf<"recovery_decided">): Promise<Decision> {
@@ -231,7 +343,8 @@ export class Verifier {
   async #undoPlan(st: RunState): Promise<EffectUndo[]> {
     if (st.effects.length === 0) return [];
     const frames = new Map<number, StoredMessage>();
-    for (const s of await this.#host.bus.readAll(subjectFor("executor", "step_executed", st.run))) frames.set(s.seq, s);
+    for (const s of await this.#host.bus.readAll(subjectFor("executor", "step_executed", st.run)))
+      frames.set(s.seq, s);
     const out: EffectUndo[] = [];
     for (const effect of st.effects) {
       const stored = frames.get(effect.seq);
@@ -244,7 +357,7 @@ export class Verifier {
         effect,
         frame: stored.data,
         readOnly: op === "read",
-        order: tool ? (tool.compensate(opened.body.args, opened.body.result) as { tool: string; args: JsonObject } | null) : null,
+        order: tool ? tool.compensate(opened.body.args, opened.body.result) : null,
       });
     }
     return out;
@@ -260,7 +373,16 @@ export class Verifier {
           run: cause.run,
           step: d.compensation?.step ?? st.current,
           attempt: d.nextAttempt,
-          body: { digest: d.digest, action: d.action, reason: d.reason, compensation: d.compensation, avoid: d.avoid, nextAttempt: d.nextAttempt, notBefore: d.notBefore, evidence: d.evidence },
+          body: {
+            digest: d.digest,
+            action: d.action,
+            reason: d.reason,
+            compensation: d.compensation,
+            avoid: d.avoid,
+            nextAttempt: d.nextAttempt,
+            notBefore: d.notBefore,
+            evidence: d.evidence,
+          },
           trace: cause.trace,
         });
         return;
@@ -270,15 +392,30 @@ export class Verifier {
     }
   }
 
-  async #close(st: RunState, cause: Message, outcome: RunOutcome, reason: string, uptoSeq: number): Promise<void> {
+  async #close(
+    st: RunState,
+    cause: Message,
+    outcome: RunOutcome,
+    reason: string,
+    uptoSeq: number,
+  ): Promise<void> {
     // The receipt covers the run's trace up to the event that closed it: a pure function
     // of the stream, so anyone can recompute it.
-    const events = (await this.#host.bus.readAll(runFilter(cause.run))).filter((e) => e.seq <= uptoSeq);
+    const events = (await this.#host.bus.readAll(runFilter(cause.run))).filter(
+      (e) => e.seq <= uptoSeq,
+    );
     const chain = events.map((e) => ({ seq: e.seq, subject: e.subject, frame: e.data }));
     const receipt = { ...computeReceipt(chain, cause.run), links: chainLinks(chain, cause.run) };
     const tm = topologyMetrics(st);
     const steps = st.steps.filter((s) => s !== undefined).length;
-    const assessed = assessTopology(tm, { entropyBits: this.#policy.doc.metrics.entropyBits, rollbackDensity: this.#policy.doc.metrics.rollbackDensity }, linearBaseline(Math.max(1, steps)));
+    const assessed = assessTopology(
+      tm,
+      {
+        entropyBits: this.#policy.doc.metrics.entropyBits,
+        rollbackDensity: this.#policy.doc.metrics.rollbackDensity,
+      },
+      linearBaseline(Math.max(1, steps)),
+    );
     const topology: Topology = {
       entropyBits: round(tm.entropyBits),
       rollbackDensity: round(tm.rollbackDensity),
@@ -287,7 +424,8 @@ export class Verifier {
       alarm: assessed.alarm,
       reasons: assessed.reasons,
     };
-    if (topology.alarm) this.#host.log.warn({ run: cause.run, topology }, "execution topology alarm");
+    if (topology.alarm)
+      this.#host.log.warn({ run: cause.run, topology }, "execution topology alarm");
     await this.#host.emit("run_closed", {
       id: `close-${cause.run}`,
       run: cause.run,

@@ -47,13 +47,29 @@ export class LlmClient {
 
   constructor(config: LlmConfig) {
     this.config = config;
-    this.#client = new OpenAI({ apiKey: config.apiKey, baseURL: config.baseURL, timeout: config.timeoutMs, maxRetries: 2 });
+    this.#client = new OpenAI({
+      apiKey: config.apiKey,
+      baseURL: config.baseURL,
+      timeout: config.timeoutMs,
+      maxRetries: 2,
+    });
   }
 
-  async json<S extends z.ZodType>(operation: string, messages: readonly ChatMessage[], schema: S): Promise<{ value: z.infer<S>; usage: Usage }> {
+  async json<S extends z.ZodType>(
+    operation: string,
+    messages: readonly ChatMessage[],
+    schema: S,
+  ): Promise<{ value: z.infer<S>; usage: Usage }> {
     return withSpan(
       `${operation} ${this.config.model}`,
-      { kind: SpanKind.CLIENT, attributes: genAiAttributes({ system: this.config.system, model: this.config.model, operation: "chat" }) },
+      {
+        kind: SpanKind.CLIENT,
+        attributes: genAiAttributes({
+          system: this.config.system,
+          model: this.config.model,
+          operation: "chat",
+        }),
+      },
       async (span) => {
         let res: OpenAI.Chat.Completions.ChatCompletion;
         try {
@@ -64,22 +80,44 @@ export class LlmClient {
             temperature: 0,
           });
         } catch (e) {
-          throw new TransientError("timeout", `model call to ${this.config.baseURL} failed: ${(e as Error).message}`, { cause: e });
+          throw new TransientError(
+            "timeout",
+            `model call to ${this.config.baseURL} failed: ${(e as Error).message}`,
+            { cause: e },
+          );
         }
-        const usage = { inputTokens: res.usage?.prompt_tokens ?? 0, outputTokens: res.usage?.completion_tokens ?? 0 };
+        const usage = {
+          inputTokens: res.usage?.prompt_tokens ?? 0,
+          outputTokens: res.usage?.completion_tokens ?? 0,
+        };
         this.usage.inputTokens += usage.inputTokens;
         this.usage.outputTokens += usage.outputTokens;
-        span.setAttributes(genAiAttributes({ system: this.config.system, model: this.config.model, responseModel: res.model, inputTokens: usage.inputTokens, outputTokens: usage.outputTokens }));
+        span.setAttributes(
+          genAiAttributes({
+            system: this.config.system,
+            model: this.config.model,
+            responseModel: res.model,
+            inputTokens: usage.inputTokens,
+            outputTokens: usage.outputTokens,
+          }),
+        );
         const text = res.choices[0]?.message.content ?? "";
         let raw: unknown;
         try {
           raw = JSON.parse(text);
         } catch {
-          throw new ValidationError("schema_invalid", `the model's answer is not JSON: ${text.slice(0, 120)}`);
+          throw new ValidationError(
+            "schema_invalid",
+            `the model's answer is not JSON: ${text.slice(0, 120)}`,
+          );
         }
         const parsed = schema.safeParse(raw);
-        if (!parsed.success) throw new ValidationError("schema_invalid", `the model's answer does not match the expected shape: ${z.prettifyError(parsed.error)}`);
-        return { value: parsed.data as z.infer<S>, usage };
+        if (!parsed.success)
+          throw new ValidationError(
+            "schema_invalid",
+            `the model's answer does not match the expected shape: ${z.prettifyError(parsed.error)}`,
+          );
+        return { value: parsed.data, usage };
       },
     );
   }

@@ -8,11 +8,16 @@ describe("llm projection", () => {
         account: "alice",
         amount: 5,
         apiKey: "sk-live-abcdef123456",
-        nested: { password: "hunter2", note: "mail jane.doe@example.com or +44 20 7946 0958", iban: "GB33BUKB20201555555555" },
+        nested: {
+          password: "hunter2",
+          note: "mail jane.doe@example.com or +44 20 7946 0958",
+          iban: "GB33BUKB20201555555555",
+        },
         cards: ["4111 1111 1111 1111"],
       }),
     );
-    for (const leak of ["sk-live", "hunter2", "jane.doe", "7946", "GB33BUKB", "4111"]) expect(p).not.toContain(leak);
+    for (const leak of ["sk-live", "hunter2", "jane.doe", "7946", "GB33BUKB", "4111"])
+      expect(p).not.toContain(leak);
     expect(p).toContain("alice");
     expect(p).toContain("[email]");
     expect(maskText("token sk-abcdefghijkl here")).toBe("token [secret] here");

@@ -4,7 +4,8 @@
  * build prompts only from projected values, never from envelopes, tiers, keys or digests.
  */
 
-const SECRET_KEY = /(pass(word)?|secret|token|api[-_]?key|credential|private|^d$|^jwk$|authorization|cookie|session|pin$|cvv|iban|ssn)/i;
+const SECRET_KEY =
+  /(pass(word)?|secret|token|api[-_]?key|credential|private|^d$|^jwk$|authorization|cookie|session|pin$|cvv|iban|ssn)/i;
 
 const PII: readonly [RegExp, string][] = [
   [/[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/g, "[email]"],
@@ -23,7 +24,8 @@ export function maskText(s: string): string {
 /** A deep copy safe to show a model. Pure. */
 export function project(value: unknown, depth = 0): unknown {
   if (depth > 8) return "[truncated]";
-  if (typeof value === "string") return maskText(value.length > 2000 ? `${value.slice(0, 2000)}…` : value);
+  if (typeof value === "string")
+    return maskText(value.length > 2000 ? `${value.slice(0, 2000)}…` : value);
   if (Array.isArray(value)) return value.slice(0, 100).map((v) => project(v, depth + 1));
   if (value !== null && typeof value === "object") {
     const out: Record<string, unknown> = {};

@@ -3,7 +3,11 @@ import { ValidationError, type Role } from "@trias/protocol";
 import { KeyRegistry, Signer } from "@trias/signing";
 import { readAgentEnv, type AgentEnv } from "./env.js";
 import { AgentHost, type Logger } from "./host.js";
-import { createLogger as createTelemetryLogger, initTelemetry, type Telemetry } from "@trias/telemetry";
+import {
+  createLogger as createTelemetryLogger,
+  initTelemetry,
+  type Telemetry,
+} from "@trias/telemetry";
 
 export interface Booted {
   env: AgentEnv;
@@ -13,7 +17,11 @@ export interface Booted {
   telemetry: Telemetry;
 }
 
-export function createLogger(name: string, role: Role, level = process.env["LOG_LEVEL"] ?? "info"): Logger {
+export function createLogger(
+  name: string,
+  role: Role,
+  level = process.env["LOG_LEVEL"] ?? "info",
+): Logger {
   return createTelemetryLogger({ agent: name, role, level });
 }
 
@@ -21,7 +29,11 @@ export function createLogger(name: string, role: Role, level = process.env["LOG_
 export async function bootAgent(role: Role, opts: { logger?: Logger } = {}): Promise<Booted> {
   const env = readAgentEnv(role);
   // Telemetry first, so the logger's lines carry the ids of the spans that follow.
-  const telemetry = await initTelemetry({ serviceName: `trias-${role}`, agentName: env.name, role });
+  const telemetry = await initTelemetry({
+    serviceName: `trias-${role}`,
+    agentName: env.name,
+    role,
+  });
   const log = opts.logger ?? createLogger(env.name, role, env.logLevel);
   const signer = Signer.load(env.keyFile);
   if (signer.role !== role) {
@@ -38,7 +50,14 @@ export async function bootAgent(role: Role, opts: { logger?: Logger } = {}): Pro
     ...(env.natsPass !== undefined ? { pass: env.natsPass } : {}),
   });
   await bus.waitForStream();
-  const host = new AgentHost({ name: env.name, bus, signer, registry, log, ackWaitMs: env.ackWaitMs });
+  const host = new AgentHost({
+    name: env.name,
+    bus,
+    signer,
+    registry,
+    log,
+    ackWaitMs: env.ackWaitMs,
+  });
   return { env, host, bus, log, telemetry };
 }
 

@@ -139,7 +139,11 @@ export class AgentHost {
       {
         kind: SpanKind.PRODUCER,
         attributes: {
-          ...natsAttributes({ operation: "send", subject, template: `trias.${this.signer.role}.${kind}.{run}` }),
+          ...natsAttributes({
+            operation: "send",
+            subject,
+            template: `trias.${this.signer.role}.${kind}.{run}`,
+          }),
           ...triasAttributes({
             run: f.run,
             ...(f.step !== null ? { step: f.step } : {}),
@@ -184,7 +188,10 @@ export class AgentHost {
     }
     const cause = causeOf.getStore();
     if (cause !== undefined) headers[CAUSE_HEADER] = cause;
-    const { seq, duplicate } = await this.bus.publish(subject, bytes, { msgId: message.id, headers });
+    const { seq, duplicate } = await this.bus.publish(subject, bytes, {
+      msgId: message.id,
+      headers,
+    });
     return { id: message.id, seq, duplicate, bytes };
   }
 
@@ -310,17 +317,42 @@ export class AgentHost {
             parent: extractTrace(d.headers),
             kind: SpanKind.CONSUMER,
             attributes: {
-              ...natsAttributes({ operation: "process", subject: d.subject, consumerGroup: durable, bodySize: d.data.length }),
-              ...triasAttributes({ agent: this.name, role: this.signer.role, ...(parts ? { run: parts.run } : {}) }),
+              ...natsAttributes({
+                operation: "process",
+                subject: d.subject,
+                consumerGroup: durable,
+                bodySize: d.data.length,
+              }),
+              ...triasAttributes({
+                agent: this.name,
+                role: this.signer.role,
+                ...(parts ? { run: parts.run } : {}),
+              }),
             },
           },
           async (span): Promise<Disposition> => {
             try {
               const inc = this.admit(d);
               const m = inc.message;
-              span.setAttributes(triasAttributes({ kind: m.kind, ...(m.step !== null ? { step: m.step } : {}), attempt: m.attempt }));
+              span.setAttributes(
+                triasAttributes({
+                  kind: m.kind,
+                  ...(m.step !== null ? { step: m.step } : {}),
+                  attempt: m.attempt,
+                }),
+              );
               span.setAttribute("messaging.message.id", m.id);
-              this.log.info({ run: m.run, step: m.step, attempt: m.attempt, kind: m.kind, seq: d.seq, from: inc.key.name }, "handling");
+              this.log.info(
+                {
+                  run: m.run,
+                  step: m.step,
+                  attempt: m.attempt,
+                  kind: m.kind,
+                  seq: d.seq,
+                  from: inc.key.name,
+                },
+                "handling",
+              );
               faultPoint(this.name, `before-${m.kind}`);
               const r = await causeOf.run(m.id, () => handler(inc));
               faultPoint(this.name, `after-${m.kind}`);

@@ -287,7 +287,13 @@ const flaky: ToolDef = {
     const { result } = await rt.ledger.apply(ctx.effectId, () => ({ key, attempt: ctx.attempt }));
     return result;
   },
-  compensate: (args, result) => ({ tool: "flaky.undo", args: { key: FlakyArgs.parse(args).key, attempt: (result as { attempt?: number } | null)?.attempt ?? 0 } }),
+  compensate: (args, result) => ({
+    tool: "flaky.undo",
+    args: {
+      key: FlakyArgs.parse(args).key,
+      attempt: (result as { attempt?: number } | null)?.attempt ?? 0,
+    },
+  }),
   async verify(rt, args, result, ctx) {
     const { checks } = await recorded(rt, result, ctx);
     const ok = ctx.attempt >= FlakyArgs.parse(args).passFromAttempt;
@@ -302,7 +308,9 @@ const flaky: ToolDef = {
   },
 };
 
-const FlakyUndoArgs = z.object({ key: z.string().min(1).max(64), attempt: z.number().int().min(0) }).strict();
+const FlakyUndoArgs = z
+  .object({ key: z.string().min(1).max(64), attempt: z.number().int().min(0) })
+  .strict();
 const flakyUndo: ToolDef = {
   name: "flaky.undo",
   description: "Records that a flaky.write effect was undone.",
