@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse, stringify } from "yaml";
 import { encode, encodeFrame, subjectFor } from "@trias/protocol";
 import { loadPolicy, type LoadedPolicy } from "@trias/policy";
+import { revokeKey } from "@trias/signing";
 import {
   POLICY_DIR,
   executions,
@@ -122,6 +123,24 @@ describe("executor gate", () => {
     await h.forge.send("reviewer", "verdict", run, h.forge.verdict(a, "reviewer-old").bytes);
     const r = await waitForRejection(h, run, "executor", "key_revoked");
     expect(r.body.reason).toMatch(/reviewer-old/);
+    await noEffect(run);
+  });
+
+  it("gate - a key revoked while the agents run is refused from then on, without a restart", async () => {
+    const before = uniqueRun("prerevoke");
+    const a0 = h.forge.assignment(h.forge.proposal(before), policy.digest, "standard", std);
+    await h.forge.send("router", "tier_assigned", before, a0.bytes);
+    await h.forge.send("reviewer", "verdict", before, h.forge.verdict(a0, "reviewer-3").bytes);
+    await waitForKind(h, before, "step_executed");
+
+    revokeKey(h.keyDir, "reviewer-3");
+    await new Promise((r) => setTimeout(r, 2500));
+    const run = uniqueRun("revoked-live");
+    const a = h.forge.assignment(h.forge.proposal(run), policy.digest, "standard", std);
+    await h.forge.send("router", "tier_assigned", run, a.bytes);
+    await h.forge.send("reviewer", "verdict", run, h.forge.verdict(a, "reviewer-3").bytes);
+    const r = await waitForRejection(h, run, "executor", "key_revoked");
+    expect(r.body.reason).toMatch(/reviewer-3/);
     await noEffect(run);
   });
 

@@ -1,6 +1,7 @@
 import { Bus } from "@trias/bus";
 import { ValidationError, type Role } from "@trias/protocol";
-import { KeyRegistry, Signer } from "@trias/signing";
+import { watchFile } from "node:fs";
+import { KeyRegistry, Signer, readJwks } from "@trias/signing";
 import { readAgentEnv, type AgentEnv } from "./env.js";
 import { AgentHost, type Logger } from "./host.js";
 import {
@@ -50,6 +51,15 @@ export async function bootAgent(role: Role, opts: { logger?: Logger } = {}): Pro
     ...(env.natsPass !== undefined ? { pass: env.natsPass } : {}),
   });
   await bus.waitForStream();
+  // A revocation (trias keys revoke) takes effect without a restart.
+  watchFile(env.registryFile, { interval: 1000, persistent: false }, () => {
+    try {
+      registry.replaceKeys(readJwks(env.registryFile));
+      log.info({ registry: env.registryFile }, "key registry reloaded");
+    } catch (e) {
+      log.error({ err: (e as Error).message }, "key registry change refused; keeping the previous keys");
+    }
+  });
   const host = new AgentHost({
     name: env.name,
     bus,

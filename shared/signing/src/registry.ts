@@ -75,6 +75,20 @@ export class KeyRegistry {
     return new KeyRegistry(readJwks(path));
   }
 
+  /**
+   * Take a new registry (a key revoked or added) without a restart. Verified-frame memory is
+   * dropped, so a revoked key's frames are refused from now on, embedded evidence included.
+   */
+  replaceKeys(jwks: Jwks): void {
+    this.#keys.clear();
+    this.#publicX.clear();
+    for (const k of jwks.keys) {
+      this.#keys.set(k.kid, toRegistered(k));
+      this.#publicX.set(k.kid, k.x);
+    }
+    this.#verified.clear();
+  }
+
   get(kid: string): RegisteredKey | undefined {
     return this.#keys.get(kid);
   }
