@@ -18,6 +18,7 @@ import {
   linearBaseline,
   reduce,
   topologyMetrics,
+  type ChainInput,
   type RunState,
   type TraceEvent,
 } from "@trias/runstate";
@@ -42,7 +43,12 @@ interface RunCache {
   state: RunState;
   /** Highest stream sequence handled (applied or found illegal). */
   seen: number;
+  /** Every stored message of the run so far, refused ones too: what the receipt chains. */
+  events: ChainInput[];
 }
+
+/** Runs kept in memory; a run evicted (or closed) is folded again from the stream if needed. */
+const MAX_OPEN_RUNS = 5_000;
 
 /**
  * The verifier follows the whole trace in stream order (one consumer, every subject) and
@@ -56,6 +62,8 @@ export class Verifier {
   readonly #rt: ToolRuntime;
   readonly #policy: LoadedPolicy;
   readonly #runs = new Map<string, RunCache>();
+  /** Runs whose first stored message was refused: their history must come from the stream. */
+  readonly #refusedFirst = new Set<string>();
 
   constructor(host: AgentHost, rt: ToolRuntime, policy: LoadedPolicy) {
     this.#host = host;
@@ -64,21 +72,35 @@ export class Verifier {
   }
 
   async start(): Promise<void> {
-    await this.#host.listen("verifier", "trias.>", (inc) => this.onMessage(inc), { batch: 128 });
+    await this.#host.listen("verifier", "trias.>", (inc) => this.onMessage(inc), {
+      batch: 128,
+      onRefused: (d) => {
+        const cached = this.#runs.get(runOf(d.subject));
+        if (cached) cached.events.push({ seq: d.seq, subject: d.subject, frame: d.data });
+        else this.#refusedFirst.add(runOf(d.subject));
+      },
+    });
   }
 
-  /** The run's state up to (not including) `seq`; folded from the stream when not in memory. */
-  async #load(run: string, seq: number): Promise<RunCache> {
+  /**
+   * The run's state up to (not including) `seq`. A run's first message needs no history; a
+   * run this process has not followed (a restart, an eviction) is folded from the stream.
+   */
+  async #load(run: string, seq: number, first: boolean): Promise<RunCache> {
     const cached = this.#runs.get(run);
     if (cached) return cached;
-    const events: TraceEvent[] = [];
-    for (const stored of await this.#host.bus.readAll(runFilter(run))) {
-      if (stored.seq >= seq) break;
-      const ev = this.#event(stored);
-      if (ev) events.push(ev);
+    const c: RunCache = { state: foldRun([], run), seen: seq - 1, events: [] };
+    if (!first || this.#refusedFirst.delete(run)) {
+      const events: TraceEvent[] = [];
+      for (const stored of await this.#host.bus.readAll(runFilter(run))) {
+        if (stored.seq >= seq) break;
+        c.events.push({ seq: stored.seq, subject: stored.subject, frame: stored.data });
+        const ev = this.#event(stored);
+        if (ev) events.push(ev);
+      }
+      c.state = foldRun(events, run);
     }
-    const c: RunCache = { state: foldRun(events, run), seen: seq - 1 };
-    if (this.#runs.size > 20_000) this.#runs.delete(this.#runs.keys().next().value ?? "");
+    if (this.#runs.size >= MAX_OPEN_RUNS) this.#runs.delete(this.#runs.keys().next().value ?? "");
     this.#runs.set(run, c);
     return c;
   }
@@ -99,8 +121,9 @@ export class Verifier {
   async onMessage(inc: Incoming): Promise<void> {
     const m = inc.message;
     const seq = inc.delivery.seq;
-    const c = await this.#load(m.run, seq);
+    const c = await this.#load(m.run, seq, m.kind === "task_submitted");
     if (seq <= c.seen) return;
+    c.events.push({ seq, subject: inc.delivery.subject, frame: inc.delivery.data });
     const before = c.state.violations.length;
     c.state = reduce(c.state, {
       seq,
@@ -109,6 +132,11 @@ export class Verifier {
       message: m,
     });
     c.seen = seq;
+    if (m.kind === "run_closed") {
+      // Nothing follows a close; a late message for the run is folded from the stream.
+      this.#runs.delete(m.run);
+      return;
+    }
     const violation = c.state.violations.length > before ? c.state.violations.at(-1) : undefined;
     if (violation)
       this.#host.log.warn(
@@ -401,10 +429,7 @@ export class Verifier {
   ): Promise<void> {
     // The receipt covers the run's trace up to the event that closed it: a pure function
     // of the stream, so anyone can recompute it.
-    const events = (await this.#host.bus.readAll(runFilter(cause.run))).filter(
-      (e) => e.seq <= uptoSeq,
-    );
-    const chain = events.map((e) => ({ seq: e.seq, subject: e.subject, frame: e.data }));
+    const chain = (this.#runs.get(cause.run)?.events ?? []).filter((e) => e.seq <= uptoSeq);
     const receipt = { ...computeReceipt(chain, cause.run), links: chainLinks(chain, cause.run) };
     const tm = topologyMetrics(st);
     const steps = st.steps.filter((s) => s !== undefined).length;
@@ -448,4 +473,8 @@ function proposalIssuedAt(host: AgentHost, assignment: Uint8Array): number {
   } catch {
     return host.now();
   }
+}
+
+function runOf(subject: string): string {
+  return subject.slice(subject.lastIndexOf(".") + 1);
 }

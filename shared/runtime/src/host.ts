@@ -92,6 +92,8 @@ export interface ListenOptions {
   ackWaitMs?: number;
   maxDeliver?: number;
   batch?: number;
+  /** Also told of every delivery refused at admission (a trace follower must count those too). */
+  onRefused?: (d: Delivery) => void;
 }
 
 /**
@@ -360,6 +362,7 @@ export class AgentHost {
               return { type: "ack" };
             } catch (e) {
               if (isTriasError(e) && e.retryable) throw e;
+              o.onRefused?.(d);
               await this.recordRejection(d, e);
               return { type: "term", reason: toTriasError(e).code };
             }
