@@ -91,7 +91,7 @@ export class Executor {
     let c = this.#cases.get(key);
     if (!c) {
       c = { assignment: a, approvals: new Map(), veto: null, hydrated: false };
-      if (this.#cases.size > 20_000) this.#cases.delete(this.#cases.keys().next().value ?? "");
+      if (this.#cases.size > 5_000) this.#cases.delete(this.#cases.keys().next().value ?? "");
       this.#cases.set(key, c);
     }
     return c;
@@ -241,6 +241,8 @@ export class Executor {
         total: proposal.total,
       }),
     });
+    // Done: the effects bucket answers for this step from now on, not memory.
+    this.#cases.delete(m.body.digest);
     return true;
   }
 
