@@ -59,13 +59,33 @@ describe("tracing", () => {
       15_000,
     );
     const traceId = root.traceId;
-    // Wait until the verifier's span for the run's close has arrived (the last one in causal order).
+    // Each process exports on its own schedule: wait until the whole causal chain is in, from
+    // the verifier's verification back to the root.
+    const chainOf = (all: ReceivedSpan[], leaf: ReceivedSpan) => {
+      const byId = new Map(all.map((x) => [x.spanId, x]));
+      const out: string[] = [];
+      for (
+        let x: ReceivedSpan | undefined = leaf;
+        x;
+        x = x.parentSpanId ? byId.get(x.parentSpanId) : undefined
+      )
+        out.unshift(`${x.serviceName}:${x.name}`);
+      return out;
+    };
     const spans = await rx.waitFor((s) => {
       const t = s.spans.filter((x) => x.traceId === traceId);
-      return t.some((x) => x.name === "send run_closed") &&
-        t.some((x) => x.name === "send step_verified")
-        ? t
-        : undefined;
+      const leaf = t.find(
+        (x) => x.serviceName === "trias-verifier" && x.name === "send step_verified",
+      );
+      const complete =
+        leaf !== undefined &&
+        chainOf(t, leaf)[0] === "trias-console:trias.run" &&
+        t.some((x) => x.name === "send run_closed") &&
+        t.filter((x) => x.serviceName === "trias-reviewer" && x.name === "process tier_assigned")
+          .length === 2 &&
+        t.some((x) => x.name === "policy.evaluate") &&
+        t.some((x) => x.name === "tool ledger.batch_payout");
+      return complete ? t : undefined;
     }, 20_000);
 
     // Every process took part in the one trace, and nothing of this run went to another trace.

@@ -200,12 +200,9 @@ export class Executor {
     const proposal = a.proposal.message.body;
     setActiveAttribute("trias.tier", m.body.tier);
     setActiveAttribute("trias.policy_digest", m.body.policyDigest);
-    const prior = await this.#effect(a);
-    if (prior?.status === "vetoed") return false;
     const step = m.step ?? 0;
-    await this.#runOnce({
+    const ran = await this.#runOnce({
       key: effectKey(a),
-      prior,
       emitId: `exec-${m.run}-${step}-${m.attempt}`,
       run: m.run,
       step,
@@ -241,6 +238,7 @@ export class Executor {
         total: proposal.total,
       }),
     });
+    if (!ran) return false;
     // Done: the effects bucket answers for this step from now on, not memory.
     this.#cases.delete(m.body.digest);
     return true;
@@ -254,7 +252,6 @@ export class Executor {
    */
   async #runOnce(x: {
     key: string;
-    prior: EffectRecord | null;
     emitId: string;
     run: string;
     step: number;
@@ -266,7 +263,7 @@ export class Executor {
     policyDigest: string;
     effectId: string;
     body: (r: { outcome: "ok" | "error"; result: JsonValue; error: string | null }) => StepExecuted;
-  }): Promise<void> {
+  }): Promise<boolean> {
     const tool = TOOLS.get(x.tool);
     if (!tool)
       throw new GateError("scope_denied", `tool "${x.tool}" is not in this gateway's tool pack`);
@@ -280,24 +277,33 @@ export class Executor {
     if (!args.ok)
       throw new GateError("scope_denied", `arguments for ${x.tool} are invalid: ${args.reason}`);
 
-    if (x.prior?.status === "done") {
-      await this.#republish(x.prior.frame, x.run);
-      return;
+    // Claim first (one round trip on the happy path); only a failed claim reads the record.
+    let claimed = true;
+    try {
+      await this.#effects.create(
+        x.key,
+        encode({
+          status: "started",
+          at: this.#host.now(),
+          by: this.#host.name,
+        } satisfies EffectRecord),
+      );
+    } catch {
+      claimed = false;
     }
-    if (!x.prior) {
-      try {
-        await this.#effects.create(
-          x.key,
-          encode({
-            status: "started",
-            at: this.#host.now(),
-            by: this.#host.name,
-          } satisfies EffectRecord),
-        );
-      } catch {
-        // Another replica claimed it between our read and create: that claim finishes it.
-        return;
+    if (!claimed) {
+      const stored = await this.#effects.get(x.key);
+      const prior =
+        stored && stored.operation === "PUT" && stored.value.length > 0
+          ? (decode(stored.value) as EffectRecord)
+          : null;
+      if (prior?.status === "done") {
+        await this.#republish(prior.frame, x.run);
+        return true;
       }
+      if (prior?.status === "vetoed") return false;
+      // "started": a crash after the claim (or a replica mid-way). The tool's effect is keyed
+      // by the effect id, so running it again applies nothing twice.
     }
     faultPoint(this.#host.name, "after-claim");
     let outcome: "ok" | "error" = "ok";
@@ -338,6 +344,7 @@ export class Executor {
       encode({ status: "done", frame: emitted.bytes } satisfies EffectRecord),
     );
     faultPoint(this.#host.name, "after-record");
+    return true;
   }
 
   async #checkNotQuarantined(run: string, cold: boolean): Promise<void> {
@@ -396,15 +403,9 @@ export class Executor {
       );
     }
     const key = `${m.run}.${c.step}.c.${m.id}`;
-    const stored = await this.#effects.get(key);
-    const prior =
-      stored && stored.operation === "PUT" && stored.value.length > 0
-        ? (decode(stored.value) as EffectRecord)
-        : null;
     const effectId = `${m.run}:${c.step}:c:${m.id}`;
     await this.#runOnce({
       key,
-      prior,
       emitId: `comp-${m.run}-${c.step}-${m.id}`,
       run: m.run,
       step: c.step,

@@ -37,15 +37,18 @@ export class Reviewer {
   }
 
   async onAssignment(inc: Incoming): Promise<void> {
-    if (inc.message.kind !== "tier_assigned") return;
-    const a = openAssignment(this.#host.registry, inc.delivery.data);
-    const { requires, denied, digest } = a.message.body;
+    const m = inc.message;
+    if (m.kind !== "tier_assigned") return;
+    // Most steps need no reviewer of this strategy: decide that before opening the evidence.
+    const { requires, denied } = m.body;
     if (
       denied !== null ||
       requires.reviewers === 0 ||
       !requires.strategies.includes(this.#strategy)
     )
       return;
+    const a = openAssignment(this.#host.registry, inc.delivery.data);
+    const { digest } = a.message.body;
     const proposal = a.proposal.message.body;
     const v =
       this.#strategy === "llm" && this.#llm
