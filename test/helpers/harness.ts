@@ -14,6 +14,7 @@ import {
   type Tier,
 } from "@trias/protocol";
 import {
+  DEFAULT_IDENTITIES,
   KeyRegistry,
   Signer,
   initKeyDir,
@@ -57,18 +58,7 @@ export interface HarnessOptions {
 export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), "trias-test-"));
   const keyDir = join(dir, "keys");
-  await initKeyDir(keyDir, [
-    { name: "proposer", role: "proposer" },
-    { name: "router", role: "router" },
-    { name: "reviewer-1", role: "reviewer" },
-    { name: "reviewer-2", role: "reviewer" },
-    { name: "reviewer-3", role: "reviewer" },
-    { name: "executor", role: "executor" },
-    { name: "verifier", role: "verifier" },
-    { name: "console", role: "console" },
-    { name: "human-operator", role: "human" },
-    ...(o.extraIdentities ?? []),
-  ]);
+  await initKeyDir(keyDir, [...DEFAULT_IDENTITIES, ...(o.extraIdentities ?? [])]);
   for (const r of o.revoked ?? []) revokeKey(keyDir, r);
   const stack = await Stack.start({
     keyDir,

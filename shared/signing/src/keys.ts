@@ -122,48 +122,45 @@ export async function initKeyDir(
   return { dir, created, kept };
 }
 
-export function readJwks(path: string): Jwks {
+/** Read and validate one JSON key file; the error says which file, what is wrong, what to do. */
+function readJsonFile<S extends z.ZodType>(
+  path: string,
+  schema: S,
+  what: string,
+  hint = "",
+): z.infer<S> {
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(path, "utf8"));
   } catch (e) {
     throw new ValidationError(
       "config_invalid",
-      `cannot read key registry ${path}: ${(e as Error).message}`,
+      `cannot read ${what} ${path}: ${(e as Error).message}${hint}`,
       { cause: e },
     );
   }
-  const r = Jwks.safeParse(raw);
+  const r = schema.safeParse(raw);
   if (!r.success) {
     throw new ValidationError(
       "config_invalid",
-      `key registry ${path} is invalid: ${z.prettifyError(r.error)}`,
+      `${what} ${path} is invalid: ${z.prettifyError(r.error)}`,
       { cause: r.error },
     );
   }
-  return r.data;
+  return r.data as z.infer<S>;
+}
+
+export function readJwks(path: string): Jwks {
+  return readJsonFile(path, Jwks, "key registry");
 }
 
 export function readPrivateKeyFile(path: string): PrivateKeyFile {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(path, "utf8"));
-  } catch (e) {
-    throw new ValidationError(
-      "config_invalid",
-      `cannot read key file ${path}: ${(e as Error).message}. Create keys with: trias keys init <dir>`,
-      { cause: e },
-    );
-  }
-  const r = PrivateKeyFile.safeParse(raw);
-  if (!r.success) {
-    throw new ValidationError(
-      "config_invalid",
-      `key file ${path} is invalid: ${z.prettifyError(r.error)}`,
-      { cause: r.error },
-    );
-  }
-  return r.data;
+  return readJsonFile(
+    path,
+    PrivateKeyFile,
+    "key file",
+    ". Create keys with: trias keys init <dir>",
+  );
 }
 
 /** Mark a key revoked in the registry file; agents refuse its messages from their next load. */
