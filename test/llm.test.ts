@@ -11,7 +11,32 @@ import { POLICY_DIR, startHarness, type Harness } from "./helpers/harness.js";
 // A planner that pays as asked: first check the balance, then transfer (and say it is last).
 function answer(req: ChatRequest): unknown {
   const system = req.messages[0]?.content ?? "";
-  const user = JSON.parse(req.messages[1]?.content ?? "{}") as { done_so_far?: unknown[] };
+  const user = JSON.parse(req.messages[1]?.content ?? "{}") as {
+    done_so_far?: unknown[];
+    failed_step_to_replace?: unknown;
+  };
+  if (system.startsWith("You plan") && (req.messages[1]?.content ?? "").includes("from dave")) {
+    // Replan: the model sees the refused step and offers another payer.
+    if (user.failed_step_to_replace)
+      return {
+        step: {
+          tool: "ledger.transfer",
+          args: { from: "alice", to: "bob", amount: 50 },
+          rationale: "dave cannot pay; alice covers it",
+          expected: "bob +50",
+        },
+        last: true,
+      };
+    return {
+      step: {
+        tool: "ledger.transfer",
+        args: { from: "dave", to: "bob", amount: 50 },
+        rationale: "pay bob from dave",
+        expected: "bob +50",
+      },
+      last: true,
+    };
+  }
   if (system.startsWith("You plan")) {
     if ((user.done_so_far ?? []).length === 0)
       return {
@@ -106,6 +131,35 @@ describe("llm path", () => {
     const verdicts = msgs.filter((m): m is MessageOf<"verdict"> => m.kind === "verdict");
     expect(new Set(verdicts.map((v) => v.body.strategy))).toEqual(new Set(["rules", "llm"]));
     expect(chat.requests.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it("llm - a refused action is replanned by the model, never retried as it was", async () => {
+    const { run } = await h.client.submit({
+      goal: "Pay bob 50 from dave",
+      program: "freeform",
+      input: {},
+      requestedBy: "test",
+    });
+    const closed = await h.client.waitForClose([run], 30_000);
+    expect(closed.get(run)?.body.outcome).toBe("completed");
+    const msgs = (await h.trace(run)).map((o) => o.message);
+    const rec = msgs.filter(
+      (m): m is MessageOf<"recovery_decided"> => m.kind === "recovery_decided",
+    );
+    expect(rec.map((r) => r.body.action)).toEqual(["replan"]);
+    const proposals = msgs.filter(
+      (m): m is MessageOf<"step_proposed"> => m.kind === "step_proposed",
+    );
+    expect(proposals.map((p) => `${p.attempt}:${String(p.body.args["from"])}`)).toEqual([
+      "0:dave",
+      "1:alice",
+    ]);
+    expect(proposals[1]?.body.replanOf).toBe(rec[0]?.body.digest);
+    expect(rec[0]?.body.avoid).toEqual([rec[0]?.body.digest]);
+    const executed = msgs.filter(
+      (m): m is MessageOf<"step_executed"> => m.kind === "step_executed",
+    );
+    expect(executed.map((e) => e.body.outcome)).toEqual(["error", "ok"]);
   });
 
   it("llm - the model sees only its projection: no secrets, no personal data, no governance metadata", () => {

@@ -9,6 +9,7 @@ export interface HistoryItem {
   args: unknown;
   outcome: string;
   result: unknown;
+  error?: string | null;
 }
 
 const Answer = z.object({
@@ -48,11 +49,18 @@ export async function planNextWithLlm(
   llm: LlmClient,
   task: TaskSubmitted,
   history: readonly HistoryItem[],
+  replacing: HistoryItem | null = null,
 ): Promise<{ step: PlannedStep; last: boolean } | null> {
   const user = JSON.stringify({
     goal: project(task.goal),
     input: project(task.input),
     done_so_far: history.map((h) => project(h)),
+    ...(replacing
+      ? {
+          failed_step_to_replace: project(replacing),
+          instruction: "propose a different action for this step; the failed one will be refused",
+        }
+      : {}),
   });
   const { value } = await llm.json(
     "plan",

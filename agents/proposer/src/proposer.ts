@@ -176,10 +176,8 @@ export class Proposer {
     const last = this.#host.registry.open(stored.data).message;
     if (last.kind !== "step_proposed" || last.step === null) return;
     if (b.action === "replan") {
-      throw new ValidationError(
-        "unsupported",
-        `the deterministic planner cannot replan step ${last.step} of run ${m.run}: order a retry, a rollback or a human decision instead`,
-      );
+      await this.#replan(m, last, b.nextAttempt, b.digest);
+      return;
     }
     await this.#host.emit("step_proposed", {
       id: `prop-${m.run}-${last.step}-${b.nextAttempt}`,
@@ -187,6 +185,64 @@ export class Proposer {
       step: last.step,
       attempt: b.nextAttempt,
       body: { ...last.body, replanOf: null },
+      trace: m.trace,
+    });
+  }
+
+  /**
+   * A new action for the failed step, from the model, which sees what failed and why. The
+   * identical action is never proposed again (it is on the avoid list and would be refused).
+   */
+  async #replan(
+    m: Message,
+    last: MessageOf<"step_proposed">,
+    attempt: number,
+    failedDigest: string,
+  ): Promise<void> {
+    const task = await this.#loadTask(m.run);
+    if (task.body.program !== "freeform" || !this.#llm) {
+      throw new ValidationError(
+        "unsupported",
+        `the deterministic planner cannot replan step ${last.step ?? 0} of run ${m.run}: order a retry, a rollback or a human decision instead`,
+      );
+    }
+    const history = (await this.#history(m.run)).filter(
+      (h) => h.tool !== last.body.tool || JSON.stringify(h.args) !== JSON.stringify(last.body.args),
+    );
+    const failed =
+      (await this.#history(m.run))
+        .reverse()
+        .find(
+          (h) =>
+            h.tool === last.body.tool && JSON.stringify(h.args) === JSON.stringify(last.body.args),
+        ) ?? null;
+    const next = await planNextWithLlm(this.#llm, task.body, history, failed);
+    if (!next)
+      throw new ValidationError(
+        "unsupported",
+        `the model found no other action for step ${last.step ?? 0} of run ${m.run}`,
+      );
+    if (
+      next.step.tool === last.body.tool &&
+      JSON.stringify(next.step.args) === JSON.stringify(last.body.args)
+    ) {
+      throw new ValidationError(
+        "unsupported",
+        `the model proposed the failed action for step ${last.step ?? 0} again; it is on the avoid list`,
+      );
+    }
+    const index = last.body.index;
+    await this.#host.emit("step_proposed", {
+      id: `prop-${m.run}-${index}-${attempt}`,
+      run: m.run,
+      step: index,
+      attempt,
+      body: {
+        ...next.step,
+        index,
+        total: next.last ? index + 1 : Math.max(last.body.total, index + 2),
+        replanOf: failedDigest,
+      },
       trace: m.trace,
     });
   }

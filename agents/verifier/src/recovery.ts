@@ -45,8 +45,8 @@ export interface VerificationFacts {
  * 2. otherwise roll back: compensate every earlier effect in reverse order;
  * 3. escalate to a human when an effect cannot be undone;
  * 4. close as failed when nothing needs undoing.
- * A tool that refused (outcome error) is not retried unchanged: its action goes on the
- * avoid list.
+ * A tool that refused (outcome error) is not retried unchanged: with a planner that can
+ * replan (a model), the step is replanned with the failed action on the avoid list.
  */
 export function decideRecovery(
   step: StepState,
@@ -54,8 +54,24 @@ export function decideRecovery(
   params: TierParams,
   undo: readonly EffectUndo[],
   now: number,
+  canReplan = false,
 ): Decision {
   const digest = step.digest ?? "";
+  // A refused action is not retried as it was: with a planner that can plan around the
+  // failure, ask for another action (the failed one goes on the avoid list).
+  if (f.outcome === "error" && canReplan && step.attempt + 1 < params.maxAttempts) {
+    return {
+      kind: "recover",
+      action: "replan",
+      reason: `step ${step.index}: the tool refused (${f.reason}); replan ${step.attempt + 2} of ${params.maxAttempts}`,
+      digest,
+      nextAttempt: step.attempt + 1,
+      notBefore: null,
+      avoid: [digest],
+      compensation: null,
+      evidence: null,
+    };
+  }
   if (f.outcome === "ok" && step.attempt + 1 < params.maxAttempts) {
     const delay = params.backoffMs * 2 ** step.attempt;
     return {

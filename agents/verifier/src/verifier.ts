@@ -214,6 +214,26 @@ export class Verifier {
           });
           return;
         }
+        if (
+          m.body.by === "proposer" &&
+          m.body.subject.includes(".recovery_decided.") &&
+          st.phase !== "escalated"
+        ) {
+          // The proposer cannot carry out the recovery (no replan possible): a human decides.
+          const cur = st.current === null ? undefined : st.steps[st.current];
+          await this.#apply(st, m, seq, {
+            kind: "recover",
+            action: "escalate",
+            reason: `the proposer could not carry out the recovery (${m.body.reason}): a human decides`,
+            digest: cur?.digest ?? "0".repeat(64),
+            nextAttempt: cur?.attempt ?? 0,
+            notBefore: null,
+            avoid: [],
+            compensation: null,
+            evidence: null,
+          });
+          return;
+        }
         if (m.body.by !== "executor") return;
         if (m.body.code === "quorum_not_met") {
           await this.#apply(st, m, seq, {
@@ -348,6 +368,7 @@ export class Verifier {
       this.#policy.doc.tiers[tier],
       await this.#undoPlan(st),
       this.#host.now(),
+      st.program === "freeform",
     );
   }
 
