@@ -150,9 +150,9 @@ describe("llm path", () => {
     const proposals = msgs.filter(
       (m): m is MessageOf<"step_proposed"> => m.kind === "step_proposed",
     );
-    expect(proposals.map((p) => `${p.attempt}:${String(p.body.args["from"])}`)).toEqual([
-      "0:dave",
-      "1:alice",
+    expect(proposals.map((p) => [p.attempt, p.body.args["from"]])).toEqual([
+      [0, "dave"],
+      [1, "alice"],
     ]);
     expect(proposals[1]?.body.replanOf).toBe(rec[0]?.body.digest);
     expect(rec[0]?.body.avoid).toEqual([rec[0]?.body.digest]);
