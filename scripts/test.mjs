@@ -12,11 +12,25 @@ if (build.status !== 0) {
 }
 const dir = mkdtempSync(join(tmpdir(), "trias-vitest-"));
 const report = join(dir, "report.json");
-const run = spawnSync("pnpm", ["exec", "vitest", "run", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...process.argv.slice(2)], { stdio: "inherit" });
+const run = spawnSync(
+  "pnpm",
+  [
+    "exec",
+    "vitest",
+    "run",
+    "--reporter=default",
+    "--reporter=json",
+    `--outputFile.json=${report}`,
+    ...process.argv.slice(2),
+  ],
+  { stdio: "inherit" },
+);
 let summary = "tests: 0 passed, 1 failed (no report: the runner itself failed)";
 try {
   const r = JSON.parse(readFileSync(report, "utf8"));
-  const failed = r.numFailedTests + (r.numFailedTestSuites > 0 && r.numFailedTests === 0 ? r.numFailedTestSuites : 0);
+  const failed =
+    r.numFailedTests +
+    (r.numFailedTestSuites > 0 && r.numFailedTests === 0 ? r.numFailedTestSuites : 0);
   summary = `tests: ${r.numPassedTests} passed, ${failed} failed${r.numPendingTests ? `, ${r.numPendingTests} skipped` : ""}`;
   if (r.numTotalTests === 0) summary = "tests: 0 passed, 1 failed (no test ran)";
 } catch {

@@ -10,6 +10,12 @@ import { setupTrace } from "./setup.js";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 
+/**
+ * Node flags for agent processes. A small young generation keeps a steady-state agent well
+ * under 150 MB RSS at no measurable cost in throughput (pnpm bench --memory).
+ */
+export const AGENT_NODE_FLAGS = ["--enable-source-maps", "--max-semi-space-size=2"];
+
 export type AgentRole = "proposer" | "router" | "reviewer" | "executor" | "verifier";
 
 export interface AgentSpec {
@@ -187,7 +193,7 @@ export class Stack {
     if (!existsSync(main))
       throw new TransientError("internal", `${main} is missing: run \`pnpm build\` first`);
     const fd = openSync(join(this.opts.logDir, `${a.name}.log`), "a");
-    const child = spawn(process.execPath, ["--enable-source-maps", main], {
+    const child = spawn(process.execPath, [...AGENT_NODE_FLAGS, main], {
       env: { ...this.agentEnv(a), ...(a.env ?? {}), ...extraEnv },
       stdio: ["ignore", fd, fd],
       cwd: REPO_ROOT,

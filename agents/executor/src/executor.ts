@@ -196,7 +196,8 @@ export class Executor {
       [...c.approvals.values()].map((x) => x.verdict),
     );
     if (!q.met || c.veto !== null) return false;
-    await this.#checkNotQuarantined(m.run, !c.hydrated);
+    // A quarantine only ever follows an execution: the run's very first step cannot be in one.
+    if (m.step !== 0 || m.attempt !== 0) await this.#checkNotQuarantined(m.run, !c.hydrated);
     const proposal = a.proposal.message.body;
     setActiveAttribute("trias.tier", m.body.tier);
     setActiveAttribute("trias.policy_digest", m.body.policyDigest);

@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Bus, LocalNatsServer, type Delivery } from "./index.js";
+import { AckPolicy } from "@nats-io/jetstream";
+import { nanos } from "@nats-io/transport-node";
+import { Bus, DEFAULT_MAX_ACK_PENDING, LocalNatsServer, type Delivery } from "./index.js";
 
 describe("bus", () => {
   let server: LocalNatsServer;
@@ -102,6 +104,50 @@ describe("bus", () => {
     expect(nakDeliveries).toBe(2);
     await new Promise((r) => setTimeout(r, 300));
     expect(termDeliveries).toBe(1);
+  });
+
+  it("bus - a durable keeps delivering while more than 1,024 messages wait out a nak delay (durable timers)", async () => {
+    // An existing durable made with the old ceiling is brought to the new one.
+    await admin.jsm.consumers.add(admin.stream, {
+      durable_name: "timers",
+      ack_policy: AckPolicy.Explicit,
+      filter_subject: "trias.router.test_timer.*",
+      ack_wait: nanos(30_000),
+      max_deliver: 20,
+      max_ack_pending: 1024,
+    });
+    await router.ensureConsumer("timers", { filter: "trias.router.test_timer.*" });
+    expect((await admin.jsm.consumers.info(admin.stream, "timers")).config.max_ack_pending).toBe(
+      DEFAULT_MAX_ACK_PENDING,
+    );
+    const n = 1_100;
+    const pubs: Promise<unknown>[] = [];
+    for (let i = 0; i < n; i++)
+      pubs.push(
+        router.publish(`trias.router.test_timer.r${i}`, new Uint8Array([1]), {
+          msgId: `timer-${i}`,
+        }),
+      );
+    await Promise.all(pubs);
+    let held = 0;
+    let acked = 0;
+    const done = new Promise<void>((resolve) => {
+      void router.consume(
+        "timers",
+        (d: Delivery) => {
+          // Every message but the last ten is held for a minute, as a review window would be.
+          if (Number(d.subject.split(".").at(-1)?.slice(1)) < n - 10) {
+            held++;
+            return Promise.resolve({ type: "nak", delayMs: 60_000 });
+          }
+          if (++acked === 10) resolve();
+          return Promise.resolve({ type: "ack" });
+        },
+        { batch: 256 },
+      );
+    });
+    await done;
+    expect(held).toBe(n - 10);
   });
 
   it("bus - readAll returns every message of a filter in stream order, lastBySubject the newest", async () => {

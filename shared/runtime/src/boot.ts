@@ -57,7 +57,10 @@ export async function bootAgent(role: Role, opts: { logger?: Logger } = {}): Pro
       registry.replaceKeys(readJwks(env.registryFile));
       log.info({ registry: env.registryFile }, "key registry reloaded");
     } catch (e) {
-      log.error({ err: (e as Error).message }, "key registry change refused; keeping the previous keys");
+      log.error(
+        { err: (e as Error).message },
+        "key registry change refused; keeping the previous keys",
+      );
     }
   });
   const host = new AgentHost({

@@ -35,6 +35,9 @@ import {
 const causeOf = new AsyncLocalStorage<string>();
 export const CAUSE_HEADER = "trias-cause";
 
+/** Envelope ids remembered for replay detection, at most. */
+const MAX_SEEN = 100_000;
+
 /** The subset of pino the host uses, so tests can pass any logger. */
 export interface Logger {
   debug(obj: object, msg?: string): void;
@@ -241,11 +244,16 @@ export class AgentHost {
   }
 
   #remember(id: string, seq: number, expiresAt: number, now: number): void {
-    if (this.#seen.size > 100_000) {
-      // Expired ids can go: an expired message is refused as expired anyway.
-      for (const [k, v] of this.#seen) if (v.expiresAt + this.#skewMs < now) this.#seen.delete(k);
+    // Expired ids can go: an expired message is refused as expired anyway. Ids arrive in
+    // about the order they expire, so drop from the oldest end until one is still live; past
+    // the ceiling the oldest go too (JetStream's duplicate window and the executor's effect
+    // records still stop a replay then).
+    for (const [k, v] of this.#seen) {
+      if (v.expiresAt + this.#skewMs >= now && this.#seen.size < MAX_SEEN) break;
+      this.#seen.delete(k);
     }
-    this.#seen.set(id, { seq, expiresAt });
+    // A copy: the decoded id is a slice of its whole frame, which it would keep alive.
+    this.#seen.set(Buffer.from(id, "utf8").toString("utf8"), { seq, expiresAt });
   }
 
   /** Publish the signed rejection record for a delivery. Never throws. */

@@ -147,7 +147,7 @@ function readJsonFile<S extends z.ZodType>(
       { cause: r.error },
     );
   }
-  return r.data as z.infer<S>;
+  return r.data;
 }
 
 export function readJwks(path: string): Jwks {

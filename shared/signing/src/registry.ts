@@ -107,7 +107,10 @@ export class KeyRegistry {
     if (this.#verified.has(cacheKey)) return key;
     const sealedBy = sealedHere.get(cacheKey);
     const ownFrame = sealedBy !== undefined && sealedBy === this.#publicX.get(frame.kid);
-    if (!ownFrame && (frame.sig.length !== 64 || !verify(null, frame.payload, key.key, frame.sig))) {
+    if (
+      !ownFrame &&
+      (frame.sig.length !== 64 || !verify(null, frame.payload, key.key, frame.sig))
+    ) {
       throw new GateError(
         "signature_invalid",
         `signature by ${frame.kid} (${key.name}) does not match the payload`,

@@ -1,0 +1,578 @@
+/**
+ * `pnpm bench`: the cost of governance, measured side by side with the raw bus in one run.
+ *
+ *   pnpm bench                      baseline 4-hop vs governed light/standard/full, 1 and 32 in flight
+ *   pnpm bench --memory [--steps N] RSS of each agent over N light steps (default 100,000)
+ *
+ * Options: --rounds N (3), --seconds S per measured interval (2.5), --inflight 1,32,
+ * --tiers light,standard,full, --profile DIR (agents write --cpu-prof profiles there),
+ * --node-options=... (NODE_OPTIONS for the agents, e.g. heap flags), --no-policy,
+ * --keep (keep keys and agent logs), --verbose, --out FILE.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, release, totalmem, type } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { findNatsServer } from "@trias/bus";
+import { REPO_ROOT } from "@trias/console";
+import * as policy from "@trias/policy";
+import { Baseline, HOP_PHASES } from "./baseline.js";
+import { Governed, PHASES, TIERS, type Segment, type Tier } from "./governed.js";
+import { MACHINE, rssBytes } from "./proc.js";
+import { benchRecovery } from "./recovery.js";
+import { closedLoop, dist, ratio, round, type Dist } from "./stats.js";
+
+const { values: args } = parseArgs({
+  options: {
+    memory: { type: "boolean", default: false },
+    steps: { type: "string" },
+    rounds: { type: "string", default: "3" },
+    seconds: { type: "string", default: "2.5" },
+    inflight: { type: "string", default: "1,32" },
+    tiers: { type: "string", default: TIERS.join(",") },
+    profile: { type: "string" },
+    "node-options": { type: "string" },
+    "no-policy": { type: "boolean", default: false },
+    keep: { type: "boolean", default: false },
+    verbose: { type: "boolean", default: false },
+    out: { type: "string" },
+  },
+});
+
+const verbose = args.verbose;
+
+// On Ctrl-C, take down every process this bench started (agents, hops, nats-server).
+const started = new Set<number>();
+const tempDirs = new Set<string>();
+function track(pids: Iterable<number | undefined>, dir?: string): void {
+  for (const p of pids) if (p !== undefined && p > 0) started.add(p);
+  if (dir) tempDirs.add(dir);
+}
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.once(sig, () => {
+    for (const pid of started) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+    process.exit(130);
+  });
+}
+
+function out(line = ""): void {
+  process.stdout.write(line + "\n");
+}
+
+function machine(): Record<string, unknown> {
+  let nats = "unknown";
+  const bin = findNatsServer();
+  if (bin) {
+    try {
+      nats = execFileSync(bin, ["--version"], { encoding: "utf8" }).trim();
+    } catch {
+      // keep "unknown"
+    }
+  }
+  const c = cpus();
+  return {
+    os: `${type()} ${release()}`,
+    cpus: c.length,
+    cpuModel: c[0]?.model ?? "unknown",
+    memoryGb: round(totalmem() / 2 ** 30, 1),
+    node: process.version,
+    natsServer: nats,
+  };
+}
+
+interface CaseResult {
+  name: string;
+  kind: "baseline" | "governed";
+  tier: Tier | null;
+  inFlight: number;
+  steps: number;
+  failures: number;
+  stepsPerSec: number;
+  latencyMs: Dist;
+  phasesMs: Record<string, Dist>;
+  /** CPU milliseconds per step: the pipeline's processes (hops or agents), each, and the server. */
+  cpuPerStepMs: {
+    pipeline: number;
+    server: number;
+    driver: number;
+    byProcess: Record<string, number>;
+  };
+  /** CPU used meanwhile by processes outside this bench (cores): other load skews figures. */
+  otherLoadCores: number;
+  rounds: { steps: number; wallMs: number; stepsPerSec: number; p50: number }[];
+  vsBaseline?: { p50: number; p99: number; stepsPerSec: number; cpu: number };
+}
+
+class Accumulator {
+  readonly segments: Segment[] = [];
+  add(s: Segment): void {
+    this.segments.push(s);
+  }
+  result(
+    name: string,
+    kind: "baseline" | "governed",
+    tier: Tier | null,
+    inFlight: number,
+    pipeline: readonly string[],
+    phaseNames: readonly string[],
+  ): CaseResult {
+    const steps = this.segments.reduce((a, s) => a + s.steps, 0);
+    const wall = this.segments.reduce((a, s) => a + s.wallMs, 0);
+    const cpu: Record<string, number> = {};
+    for (const s of this.segments)
+      for (const [k, v] of Object.entries(s.cpuMs)) cpu[k] = (cpu[k] ?? 0) + v;
+    const per = (k: string) => (steps > 0 ? round((cpu[k] ?? 0) / steps, 3) : Number.NaN);
+    const byProcess = Object.fromEntries(pipeline.map((k) => [k, per(k)]));
+    const ours = Object.entries(cpu)
+      .filter(([k]) => k !== MACHINE)
+      .reduce((a, [, v]) => a + v, 0);
+    const other = cpu[MACHINE] !== undefined ? Math.max(0, cpu[MACHINE] - ours) : Number.NaN;
+    const phasesMs: Record<string, Dist> = {};
+    for (const p of phaseNames) {
+      const all = this.segments.flatMap((s) => s.phases[p] ?? []);
+      if (all.length > 0) phasesMs[p] = dist(all);
+    }
+    return {
+      name,
+      kind,
+      tier,
+      inFlight,
+      steps,
+      failures: this.segments.reduce((a, s) => a + s.failures.length, 0),
+      stepsPerSec: wall > 0 ? round((steps * 1000) / wall, 1) : 0,
+      latencyMs: dist(this.segments.flatMap((s) => s.latencies)),
+      phasesMs,
+      cpuPerStepMs: {
+        pipeline: round(pipeline.reduce((a, k) => a + (cpu[k] ?? 0), 0) / Math.max(1, steps), 3),
+        server: per("nats-server"),
+        driver: per("driver"),
+        byProcess,
+      },
+      otherLoadCores: wall > 0 ? round(other / wall, 2) : Number.NaN,
+      rounds: this.segments.map((s) => ({
+        steps: s.steps,
+        wallMs: round(s.wallMs, 1),
+        stepsPerSec: s.wallMs > 0 ? round((s.steps * 1000) / s.wallMs, 1) : 0,
+        p50: dist(s.latencies).p50,
+      })),
+    };
+  }
+}
+
+function pad(s: string | number, n: number, left = false): string {
+  const t = typeof s === "number" ? (Number.isFinite(s) ? String(s) : "-") : s;
+  return left ? t.padEnd(n) : t.padStart(n);
+}
+
+function fmt(x: number, d = 2): string {
+  return Number.isFinite(x) ? x.toFixed(d) : "-";
+}
+
+function printCases(cases: readonly CaseResult[]): void {
+  out(
+    `${pad("case", 18, true)}${pad("in flight", 10)}${pad("steps", 8)}${pad("steps/s", 10)}${pad("failed", 8)}${pad("p50 ms", 9)}${pad("p99 ms", 9)}${pad("CPU ms/step", 13)}${pad("server", 8)}${pad("x p50", 8)}${pad("x p99", 8)}${pad("x steps/s", 11)}${pad("x CPU", 8)}`,
+  );
+  for (const c of cases) {
+    const v = c.vsBaseline;
+    out(
+      `${pad(c.name, 18, true)}${pad(c.inFlight, 10)}${pad(c.steps, 8)}${pad(fmt(c.stepsPerSec, 0), 10)}${pad(c.failures, 8)}${pad(fmt(c.latencyMs.p50), 9)}${pad(fmt(c.latencyMs.p99), 9)}${pad(fmt(c.cpuPerStepMs.pipeline), 13)}${pad(fmt(c.cpuPerStepMs.server), 8)}${pad(v ? fmt(v.p50) : "", 8)}${pad(v ? fmt(v.p99) : "", 8)}${pad(v ? fmt(v.stepsPerSec) : "", 11)}${pad(v ? fmt(v.cpu) : "", 8)}`,
+    );
+  }
+}
+
+function printPhases(cases: readonly CaseResult[]): void {
+  out("per phase, p50 / p99 ms (server store timestamps):");
+  for (const c of cases) {
+    const ps = Object.entries(c.phasesMs)
+      .map(([p, d]) => `${p} ${fmt(d.p50)} / ${fmt(d.p99)}`)
+      .join("   ");
+    out(`  ${pad(c.name, 18, true)}${pad(c.inFlight, 3)}   ${ps}`);
+  }
+}
+
+function printCpu(cases: readonly CaseResult[]): void {
+  out("CPU ms per step, by process:");
+  for (const c of cases) {
+    const ps = Object.entries(c.cpuPerStepMs.byProcess)
+      .map(([p, v]) => `${p} ${fmt(v, 3)}`)
+      .join("  ");
+    out(
+      `  ${pad(c.name, 18, true)}${pad(c.inFlight, 3)}   ${ps}   (nats-server ${fmt(c.cpuPerStepMs.server, 3)}, driver ${fmt(c.cpuPerStepMs.driver, 3)})`,
+    );
+  }
+  const busy = Math.max(...cases.map((c) => c.otherLoadCores).filter(Number.isFinite), 0);
+  out(
+    busy > 0.15
+      ? `warning: other processes used up to ${fmt(busy)} cores during the measurements; figures are skewed`
+      : `other load on the machine during the measurements: at most ${fmt(busy)} cores`,
+  );
+}
+
+interface Target {
+  name: string;
+  value: number;
+  limit: string;
+  met: boolean;
+}
+
+function targets(cases: readonly CaseResult[]): Target[] {
+  const find = (kind: string, tier: Tier | null, n: number) =>
+    cases.find((c) => c.kind === kind && c.tier === tier && c.inFlight === n);
+  const t: Target[] = [];
+  const b1 = find("baseline", null, 1);
+  const b32 = find("baseline", null, 32);
+  const l1 = find("governed", "light", 1);
+  const l32 = find("governed", "light", 32);
+  const f1 = find("governed", "full", 1);
+  if (b1 && l1) {
+    const r = ratio(l1.latencyMs.p50, b1.latencyMs.p50);
+    t.push({
+      name: "light, 1 in flight: p50 / baseline p50",
+      value: r,
+      limit: "<= 2",
+      met: r <= 2,
+    });
+    t.push({
+      name: "light, 1 in flight: p99 (ms)",
+      value: l1.latencyMs.p99,
+      limit: "< 10",
+      met: l1.latencyMs.p99 < 10,
+    });
+  }
+  if (b32 && l32) {
+    const r = ratio(l32.stepsPerSec, b32.stepsPerSec);
+    t.push({
+      name: "light, 32 in flight: steps/s / baseline",
+      value: r,
+      limit: ">= 0.35",
+      met: r >= 0.35,
+    });
+  }
+  if (b1 && f1) {
+    const r = ratio(f1.latencyMs.p50, b1.latencyMs.p50);
+    t.push({ name: "full, 1 in flight: p50 / baseline p50", value: r, limit: "<= 3", met: r <= 3 });
+  }
+  return t;
+}
+
+async function policyBench(): Promise<{ rows: unknown[] } | { skipped: string }> {
+  const fn = (policy as Record<string, unknown>)["benchPolicy"];
+  if (typeof fn !== "function") {
+    out("policy micro-benchmark: skipped (@trias/policy has no benchPolicy export)");
+    return { skipped: "@trias/policy has no benchPolicy export" };
+  }
+  const rows = (await (fn as () => Promise<unknown[]>)()) as {
+    name: string;
+    p50us: number;
+    p99us: number;
+    perSecond: number;
+  }[];
+  out("policy micro-benchmark (decideTier, in this process):");
+  for (const r of rows)
+    out(
+      `  ${pad(r.name, 52, true)} p50 ${fmt(r.p50us, 2)} us  p99 ${fmt(r.p99us, 2)} us  ${r.perSecond.toLocaleString("en")} /s`,
+    );
+  return { rows };
+}
+
+/** NODE_OPTIONS for every agent: --node-options as given, plus CPU profiles with --profile. */
+function agentEnv(): Record<string, string> {
+  const opts = args["node-options"] ? [args["node-options"]] : [];
+  if (args.profile) {
+    const dir = resolve(args.profile);
+    mkdirSync(dir, { recursive: true });
+    opts.push(`--cpu-prof --cpu-prof-dir=${dir}`);
+  }
+  return opts.length > 0 ? { NODE_OPTIONS: opts.join(" ") } : {};
+}
+
+function writeJson(file: string, value: unknown): void {
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, JSON.stringify(value, null, 2) + "\n");
+}
+
+async function mainBench(): Promise<number> {
+  const rounds = Math.max(1, Number(args.rounds));
+  const segMs = Math.max(200, Number(args.seconds) * 1000);
+  const levels = args.inflight
+    .split(",")
+    .map(Number)
+    .filter((n) => n > 0);
+  const tiers = args.tiers
+    .split(",")
+    .filter((t): t is Tier => (TIERS as readonly string[]).includes(t));
+  const m = machine();
+  out(
+    `trias bench: ${m["os"] as string}, ${m["cpus"] as number} x ${m["cpuModel"] as string}, node ${process.version}, ${m["natsServer"] as string}`,
+  );
+  const t0 = Date.now();
+  const gov = await Governed.start({ env: agentEnv() });
+  track([...gov.pids.values(), gov.server.pid], gov.dir);
+  const failures: string[] = [];
+  let baseline: Baseline | null = null;
+  let traceMessages = 0;
+  try {
+    baseline = await Baseline.start(gov.stack.natsUrl, gov.stack.natsCredentials("admin"));
+    track(baseline.pids.values());
+    const serverPid = gov.server.pid ?? -1;
+    const extra = new Map([
+      ["nats-server", serverPid],
+      ["driver", process.pid],
+    ]);
+    out(
+      `started nats-server (file storage), ${gov.pids.size} agents and ${baseline.pids.size} baseline hops in ${Date.now() - t0} ms`,
+    );
+
+    // Warm-up: JIT, connections, consumers, page cache. Not measured. The agents' code needs
+    // a few thousand messages before V8 has optimised it (throughput still doubled over the
+    // first 20 s of light steps with a 1 s warm-up), so most of it is at 32 in flight.
+    const w0 = Date.now();
+    for (const n of [32, 1]) {
+      failures.push(...(await baseline.segment(n, n === 1 ? 500 : 1500, false)).failures);
+      for (const tier of tiers) {
+        const ms = n === 1 ? 500 : tier === "light" ? 4000 : 2000;
+        failures.push(...(await gov.segment(tier, n, ms, false)).failures);
+      }
+    }
+    out(`warm-up done in ${Date.now() - w0} ms; ${rounds} round(s) of ${segMs} ms per case`);
+
+    const acc = new Map<string, Accumulator>();
+    const get = (k: string) => {
+      let a = acc.get(k);
+      if (!a) acc.set(k, (a = new Accumulator()));
+      return a;
+    };
+    for (let r = 0; r < rounds; r++) {
+      const rs = Date.now();
+      for (const n of levels) {
+        const b = await baseline.segment(n, segMs, true, extra);
+        get(`baseline/${n}`).add(b);
+        failures.push(...b.failures);
+        if (verbose)
+          out(`  baseline ${n}: ${b.steps} steps, trace read in ${b.readMs.toFixed(0)} ms`);
+        for (const tier of tiers) {
+          const g = await gov.segment(tier, n, segMs, true, extra);
+          get(`${tier}/${n}`).add(g);
+          failures.push(...g.failures);
+          if (verbose)
+            out(`  ${tier} ${n}: ${g.steps} steps, trace read in ${g.readMs.toFixed(0)} ms`);
+        }
+      }
+      out(`round ${r + 1}/${rounds} done in ${Date.now() - rs} ms`);
+    }
+
+    traceMessages = await gov.lastSeq();
+    out(
+      `trace stream at the end: ${traceMessages} messages (the governed runs' signed trace, file storage)`,
+    );
+    const hopNames = [...baseline.pids.keys()];
+    const agentNames = [...gov.pids.keys()];
+    const cases: CaseResult[] = [];
+    for (const n of levels) {
+      const b = get(`baseline/${n}`).result(
+        "baseline 4-hop",
+        "baseline",
+        null,
+        n,
+        hopNames,
+        HOP_PHASES,
+      );
+      cases.push(b);
+      for (const tier of tiers) {
+        const g = get(`${tier}/${n}`).result(
+          `governed ${tier}`,
+          "governed",
+          tier,
+          n,
+          agentNames,
+          PHASES,
+        );
+        g.vsBaseline = {
+          p50: ratio(g.latencyMs.p50, b.latencyMs.p50),
+          p99: ratio(g.latencyMs.p99, b.latencyMs.p99),
+          stepsPerSec: ratio(g.stepsPerSec, b.stepsPerSec),
+          cpu: ratio(g.cpuPerStepMs.pipeline, b.cpuPerStepMs.pipeline),
+        };
+        cases.push(g);
+      }
+    }
+
+    out();
+    printCases(cases);
+    out(
+      "(x = governed / baseline at the same number in flight; CPU = sum over the pipeline's processes)",
+    );
+    out();
+    printPhases(cases);
+    out();
+    printCpu(cases);
+    out();
+    const tg = targets(cases);
+    out("targets:");
+    for (const t of tg)
+      out(`  ${t.met ? "met " : "MISS"}  ${pad(t.name, 44, true)} ${fmt(t.value)} (${t.limit})`);
+    out();
+
+    await baseline.stop();
+    baseline = null;
+    await gov.stop();
+
+    const pol = args["no-policy"] ? { skipped: "--no-policy" } : await policyBench();
+    out();
+    const rec = await benchRecovery();
+    out(
+      `recovery cost (${rec.name}, ${rec.runs} runs, ${rec.compensations} compensations): failed verification -> rolled back p50 ${fmt(rec.totalMs.p50)} ms  p99 ${fmt(rec.totalMs.p99)} ms; per compensation (order -> verified) p50 ${fmt(rec.perCompensationMs.p50)} ms`,
+    );
+    const file = args.out ? resolve(args.out) : join(REPO_ROOT, "bench", "results", "latest.json");
+    writeJson(file, {
+      when: new Date().toISOString(),
+      command: `pnpm bench ${process.argv.slice(2).join(" ")}`.trim(),
+      machine: m,
+      settings: {
+        rounds,
+        segmentMs: segMs,
+        inFlight: levels,
+        tiers,
+        warmup: true,
+        storage: "file",
+        agentEnv: agentEnv(),
+      },
+      traceMessages,
+      cases,
+      targets: tg,
+      policy: pol,
+      recovery: rec,
+      failures: failures.slice(0, 50),
+      durationMs: Date.now() - t0,
+    });
+    out(`\nwrote ${file} (${round((Date.now() - t0) / 1000, 1)} s in all)`);
+  } finally {
+    await baseline?.stop().catch(() => undefined);
+    await gov.stop().catch(() => undefined);
+    if (!args.keep && failures.length === 0) rmSync(gov.dir, { recursive: true, force: true });
+    else out(`kept keys and agent logs in ${gov.dir}`);
+  }
+  if (failures.length > 0) {
+    out(`\n${failures.length} step(s) failed; first: ${failures[0]}`);
+    return 1;
+  }
+  return 0;
+}
+
+async function memoryBench(): Promise<number> {
+  const total = Math.max(5, Number(args.steps ?? 100_000));
+  const samples = 5;
+  const chunk = Math.ceil(total / samples);
+  const inFlight = Number(args.inflight.split(",").at(-1) ?? 32) || 32;
+  const limitMb = 150;
+  const m = machine();
+  out(
+    `trias bench --memory: ${total} light steps at ${inFlight} in flight, RSS of each agent after each ${chunk}`,
+  );
+  const gov = await Governed.start({ env: agentEnv() });
+  track([...gov.pids.values(), gov.server.pid], gov.dir);
+  const failures: string[] = [];
+  const rows: {
+    afterSteps: number;
+    elapsedS: number;
+    stepsPerSec: number;
+    rssMb: Record<string, number>;
+  }[] = [];
+  const t0 = Date.now();
+  try {
+    const pids = new Map([...gov.pids, ["nats-server", gov.server.pid ?? -1]]);
+    const sample = () =>
+      Object.fromEntries(
+        [...pids].map(([k, pid]) => [k, round((rssBytes(pid) ?? Number.NaN) / 2 ** 20, 1)]),
+      );
+    out(
+      `  ${pad("steps", 8)}${pad("steps/s", 9)}  ${[...pids.keys()].map((k) => pad(k, 12)).join("")}   (RSS MB)`,
+    );
+    const start = sample();
+    out(
+      `  ${pad(0, 8)}${pad("", 9)}  ${[...pids.keys()].map((k) => pad(fmt(start[k] ?? NaN, 1), 12)).join("")}`,
+    );
+    let done = 0;
+    for (let i = 1; i <= samples; i++) {
+      const r = await closedLoop(inFlight, Number.POSITIVE_INFINITY, () => gov.one("light"), chunk);
+      failures.push(...r.failures);
+      done += r.latencies.length;
+      const s = sample();
+      const rate = round((r.latencies.length * 1000) / Math.max(1, r.wallMs), 1);
+      rows.push({
+        afterSteps: done,
+        elapsedS: round((Date.now() - t0) / 1000, 1),
+        stepsPerSec: rate,
+        rssMb: s,
+      });
+      out(
+        `  ${pad(done, 8)}${pad(fmt(rate, 0), 9)}  ${[...pids.keys()].map((k) => pad(fmt(s[k] ?? NaN, 1), 12)).join("")}`,
+      );
+      if (r.failures.length > 0) break;
+    }
+    const second = rows[1]?.rssMb ?? {};
+    const last = rows.at(-1)?.rssMb ?? {};
+    const verdicts = [...gov.pids.keys()].map((k) => {
+      const a = second[k] ?? Number.NaN;
+      const b = last[k] ?? Number.NaN;
+      const growth = round(b - a, 1);
+      // RSS moves with the GC's heap sizing: a few MB either way is not growth.
+      const flat = growth <= Math.max(5, a * 0.05);
+      return {
+        agent: k,
+        rssMbAtSecond: a,
+        rssMbAtLast: b,
+        growthMb: growth,
+        underLimit: b < limitMb,
+        flat,
+      };
+    });
+    out();
+    out(
+      `growth between sample 2 and sample ${rows.length} (target: each agent < ${limitMb} MB, no growth):`,
+    );
+    for (const v of verdicts)
+      out(
+        `  ${v.underLimit && v.flat ? "met " : "MISS"}  ${pad(v.agent, 12, true)} ${fmt(v.rssMbAtSecond, 1)} -> ${fmt(v.rssMbAtLast, 1)} MB (${v.growthMb >= 0 ? "+" : ""}${fmt(v.growthMb, 1)})`,
+      );
+    const file = args.out ? resolve(args.out) : join(REPO_ROOT, "bench", "results", "memory.json");
+    writeJson(file, {
+      when: new Date().toISOString(),
+      command: `pnpm bench ${process.argv.slice(2).join(" ")}`.trim(),
+      machine: m,
+      steps: total,
+      inFlight,
+      agentEnv: agentEnv(),
+      limitMb,
+      start,
+      samples: rows,
+      verdicts,
+      failures: failures.slice(0, 50),
+    });
+    out(`\nwrote ${file}`);
+  } finally {
+    await gov.stop().catch(() => undefined);
+    if (!args.keep && failures.length === 0) rmSync(gov.dir, { recursive: true, force: true });
+    else out(`kept keys and agent logs in ${gov.dir}`);
+  }
+  if (failures.length > 0) {
+    out(`\n${failures.length} step(s) failed; first: ${failures[0]}`);
+    return 1;
+  }
+  return 0;
+}
+
+try {
+  process.exitCode = args.memory ? await memoryBench() : await mainBench();
+} catch (e) {
+  process.stderr.write(`trias bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  process.exitCode = 1;
+}
