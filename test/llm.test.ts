@@ -131,6 +131,11 @@ describe("llm path", () => {
     const verdicts = msgs.filter((m): m is MessageOf<"verdict"> => m.kind === "verdict");
     expect(new Set(verdicts.map((v) => v.body.strategy))).toEqual(new Set(["rules", "llm"]));
     expect(chat.requests.length).toBeGreaterThanOrEqual(3);
+    // The model's spend travels with each proposal, where the router's budget counts it.
+    const proposals = msgs.filter(
+      (m): m is MessageOf<"step_proposed"> => m.kind === "step_proposed",
+    );
+    for (const p of proposals) expect(p.body.usage?.inputTokens).toBeGreaterThan(0);
   });
 
   it("llm - a refused action is replanned by the model, never retried as it was", async () => {

@@ -196,6 +196,7 @@ export class Forge {
         index: o.index ?? o.step ?? 0,
         total: o.total ?? 1,
         replanOf: null,
+        usage: null,
       },
     });
     return { bytes: this.seal("proposer", message), message };

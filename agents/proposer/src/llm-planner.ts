@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { type TaskSubmitted } from "@trias/protocol";
-import { project, type LlmClient } from "@trias/llm";
+import { project, type LlmClient, type Usage } from "@trias/llm";
 import { TOOLS } from "@trias/tools";
 import type { PlannedStep } from "./planner.js";
 
@@ -50,7 +50,7 @@ export async function planNextWithLlm(
   task: TaskSubmitted,
   history: readonly HistoryItem[],
   replacing: HistoryItem | null = null,
-): Promise<{ step: PlannedStep; last: boolean } | null> {
+): Promise<{ step: PlannedStep; last: boolean; usage: Usage } | null> {
   const user = JSON.stringify({
     goal: project(task.goal),
     input: project(task.input),
@@ -62,7 +62,7 @@ export async function planNextWithLlm(
         }
       : {}),
   });
-  const { value } = await llm.json(
+  const { value, usage } = await llm.json(
     "plan",
     [
       { role: "system", content: SYSTEM + catalogue() },
@@ -79,5 +79,6 @@ export async function planNextWithLlm(
       expected: value.step.expected,
     },
     last: value.last,
+    usage,
   };
 }

@@ -27,6 +27,7 @@ export function proposalFor(
     index,
     total: plan.length,
     replanOf,
+    usage: null,
   };
 }
 
@@ -34,6 +35,8 @@ export function proposalFor(
 export interface NextStep {
   step: PlannedStep;
   total: number;
+  /** The model's spend to produce it, for the run's budget; null without a model. */
+  usage: StepProposed["usage"];
 }
 
 /**
@@ -88,7 +91,11 @@ export class Proposer {
         rationale: "the model reports the task complete",
         expected: "nothing changes",
       };
-      return { step, total: next === null || next.last ? index + 1 : index + 2 };
+      return {
+        step,
+        total: next === null || next.last ? index + 1 : index + 2,
+        usage: next?.usage ?? null,
+      };
     }
     let plan = this.#plans.get(run);
     if (!plan) {
@@ -97,7 +104,7 @@ export class Proposer {
       this.#plans.set(run, plan);
     }
     const step = plan[index];
-    return step ? { step, total: plan.length } : null;
+    return step ? { step, total: plan.length, usage: null } : null;
   }
 
   /** Earlier steps' outcomes, from the executor's signed messages in the trace. */
@@ -124,7 +131,7 @@ export class Proposer {
       run: m.run,
       step: index,
       attempt: 0,
-      body: { ...next.step, index, total: next.total, replanOf: null },
+      body: { ...next.step, index, total: next.total, replanOf: null, usage: next.usage },
       trace: m.trace,
     });
   }
@@ -184,7 +191,7 @@ export class Proposer {
       run: m.run,
       step: last.step,
       attempt: b.nextAttempt,
-      body: { ...last.body, replanOf: null },
+      body: { ...last.body, replanOf: null, usage: null },
       trace: m.trace,
     });
   }
@@ -242,6 +249,7 @@ export class Proposer {
         index,
         total: next.last ? index + 1 : Math.max(last.body.total, index + 2),
         replanOf: failedDigest,
+        usage: next.usage,
       },
       trace: m.trace,
     });

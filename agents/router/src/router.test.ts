@@ -27,6 +27,7 @@ const proposal = (tool: string, args: Record<string, unknown>): MessageOf<"step_
     index: 0,
     total: 1,
     replanOf: null,
+    usage: null,
   },
 });
 
@@ -97,5 +98,20 @@ describe("router", () => {
       ctx,
     );
     expect(d.denied).toMatch(/budget exceeded: 51 steps used, the dev policy allows 50 per run/);
+  });
+
+  it("router - model tokens spent on a run count against its budget", () => {
+    const ctx = emptyContext();
+    ctx.proposals = 2;
+    ctx.tokens = policy.doc.budgets.tokens + 1;
+    const d = assign(
+      policy,
+      proposal("ledger.balance", { account: "a" }),
+      new Uint8Array([1]),
+      ctx,
+    );
+    expect(d.denied).toMatch(
+      /budget exceeded: 200001 tokens used, the dev policy allows 200000 per run/,
+    );
   });
 });

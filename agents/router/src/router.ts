@@ -18,12 +18,15 @@ export interface RunContext {
   proposals: number;
   /** Verifications of this run that did not pass. */
   failures: number;
+  /** Model tokens and cost spent on the run's proposals so far, this one included. */
+  tokens: number;
+  costUsd: number;
   /** The highest tier each step index was assigned: later attempts never go below it. */
   floors: Map<number, Tier>;
 }
 
 export function emptyContext(): RunContext {
-  return { proposals: 0, failures: 0, floors: new Map() };
+  return { proposals: 0, failures: 0, tokens: 0, costUsd: 0, floors: new Map() };
 }
 
 /**
@@ -54,7 +57,11 @@ export function assign(
   if (ctx.failures > 0) floor = maxTier(floor, policy.doc.escalation.afterFailure);
   const d = decideTier(policy, facts, floor);
   const unraised = floor === "light" ? d.tier : decideTier(policy, facts).tier;
-  const budget = checkBudget(policy, { steps: ctx.proposals });
+  const budget = checkBudget(policy, {
+    steps: ctx.proposals,
+    tokens: ctx.tokens,
+    costUsd: ctx.costUsd,
+  });
   const denied = d.denied ?? budget ?? rateRefusal;
   const explanation = [...d.explanation];
   if (tierRank(d.tier) > tierRank(unraised)) {
@@ -135,7 +142,11 @@ export class Router {
       } catch {
         continue;
       }
-      if (m.kind === "step_proposed") ctx.proposals++;
+      if (m.kind === "step_proposed") {
+        ctx.proposals++;
+        ctx.tokens += (m.body.usage?.inputTokens ?? 0) + (m.body.usage?.outputTokens ?? 0);
+        ctx.costUsd += m.body.usage?.costUsd ?? 0;
+      }
       if (
         m.kind === "step_verified" &&
         m.body.verdict !== "passed" &&
@@ -154,6 +165,8 @@ export class Router {
     const step = m.step;
     const ctx = await this.#context(m, inc);
     ctx.proposals++;
+    ctx.tokens += (m.body.usage?.inputTokens ?? 0) + (m.body.usage?.outputTokens ?? 0);
+    ctx.costUsd += m.body.usage?.costUsd ?? 0;
     const rate = this.#limiter.take(m.body.tool, inc.delivery.timestampMs);
     const body = withSpan(
       "policy.evaluate",

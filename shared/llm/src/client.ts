@@ -10,6 +10,9 @@ export interface LlmConfig {
   timeoutMs: number;
   /** Provider name for telemetry (gen_ai.system). */
   system: string;
+  /** Prices, so that run budgets can count cost as well as tokens. */
+  usdPer1kInput: number;
+  usdPer1kOutput: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -25,6 +28,8 @@ export function llmConfigFromEnv(env: Env = process.env): LlmConfig | null {
     model: env["TRIAS_LLM_MODEL"] ?? "gpt-4o-mini",
     timeoutMs: Number(env["TRIAS_LLM_TIMEOUT_MS"] ?? 30_000),
     system: env["TRIAS_LLM_SYSTEM"] ?? "openai",
+    usdPer1kInput: Number(env["TRIAS_LLM_USD_PER_1K_INPUT"] ?? 0),
+    usdPer1kOutput: Number(env["TRIAS_LLM_USD_PER_1K_OUTPUT"] ?? 0),
   };
 }
 
@@ -36,6 +41,7 @@ export interface ChatMessage {
 export interface Usage {
   inputTokens: number;
   outputTokens: number;
+  costUsd: number;
 }
 
 /** One model identity: JSON in, JSON out, validated by a zod schema before anyone uses it. */
@@ -43,7 +49,7 @@ export class LlmClient {
   readonly config: LlmConfig;
   readonly #client: OpenAI;
   /** Tokens used so far by this client, for budgets. */
-  readonly usage: Usage = { inputTokens: 0, outputTokens: 0 };
+  readonly usage: Usage = { inputTokens: 0, outputTokens: 0, costUsd: 0 };
 
   constructor(config: LlmConfig) {
     this.config = config;
@@ -86,12 +92,18 @@ export class LlmClient {
             { cause: e },
           );
         }
-        const usage = {
-          inputTokens: res.usage?.prompt_tokens ?? 0,
-          outputTokens: res.usage?.completion_tokens ?? 0,
+        const inputTokens = res.usage?.prompt_tokens ?? 0;
+        const outputTokens = res.usage?.completion_tokens ?? 0;
+        const usage: Usage = {
+          inputTokens,
+          outputTokens,
+          costUsd:
+            (inputTokens * this.config.usdPer1kInput + outputTokens * this.config.usdPer1kOutput) /
+            1000,
         };
         this.usage.inputTokens += usage.inputTokens;
         this.usage.outputTokens += usage.outputTokens;
+        this.usage.costUsd += usage.costUsd;
         span.setAttributes(
           genAiAttributes({
             system: this.config.system,

@@ -101,6 +101,15 @@ export const StepProposed = z.object({
   total: z.number().int().positive(),
   /** The digest of the proposal this one replaces after a replan, else null. */
   replanOf: Digest.nullable(),
+  /** What the model spent to produce this proposal (null for the deterministic planner): budgets count it. */
+  usage: z
+    .object({
+      inputTokens: z.number().int().nonnegative(),
+      outputTokens: z.number().int().nonnegative(),
+      costUsd: z.number().nonnegative(),
+    })
+    .nullable()
+    .default(null),
 });
 export type StepProposed = z.infer<typeof StepProposed>;
 

@@ -156,6 +156,7 @@ export class TraceBuilder {
       index,
       total,
       replanOf: opts.replanOf ?? null,
+      usage: null,
     });
     const digest = proposalDigest({
       tool,
