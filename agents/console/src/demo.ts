@@ -177,7 +177,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     );
     o.out(
       dim(
-        `  audit or replay a run offline: pnpm trias audit --file ${join(traceDir, `${runs[0]?.run ?? "<run>"}.trace`)}`,
+        `  audit or replay a run offline: ./dev pnpm trias audit --file ${join(traceDir, `${runs[0]?.run ?? "<run>"}.trace`)}`,
       ),
     );
     return bad === 0 ? 0 : 1;
