@@ -23,22 +23,40 @@ import { MACHINE, rssBytes } from "./proc.js";
 import { benchRecovery } from "./recovery.js";
 import { closedLoop, dist, ratio, round, type Dist } from "./stats.js";
 
-const { values: args } = parseArgs({
-  options: {
-    memory: { type: "boolean", default: false },
-    steps: { type: "string" },
-    rounds: { type: "string", default: "3" },
-    seconds: { type: "string", default: "2.5" },
-    inflight: { type: "string", default: "1,32" },
-    tiers: { type: "string", default: TIERS.join(",") },
-    profile: { type: "string" },
-    "node-options": { type: "string" },
-    "no-policy": { type: "boolean", default: false },
-    keep: { type: "boolean", default: false },
-    verbose: { type: "boolean", default: false },
-    out: { type: "string" },
-  },
-});
+const USAGE = `usage: pnpm bench [--rounds N] [--seconds S] [--inflight 1,32] [--tiers light,standard,full]
+                  [--profile DIR] [--node-options=...] [--no-policy] [--keep] [--verbose] [--out FILE]
+       pnpm bench --memory [--steps N]`;
+
+function parseOptions() {
+  try {
+    return parseArgs({ options: OPTIONS });
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\n${USAGE}\n`);
+    process.exit(2);
+  }
+}
+
+const OPTIONS = {
+  memory: { type: "boolean", default: false },
+  steps: { type: "string" },
+  rounds: { type: "string", default: "3" },
+  seconds: { type: "string", default: "2.5" },
+  inflight: { type: "string", default: "1,32" },
+  tiers: { type: "string", default: TIERS.join(",") },
+  profile: { type: "string" },
+  "node-options": { type: "string" },
+  "no-policy": { type: "boolean", default: false },
+  keep: { type: "boolean", default: false },
+  verbose: { type: "boolean", default: false },
+  out: { type: "string" },
+  help: { type: "boolean", default: false },
+} as const;
+
+const { values: args } = parseOptions();
+if (args.help) {
+  process.stdout.write(`${USAGE}\n`);
+  process.exit(0);
+}
 
 const verbose = args.verbose;
 

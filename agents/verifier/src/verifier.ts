@@ -14,9 +14,9 @@ import {
   assessTopology,
   chainLinks,
   computeReceipt,
+  advance,
   foldRun,
   linearBaseline,
-  reduce,
   topologyMetrics,
   type ChainInput,
   type RunState,
@@ -121,16 +121,15 @@ export class Verifier {
   async onMessage(inc: Incoming): Promise<void> {
     const m = inc.message;
     const seq = inc.delivery.seq;
-    const c = await this.#load(m.run, seq, m.kind === "task_submitted");
+    let c = await this.#load(m.run, seq, m.kind === "task_submitted");
     if (seq <= c.seen) return;
     c.events.push({ seq, subject: inc.delivery.subject, frame: inc.delivery.data });
     const before = c.state.violations.length;
-    c.state = reduce(c.state, {
-      seq,
-      subject: inc.delivery.subject,
-      frame: inc.delivery.data,
-      message: m,
-    });
+    // In place: this process owns the run's state, so no copy per event is needed.
+    if (!advance(c.state, { seq, subject: inc.delivery.subject, frame: inc.delivery.data, message: m })) {
+      this.#runs.delete(m.run);
+      c = await this.#load(m.run, seq + 1, false);
+    }
     c.seen = seq;
     if (m.kind === "run_closed") {
       // Nothing follows a close; a late message for the run is folded from the stream.

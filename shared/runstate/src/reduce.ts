@@ -91,6 +91,15 @@ export function reduce(state: RunState, event: TraceEvent): RunState {
   return clean;
 }
 
+/**
+ * `reduce` for an owner that keeps one state per run and needs no history of states: applies
+ * the event to `state` itself. Returns false when applying threw part-way, leaving `state`
+ * unusable: the caller must fold the run again (from the stream). Same result as `reduce`.
+ */
+export function advance(state: RunState, event: TraceEvent): boolean {
+  return applyEvent(state, event) !== "failed";
+}
+
 /** The state of a run after its whole trace, in the order given (stream order). */
 export function foldRun(events: Iterable<TraceEvent>, run?: string): RunState {
   const name = (ev: TraceEvent | undefined): string =>

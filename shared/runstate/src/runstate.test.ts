@@ -3,6 +3,7 @@ import {
   PHASES,
   RUN_EVENTS,
   TRANSITIONS,
+  advance,
   foldRun,
   initialRunState,
   reduce,
@@ -533,5 +534,19 @@ describe("runstate - behaviour", () => {
     }
     expect(TRANSITIONS.closed).toEqual({});
     expect(Object.keys(TRANSITIONS.quarantined)).toEqual(["close_quarantined"]);
+  });
+});
+
+describe("runstate - advance", () => {
+  it("runstate - advancing one state in place gives exactly what reduce and foldRun give", () => {
+    const t = TraceBuilder.linear("run-advance", 4, ["light", "standard", "full", "light"]);
+    const inPlace = initialRunState("run-advance");
+    let copied = initialRunState("run-advance");
+    for (const ev of t.events) {
+      expect(advance(inPlace, ev)).toBe(true);
+      copied = reduce(copied, ev);
+    }
+    expect(inPlace).toEqual(copied);
+    expect(inPlace).toEqual(foldRun(t.events));
   });
 });
