@@ -6,20 +6,13 @@ import { Bus, type Subscription } from "@trias/bus";
 import { Packr } from "msgpackr";
 import { type Segment } from "./governed.js";
 import { CpuMeter } from "./proc.js";
-import { closedLoop } from "./stats.js";
+import { closedLoop, type Waiting } from "./stats.js";
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
 
 export const HOPS = 4;
 export const BASELINE_STREAM = "BENCH";
 export const HOP_PHASES = ["hop1", "hop2", "hop3", "hop4"] as const;
-
-interface Waiting {
-  t0: number;
-  resolve: (latencyMs: number) => void;
-  reject: (e: Error) => void;
-  timer: NodeJS.Timeout;
-}
 
 /**
  * The baseline: four plain hop processes (baseline-hop.js) on a stream of their own, on the

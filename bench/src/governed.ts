@@ -6,7 +6,7 @@ import { ConsoleClient, Stack, defaultAgents } from "@trias/console";
 import { decode, decodeFrame } from "@trias/protocol";
 import { KeyRegistry, Signer, keyFileName } from "@trias/signing";
 import { CpuMeter } from "./proc.js";
-import { closedLoop } from "./stats.js";
+import { closedLoop, type Waiting } from "./stats.js";
 
 export type Tier = "light" | "standard" | "full";
 export const TIERS: readonly Tier[] = ["light", "standard", "full"];
@@ -24,13 +24,6 @@ export interface Segment {
   phases: Record<string, number[]>;
   /** How long reading the trace back for the phases took (not part of any figure). */
   readMs: number;
-}
-
-interface Waiting {
-  t0: number;
-  resolve: (latencyMs: number) => void;
-  reject: (e: Error) => void;
-  timer: NodeJS.Timeout;
 }
 
 export interface GovernedOptions {

@@ -66,3 +66,11 @@ export async function closedLoop(
   await Promise.all(Array.from({ length: inFlight }, worker));
   return { latencies, wallMs: last - t0, failures };
 }
+
+/** A step the driver has started and is waiting to see come out at the far end. */
+export interface Waiting {
+  t0: number;
+  resolve: (latencyMs: number) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
