@@ -100,7 +100,7 @@ export class Proposer {
     let plan = this.#plans.get(run);
     if (!plan) {
       plan = planTask(task.body);
-      if (this.#plans.size > 10_000) this.#plans.delete(this.#plans.keys().next().value ?? "");
+      if (this.#plans.size > 2_000) this.#plans.delete(this.#plans.keys().next().value ?? "");
       this.#plans.set(run, plan);
     }
     const step = plan[index];
@@ -134,6 +134,8 @@ export class Proposer {
       body: { ...next.step, index, total: next.total, replanOf: null, usage: next.usage },
       trace: m.trace,
     });
+    // Nothing more to propose from this plan; a retry re-reads the proposal from the trace.
+    if (index + 1 >= next.total) this.#plans.delete(m.run);
   }
 
   async onTask(inc: Incoming): Promise<void> {

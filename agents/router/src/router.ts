@@ -127,7 +127,7 @@ export class Router {
     const mayHaveMissed = m.attempt > 0 || m.body.replanOf !== null || (!known && !fresh);
     let ctx = known ?? emptyContext();
     if (mayHaveMissed) ctx = await this.#rebuild(m.run, inc.delivery.seq);
-    if (this.#runs.size > 50_000) this.#runs.delete(this.#runs.keys().next().value ?? "");
+    if (this.#runs.size > 5_000) this.#runs.delete(this.#runs.keys().next().value ?? "");
     this.#runs.set(m.run, ctx);
     return ctx;
   }

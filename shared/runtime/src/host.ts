@@ -36,7 +36,7 @@ const causeOf = new AsyncLocalStorage<string>();
 export const CAUSE_HEADER = "trias-cause";
 
 /** Envelope ids remembered for replay detection, at most. */
-const MAX_SEEN = 100_000;
+const MAX_SEEN = 50_000;
 
 /** The subset of pino the host uses, so tests can pass any logger. */
 export interface Logger {
