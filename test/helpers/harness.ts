@@ -23,11 +23,12 @@ import {
   type Identity,
   type Opened,
 } from "@trias/signing";
+import { SHIPPED_POLICY_DIR } from "@trias/policy";
 import { startTestNats, waitFor } from "@trias/testing";
 import { LEDGER_BUCKET, Ledger } from "@trias/tools";
 
 export const REPO = join(import.meta.dirname, "..", "..");
-export const POLICY_DIR = join(REPO, "deploy", "policies");
+export const POLICY_DIR = SHIPPED_POLICY_DIR;
 
 export interface Harness {
   stack: Stack;

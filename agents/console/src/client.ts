@@ -2,19 +2,12 @@ import { randomBytes } from "node:crypto";
 import { type Bus, type StoredMessage, type Subscription } from "@trias/bus";
 import { type MessageOf, type RunOutcome, type TaskSubmitted } from "@trias/protocol";
 import { type KeyRegistry, type Signer, type Opened } from "@trias/signing";
-import { AgentHost, type Logger } from "@trias/runtime";
+import { AgentHost, silentLogger, type Logger } from "@trias/runtime";
 import { triasAttributes, withSpan } from "@trias/telemetry";
 
 export function newRunId(now = Date.now()): string {
   return `run-${now.toString(36)}-${randomBytes(3).toString("hex")}`;
 }
-
-const quiet: Logger = {
-  debug: () => undefined,
-  info: () => undefined,
-  warn: () => undefined,
-  error: () => undefined,
-};
 
 /** What the console does on the bus: submit tasks (signed as the console), follow runs. */
 export class ConsoleClient {
@@ -22,7 +15,7 @@ export class ConsoleClient {
   readonly registry: KeyRegistry;
   readonly host: AgentHost;
 
-  constructor(bus: Bus, signer: Signer, registry: KeyRegistry, log: Logger = quiet) {
+  constructor(bus: Bus, signer: Signer, registry: KeyRegistry, log: Logger = silentLogger) {
     this.bus = bus;
     this.registry = registry;
     this.host = new AgentHost({ name: signer.name, bus, signer, registry, log });

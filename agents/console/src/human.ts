@@ -1,14 +1,7 @@
 import type { Bus } from "@trias/bus";
 import { ValidationError, subjectFor, type MessageOf } from "@trias/protocol";
 import type { KeyRegistry, Signer } from "@trias/signing";
-import { AgentHost, type Logger } from "@trias/runtime";
-
-const quiet: Logger = {
-  debug: () => undefined,
-  info: () => undefined,
-  warn: () => undefined,
-  error: () => undefined,
-};
+import { AgentHost, silentLogger } from "@trias/runtime";
 
 export interface WaitingStep {
   run: string;
@@ -96,7 +89,7 @@ export async function decideAsHuman(
       `step ${step} of run ${run} is not waiting for a human (already decided, not routed yet, not a human tier, or the run is closed); see: trias pending ${run}`,
     );
   }
-  const host = new AgentHost({ name: human.name, bus, signer: human, registry, log: quiet });
+  const host = new AgentHost({ name: human.name, bus, signer: human, registry, log: silentLogger });
   await host.emit("verdict", {
     run,
     step: w.step,

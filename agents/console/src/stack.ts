@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { Bus, LocalNatsServer, type NatsUser, type NatsUserRole } from "@trias/bus";
 import { TransientError } from "@trias/protocol";
 import { initKeyDir, REGISTRY_FILE, type Identity } from "@trias/signing";
+import { SHIPPED_POLICY_DIR } from "@trias/policy";
 import { setupTrace } from "./setup.js";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
@@ -174,7 +175,7 @@ export class Stack {
       TRIAS_ENV: this.opts.environment ?? "dev",
       ...(this.opts.policyFile
         ? { TRIAS_POLICY: this.opts.policyFile }
-        : { TRIAS_POLICY_DIR: join(REPO_ROOT, "deploy", "policies") }),
+        : { TRIAS_POLICY_DIR: SHIPPED_POLICY_DIR }),
       ...(this.opts.env ?? {}),
     };
     if (user) {

@@ -1,12 +1,9 @@
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { loadPolicy } from "@trias/policy";
+import { loadPolicy, shippedPolicyFile } from "@trias/policy";
 import { PROTOCOL_VERSION, proposalDigest, type MessageOf } from "@trias/protocol";
 import { assign, emptyContext } from "./index.js";
 
-const policy = loadPolicy(
-  join(import.meta.dirname, "..", "..", "..", "deploy", "policies", "dev.yaml"),
-);
+const policy = loadPolicy(shippedPolicyFile("dev"));
 const proposal = (tool: string, args: Record<string, unknown>): MessageOf<"step_proposed"> => ({
   v: PROTOCOL_VERSION,
   id: "p-0000001",

@@ -126,7 +126,14 @@ export class Verifier {
     c.events.push({ seq, subject: inc.delivery.subject, frame: inc.delivery.data });
     const before = c.state.violations.length;
     // In place: this process owns the run's state, so no copy per event is needed.
-    if (!advance(c.state, { seq, subject: inc.delivery.subject, frame: inc.delivery.data, message: m })) {
+    if (
+      !advance(c.state, {
+        seq,
+        subject: inc.delivery.subject,
+        frame: inc.delivery.data,
+        message: m,
+      })
+    ) {
       this.#runs.delete(m.run);
       c = await this.#load(m.run, seq + 1, false);
     }

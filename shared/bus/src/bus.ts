@@ -50,7 +50,7 @@ export interface Delivery {
   /** 1 on first delivery. */
   deliveryCount: number;
   headers: Record<string, string>;
-  /** Nanosecond timestamp the server stored the message. */
+  /** When the server stored the message (ms since epoch). */
   timestampMs: number;
 }
 
@@ -111,15 +111,19 @@ function hdrsToRecord(h: MsgHdrs | undefined): Record<string, string> {
   return out;
 }
 
-function toDelivery(m: JsMsg): Delivery {
+function toStored(m: JsMsg): StoredMessage {
   return {
     subject: m.subject,
     data: m.data,
     seq: m.seq,
-    deliveryCount: m.info.deliveryCount,
     headers: hdrsToRecord(m.headers),
     timestampMs: Math.floor(m.info.timestampNanos / 1_000_000),
+    timestampUs: Math.floor(m.info.timestampNanos / 1_000),
   };
+}
+
+function toDelivery(m: JsMsg): Delivery {
+  return { ...toStored(m), deliveryCount: m.info.deliveryCount };
 }
 
 /**
@@ -413,14 +417,7 @@ export class Bus {
         let got = 0;
         for await (const m of batch) {
           got++;
-          out.push({
-            subject: m.subject,
-            data: m.data,
-            seq: m.seq,
-            headers: hdrsToRecord(m.headers),
-            timestampMs: Math.floor(m.info.timestampNanos / 1_000_000),
-            timestampUs: Math.floor(m.info.timestampNanos / 1_000),
-          });
+          out.push(toStored(m));
           pending = m.info.pending;
         }
         if (got === 0) break;
@@ -455,14 +452,7 @@ export class Bus {
     const messages = await c.consume({ max_messages: 256 });
     const loop = (async () => {
       for await (const m of messages) {
-        handler({
-          subject: m.subject,
-          data: m.data,
-          seq: m.seq,
-          headers: hdrsToRecord(m.headers),
-          timestampMs: Math.floor(m.info.timestampNanos / 1_000_000),
-          timestampUs: Math.floor(m.info.timestampNanos / 1_000),
-        });
+        handler(toStored(m));
       }
     })();
     const sub: Subscription = {

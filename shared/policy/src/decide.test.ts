@@ -1,5 +1,4 @@
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { Environment } from "@marcbachmann/cel-js";
 import fc from "fast-check";
 import { stringify } from "yaml";
@@ -15,16 +14,10 @@ import {
   type ConditionFacts,
   type LoadedPolicy,
   type StepFacts,
+  SHIPPED_POLICY_DIR,
 } from "./index.js";
 
-const POLICIES = join(
-  dirname(fileURLToPath(import.meta.url)),
-  "..",
-  "..",
-  "..",
-  "deploy",
-  "policies",
-);
+const POLICIES = SHIPPED_POLICY_DIR;
 const ENVS = ["dev", "staging", "prod"].map((e) => loadPolicy(join(POLICIES, `${e}.yaml`)));
 const dev = ENVS[0]!;
 const RUNS = Number(process.env["TRIAS_FC_RUNS"] ?? 500);

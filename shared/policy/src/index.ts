@@ -9,6 +9,8 @@ export {
 } from "./schema.js";
 export {
   loadPolicy,
+  SHIPPED_POLICY_DIR,
+  shippedPolicyFile,
   parsePolicy,
   policyDigest,
   policyJsonSchema,

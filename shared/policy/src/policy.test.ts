@@ -1,5 +1,4 @@
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   checkBudget,
@@ -15,17 +14,10 @@ import {
   summarizePolicy,
   type LoadedPolicy,
   type PolicyProblem,
+  SHIPPED_POLICY_DIR,
 } from "./index.js";
 
-// From src/ or dist/ alike: both sit two levels under the repository's shared/.
-const POLICIES = join(
-  dirname(fileURLToPath(import.meta.url)),
-  "..",
-  "..",
-  "..",
-  "deploy",
-  "policies",
-);
+const POLICIES = SHIPPED_POLICY_DIR;
 const load = (env: string) => loadPolicy(join(POLICIES, `${env}.yaml`));
 const dev = load("dev");
 const staging = load("staging");

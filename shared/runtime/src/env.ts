@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { ValidationError, type Role } from "@trias/protocol";
 import { REGISTRY_FILE, keyFileName } from "@trias/signing";
+import { SHIPPED_POLICY_DIR } from "@trias/policy";
 
 /** Everything an agent process needs from its environment, read once in main.ts. */
 export interface AgentEnv {
@@ -28,7 +29,7 @@ export function readAgentEnv(role: Role, env: Env = process.env): AgentEnv {
   const environment = env["TRIAS_ENV"] ?? "dev";
   const policyFile = abs(
     env["TRIAS_POLICY"] ??
-      join(env["TRIAS_POLICY_DIR"] ?? "deploy/policies", `${environment}.yaml`),
+      join(env["TRIAS_POLICY_DIR"] ?? SHIPPED_POLICY_DIR, `${environment}.yaml`),
   );
   const keyFile = abs(env["TRIAS_KEY_FILE"] ?? join(keyDir, keyFileName(name)));
   const registryFile = abs(env["TRIAS_REGISTRY"] ?? join(keyDir, REGISTRY_FILE));

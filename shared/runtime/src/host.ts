@@ -46,6 +46,14 @@ export interface Logger {
   error(obj: object, msg?: string): void;
 }
 
+/** A logger that drops everything: for the CLI, which prints its own lines. */
+export const silentLogger: Logger = {
+  debug: () => undefined,
+  info: () => undefined,
+  warn: () => undefined,
+  error: () => undefined,
+};
+
 export interface Incoming<M extends Message = Message> {
   message: M;
   frame: Frame;

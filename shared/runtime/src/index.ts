@@ -2,6 +2,7 @@ export { readAgentEnv, type AgentEnv } from "./env.js";
 export {
   AgentHost,
   faultPoint,
+  silentLogger,
   CAUSE_HEADER,
   type Logger,
   type Incoming,
