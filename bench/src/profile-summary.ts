@@ -32,6 +32,7 @@ const { values, positionals } = parseArgs({
     "skip-ms": { type: "string", default: "0" },
     "last-ms": { type: "string" },
     callers: { type: "string" },
+    depth: { type: "string", default: "6" },
   },
 });
 const top = Number(values.top);
@@ -118,7 +119,7 @@ function summarise(file: string): void {
     }
   }
   const busy = total - idle;
-  // --callers NAME: where the time under a function comes from (up to 5 frames above it).
+  // --callers NAME: where the time under a function comes from (--depth frames, 6 by default).
   const callersOf = values.callers;
   const byPath = new Map<string, number>();
   if (callersOf) {
@@ -129,7 +130,7 @@ function summarise(file: string): void {
       const at = stack.findIndex((f) => f.startsWith(callersOf + " "));
       if (at < 0) continue;
       const path = stack
-        .slice(at, at + 6)
+        .slice(at, at + Number(values.depth))
         .map((f) => f.split(" ")[0])
         .join(" < ");
       byPath.set(path, (byPath.get(path) ?? 0) + us);

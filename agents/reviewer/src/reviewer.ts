@@ -1,4 +1,4 @@
-import { subjectFor, ValidationError } from "@trias/protocol";
+import { subjectFor, ValidationError, type BodyOf } from "@trias/protocol";
 import type { LlmClient } from "@trias/llm";
 import { openAssignment, type AgentHost, type Incoming } from "@trias/runtime";
 import { metrics, setActiveAttribute } from "@trias/telemetry";
@@ -33,20 +33,14 @@ export class Reviewer {
       `reviewer-${this.#host.name}`,
       subjectFor("router", "tier_assigned", "*"),
       (inc) => this.onAssignment(inc),
+      { wanted: (env) => mayNeed(env, this.#strategy) },
     );
   }
 
   async onAssignment(inc: Incoming): Promise<void> {
     const m = inc.message;
     if (m.kind !== "tier_assigned") return;
-    // Most steps need no reviewer of this strategy: decide that before opening the evidence.
-    const { requires, denied } = m.body;
-    if (
-      denied !== null ||
-      requires.reviewers === 0 ||
-      !requires.strategies.includes(this.#strategy)
-    )
-      return;
+    if (!needs(m.body, this.#strategy)) return;
     const a = openAssignment(this.#host.registry, inc.delivery.data);
     const { digest } = a.message.body;
     const proposal = a.proposal.message.body;
@@ -73,4 +67,28 @@ export class Reviewer {
       trace: a.message.trace,
     });
   }
+}
+
+type Assignment = Pick<BodyOf<"tier_assigned">, "requires" | "denied">;
+
+/** Whether an assignment asks for a reviewer of this strategy. */
+function needs(b: Assignment, strategy: ReviewerStrategy): boolean {
+  return b.denied === null && b.requires.reviewers > 0 && b.requires.strategies.includes(strategy);
+}
+
+/**
+ * Most steps need no reviewer of this strategy (every light step): tell from the unverified
+ * envelope, before paying for a signature check. Anything unexpected is looked at properly.
+ */
+function mayNeed(env: unknown, strategy: ReviewerStrategy): boolean {
+  const e = env as { kind?: unknown; body?: Partial<Assignment> } | undefined;
+  const body = e?.body;
+  if (
+    e?.kind !== "tier_assigned" ||
+    body?.requires === undefined ||
+    !Array.isArray(body.requires.strategies) ||
+    typeof body.requires.reviewers !== "number"
+  )
+    return true;
+  return needs(body as Assignment, strategy);
 }

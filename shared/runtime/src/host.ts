@@ -5,6 +5,8 @@ import {
   GateError,
   MAX_FRAME_BYTES,
   PROTOCOL_VERSION,
+  decode,
+  decodeFrame,
   isTriasError,
   parseSubject,
   subjectFor,
@@ -105,6 +107,13 @@ export interface ListenOptions {
   batch?: number;
   /** Also told of every delivery refused at admission (a trace follower must count those too). */
   onRefused?: (d: Delivery) => void;
+  /**
+   * Looked at before the signature check, on the unverified envelope (`undefined` when it
+   * cannot be decoded): returning false acks the delivery with nothing else done. Only for
+   * skipping what the agent would ignore anyway, so that ignoring costs no verification; a
+   * forged message can then only cause what skipping a genuine one causes: nothing.
+   */
+  wanted?: (envelope: unknown) => boolean;
 }
 
 /**
@@ -349,6 +358,10 @@ export class AgentHost {
             },
           },
           async (span): Promise<Disposition> => {
+            if (o.wanted && !o.wanted(peek(d.data))) {
+              span.setAttribute("trias.skipped", true);
+              return { type: "ack" };
+            }
             try {
               const inc = this.admit(d);
               const m = inc.message;
@@ -405,6 +418,15 @@ export class AgentHost {
 
   async stop(): Promise<void> {
     await Promise.allSettled(this.#subs.map((s) => s.stop()));
+  }
+}
+
+/** The envelope inside a frame, unverified; undefined when it is not a decodable frame. */
+function peek(bytes: Uint8Array): unknown {
+  try {
+    return decode(decodeFrame(bytes).payload);
+  } catch {
+    return undefined;
   }
 }
 

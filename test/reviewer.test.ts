@@ -1,0 +1,68 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { decodeFrame, encodeFrame } from "@trias/protocol";
+import { loadPolicy, shippedPolicyFile } from "@trias/policy";
+import {
+  startHarness,
+  uniqueRun,
+  waitForKind,
+  waitForRejection,
+  type Harness,
+} from "./helpers/harness.js";
+
+// One reviewer and nothing else: every message it sees is the one under test.
+describe("reviewer", () => {
+  let h: Harness;
+  const policyDigest = loadPolicy(shippedPolicyFile("dev")).digest;
+  const light = { reviewers: 0, strategies: [], human: false };
+  const std = { reviewers: 1, strategies: ["rules" as const], human: false };
+
+  beforeAll(async () => {
+    h = await startHarness({ agents: [{ name: "reviewer-1", role: "reviewer" }] });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  /** The same signed frame with one bit of its signature flipped. */
+  function tampered(bytes: Uint8Array): Uint8Array {
+    const f = decodeFrame(bytes);
+    const sig = Uint8Array.from(f.sig);
+    sig[0] = (sig[0] ?? 0) ^ 1;
+    return encodeFrame({ ...f, sig });
+  }
+
+  it("reviewer - judges a step whose tier asks for it, and signs a verdict bound to its digest", async () => {
+    const run = uniqueRun("rev");
+    const a = h.forge.assignment(h.forge.proposal(run), policyDigest, "standard", std);
+    await h.forge.send("router", "tier_assigned", run, a.bytes);
+    const v = await waitForKind(h, run, "verdict");
+    expect(v.body.decision).toBe("approve");
+    expect(v.body.digest).toBe(a.message.body.digest);
+    expect(v.sender).toBe(h.signer("reviewer-1").kid);
+  });
+
+  it("reviewer - skips a step that needs no reviewer before checking its signature, and still refuses a forged one addressed to it", async () => {
+    const run = uniqueRun("skip");
+    const p = h.forge.proposal(run);
+    // Same run, so the reviewer takes them in this order: a skipped light step would
+    // otherwise be refused (bad signature) before the standard one.
+    const lightSeq = await h.forge.send(
+      "router",
+      "tier_assigned",
+      run,
+      tampered(h.forge.assignment(p, policyDigest, "light", light).bytes),
+    );
+    const stdSeq = await h.forge.send(
+      "router",
+      "tier_assigned",
+      run,
+      tampered(h.forge.assignment(p, policyDigest, "standard", std).bytes),
+    );
+    const r = await waitForRejection(h, run, "reviewer-1", "signature_invalid");
+    expect(r.body.seq).toBe(stdSeq);
+    const all = await h.rejections(run, "reviewer-1");
+    expect(all.map((x) => x.body.seq)).toEqual([stdSeq]);
+    expect(all.map((x) => x.body.seq)).not.toContain(lightSeq);
+    expect((await h.trace(run)).filter((o) => o.message.kind === "verdict")).toHaveLength(0);
+  });
+});
