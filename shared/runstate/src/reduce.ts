@@ -214,7 +214,9 @@ function classify(s: RunState, ev: TraceEvent): Classified {
     return { illegal: "event carries no message" };
   if (!Number.isSafeInteger(ev.seq) || ev.seq <= 0)
     return { illegal: `stream sequence ${String(ev.seq)} is not a positive integer` };
-  if (s.closed !== null && m.kind !== "message_rejected") {
+  // A slow reviewer's verdict may land after the run closed (another's made the quorum): it
+  // is recorded as late, like one that lands while the run goes on, and changes nothing.
+  if (s.closed !== null && m.kind !== "message_rejected" && m.kind !== "verdict") {
     return {
       illegal: `run ${s.status === "quarantined" ? "quarantined and sealed" : "closed"} at seq ${s.closed.seq}: nothing may follow run_closed`,
     };

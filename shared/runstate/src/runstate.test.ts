@@ -430,6 +430,26 @@ describe("runstate - behaviour", () => {
     ]);
   });
 
+  it("accepts a slow reviewer's verdict after the run closed, as late, and nothing else", () => {
+    const t = new TraceBuilder("run-late-close");
+    t.submit();
+    t.propose(0, 1);
+    t.assign(0, "standard");
+    t.verdict(0, "reviewer-1");
+    t.execute(0);
+    t.verify(0);
+    t.close();
+    t.verdict(0, "reviewer-2");
+    const s = foldRun(t.events);
+    expect(s.violations).toEqual([]);
+    expect(s.status).toBe("closed");
+    expect(s.outcome).toBe("completed");
+    expect(s.steps[0]?.late).toEqual([expect.objectContaining({ kid: "reviewer-2:test" })]);
+    // Only verdicts: any other message after the close still is a violation.
+    const after = t.propose(1, 2);
+    expectOnlyViolation(t.events, after, /nothing may follow run_closed/);
+  });
+
   it("vetoes a step on any non-approving verdict before execution", () => {
     const t = new TraceBuilder("run-veto");
     t.submit();
@@ -460,10 +480,11 @@ describe("runstate - behaviour", () => {
     vetoed.assign(0, "standard");
     vetoed.verdict(0, "reviewer-1", "reject");
     vetoed.close("rejected");
-    vetoed.verdict(0, "reviewer-2"); // after close: recorded as illegal
+    vetoed.verdict(0, "reviewer-2"); // after close: a slow reviewer, recorded as late
     const v = foldRun(vetoed.events);
     expect(v.outcome).toBe("rejected");
-    expect(v.violations).toHaveLength(1);
+    expect(v.violations).toEqual([]);
+    expect(v.steps[0]?.late.map((l) => l.kid)).toEqual(["reviewer-2:test"]);
 
     const sealed = new TraceBuilder("run-sealed");
     sealed.submit();
@@ -532,7 +553,8 @@ describe("runstate - behaviour", () => {
         expect(PHASES).toContain(to);
       }
     }
-    expect(TRANSITIONS.closed).toEqual({});
+    // A closed run takes nothing but a slow reviewer's verdict, which changes nothing.
+    expect(TRANSITIONS.closed).toEqual({ late_verdict: "closed" });
     expect(Object.keys(TRANSITIONS.quarantined)).toEqual(["close_quarantined"]);
   });
 });

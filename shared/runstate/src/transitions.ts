@@ -177,7 +177,7 @@ export const TRANSITIONS: Readonly<Record<Phase, Readonly<Row>>> = {
     escalate: "escalated",
     close_failed: "closed",
   }),
-  closed: {},
+  closed: { late_verdict: "closed" },
   // The verifier may seal a quarantined run once, so it still gets a signed receipt.
   quarantined: { close_quarantined: "quarantined" },
 };
