@@ -54,6 +54,8 @@ export class Executor {
   readonly #effects: KV;
   readonly #cases = new Map<string, StepCase>();
   readonly #quarantined = new Set<string>();
+  /** Runs found not quarantined in the effects bucket (see #checkNotQuarantined). */
+  readonly #clean = new Set<string>();
   #startedAt = Number.MAX_SAFE_INTEGER;
 
   constructor(host: AgentHost, policy: LoadedPolicy, rt: ToolRuntime, effects: KV) {
@@ -197,7 +199,7 @@ export class Executor {
     );
     if (!q.met || c.veto !== null) return false;
     // A quarantine only ever follows an execution: the run's very first step cannot be in one.
-    if (m.step !== 0 || m.attempt !== 0) await this.#checkNotQuarantined(m.run, !c.hydrated);
+    if (m.step !== 0 || m.attempt !== 0) await this.#checkNotQuarantined(m.run);
     const proposal = a.proposal.message.body;
     setActiveAttribute("trias.tier", m.body.tier);
     setActiveAttribute("trias.policy_digest", m.body.policyDigest);
@@ -332,26 +334,36 @@ export class Executor {
       error = e.message;
     }
     faultPoint(this.#host.name, "after-effect");
-    const emitted = await this.#host.emit("step_executed", {
+    // Announce and record at once (one round trip, not two): either may land without the
+    // other if the process dies here, and the redelivery repairs both. A record without its
+    // message is republished from the record; a message without its record runs the tool
+    // again under the same effect id (applies nothing twice) and announces it under the same
+    // message id (dropped by the server as a duplicate).
+    await this.#host.emit("step_executed", {
       id: x.emitId,
       run: x.run,
       step: x.step,
       attempt: x.attempt,
       body: x.body({ outcome, result, error }),
       trace: x.trace,
+      alongside: (frame) =>
+        this.#effects.put(x.key, encode({ status: "done", frame } satisfies EffectRecord)),
     });
-    await this.#effects.put(
-      x.key,
-      encode({ status: "done", frame: emitted.bytes } satisfies EffectRecord),
-    );
     faultPoint(this.#host.name, "after-record");
     return true;
   }
 
-  async #checkNotQuarantined(run: string, cold: boolean): Promise<void> {
-    if (!this.#quarantined.has(run) && cold) {
+  async #checkNotQuarantined(run: string): Promise<void> {
+    // A quarantine recorded before this process started is only in the effects bucket; one
+    // ordered since is in memory too (this process records it). So the bucket is asked once
+    // per run, not once per step.
+    if (!this.#quarantined.has(run) && !this.#clean.has(run)) {
       const e = await this.#effects.get(`${run}.quarantine`);
       if (e && e.operation === "PUT" && e.value.length > 0) this.#quarantined.add(run);
+      else {
+        if (this.#clean.size >= 5_000) this.#clean.delete(this.#clean.values().next().value ?? "");
+        this.#clean.add(run);
+      }
     }
     if (this.#quarantined.has(run))
       throw new GateError("run_quarantined", `run ${run} is quarantined: nothing more executes`);
@@ -370,7 +382,7 @@ export class Executor {
       return;
     }
     if (m.body.action !== "compensate") return;
-    await this.#checkNotQuarantined(m.run, true);
+    await this.#checkNotQuarantined(m.run);
     const c = m.body.compensation;
     if (!c || !m.body.evidence)
       throw new GateError(

@@ -49,6 +49,8 @@ export class Proposer {
   readonly #host: AgentHost;
   readonly #llm: LlmClient | null;
   readonly #plans = new Map<string, PlannedStep[]>();
+  /** The task of each run with a plan in #plans, so a step does not read the trace for it. */
+  readonly #tasks = new Map<string, MessageOf<"task_submitted">>();
 
   constructor(host: AgentHost, llm: LlmClient | null = null) {
     this.#host = host;
@@ -100,8 +102,9 @@ export class Proposer {
     let plan = this.#plans.get(run);
     if (!plan) {
       plan = planTask(task.body);
-      if (this.#plans.size > 2_000) this.#plans.delete(this.#plans.keys().next().value ?? "");
+      if (this.#plans.size > 2_000) this.#forget(this.#plans.keys().next().value ?? "");
       this.#plans.set(run, plan);
+      this.#tasks.set(run, task);
     }
     const step = plan[index];
     return step ? { step, total: plan.length, usage: null } : null;
@@ -135,7 +138,12 @@ export class Proposer {
       trace: m.trace,
     });
     // Nothing more to propose from this plan; a retry re-reads the proposal from the trace.
-    if (index + 1 >= next.total) this.#plans.delete(m.run);
+    if (index + 1 >= next.total) this.#forget(m.run);
+  }
+
+  #forget(run: string): void {
+    this.#plans.delete(run);
+    this.#tasks.delete(run);
   }
 
   async onTask(inc: Incoming): Promise<void> {
@@ -153,6 +161,8 @@ export class Proposer {
   }
 
   async #loadTask(run: string): Promise<MessageOf<"task_submitted">> {
+    const known = this.#tasks.get(run);
+    if (known) return known;
     RunId.parse(run);
     const stored = await this.#host.bus.lastBySubject(subjectFor("console", "task_submitted", run));
     if (!stored) throw new Error(`no task_submitted in the trace for run ${run}`);
