@@ -4,7 +4,13 @@
  *   pnpm bench                      baseline 4-hop vs governed light/standard/full, 1 and 32 in flight
  *   pnpm bench --memory [--steps N] RSS of each agent over N light steps (default 100,000)
  *
+ * A governed step is a step of a run of --steps-per-run (20) no-op steps: its latency is
+ * from the previous step's verification to its own, once around proposer, router,
+ * reviewers, executor and verifier, as the baseline's message goes once around four hops.
+ * Runs of one step (submission to receipt, run set-up and close included) are measured too.
+ *
  * Options: --rounds N (3), --seconds S per measured interval (2.5), --inflight 1,32,
+ * --steps-per-run N (20),
  * --tiers light,standard,full, --profile DIR (agents write --cpu-prof profiles there),
  * --node-options=... (NODE_OPTIONS for the agents, e.g. heap flags), --no-policy,
  * --keep (keep keys and agent logs), --verbose, --out FILE.
@@ -21,11 +27,11 @@ import { Baseline, HOP_PHASES } from "./baseline.js";
 import { Governed, PHASES, TIERS, type Segment, type Tier } from "./governed.js";
 import { MACHINE, rssBytes } from "./proc.js";
 import { benchRecovery } from "./recovery.js";
-import { closedLoop, dist, ratio, round, type Dist } from "./stats.js";
+import { dist, ratio, round, type Dist } from "./stats.js";
 
 const USAGE = `usage: pnpm bench [--rounds N] [--seconds S] [--inflight 1,32] [--tiers light,standard,full]
-                  [--profile DIR] [--node-options=...] [--no-policy] [--keep] [--verbose] [--out FILE]
-       pnpm bench --memory [--steps N]`;
+                  [--steps-per-run N] [--profile DIR] [--node-options=...] [--no-policy] [--keep] [--verbose] [--out FILE]
+       pnpm bench --memory [--steps N] [--steps-per-run N]`;
 
 function parseOptions() {
   try {
@@ -39,6 +45,7 @@ function parseOptions() {
 const OPTIONS = {
   memory: { type: "boolean", default: false },
   steps: { type: "string" },
+  "steps-per-run": { type: "string", default: "20" },
   rounds: { type: "string", default: "3" },
   seconds: { type: "string", default: "2.5" },
   inflight: { type: "string", default: "1,32" },
@@ -110,6 +117,8 @@ interface CaseResult {
   name: string;
   kind: "baseline" | "governed";
   tier: Tier | null;
+  /** Steps per governed run (null for the baseline). */
+  stepsPerRun: number | null;
   inFlight: number;
   steps: number;
   failures: number;
@@ -138,6 +147,7 @@ class Accumulator {
     name: string,
     kind: "baseline" | "governed",
     tier: Tier | null,
+    stepsPerRun: number | null,
     inFlight: number,
     pipeline: readonly string[],
     phaseNames: readonly string[],
@@ -162,6 +172,7 @@ class Accumulator {
       name,
       kind,
       tier,
+      stepsPerRun,
       inFlight,
       steps,
       failures: this.segments.reduce((a, s) => a + s.failures.length, 0),
@@ -234,6 +245,25 @@ function printCpu(cases: readonly CaseResult[]): void {
   );
 }
 
+interface GovCase {
+  key: string;
+  name: string;
+  tier: Tier;
+  stepsPerRun: number;
+}
+
+function stepsPerRunOption(): number {
+  const n = Number(args["steps-per-run"]);
+  // The dev policy's budget is 50 steps per run.
+  if (!Number.isInteger(n) || n < 1 || n > 50) {
+    process.stderr.write(
+      `--steps-per-run must be a whole number from 1 to 50 (the dev policy's step budget), not ${args["steps-per-run"]}\n`,
+    );
+    process.exit(2);
+  }
+  return n;
+}
+
 interface Target {
   name: string;
   value: number;
@@ -241,9 +271,15 @@ interface Target {
   met: boolean;
 }
 
-function targets(cases: readonly CaseResult[]): Target[] {
+function targets(cases: readonly CaseResult[], stepsPerRun: number): Target[] {
   const find = (kind: string, tier: Tier | null, n: number) =>
-    cases.find((c) => c.kind === kind && c.tier === tier && c.inFlight === n);
+    cases.find(
+      (c) =>
+        c.kind === kind &&
+        c.tier === tier &&
+        c.inFlight === n &&
+        (tier === null || c.stepsPerRun === stepsPerRun),
+    );
   const t: Target[] = [];
   const b1 = find("baseline", null, 1);
   const b32 = find("baseline", null, 32);
@@ -327,6 +363,16 @@ async function mainBench(): Promise<number> {
   const tiers = args.tiers
     .split(",")
     .filter((t): t is Tier => (TIERS as readonly string[]).includes(t));
+  const spr = stepsPerRunOption();
+  // Each tier in runs of `spr` steps; light also in runs of one step (what a run costs).
+  const govCases: GovCase[] = tiers.map((tier) => ({
+    key: `${tier}x${spr}`,
+    name: spr === 1 ? `governed ${tier} run` : `governed ${tier}`,
+    tier,
+    stepsPerRun: spr,
+  }));
+  if (tiers.includes("light") && spr > 1)
+    govCases.push({ key: "lightx1", name: "light 1-step run", tier: "light", stepsPerRun: 1 });
   const m = machine();
   out(
     `trias bench: ${m["os"] as string}, ${m["cpus"] as number} x ${m["cpuModel"] as string}, node ${process.version}, ${m["natsServer"] as string}`,
@@ -355,9 +401,9 @@ async function mainBench(): Promise<number> {
     const w0 = Date.now();
     for (const n of [32, 1]) {
       failures.push(...(await baseline.segment(n, n === 1 ? 500 : 1500, false)).failures);
-      for (const tier of tiers) {
-        const ms = n === 1 ? 500 : tier === "light" ? 4000 : 2000;
-        failures.push(...(await gov.segment(tier, n, ms, false)).failures);
+      for (const c of govCases) {
+        const ms = n === 1 ? 500 : c.key === govCases[0]?.key ? 4000 : 1500;
+        failures.push(...(await gov.segment(c.tier, n, ms, c.stepsPerRun, false)).failures);
       }
     }
     out(`warm-up done in ${Date.now() - w0} ms; ${rounds} round(s) of ${segMs} ms per case`);
@@ -376,12 +422,12 @@ async function mainBench(): Promise<number> {
         failures.push(...b.failures);
         if (verbose)
           out(`  baseline ${n}: ${b.steps} steps, trace read in ${b.readMs.toFixed(0)} ms`);
-        for (const tier of tiers) {
-          const g = await gov.segment(tier, n, segMs, true, extra);
-          get(`${tier}/${n}`).add(g);
+        for (const c of govCases) {
+          const g = await gov.segment(c.tier, n, segMs, c.stepsPerRun, true, extra);
+          get(`${c.key}/${n}`).add(g);
           failures.push(...g.failures);
           if (verbose)
-            out(`  ${tier} ${n}: ${g.steps} steps, trace read in ${g.readMs.toFixed(0)} ms`);
+            out(`  ${c.name} ${n}: ${g.steps} steps, trace read in ${g.readMs.toFixed(0)} ms`);
         }
       }
       out(`round ${r + 1}/${rounds} done in ${Date.now() - rs} ms`);
@@ -399,16 +445,18 @@ async function mainBench(): Promise<number> {
         "baseline 4-hop",
         "baseline",
         null,
+        null,
         n,
         hopNames,
         HOP_PHASES,
       );
       cases.push(b);
-      for (const tier of tiers) {
-        const g = get(`${tier}/${n}`).result(
-          `governed ${tier}`,
+      for (const c of govCases) {
+        const g = get(`${c.key}/${n}`).result(
+          c.name,
           "governed",
-          tier,
+          c.tier,
+          c.stepsPerRun,
           n,
           agentNames,
           PHASES,
@@ -433,7 +481,7 @@ async function mainBench(): Promise<number> {
     out();
     printCpu(cases);
     out();
-    const tg = targets(cases);
+    const tg = targets(cases, spr);
     out("targets:");
     for (const t of tg)
       out(`  ${t.met ? "met " : "MISS"}  ${pad(t.name, 44, true)} ${fmt(t.value)} (${t.limit})`);
@@ -459,6 +507,7 @@ async function mainBench(): Promise<number> {
         segmentMs: segMs,
         inFlight: levels,
         tiers,
+        stepsPerRun: spr,
         warmup: true,
         storage: "file",
         agentEnv: agentEnv(),
@@ -491,9 +540,10 @@ async function memoryBench(): Promise<number> {
   const chunk = Math.ceil(total / samples);
   const inFlight = Number(args.inflight.split(",").at(-1) ?? 32) || 32;
   const limitMb = 150;
+  const spr = stepsPerRunOption();
   const m = machine();
   out(
-    `trias bench --memory: ${total} light steps at ${inFlight} in flight, RSS of each agent after each ${chunk}`,
+    `trias bench --memory: ${total} light steps (runs of ${spr}) at ${inFlight} in flight, RSS of each agent after each ${chunk}`,
   );
   const gov = await Governed.start({ env: agentEnv() });
   track([...gov.pids.values(), gov.server.pid], gov.dir);
@@ -520,11 +570,11 @@ async function memoryBench(): Promise<number> {
     );
     let done = 0;
     for (let i = 1; i <= samples; i++) {
-      const r = await closedLoop(inFlight, Number.POSITIVE_INFINITY, () => gov.one("light"), chunk);
+      const r = await gov.drive("light", inFlight, spr, { maxSteps: chunk });
       failures.push(...r.failures);
-      done += r.latencies.length;
+      done += r.steps;
       const s = sample();
-      const rate = round((r.latencies.length * 1000) / Math.max(1, r.wallMs), 1);
+      const rate = round((r.steps * 1000) / Math.max(1, r.wallMs), 1);
       rows.push({
         afterSteps: done,
         elapsedS: round((Date.now() - t0) / 1000, 1),
@@ -567,6 +617,7 @@ async function memoryBench(): Promise<number> {
       command: `pnpm bench ${process.argv.slice(2).join(" ")}`.trim(),
       machine: m,
       steps: total,
+      stepsPerRun: spr,
       inFlight,
       agentEnv: agentEnv(),
       limitMb,
