@@ -290,9 +290,9 @@ export class Governed {
         step = env.step ?? -1;
       }
       let steps = runs.get(run);
-      if (!steps) runs.set(run, (steps = new Map()));
+      if (!steps) runs.set(run, (steps = new Map<number, Map<string, number>>()));
       let ts = steps.get(step);
-      if (!ts) steps.set(step, (ts = new Map()));
+      if (!ts) steps.set(step, (ts = new Map<string, number>()));
       const t = (m.timestampUs ?? m.timestampMs * 1000) / 1000;
       ts.set(kind, Math.max(ts.get(kind) ?? 0, t));
     }
