@@ -100,7 +100,7 @@ export class Executor {
   }
 
   async onAssignment(inc: Incoming): Promise<HandlerResult> {
-    const a = openAssignment(this.#host.registry, inc.delivery.data);
+    const a = openAssignment(this.#host.registry, inc.delivery.data, inc);
     this.#checkPolicy(a);
     if (a.message.body.denied !== null) return;
     const c = this.#case(a);
