@@ -242,8 +242,10 @@ export class Executor {
       }),
     });
     if (!ran) return false;
-    // Done: the effects bucket answers for this step from now on, not memory.
+    // Done: the effects bucket answers for this step from now on, not memory; after the
+    // plan's last step, for the run too.
     this.#cases.delete(m.body.digest);
+    if (proposal.index + 1 >= proposal.total) this.#clean.delete(m.run);
     return true;
   }
 

@@ -127,8 +127,13 @@ export class Router {
     const mayHaveMissed = m.attempt > 0 || m.body.replanOf !== null || (!known && !fresh);
     let ctx = known ?? emptyContext();
     if (mayHaveMissed) ctx = await this.#rebuild(m.run, inc.delivery.seq);
-    if (this.#runs.size > 5_000) this.#runs.delete(this.#runs.keys().next().value ?? "");
-    this.#runs.set(m.run, ctx);
+    // Least recently routed out first. After a plan's last step the context is not needed:
+    // a retry or replan of it rebuilds the context from the trace anyway.
+    this.#runs.delete(m.run);
+    if (m.body.index + 1 < m.body.total) {
+      if (this.#runs.size >= 5_000) this.#runs.delete(this.#runs.keys().next().value ?? "");
+      this.#runs.set(m.run, ctx);
+    }
     return ctx;
   }
 

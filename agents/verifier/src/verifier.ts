@@ -12,13 +12,11 @@ import {
 import type { LoadedPolicy } from "@trias/policy";
 import {
   assessTopology,
-  chainLinks,
-  computeReceipt,
+  ReceiptChain,
   advance,
   foldRun,
   linearBaseline,
   topologyMetrics,
-  type ChainInput,
   type RunState,
   type TraceEvent,
 } from "@trias/runstate";
@@ -43,12 +41,16 @@ interface RunCache {
   state: RunState;
   /** Highest stream sequence handled (applied or found illegal). */
   seen: number;
-  /** Every stored message of the run so far, refused ones too: what the receipt chains. */
-  events: ChainInput[];
+  /** The receipt chain over every stored message of the run so far, refused ones too. */
+  chain: ReceiptChain;
 }
 
-/** Runs kept in memory; a run evicted (or closed) is folded again from the stream if needed. */
-const MAX_OPEN_RUNS = 5_000;
+/**
+ * Runs kept in memory; a run evicted (or closed) is folded again from the stream if needed.
+ * A run of 20 steps holds about 56 KB (state and receipt chain), so this stays well inside
+ * the agents' 128 MB old-generation ceiling.
+ */
+const MAX_OPEN_RUNS = 1_000;
 
 /**
  * The verifier follows the whole trace in stream order (one consumer, every subject) and
@@ -76,7 +78,7 @@ export class Verifier {
       batch: 128,
       onRefused: (d) => {
         const cached = this.#runs.get(runOf(d.subject));
-        if (cached) cached.events.push({ seq: d.seq, subject: d.subject, frame: d.data });
+        if (cached) cached.chain.add({ seq: d.seq, subject: d.subject, frame: d.data });
         else this.#refusedFirst.add(runOf(d.subject));
       },
     });
@@ -89,12 +91,12 @@ export class Verifier {
   async #load(run: string, seq: number, first: boolean): Promise<RunCache> {
     const cached = this.#runs.get(run);
     if (cached) return cached;
-    const c: RunCache = { state: foldRun([], run), seen: seq - 1, events: [] };
+    const c: RunCache = { state: foldRun([], run), seen: seq - 1, chain: new ReceiptChain(run) };
     if (!first || this.#refusedFirst.delete(run)) {
       const events: TraceEvent[] = [];
       for (const stored of await this.#host.bus.readAll(runFilter(run))) {
         if (stored.seq >= seq) break;
-        c.events.push({ seq: stored.seq, subject: stored.subject, frame: stored.data });
+        c.chain.add({ seq: stored.seq, subject: stored.subject, frame: stored.data });
         const ev = this.#event(stored);
         if (ev) events.push(ev);
       }
@@ -123,7 +125,7 @@ export class Verifier {
     const seq = inc.delivery.seq;
     let c = await this.#load(m.run, seq, m.kind === "task_submitted");
     if (seq <= c.seen) return;
-    c.events.push({ seq, subject: inc.delivery.subject, frame: inc.delivery.data });
+    c.chain.add({ seq, subject: inc.delivery.subject, frame: inc.delivery.data });
     const before = c.state.violations.length;
     // In place: this process owns the run's state, so no copy per event is needed.
     if (
@@ -456,8 +458,8 @@ export class Verifier {
   ): Promise<void> {
     // The receipt covers the run's trace up to the event that closed it: a pure function
     // of the stream, so anyone can recompute it.
-    const chain = (this.#runs.get(cause.run)?.events ?? []).filter((e) => e.seq <= uptoSeq);
-    const receipt = { ...computeReceipt(chain, cause.run), links: chainLinks(chain, cause.run) };
+    const sealed = (this.#runs.get(cause.run)?.chain ?? new ReceiptChain(cause.run)).upTo(uptoSeq);
+    const receipt = { ...sealed.receipt, links: sealed.links };
     const tm = topologyMetrics(st);
     const steps = st.steps.filter((s) => s !== undefined).length;
     const assessed = assessTopology(

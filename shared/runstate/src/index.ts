@@ -36,6 +36,7 @@ export {
   chainLink,
   chainLinks,
   computeReceipt,
+  ReceiptChain,
   auditTrace,
   type ChainInput,
   type AuditOptions,

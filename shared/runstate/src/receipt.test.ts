@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { decode, decodeFrame, encode, parseMessage } from "@trias/protocol";
-import { auditTrace, chainLinks, computeReceipt, type TraceEvent } from "./index.js";
+import { ReceiptChain, auditTrace, chainLinks, computeReceipt, type TraceEvent } from "./index.js";
 import { TraceBuilder } from "./test-support.js";
 
 /** The events a run_closed receipt covers (all before it) and the close itself. */
@@ -39,6 +39,24 @@ describe("receipt - behaviour", () => {
       lastSeq: covered.length,
     });
     expect(a.head).toBe(chainLinks(covered).at(-1));
+  });
+
+  it("receipt - built one event at a time, it gives what the whole-trace functions give, at every cut", () => {
+    const t = TraceBuilder.linear("run-incremental", 3, ["light", "standard", "full"]);
+    const chain = new ReceiptChain("run-incremental");
+    expect(chain.upTo(0)).toEqual({
+      receipt: computeReceipt([], "run-incremental"),
+      links: [],
+    });
+    for (const ev of t.events) chain.add(ev);
+    expect(chain.size).toBe(t.events.length);
+    for (const ev of t.events) {
+      const upto = t.events.filter((e) => e.seq <= ev.seq);
+      expect(chain.upTo(ev.seq)).toEqual({
+        receipt: computeReceipt(upto),
+        links: chainLinks(upto),
+      });
+    }
   });
 
   it("audits a clean trace against the receipt its run_closed carries", () => {

@@ -80,6 +80,47 @@ export function computeReceipt(events: readonly ChainInput[], run?: string): Rec
   };
 }
 
+/**
+ * The same chain, built one event at a time, keeping only each link (not the frames): what a
+ * follower of the trace holds per open run. `upTo(seq)` gives exactly what computeReceipt and
+ * chainLinks give over the events added so far with a seq up to `seq`.
+ */
+export class ReceiptChain {
+  readonly run: string;
+  readonly #links: { seq: number; link: string }[] = [];
+  #head: Uint8Array;
+
+  constructor(run: string) {
+    this.run = run;
+    this.#head = chainSeed(run);
+  }
+
+  /** Add the next stored event (in stream order). */
+  add(ev: ChainInput): void {
+    this.#head = chainLink(this.#head, ev);
+    this.#links.push({ seq: ev.seq, link: Buffer.from(this.#head).toString("hex") });
+  }
+
+  get size(): number {
+    return this.#links.length;
+  }
+
+  upTo(seq: number): { receipt: Receipt; links: string[] } {
+    const covered = this.#links.filter((l) => l.seq <= seq);
+    const last = covered[covered.length - 1];
+    return {
+      receipt: {
+        alg: RECEIPT_ALG,
+        head: last?.link ?? Buffer.from(chainSeed(this.run)).toString("hex"),
+        events: covered.length,
+        firstSeq: covered[0]?.seq ?? 0,
+        lastSeq: last?.seq ?? 0,
+      },
+      links: covered.map((l) => l.link),
+    };
+  }
+}
+
 export interface AuditOptions {
   /** The run being audited; defaults to the run of the first event. */
   run?: string;
