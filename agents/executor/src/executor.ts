@@ -54,6 +54,8 @@ export class Executor {
   readonly #effects: KV;
   readonly #cases = new Map<string, StepCase>();
   readonly #quarantined = new Set<string>();
+  /** Effect keys of steps this process saw through (bounded): late verdicts stop here. */
+  readonly #done = new Set<string>();
   /** Runs found not quarantined in the effects bucket (see #checkNotQuarantined). */
   readonly #clean = new Set<string>();
   #startedAt = Number.MAX_SAFE_INTEGER;
@@ -135,7 +137,10 @@ export class Executor {
     this.#checkPolicy(assignment);
     const c = this.#case(assignment);
     await this.#hydrate(c, inc.delivery);
-    if (await this.#effect(assignment)) return;
+    // A verdict after the step ran (a reviewer the quorum did not need) changes nothing. What
+    // this process ran it remembers; anything else the claim in #runOnce settles, so the
+    // verdict that completes a quorum costs no extra round trip.
+    if (this.#done.has(effectKey(assignment))) return;
     const kid = verdict.key.kid;
     const prior = c.approvals.get(kid);
     if (prior && prior.seq !== inc.delivery.seq) {
@@ -145,6 +150,8 @@ export class Executor {
       );
     }
     if (verdict.message.body.decision !== "approve") {
+      // A veto must never overwrite the record of an effect that already happened.
+      if (await this.#effect(assignment)) return;
       c.veto = `${verdict.key.name} said ${verdict.message.body.decision}: ${verdict.message.body.reasons.join("; ")}`;
       await this.#effects.put(
         effectKey(assignment),
@@ -245,6 +252,8 @@ export class Executor {
     // Done: the effects bucket answers for this step from now on, not memory; after the
     // plan's last step, for the run too.
     this.#cases.delete(m.body.digest);
+    if (this.#done.size >= 5_000) this.#done.delete(this.#done.values().next().value ?? "");
+    this.#done.add(effectKey(a));
     if (proposal.index + 1 >= proposal.total) this.#clean.delete(m.run);
     return true;
   }
