@@ -73,7 +73,10 @@ export class Executor {
       "executor-assignments",
       subjectFor("router", "tier_assigned", "*"),
       (inc) => this.onAssignment(inc),
-      { maxDeliver: 100 },
+      // A reviewed step's assignment comes back when its review window closes (the durable
+      // timer below); when this process already ran the step, that costs nothing to skip.
+      // Skipping on the unverified envelope is safe: a skip never runs anything.
+      { maxDeliver: 100, wanted: (env) => !this.#done.has(envelopeEffectKey(env)) },
     );
     await this.#host.listen("executor-verdicts", "trias.*.verdict.*", (inc) => this.onVerdict(inc));
     await this.#host.listen("executor-recovery", "trias.*.recovery_decided.*", (inc) =>
@@ -113,8 +116,13 @@ export class Executor {
     }
     // A step waiting for reviewers: this message doubles as a durable timer. It is
     // redelivered when the review window closes; if nothing ran by then, the step is refused.
-    const rec = await this.#effect(a);
-    if (rec) return;
+    if (this.#done.has(effectKey(a))) return;
+    // Only a step routed before this process started, or a redelivery, can have run
+    // without this process knowing: only then ask the effects bucket.
+    const fresh = a.message.issuedAt > this.#startedAt + 5_000 && inc.delivery.deliveryCount === 1;
+    if (!fresh && (await this.#effect(a))) return;
+    // Vetoed here already (the verdict came first): recorded as such, nothing more to do.
+    if (c.veto !== null) return;
     await this.#hydrate(c, inc.delivery);
     if (await this.#tryExecute(c)) return;
     const params = this.#policy.doc.tiers[a.message.body.tier];
@@ -469,4 +477,12 @@ export class Executor {
 
 export function effectKey(a: OpenedAssignment): string {
   return `${a.message.run}.${a.message.step ?? 0}.${a.message.attempt}`;
+}
+
+/** effectKey from an unverified envelope, or "" when it does not look like an assignment. */
+function envelopeEffectKey(env: unknown): string {
+  const e = env as { kind?: unknown; run?: unknown; step?: unknown; attempt?: unknown };
+  if (e?.kind !== "tier_assigned" || typeof e.run !== "string") return "";
+  const step = typeof e.step === "number" ? e.step : 0;
+  return `${e.run}.${step}.${String(e.attempt)}`;
 }
