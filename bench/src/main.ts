@@ -523,15 +523,9 @@ async function mainBench(): Promise<number> {
     out(`\nwrote ${file} (${round((Date.now() - t0) / 1000, 1)} s in all)`);
   } finally {
     await baseline?.stop().catch(() => undefined);
-    await gov.stop().catch(() => undefined);
-    if (!args.keep && failures.length === 0) rmSync(gov.dir, { recursive: true, force: true });
-    else out(`kept keys and agent logs in ${gov.dir}`);
+    await stopGoverned(gov, failures);
   }
-  if (failures.length > 0) {
-    out(`\n${failures.length} step(s) failed; first: ${failures[0]}`);
-    return 1;
-  }
-  return 0;
+  return exitCode(failures);
 }
 
 async function memoryBench(): Promise<number> {
@@ -628,15 +622,23 @@ async function memoryBench(): Promise<number> {
     });
     out(`\nwrote ${file}`);
   } finally {
-    await gov.stop().catch(() => undefined);
-    if (!args.keep && failures.length === 0) rmSync(gov.dir, { recursive: true, force: true });
-    else out(`kept keys and agent logs in ${gov.dir}`);
+    await stopGoverned(gov, failures);
   }
-  if (failures.length > 0) {
-    out(`\n${failures.length} step(s) failed; first: ${failures[0]}`);
-    return 1;
-  }
-  return 0;
+  return exitCode(failures);
+}
+
+/** Stop the stack; keep its keys and logs when asked or when a step failed. */
+async function stopGoverned(gov: Governed, failures: readonly string[]): Promise<void> {
+  await gov.stop().catch(() => undefined);
+  if (!args.keep && failures.length === 0) rmSync(gov.dir, { recursive: true, force: true });
+  else out(`kept keys and agent logs in ${gov.dir}`);
+}
+
+/** Non-zero only when a step failed, never for a slow figure. */
+function exitCode(failures: readonly string[]): number {
+  if (failures.length === 0) return 0;
+  out(`\n${failures.length} step(s) failed; first: ${failures[0]}`);
+  return 1;
 }
 
 try {

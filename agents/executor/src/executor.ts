@@ -2,6 +2,8 @@ import type { KV } from "@nats-io/kv";
 import type { Delivery } from "@trias/bus";
 import {
   GateError,
+  boundedAdd,
+  boundedSet,
   canonicalBytes,
   decode,
   encode,
@@ -98,8 +100,7 @@ export class Executor {
     let c = this.#cases.get(key);
     if (!c) {
       c = { assignment: a, approvals: new Map(), veto: null, hydrated: false };
-      if (this.#cases.size > 5_000) this.#cases.delete(this.#cases.keys().next().value ?? "");
-      this.#cases.set(key, c);
+      boundedSet(this.#cases, key, c, 5_000);
     }
     return c;
   }
@@ -260,8 +261,7 @@ export class Executor {
     // Done: the effects bucket answers for this step from now on, not memory; after the
     // plan's last step, for the run too.
     this.#cases.delete(m.body.digest);
-    if (this.#done.size >= 5_000) this.#done.delete(this.#done.values().next().value ?? "");
-    this.#done.add(effectKey(a));
+    boundedAdd(this.#done, effectKey(a), 5_000);
     if (proposal.index + 1 >= proposal.total) this.#clean.delete(m.run);
     return true;
   }
@@ -379,10 +379,7 @@ export class Executor {
     if (!this.#quarantined.has(run) && !this.#clean.has(run)) {
       const e = await this.#effects.get(`${run}.quarantine`);
       if (e && e.operation === "PUT" && e.value.length > 0) this.#quarantined.add(run);
-      else {
-        if (this.#clean.size >= 5_000) this.#clean.delete(this.#clean.values().next().value ?? "");
-        this.#clean.add(run);
-      }
+      else boundedAdd(this.#clean, run, 5_000);
     }
     if (this.#quarantined.has(run))
       throw new GateError("run_quarantined", `run ${run} is quarantined: nothing more executes`);
@@ -476,13 +473,21 @@ export class Executor {
 }
 
 export function effectKey(a: OpenedAssignment): string {
-  return `${a.message.run}.${a.message.step ?? 0}.${a.message.attempt}`;
+  return keyOf(a.message);
+}
+
+function keyOf(m: { run: string; step: number | null; attempt: number }): string {
+  return `${m.run}.${m.step ?? 0}.${m.attempt}`;
 }
 
 /** effectKey from an unverified envelope, or "" when it does not look like an assignment. */
 function envelopeEffectKey(env: unknown): string {
   const e = env as { kind?: unknown; run?: unknown; step?: unknown; attempt?: unknown };
-  if (e?.kind !== "tier_assigned" || typeof e.run !== "string") return "";
-  const step = typeof e.step === "number" ? e.step : 0;
-  return `${e.run}.${step}.${String(e.attempt)}`;
+  if (e?.kind !== "tier_assigned" || typeof e.run !== "string" || typeof e.attempt !== "number")
+    return "";
+  return keyOf({
+    run: e.run,
+    step: typeof e.step === "number" ? e.step : null,
+    attempt: e.attempt,
+  });
 }

@@ -1,6 +1,7 @@
 import {
   RunId,
   ValidationError,
+  boundedSet,
   type Message,
   type MessageOf,
   type StepProposed,
@@ -48,9 +49,8 @@ export interface NextStep {
 export class Proposer {
   readonly #host: AgentHost;
   readonly #llm: LlmClient | null;
-  readonly #plans = new Map<string, PlannedStep[]>();
-  /** The task of each run with a plan in #plans, so a step does not read the trace for it. */
-  readonly #tasks = new Map<string, MessageOf<"task_submitted">>();
+  /** Each run's plan with its task, so a step reads neither from the trace. */
+  readonly #plans = new Map<string, { plan: PlannedStep[]; task: MessageOf<"task_submitted"> }>();
 
   constructor(host: AgentHost, llm: LlmClient | null = null) {
     this.#host = host;
@@ -99,12 +99,10 @@ export class Proposer {
         usage: next?.usage ?? null,
       };
     }
-    let plan = this.#plans.get(run);
+    let plan = this.#plans.get(run)?.plan;
     if (!plan) {
       plan = planTask(task.body);
-      if (this.#plans.size > 2_000) this.#forget(this.#plans.keys().next().value ?? "");
-      this.#plans.set(run, plan);
-      this.#tasks.set(run, task);
+      boundedSet(this.#plans, run, { plan, task }, 2_000);
     }
     const step = plan[index];
     return step ? { step, total: plan.length, usage: null } : null;
@@ -138,12 +136,7 @@ export class Proposer {
       trace: m.trace,
     });
     // Nothing more to propose from this plan; a retry re-reads the proposal from the trace.
-    if (index + 1 >= next.total) this.#forget(m.run);
-  }
-
-  #forget(run: string): void {
-    this.#plans.delete(run);
-    this.#tasks.delete(run);
+    if (index + 1 >= next.total) this.#plans.delete(m.run);
   }
 
   async onTask(inc: Incoming): Promise<void> {
@@ -161,7 +154,7 @@ export class Proposer {
   }
 
   async #loadTask(run: string): Promise<MessageOf<"task_submitted">> {
-    const known = this.#tasks.get(run);
+    const known = this.#plans.get(run)?.task;
     if (known) return known;
     RunId.parse(run);
     const stored = await this.#host.bus.lastBySubject(subjectFor("console", "task_submitted", run));

@@ -2,6 +2,7 @@ import {
   maxTier,
   proposalDigest,
   runFilter,
+  boundedSet,
   subjectFor,
   tierRank,
   type MessageOf,
@@ -130,10 +131,7 @@ export class Router {
     // Least recently routed out first. After a plan's last step the context is not needed:
     // a retry or replan of it rebuilds the context from the trace anyway.
     this.#runs.delete(m.run);
-    if (m.body.index + 1 < m.body.total) {
-      if (this.#runs.size >= 5_000) this.#runs.delete(this.#runs.keys().next().value ?? "");
-      this.#runs.set(m.run, ctx);
-    }
+    if (m.body.index + 1 < m.body.total) boundedSet(this.#runs, m.run, ctx, 5_000);
     return ctx;
   }
 

@@ -1,5 +1,6 @@
 import type { StoredMessage } from "@trias/bus";
 import {
+  boundedSet,
   runFilter,
   subjectFor,
   type Check,
@@ -102,8 +103,7 @@ export class Verifier {
       }
       c.state = foldRun(events, run);
     }
-    if (this.#runs.size >= MAX_OPEN_RUNS) this.#runs.delete(this.#runs.keys().next().value ?? "");
-    this.#runs.set(run, c);
+    boundedSet(this.#runs, run, c, MAX_OPEN_RUNS);
     return c;
   }
 

@@ -5,7 +5,7 @@
  */
 import { Environment } from "@marcbachmann/cel-js";
 import { celEnv, CelScalar, isCelError, listType, mapType, parse, plan } from "@bufbuild/cel";
-import { compileCondition, ConditionError } from "./conditions.js";
+import { CONDITION_VARIABLES, compileCondition, ConditionError } from "./conditions.js";
 
 type Outcome =
   { ok: true; value: unknown } | { ok: false; stage: "parse" | "check" | "eval"; error: string };
@@ -30,15 +30,7 @@ const marc: Engine = (() => {
     unlistedVariablesAreDyn: false,
     homogeneousAggregateLiterals: false,
   });
-  for (const [n, t] of Object.entries({
-    tool: "string",
-    op: "string",
-    domains: "list<string>",
-    args: "map",
-    run: "map",
-    env: "string",
-  }))
-    env.registerVariable(n, t);
+  for (const [n, t] of Object.entries(CONDITION_VARIABLES)) env.registerVariable(n, t);
   return {
     name: "@marcbachmann/cel-js",
     compile(src) {

@@ -385,32 +385,8 @@ class Decision implements TierDecision {
   set explanation(v: string[]) {
     this.#explanation = v;
   }
-  toJSON(): Omit<TierDecision, never> {
-    const {
-      tier,
-      scoreTier,
-      score,
-      terms,
-      objects,
-      matched,
-      requires,
-      params,
-      denied,
-      errors,
-      explanation,
-    } = this;
-    return {
-      tier,
-      scoreTier,
-      score,
-      terms,
-      objects,
-      matched,
-      requires,
-      params,
-      denied,
-      errors,
-      explanation,
-    };
+  toJSON(): TierDecision {
+    // The explanation is a getter: spell the fields out so JSON has it.
+    return { ...this, explanation: this.explanation };
   }
 }

@@ -131,15 +131,7 @@ export function parsePolicy(text: string, file = "<policy>"): LoadedPolicy {
   try {
     doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   } catch (e) {
-    throw new PolicyError([
-      {
-        file,
-        line: 1,
-        column: 1,
-        path: "",
-        message: `YAML: ${String((e as Error)?.message ?? e).split("\n")[0]}`,
-      },
-    ]);
+    throw wholeDocumentError(file, e);
   }
   if (doc.errors.length > 0) {
     // After the first YAML error the parser mostly reports its own confusion, token by
@@ -185,15 +177,7 @@ export function parsePolicy(text: string, file = "<policy>"): LoadedPolicy {
     raw = doc.toJS({ maxAliasCount: 100 });
   } catch (e) {
     // Alias bombs and other documents that cannot become plain data.
-    throw new PolicyError([
-      {
-        file,
-        line: 1,
-        column: 1,
-        path: "",
-        message: `YAML: ${String((e as Error)?.message ?? e).split("\n")[0]}`,
-      },
-    ]);
+    throw wholeDocumentError(file, e);
   }
   const r = PolicyDocument.safeParse(raw);
   if (!r.success) {
@@ -270,4 +254,17 @@ export function policyJsonSchema(): unknown {
     io: "input",
     unrepresentable: "any",
   });
+}
+
+/** A YAML failure that has no position in the file (the parser gave up, an alias bomb). */
+function wholeDocumentError(file: string, e: unknown): PolicyError {
+  return new PolicyError([
+    {
+      file,
+      line: 1,
+      column: 1,
+      path: "",
+      message: `YAML: ${String((e as Error)?.message ?? e).split("\n")[0]}`,
+    },
+  ]);
 }

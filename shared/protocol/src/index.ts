@@ -69,3 +69,4 @@ export {
   type SubjectParts,
 } from "./subjects.js";
 export { messageJsonSchemas } from "./json-schema.js";
+export { boundedSet, boundedAdd } from "./bounded.js";

@@ -9,6 +9,8 @@ import {
 import {
   GateError,
   SENDERS,
+  boundedAdd,
+  boundedSet,
   decode,
   decodeFrame,
   encode,
@@ -60,7 +62,7 @@ export class KeyRegistry {
   /** Public key (JWK x) per key id, to match frames sealed in this process. */
   readonly #publicX = new Map<string, string>();
   // A frame embedded as evidence is checked again at every hop: remember what passed.
-  readonly #verified = new Map<string, true>();
+  readonly #verified = new Set<string>();
   readonly #cacheLimit: number;
 
   constructor(jwks: Jwks, cacheLimit = 8192) {
@@ -116,11 +118,7 @@ export class KeyRegistry {
         `signature by ${frame.kid} (${key.name}) does not match the payload`,
       );
     }
-    if (this.#verified.size >= this.#cacheLimit) {
-      const oldest = this.#verified.keys().next().value;
-      if (oldest !== undefined) this.#verified.delete(oldest);
-    }
-    this.#verified.set(cacheKey, true);
+    boundedAdd(this.#verified, cacheKey, this.#cacheLimit);
     return key;
   }
 
@@ -194,11 +192,7 @@ export class Signer {
   seal(message: Message): Uint8Array {
     const payload = encode(message);
     const sig = this.signBytes(payload);
-    if (sealedHere.size >= SEALED_LIMIT) {
-      const oldest = sealedHere.keys().next().value;
-      if (oldest !== undefined) sealedHere.delete(oldest);
-    }
-    sealedHere.set(verifiedKey(this.kid, sig, payload), this.#publicX);
+    boundedSet(sealedHere, verifiedKey(this.kid, sig, payload), this.#publicX, SEALED_LIMIT);
     return encodeFrame({ kid: this.kid, sig, payload });
   }
 
