@@ -1,11 +1,4 @@
-import {
-  createHash,
-  createPrivateKey,
-  createPublicKey,
-  sign,
-  verify,
-  type KeyObject,
-} from "node:crypto";
+import { createPrivateKey, createPublicKey, hash, type KeyObject } from "node:crypto";
 import {
   GateError,
   SENDERS,
@@ -21,18 +14,13 @@ import {
   type Message,
   type Role,
 } from "@trias/protocol";
-import {
-  readJwks,
-  readPrivateKeyFile,
-  type Jwks,
-  type PrivateKeyFile,
-  type PublicKeyEntry,
-} from "./keys.js";
+import { readJwks, readPrivateKeyFile, type Jwks, type PrivateKeyFile } from "./keys.js";
+import { ed25519, publicKeyObject, type SigningKey, type VerifyingKey } from "./ed25519.js";
 
 /** The key a verification result is remembered under: signer, signature and payload digest. */
 function verifiedKey(kid: string, sig: Uint8Array, payload: Uint8Array): string {
   const sigB64 = Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength).toString("base64");
-  return `${kid}|${sigB64}|${createHash("sha256").update(payload).digest("base64")}`;
+  return `${kid}|${sigB64}|${hash("sha256", payload, "base64")}`;
 }
 
 /**
@@ -54,11 +42,12 @@ export interface RegisteredKey {
 
 /**
  * The public keys every agent trusts, loaded from a JWKS file. Signatures are checked with
- * node:crypto (the same Ed25519 as JWS EdDSA) because this is the hot path of every hop;
- * jose stays the tool for generating keys and for JWS interchange.
+ * libsodium or node:crypto (the same Ed25519 as JWS EdDSA, see ed25519.ts) because this is
+ * the hot path of every hop; jose stays the tool for generating keys and for JWS interchange.
  */
 export class KeyRegistry {
   readonly #keys = new Map<string, RegisteredKey>();
+  readonly #verifiers = new Map<string, VerifyingKey>();
   /** Public key (JWK x) per key id, to match frames sealed in this process. */
   readonly #publicX = new Map<string, string>();
   // A frame embedded as evidence is checked again at every hop: remember what passed.
@@ -66,10 +55,7 @@ export class KeyRegistry {
   readonly #cacheLimit: number;
 
   constructor(jwks: Jwks, cacheLimit = 8192) {
-    for (const k of jwks.keys) {
-      this.#keys.set(k.kid, toRegistered(k));
-      this.#publicX.set(k.kid, k.x);
-    }
+    this.#load(jwks);
     this.#cacheLimit = cacheLimit;
   }
 
@@ -83,12 +69,25 @@ export class KeyRegistry {
    */
   replaceKeys(jwks: Jwks): void {
     this.#keys.clear();
+    this.#verifiers.clear();
     this.#publicX.clear();
+    this.#load(jwks);
+    this.#verified.clear();
+  }
+
+  #load(jwks: Jwks): void {
     for (const k of jwks.keys) {
-      this.#keys.set(k.kid, toRegistered(k));
+      const x = Buffer.from(k.x, "base64url");
+      this.#keys.set(k.kid, {
+        kid: k.kid,
+        name: k.name,
+        role: k.role,
+        status: k.status,
+        key: publicKeyObject(x),
+      });
+      this.#verifiers.set(k.kid, ed25519.verifyingKey(x));
       this.#publicX.set(k.kid, k.x);
     }
-    this.#verified.clear();
   }
 
   get(kid: string): RegisteredKey | undefined {
@@ -109,10 +108,7 @@ export class KeyRegistry {
     if (this.#verified.has(cacheKey)) return key;
     const sealedBy = sealedHere.get(cacheKey);
     const ownFrame = sealedBy !== undefined && sealedBy === this.#publicX.get(frame.kid);
-    if (
-      !ownFrame &&
-      (frame.sig.length !== 64 || !verify(null, frame.payload, key.key, frame.sig))
-    ) {
+    if (!ownFrame && !this.#verifiers.get(frame.kid)?.verify(frame.payload, frame.sig)) {
       throw new GateError(
         "signature_invalid",
         `signature by ${frame.kid} (${key.name}) does not match the payload`,
@@ -159,17 +155,13 @@ export interface Opened {
   bytes: Uint8Array;
 }
 
-function toRegistered(k: PublicKeyEntry): RegisteredKey {
-  const key = createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: k.x }, format: "jwk" });
-  return { kid: k.kid, name: k.name, role: k.role, status: k.status, key };
-}
-
 /** Holds one identity's private key and signs frames for it. */
 export class Signer {
   readonly kid: string;
   readonly name: string;
   readonly role: Role;
   readonly #key: KeyObject;
+  readonly #signing: SigningKey;
   readonly #publicX: string;
 
   constructor(file: PrivateKeyFile) {
@@ -177,7 +169,13 @@ export class Signer {
     this.name = file.name;
     this.role = file.role;
     this.#key = createPrivateKey({ key: { ...file.jwk }, format: "jwk" });
+    // The public half is derived, not read from the file: a file whose x does not match
+    // its d would otherwise sign with a mismatched key.
     this.#publicX = String(createPublicKey(this.#key).export({ format: "jwk" }).x);
+    this.#signing = ed25519.signingKey(
+      Buffer.from(file.jwk.d, "base64url"),
+      Buffer.from(this.#publicX, "base64url"),
+    );
   }
 
   static load(path: string): Signer {
@@ -185,7 +183,7 @@ export class Signer {
   }
 
   signBytes(payload: Uint8Array): Uint8Array {
-    return sign(null, payload, this.#key);
+    return this.#signing.sign(payload);
   }
 
   /** Encode the envelope once and sign exactly those bytes. */
