@@ -29,6 +29,7 @@ import {
   triasAttributes,
   withSpan,
 } from "@trias/telemetry";
+import { ReplayWindow } from "./replay.js";
 
 /**
  * The id of the message being handled, so that whatever a handler emits names its cause in
@@ -37,7 +38,7 @@ import {
 const causeOf = new AsyncLocalStorage<string>();
 export const CAUSE_HEADER = "trias-cause";
 
-/** Envelope ids remembered for replay detection, at most. */
+/** Envelope ids remembered for replay detection, at most (about 2 MB, allocated at start). */
 const MAX_SEEN = 50_000;
 
 /** The subset of pino the host uses, so tests can pass any logger. */
@@ -139,9 +140,7 @@ export class AgentHost {
   readonly #skewMs: number;
   readonly #ttlMs: number;
   readonly #ackWaitMs: number;
-  // Envelope id -> stream sequence it was first seen at. A redelivery has the same
-  // sequence; a replay is the same envelope stored again under a new sequence.
-  readonly #seen = new Map<string, { seq: number; expiresAt: number }>();
+  readonly #seen = new ReplayWindow(MAX_SEEN);
   readonly #subs: Subscription[] = [];
 
   constructor(o: HostOptions) {
@@ -253,29 +252,17 @@ export class AgentHost {
         `message ${message.id} claims to be issued at ${new Date(message.issuedAt).toISOString()}, after it was published (${new Date(storedAt).toISOString()})`,
       );
     }
-    const now = this.now();
-    const seen = this.#seen.get(message.id);
-    if (seen && seen.seq !== d.seq) {
+    const firstSeq = this.#seen.firstSeen(message.id);
+    if (firstSeq !== undefined && firstSeq !== d.seq) {
       throw new GateError(
         "message_replayed",
-        `message ${message.id} was already received at sequence ${seen.seq}; this copy (sequence ${d.seq}) is a replay`,
+        `message ${message.id} was already received at sequence ${firstSeq}; this copy (sequence ${d.seq}) is a replay`,
       );
     }
-    if (!seen) this.#remember(message.id, d.seq, message.expiresAt, now);
-    return { message, frame, key, delivery: d };
-  }
-
-  #remember(id: string, seq: number, expiresAt: number, now: number): void {
-    // Expired ids can go: an expired message is refused as expired anyway. Ids arrive in
-    // about the order they expire, so drop from the oldest end until one is still live; past
-    // the ceiling the oldest go too (JetStream's duplicate window and the executor's effect
-    // records still stop a replay then).
-    for (const [k, v] of this.#seen) {
-      if (v.expiresAt + this.#skewMs >= now && this.#seen.size < MAX_SEEN) break;
-      this.#seen.delete(k);
+    if (firstSeq === undefined) {
+      this.#seen.remember(message.id, d.seq, message.expiresAt, this.now() - this.#skewMs);
     }
-    // A copy: the decoded id is a slice of its whole frame, which it would keep alive.
-    this.#seen.set(Buffer.from(id, "utf8").toString("utf8"), { seq, expiresAt });
+    return { message, frame, key, delivery: d };
   }
 
   /** Publish the signed rejection record for a delivery. Never throws. */
