@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { Packr } from "msgpackr";
 import { z } from "zod";
 import { ValidationError } from "./errors.js";
@@ -45,7 +45,7 @@ export function canonicalBytes(value: unknown): Uint8Array {
 }
 
 export function sha256Hex(bytes: Uint8Array | string): string {
-  return createHash("sha256").update(bytes).digest("hex");
+  return hash("sha256", bytes, "hex");
 }
 
 export interface ProposalBinding {

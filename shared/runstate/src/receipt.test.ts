@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { decode, decodeFrame, encode, parseMessage } from "@trias/protocol";
 import { ReceiptChain, auditTrace, chainLinks, computeReceipt, type TraceEvent } from "./index.js";
@@ -17,6 +18,28 @@ function flip(ev: TraceEvent, at: number): TraceEvent {
 }
 
 describe("receipt - behaviour", () => {
+  it("receipt - links follow the published definition, so receipts issued earlier still audit", () => {
+    // Written out from the definition, independently of receipt.ts: h0 = sha256("trias-receipt-v1|"
+    // + run), h_i = sha256(h_{i-1} || u64be(seq) || sha256(subject) || sha256(frame)).
+    const sha = (...parts: (string | Uint8Array)[]) => {
+      const h = createHash("sha256");
+      for (const p of parts) h.update(p);
+      return h.digest();
+    };
+    const events = [
+      { seq: 1, subject: "trias.console.task_submitted.run-é", frame: new Uint8Array([1, 2, 3]) },
+      { seq: 2 ** 40 + 3, subject: "trias.proposer.step_proposed.run-é", frame: new Uint8Array(0) },
+    ];
+    let h: Buffer = sha("trias-receipt-v1|run-é");
+    const expected = events.map((ev) => {
+      const seq = Buffer.alloc(8);
+      seq.writeBigUInt64BE(BigInt(ev.seq));
+      h = sha(h, seq, sha(ev.subject), sha(ev.frame));
+      return h.toString("hex");
+    });
+    expect(chainLinks(events, "run-é")).toEqual(expected);
+  });
+
   it("recomputes byte-identically, twice and from a second decoding of the stored bytes", () => {
     const t = TraceBuilder.linear("run-receipt", 3);
     const { covered } = sealed(t);

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { parseSubject, type Receipt } from "@trias/protocol";
 import type { TraceEvent } from "./state.js";
 
@@ -10,9 +10,7 @@ const SEED_PREFIX = "trias-receipt-v1|";
  * another run, even one with the same events, never verifies.
  */
 export function chainSeed(run: string): Uint8Array {
-  return createHash("sha256")
-    .update(SEED_PREFIX + run, "utf8")
-    .digest();
+  return hash("sha256", SEED_PREFIX + run, "buffer");
 }
 
 /**
@@ -26,14 +24,13 @@ export function chainLink(prev: Uint8Array, ev: ChainInput): Uint8Array {
   if (!Number.isSafeInteger(ev.seq) || ev.seq < 0) {
     throw new RangeError(`stream sequence ${String(ev.seq)} is not a non-negative integer`);
   }
-  const seq = Buffer.alloc(8);
-  seq.writeBigUInt64BE(BigInt(ev.seq));
-  return createHash("sha256")
-    .update(prev)
-    .update(seq)
-    .update(createHash("sha256").update(ev.subject, "utf8").digest())
-    .update(createHash("sha256").update(ev.frame).digest())
-    .digest();
+  // One buffer and one-shot hashes: a link is computed for every message the verifier follows.
+  const input = Buffer.allocUnsafe(prev.length + 8 + 64);
+  input.set(prev, 0);
+  input.writeBigUInt64BE(BigInt(ev.seq), prev.length);
+  input.set(hash("sha256", ev.subject, "buffer"), prev.length + 8);
+  input.set(hash("sha256", ev.frame, "buffer"), prev.length + 40);
+  return hash("sha256", input, "buffer");
 }
 
 /** What the chain reads of an event; `message` only supplies the default run id. */

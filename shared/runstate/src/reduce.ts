@@ -1,9 +1,9 @@
-import { createHash } from "node:crypto";
 import {
   SENDERS,
   canonicalBytes,
   parseSubject,
   proposalDigest,
+  sha256Hex,
   tierRank,
   type Message,
   type MessageOf,
@@ -1029,13 +1029,9 @@ function maxTierOf(a: Tier, b: Tier): Tier {
   return tierRank(a) >= tierRank(b) ? a : b;
 }
 
-function sha256Hex(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
-}
-
 /** Identity of an action regardless of where and when it runs: avoid lists match on this. */
 function actionKey(tool: string, args: unknown): string {
-  return createHash("sha256").update(canonicalBytes({ tool, args })).digest("hex");
+  return sha256Hex(canonicalBytes({ tool, args }));
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

@@ -31,6 +31,8 @@ function verifiedKey(kid: string, sig: Uint8Array, payload: Uint8Array): string 
  */
 const sealedHere = new Map<string, string>();
 const SEALED_LIMIT = 4096;
+/** Envelopes kept decoded: enough for a step's frames to come back as evidence at 32 runs in flight. */
+const OPENED_LIMIT = 512;
 
 export interface RegisteredKey {
   kid: string;
@@ -52,6 +54,8 @@ export class KeyRegistry {
   readonly #publicX = new Map<string, string>();
   // A frame embedded as evidence is checked again at every hop: remember what passed.
   readonly #verified = new Set<string>();
+  /** Validated envelopes by verified key, shared by every caller: messages are never mutated. */
+  readonly #opened = new Map<string, Message>();
   readonly #cacheLimit: number;
 
   constructor(jwks: Jwks, cacheLimit = 8192) {
@@ -73,6 +77,7 @@ export class KeyRegistry {
     this.#publicX.clear();
     this.#load(jwks);
     this.#verified.clear();
+    this.#opened.clear();
   }
 
   #load(jwks: Jwks): void {
@@ -98,14 +103,17 @@ export class KeyRegistry {
     return [...this.#keys.values()];
   }
 
-  /** Check the frame's signature against a registered, active key. Throws a GateError. */
-  verifyFrame(frame: Frame): RegisteredKey {
+  /**
+   * Check the frame's signature against a registered, active key. Throws a GateError.
+   * Returns the key and what the verification is remembered under.
+   */
+  #verifyFrame(frame: Frame): [RegisteredKey, string] {
     const key = this.#keys.get(frame.kid);
     if (!key) throw new GateError("key_unknown", `key ${frame.kid} is not in the registry`);
     if (key.status !== "active")
       throw new GateError("key_revoked", `key ${frame.kid} (${key.name}) is revoked`);
     const cacheKey = verifiedKey(frame.kid, frame.sig, frame.payload);
-    if (this.#verified.has(cacheKey)) return key;
+    if (this.#verified.has(cacheKey)) return [key, cacheKey];
     const sealedBy = sealedHere.get(cacheKey);
     const ownFrame = sealedBy !== undefined && sealedBy === this.#publicX.get(frame.kid);
     if (!ownFrame && !this.#verifiers.get(frame.kid)?.verify(frame.payload, frame.sig)) {
@@ -115,7 +123,7 @@ export class KeyRegistry {
       );
     }
     boundedAdd(this.#verified, cacheKey, this.#cacheLimit);
-    return key;
+    return [key, cacheKey];
   }
 
   /**
@@ -124,8 +132,15 @@ export class KeyRegistry {
    */
   open(bytes: Uint8Array, maxBytes = MAX_FRAME_BYTES): Opened {
     const frame = decodeFrame(bytes, maxBytes);
-    const key = this.verifyFrame(frame);
-    const message = parseMessage(decode(frame.payload));
+    const [key, cacheKey] = this.#verifyFrame(frame);
+    // A frame comes back as evidence inside later ones (a proposal inside its assignment,
+    // inside the execution): decoded and validated once. The copy keeps a remembered message
+    // from holding on to the socket buffer its frame arrived in.
+    let message = this.#opened.get(cacheKey);
+    if (message === undefined) {
+      message = parseMessage(decode(Buffer.from(frame.payload)));
+      boundedSet(this.#opened, cacheKey, message, OPENED_LIMIT);
+    }
     if (message.sender !== frame.kid) {
       throw new GateError(
         "signature_invalid",
