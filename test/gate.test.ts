@@ -66,6 +66,22 @@ describe("executor gate", () => {
     expect((await h.ledger.read()).state.applied[`${run}:0:0`]).toBeDefined();
   });
 
+  it("gate - a process allowed to publish cannot take another agent's message id first", async () => {
+    // JetStream drops a message whose id it has seen, whoever sent the first one. Were the
+    // executor's id for this step readable ("exec-<run>-0-0"), this would silently drop
+    // its announcement; ids are keyed by the signer, so the squatter guesses wrong.
+    const run = uniqueRun("squat");
+    const light = { reviewers: 0, strategies: [], human: false };
+    await h.forge.send("reviewer", "verdict", run, new Uint8Array([1, 2, 3]), `exec-${run}-0-0`);
+    const p = h.forge.proposal(run);
+    const a = h.forge.assignment(p, policy.digest, "light", light);
+    await h.forge.send("router", "tier_assigned", run, a.bytes);
+    const exec = await waitForKind(h, run, "step_executed");
+    expect(exec.body.outcome).toBe("ok");
+    expect(exec.id).not.toBe(`exec-${run}-0-0`);
+    expect(exec.id.startsWith(`exec-${run}-0-0.`)).toBe(true);
+  });
+
   it("gate - refuses an unsigned message", async () => {
     const run = uniqueRun("unsigned");
     const p = h.forge.proposal(run);

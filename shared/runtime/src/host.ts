@@ -74,7 +74,10 @@ export interface EmitFields<K extends Kind> {
   body: BodyOf<K>;
   trace?: TraceContext | null;
   ttlMs?: number;
-  /** Stable id for messages that must be published at most once (retries reuse it). */
+  /**
+   * Stable name for a message that must be published at most once (retries reuse it); the
+   * envelope id is this name keyed by the signer (Signer.stableId), so no one else can take it.
+   */
   id?: string;
   /**
    * Done at the same time as the publish, with the signed bytes (recording an outcome, say):
@@ -195,7 +198,7 @@ export class AgentHost {
     const issuedAt = this.now();
     const message = {
       v: PROTOCOL_VERSION,
-      id: f.id ?? this.newId(),
+      id: f.id === undefined ? this.newId() : this.signer.stableId(f.id),
       kind,
       run: f.run,
       step: f.step,

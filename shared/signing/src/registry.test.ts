@@ -131,4 +131,17 @@ describe("signing", () => {
       code(() => registry().open(encodeFrame({ kid: s.kid, sig: s.signBytes(payload), payload }))),
     ).toBe("schema_invalid");
   });
+
+  it("signing - stable message ids are the same for one identity every time, and no one else can compute them", () => {
+    const a = signer("console");
+    const again = signer("console");
+    const other = signer("reviewer-1");
+    expect(a.stableId("close-r1")).toBe(again.stableId("close-r1"));
+    expect(a.stableId("close-r1")).toMatch(/^close-r1\.[A-Za-z0-9_-]{16}$/);
+    expect(other.stableId("close-r1")).not.toBe(a.stableId("close-r1"));
+    // The envelope allows 128 characters: long names are cut, and stay apart by their MAC.
+    const long = "x".repeat(200);
+    expect(a.stableId(`${long}-1`)).toHaveLength(128);
+    expect(a.stableId(`${long}-1`)).not.toBe(a.stableId(`${long}-2`));
+  });
 });

@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, hash, type KeyObject } from "node:crypto";
+import { createHmac, createPrivateKey, createPublicKey, hash, type KeyObject } from "node:crypto";
 import {
   GateError,
   SENDERS,
@@ -178,6 +178,7 @@ export class Signer {
   readonly #key: KeyObject;
   readonly #signing: SigningKey;
   readonly #publicX: string;
+  readonly #idKey: Buffer;
 
   constructor(file: PrivateKeyFile) {
     this.kid = file.kid;
@@ -187,10 +188,21 @@ export class Signer {
     // The public half is derived, not read from the file: a file whose x does not match
     // its d would otherwise sign with a mismatched key.
     this.#publicX = String(createPublicKey(this.#key).export({ format: "jwk" }).x);
-    this.#signing = ed25519.signingKey(
-      Buffer.from(file.jwk.d, "base64url"),
-      Buffer.from(this.#publicX, "base64url"),
-    );
+    const seed = Buffer.from(file.jwk.d, "base64url");
+    this.#signing = ed25519.signingKey(seed, Buffer.from(this.#publicX, "base64url"));
+    this.#idKey = hash("sha256", Buffer.concat([Buffer.from("trias-message-id|"), seed]), "buffer");
+  }
+
+  /**
+   * The message id for a message that must be published at most once (retries reuse it):
+   * the readable name, then a MAC only this identity can compute. JetStream drops a second
+   * message with an id it has seen, whoever sent the first, so a readable id alone
+   * ("close-<run>") would let any process allowed to publish take it first and have the
+   * genuine message silently dropped. At most 128 characters; distinct names stay distinct.
+   */
+  stableId(name: string): string {
+    const mac = createHmac("sha256", this.#idKey).update(name, "utf8").digest("base64url");
+    return `${name.slice(0, 111)}.${mac.slice(0, 16)}`;
   }
 
   static load(path: string): Signer {
