@@ -1,4 +1,11 @@
-import { createHmac, createPrivateKey, createPublicKey, hash, type KeyObject } from "node:crypto";
+import {
+  createHmac,
+  createPrivateKey,
+  createPublicKey,
+  createSecretKey,
+  hash,
+  type KeyObject,
+} from "node:crypto";
 import {
   GateError,
   SENDERS,
@@ -178,7 +185,7 @@ export class Signer {
   readonly #key: KeyObject;
   readonly #signing: SigningKey;
   readonly #publicX: string;
-  readonly #idKey: Buffer;
+  readonly #idKey: KeyObject;
 
   constructor(file: PrivateKeyFile) {
     this.kid = file.kid;
@@ -190,7 +197,10 @@ export class Signer {
     this.#publicX = String(createPublicKey(this.#key).export({ format: "jwk" }).x);
     const seed = Buffer.from(file.jwk.d, "base64url");
     this.#signing = ed25519.signingKey(seed, Buffer.from(this.#publicX, "base64url"));
-    this.#idKey = hash("sha256", Buffer.concat([Buffer.from("trias-message-id|"), seed]), "buffer");
+    // A KeyObject, made once: HMAC with a raw key converts it on every call (7x slower).
+    this.#idKey = createSecretKey(
+      hash("sha256", Buffer.concat([Buffer.from("trias-message-id|"), seed]), "buffer"),
+    );
   }
 
   /**
