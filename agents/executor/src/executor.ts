@@ -334,7 +334,7 @@ export class Executor {
     try {
       result = await withSpan(
         `tool ${x.tool}`,
-        {
+        () => ({
           kind: SpanKind.CLIENT,
           attributes: triasAttributes({
             run: x.run,
@@ -344,7 +344,7 @@ export class Executor {
             tool: x.tool,
             policyDigest: x.policyDigest,
           }),
-        },
+        }),
         () => tool.run(this.#rt, x.args, { effectId: x.effectId, attempt: x.attempt }),
       );
     } catch (e) {

@@ -173,11 +173,15 @@ export class Router {
     const rate = this.#limiter.take(m.body.tool, inc.delivery.timestampMs);
     const body = withSpan(
       "policy.evaluate",
-      { attributes: triasAttributes({ run: m.run, step, policyDigest: this.#policy.digest }) },
+      () => ({
+        attributes: triasAttributes({ run: m.run, step, policyDigest: this.#policy.digest }),
+      }),
       (span) => {
         const b = assign(this.#policy, m, inc.delivery.data, ctx, rate);
-        span.setAttributes(triasAttributes({ tier: b.tier }));
-        span.setAttribute("trias.risk_score", b.score);
+        if (span.isRecording()) {
+          span.setAttributes(triasAttributes({ tier: b.tier }));
+          span.setAttribute("trias.risk_score", b.score);
+        }
         return b;
       },
     );

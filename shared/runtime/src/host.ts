@@ -165,7 +165,7 @@ export class AgentHost {
     const subject = subjectFor(this.signer.role, kind, f.run);
     return withSpan(
       `send ${kind}`,
-      {
+      () => ({
         kind: SpanKind.PRODUCER,
         attributes: {
           ...natsAttributes({
@@ -182,7 +182,7 @@ export class AgentHost {
             kind,
           }),
         },
-      },
+      }),
       () => this.#emit(kind, subject, f),
     );
   }
@@ -335,7 +335,7 @@ export class AgentHost {
         const parts = parseSubject(d.subject);
         return withSpan(
           `process ${parts?.kind ?? "message"}`,
-          {
+          () => ({
             parent: extractTrace(d.headers),
             kind: SpanKind.CONSUMER,
             attributes: {
@@ -351,7 +351,7 @@ export class AgentHost {
                 ...(parts ? { run: parts.run } : {}),
               }),
             },
-          },
+          }),
           async (span): Promise<Disposition> => {
             if (o.wanted && !o.wanted(peek(d.data))) {
               span.setAttribute("trias.skipped", true);
@@ -360,14 +360,16 @@ export class AgentHost {
             try {
               const inc = this.admit(d);
               const m = inc.message;
-              span.setAttributes(
-                triasAttributes({
-                  kind: m.kind,
-                  ...(m.step !== null ? { step: m.step } : {}),
-                  attempt: m.attempt,
-                }),
-              );
-              span.setAttribute("messaging.message.id", m.id);
+              if (span.isRecording()) {
+                span.setAttributes(
+                  triasAttributes({
+                    kind: m.kind,
+                    ...(m.step !== null ? { step: m.step } : {}),
+                    attempt: m.attempt,
+                  }),
+                );
+                span.setAttribute("messaging.message.id", m.id);
+              }
               this.log.info(
                 {
                   run: m.run,

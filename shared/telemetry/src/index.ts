@@ -12,6 +12,7 @@ export {
 export { injectTrace, extractTrace, traceIds } from "./propagation.js";
 export {
   withSpan,
+  tracingEnabled,
   tracer,
   activeSpan,
   recordError,

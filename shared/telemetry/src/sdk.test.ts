@@ -36,6 +36,7 @@ import {
   recordRecovery,
   recordRejection,
   triasAttributes,
+  tracingEnabled,
   withSpan,
   type Telemetry,
 } from "./index.js";
@@ -148,18 +149,20 @@ describe("telemetry - behaviour", () => {
     );
     expect(headers["traceparent"]).toMatch(new RegExp(`^00-${rootTraceId}-[0-9a-f]{16}-01$`));
 
-    // Process B: only the headers crossed; the handler's span continues the trace.
+    // Process B: only the headers crossed; the handler's span continues the trace. Its options
+    // come from a function, as on the agents' hot path: built because tracing is on.
+    expect(tracingEnabled()).toBe(true);
     const received = { ...headers };
     await withSpan(
       "process trias.proposer.proposal",
-      {
+      () => ({
         parent: extractTrace(received, ROOT_CONTEXT),
         kind: SpanKind.CONSUMER,
         attributes: {
           ...natsAttributes({ operation: "process", subject, messageId: "msg-1" }),
           ...triasAttributes({ run, step: 1, tier: "full", policyDigest: "sha256:abc" }),
         },
-      },
+      }),
       async (span) => {
         await new Promise((r) => setTimeout(r, 1)); // the active span survives an await
         recordRejection({ code: "stale", reason: "expired 3 s ago" });

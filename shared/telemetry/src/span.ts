@@ -1,6 +1,8 @@
 import {
   context,
   trace,
+  INVALID_SPAN_CONTEXT,
+  ProxyTracerProvider,
   SpanKind,
   SpanStatusCode,
   type Attributes,
@@ -27,6 +29,21 @@ export const INSTRUMENTATION_SCOPE = "trias";
 // A ProxyTracer: it delegates to the SDK's tracer once one is registered, and is the
 // no-op tracer until then (or forever, when the SDK is not started).
 const proxyTracer: Tracer = trace.getTracer(INSTRUMENTATION_SCOPE);
+
+/**
+ * Whether spans are recorded anywhere: true once a tracer provider (the SDK) is registered.
+ * Until then a span is pure overhead on every message (a context, a span, attribute
+ * objects), so hot paths skip building them.
+ */
+export function tracingEnabled(): boolean {
+  const p = trace.getTracerProvider();
+  return (
+    !(p instanceof ProxyTracerProvider) || p.getDelegateTracer(INSTRUMENTATION_SCOPE) !== undefined
+  );
+}
+
+/** The span handed to `withSpan`'s function when tracing is off: every call on it is a no-op. */
+const OFF = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
 
 /** The tracer Trias code uses (no-op unless the SDK is started). */
 export function tracer(): Tracer {
@@ -81,16 +98,25 @@ function safeString(v: unknown): string {
  * awaited work, when the SDK's context manager is registered). A thrown error or a
  * rejected promise is recorded on the span (exception event, status ERROR) and rethrown;
  * the span always ends. Success leaves the status UNSET, as the OTel spec recommends.
- * Returns what `fn` returns (a promise stays a promise).
+ * Returns what `fn` returns (a promise stays a promise). `options` may be a function, called
+ * only when tracing is on, so a hot path builds no attributes for a span nobody records.
  */
-export function withSpan<T>(name: string, options: WithSpanOptions, fn: (span: Span) => T): T {
+export function withSpan<T>(
+  name: string,
+  spanOptions: WithSpanOptions | (() => WithSpanOptions),
+  fn: (span: Span) => T,
+): T {
+  // Without a provider the span records nothing; trace context still travels in the signed
+  // envelope (the host falls back to the handled message's context when it emits).
+  if (!tracingEnabled()) return fn(OFF);
+  const options = typeof spanOptions === "function" ? spanOptions() : spanOptions;
   const parent = options.parent ?? context.active();
-  const spanOptions: OtelSpanOptions = { kind: options.kind ?? SpanKind.INTERNAL };
-  if (options.attributes !== undefined) spanOptions.attributes = options.attributes;
-  if (options.links !== undefined) spanOptions.links = options.links;
-  if (options.root !== undefined) spanOptions.root = options.root;
-  if (options.startTime !== undefined) spanOptions.startTime = options.startTime;
-  const span = proxyTracer.startSpan(name, spanOptions, parent);
+  const otel: OtelSpanOptions = { kind: options.kind ?? SpanKind.INTERNAL };
+  if (options.attributes !== undefined) otel.attributes = options.attributes;
+  if (options.links !== undefined) otel.links = options.links;
+  if (options.root !== undefined) otel.root = options.root;
+  if (options.startTime !== undefined) otel.startTime = options.startTime;
+  const span = proxyTracer.startSpan(name, otel, parent);
   return context.with(trace.setSpan(parent, span), () => {
     let result: T;
     try {

@@ -14,6 +14,7 @@ import {
   scrubSecrets,
   telemetryPlan,
   traceIds,
+  tracingEnabled,
   withSpan,
 } from "./index.js";
 
@@ -147,6 +148,22 @@ describe("telemetry - behaviour", () => {
     await expect(withSpan("rejects", {}, () => Promise.reject(new Error("later")))).rejects.toThrow(
       "later",
     );
+  });
+
+  it("withSpan without the SDK builds no span options and hands fn a span that records nothing", () => {
+    trace.disable();
+    expect(tracingEnabled()).toBe(false);
+    let built = 0;
+    const recording = withSpan(
+      "process",
+      () => {
+        built++;
+        return { attributes: { a: 1 } };
+      },
+      (span) => span.isRecording(),
+    );
+    expect(recording).toBe(false);
+    expect(built).toBe(0);
   });
 
   it("logs are JSON lines with agent, role, run, step and level from LOG_LEVEL", () => {
