@@ -105,6 +105,15 @@ export class Executor {
     return c;
   }
 
+  /**
+   * Nothing can have acted on this message before: it is the first delivery of one issued
+   * after this process started (by its sender's clock, with slack for skew), and this
+   * process is the only executor.
+   */
+  #firstSight(issuedAt: number, d: Delivery): boolean {
+    return issuedAt > this.#startedAt + 5_000 && d.deliveryCount === 1;
+  }
+
   async onAssignment(inc: Incoming): Promise<HandlerResult> {
     const a = openAssignment(this.#host.registry, inc.delivery.data, inc);
     this.#checkPolicy(a);
@@ -112,7 +121,7 @@ export class Executor {
     const c = this.#case(a);
     const { requires } = a.message.body;
     if (requires.reviewers === 0 && !requires.human) {
-      await this.#tryExecute(c);
+      await this.#tryExecute(c, this.#firstSight(a.message.issuedAt, inc.delivery));
       return;
     }
     // A step waiting for reviewers: this message doubles as a durable timer. It is
@@ -120,8 +129,7 @@ export class Executor {
     if (this.#done.has(effectKey(a))) return;
     // Only a step routed before this process started, or a redelivery, can have run
     // without this process knowing: only then ask the effects bucket.
-    const fresh = a.message.issuedAt > this.#startedAt + 5_000 && inc.delivery.deliveryCount === 1;
-    if (!fresh && (await this.#effect(a))) return;
+    if (!this.#firstSight(a.message.issuedAt, inc.delivery) && (await this.#effect(a))) return;
     // Vetoed here already (the verdict came first): recorded as such, nothing more to do.
     if (c.veto !== null) return;
     await this.#hydrate(c, inc.delivery);
@@ -182,7 +190,7 @@ export class Executor {
     const m = c.assignment.message;
     // Verdicts can only predate this process if the step was routed before it started (by the
     // router's clock, with slack) or this message is a redelivery.
-    if (m.issuedAt > this.#startedAt + 5_000 && d.deliveryCount === 1) return;
+    if (this.#firstSight(m.issuedAt, d)) return;
     const exceptSeq = d.seq;
     for (const stored of await this.#host.bus.readAll(`trias.*.verdict.${m.run}`)) {
       if (stored.seq === exceptSeq) continue;
@@ -205,8 +213,11 @@ export class Executor {
     return decode(e.value) as EffectRecord;
   }
 
-  /** Returns true when the step has executed (now or before). */
-  async #tryExecute(c: StepCase): Promise<boolean> {
+  /**
+   * Returns true when the step has executed (now or before). `firstSight`: the step's
+   * assignment is on its first sight here (see #firstSight), so no claim is needed.
+   */
+  async #tryExecute(c: StepCase, firstSight = false): Promise<boolean> {
     const a = c.assignment;
     const m = a.message;
     const q = countQuorum(
@@ -222,6 +233,7 @@ export class Executor {
     const step = m.step ?? 0;
     const ran = await this.#runOnce({
       key: effectKey(a),
+      firstSight,
       emitId: `exec-${m.run}-${step}-${m.attempt}`,
       run: m.run,
       step,
@@ -274,6 +286,7 @@ export class Executor {
    */
   async #runOnce(x: {
     key: string;
+    firstSight?: boolean;
     emitId: string;
     run: string;
     step: number;
@@ -300,18 +313,23 @@ export class Executor {
       throw new GateError("scope_denied", `arguments for ${x.tool} are invalid: ${args.reason}`);
 
     // Claim first (one round trip on the happy path); only a failed claim reads the record.
+    // A step on its first sight cannot have run: its claim would only ever succeed, so the
+    // outcome record below is created instead, and a record already there (a replay of the
+    // assignment that outlived the replay window) is left as it is.
     let claimed = true;
-    try {
-      await this.#effects.create(
-        x.key,
-        encode({
-          status: "started",
-          at: this.#host.now(),
-          by: this.#host.name,
-        } satisfies EffectRecord),
-      );
-    } catch {
-      claimed = false;
+    if (!x.firstSight) {
+      try {
+        await this.#effects.create(
+          x.key,
+          encode({
+            status: "started",
+            at: this.#host.now(),
+            by: this.#host.name,
+          } satisfies EffectRecord),
+        );
+      } catch {
+        claimed = false;
+      }
     }
     if (!claimed) {
       const stored = await this.#effects.get(x.key);
@@ -365,8 +383,16 @@ export class Executor {
       attempt: x.attempt,
       body: x.body({ outcome, result, error }),
       trace: x.trace,
-      alongside: (frame) =>
-        this.#effects.put(x.key, encode({ status: "done", frame } satisfies EffectRecord)),
+      alongside: async (frame) => {
+        const done = encode({ status: "done", frame } satisfies EffectRecord);
+        if (!x.firstSight) return this.#effects.put(x.key, done);
+        try {
+          return await this.#effects.create(x.key, done);
+        } catch (e) {
+          if (!String((e as Error).message).includes("wrong last sequence")) throw e;
+          return undefined;
+        }
+      },
     });
     faultPoint(this.#host.name, "after-record");
     return true;
