@@ -80,15 +80,14 @@ function loadSodium(): Sodium | undefined {
 }
 
 const sodium = loadSodium();
+const fast = sodium === undefined ? undefined : libsodium(sodium);
 
 /** Every implementation that loads here (tests run the same cases over each). */
-export const ed25519Backends: readonly Ed25519[] = sodium
-  ? [libsodium(sodium), nodeCrypto]
-  : [nodeCrypto];
+export const ed25519Backends: readonly Ed25519[] = fast ? [fast, nodeCrypto] : [nodeCrypto];
 
 /** The implementation agents use. */
 export const ed25519: Ed25519 =
-  process.env["TRIAS_ED25519"] === "node" || !sodium ? nodeCrypto : libsodium(sodium);
+  process.env["TRIAS_ED25519"] === "node" || !fast ? nodeCrypto : fast;
 
 export function publicKeyObject(publicKey: Uint8Array): KeyObject {
   return createPublicKey({
