@@ -123,7 +123,19 @@ function toStored(m: JsMsg): StoredMessage {
 }
 
 function toDelivery(m: JsMsg): Delivery {
-  return { ...toStored(m), deliveryCount: m.info.deliveryCount };
+  const info = m.info;
+  let headers: Record<string, string> | undefined;
+  return {
+    subject: m.subject,
+    data: m.data,
+    seq: info.streamSequence,
+    deliveryCount: info.deliveryCount,
+    timestampMs: Math.floor(info.timestampNanos / 1_000_000),
+    // Decoded when asked for: an agent only reads them to continue a trace that is recorded.
+    get headers() {
+      return (headers ??= hdrsToRecord(m.headers));
+    },
+  };
 }
 
 /**
