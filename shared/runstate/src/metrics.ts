@@ -1,3 +1,4 @@
+import { boundedSet } from "@trias/protocol";
 import type { RunState, Transition } from "./state.js";
 
 /**
@@ -130,8 +131,21 @@ export function linearTransitions(steps: number): Transition[] {
 }
 
 export function linearBaseline(steps: number): TopologyMetrics {
-  return topologyMetrics(linearTransitions(steps), "baseline");
+  // Asked for at every run's close, and a pure function of the step count: kept, frozen.
+  let m = baselines.get(steps);
+  if (m === undefined) {
+    m = topologyMetrics(linearTransitions(steps), "baseline");
+    for (const p of m.path) Object.freeze(p);
+    Object.freeze(m.path);
+    Object.freeze(m.pairs);
+    Object.freeze(m.perStep);
+    Object.freeze(m);
+    boundedSet(baselines, steps, m, 256);
+  }
+  return m;
 }
+
+const baselines = new Map<number, TopologyMetrics>();
 
 /**
  * The path the run is held against: the baseline's segment for each step the run reached,
