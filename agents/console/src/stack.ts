@@ -24,6 +24,16 @@ export const AGENT_NODE_FLAGS = [
   "--max-old-space-size=128",
 ];
 
+/**
+ * The agent flags, less any that NODE_OPTIONS sets itself: flags on the command line win over
+ * NODE_OPTIONS, so without this an operator's (or `pnpm bench --node-options`) heap setting
+ * would be silently ignored.
+ */
+export function agentNodeFlags(nodeOptions = ""): string[] {
+  const given = new Set(nodeOptions.split(/\s+/).map((f) => f.split("=")[0]));
+  return AGENT_NODE_FLAGS.filter((f) => !given.has(f.split("=")[0]));
+}
+
 export type AgentRole = "proposer" | "router" | "reviewer" | "executor" | "verifier";
 
 export interface AgentSpec {
@@ -201,8 +211,9 @@ export class Stack {
     if (!existsSync(main))
       throw new TransientError("internal", `${main} is missing: run \`pnpm build\` first`);
     const fd = openSync(join(this.opts.logDir, `${a.name}.log`), "a");
-    const child = spawn(process.execPath, [...AGENT_NODE_FLAGS, main], {
-      env: { ...this.agentEnv(a), ...(a.env ?? {}), ...extraEnv },
+    const env = { ...this.agentEnv(a), ...(a.env ?? {}), ...extraEnv };
+    const child = spawn(process.execPath, [...agentNodeFlags(env["NODE_OPTIONS"]), main], {
+      env,
       stdio: ["ignore", fd, fd],
       cwd: REPO_ROOT,
     });
