@@ -1,5 +1,5 @@
 import type { KV } from "@nats-io/kv";
-import type { Delivery } from "@trias/bus";
+import { isRevisionConflict, type Delivery } from "@trias/bus";
 import {
   GateError,
   boundedAdd,
@@ -115,7 +115,7 @@ export class Executor {
   }
 
   async onAssignment(inc: Incoming): Promise<HandlerResult> {
-    const a = openAssignment(this.#host.registry, inc.delivery.data, inc);
+    const a = openAssignment(this.#host.registry, inc.delivery.data);
     this.#checkPolicy(a);
     if (a.message.body.denied !== null) return;
     const c = this.#case(a);
@@ -389,7 +389,7 @@ export class Executor {
         try {
           return await this.#effects.create(x.key, done);
         } catch (e) {
-          if (!String((e as Error).message).includes("wrong last sequence")) throw e;
+          if (!isRevisionConflict(e)) throw e;
           return undefined;
         }
       },

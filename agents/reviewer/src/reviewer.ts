@@ -41,7 +41,7 @@ export class Reviewer {
     const m = inc.message;
     if (m.kind !== "tier_assigned") return;
     if (!needs(m.body, this.#strategy)) return;
-    const a = openAssignment(this.#host.registry, inc.delivery.data, inc);
+    const a = openAssignment(this.#host.registry, inc.delivery.data);
     const { digest } = a.message.body;
     const proposal = a.proposal.message.body;
     const v =

@@ -514,6 +514,14 @@ export function backoffMs(deliveryCount: number): number {
   return Math.min(30_000, 250 * 2 ** Math.max(0, deliveryCount - 1));
 }
 
+/**
+ * A KV create or update refused because the key is not at the revision given (for a create:
+ * it exists already). The one compare-and-set failure callers act on; anything else is an error.
+ */
+export function isRevisionConflict(e: unknown): boolean {
+  return String((e as Error)?.message ?? "").includes("wrong last sequence");
+}
+
 function isNotFound(e: unknown): boolean {
   const msg = String((e as Error)?.message ?? "").toLowerCase();
   const code = (e as { code?: unknown; api_error?: { err_code?: number; code?: number } })

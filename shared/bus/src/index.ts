@@ -2,6 +2,7 @@ export {
   Bus,
   ACK,
   backoffMs,
+  isRevisionConflict,
   DEFAULT_MAX_ACK_PENDING,
   type BusOptions,
   type StreamOptions,

@@ -1,10 +1,4 @@
-import {
-  GateError,
-  proposalDigest,
-  type Message,
-  type MessageOf,
-  type ReviewRequirement,
-} from "@trias/protocol";
+import { GateError, proposalDigest, type MessageOf, type ReviewRequirement } from "@trias/protocol";
 import type { KeyRegistry, RegisteredKey } from "@trias/signing";
 
 export interface OpenedProposal {
@@ -30,13 +24,9 @@ export interface OpenedVerdict {
  * roles, the same run/step/attempt, and the digest recomputed from the proposal's exact
  * tool and arguments under the policy digest the router names.
  */
-export function openAssignment(
-  registry: KeyRegistry,
-  bytes: Uint8Array,
-  /** The same frame already opened (by admission): not opened twice. */
-  opened?: { message: Message; key: RegisteredKey },
-): OpenedAssignment {
-  const a = opened ?? registry.open(bytes);
+export function openAssignment(registry: KeyRegistry, bytes: Uint8Array): OpenedAssignment {
+  // Opening a frame admission already opened is cheap: the registry keeps it decoded.
+  const a = registry.open(bytes);
   if (a.message.kind !== "tier_assigned")
     throw new GateError("tier_invalid", `expected a tier_assigned frame, got ${a.message.kind}`);
   const p = registry.open(a.message.body.proposal);

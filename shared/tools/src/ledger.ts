@@ -1,4 +1,5 @@
 import type { KV } from "@nats-io/kv";
+import { isRevisionConflict } from "@trias/bus";
 import { TransientError, ValidationError, type JsonValue } from "@trias/protocol";
 
 export interface Account {
@@ -83,7 +84,7 @@ export class Ledger {
         else await this.#kv.update(KEY, enc.encode(JSON.stringify(next)), revision);
         return { result, replayed: false };
       } catch (e) {
-        if (!String((e as Error).message).includes("wrong last sequence")) {
+        if (!isRevisionConflict(e)) {
           throw new TransientError(
             "bus_unavailable",
             `ledger write failed: ${(e as Error).message}`,
