@@ -151,7 +151,9 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     }
 
     o.out("");
-    o.out(bold("Summary"));
+    o.out(
+      `${bold("Summary")} ${dim("(✓: the run ended as the demo expects, a refusal by policy included)")}`,
+    );
     for (const { run, demo } of runs) {
       const c = closed.get(run);
       const outcome = c?.body.outcome ?? "still open";
