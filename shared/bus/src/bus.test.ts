@@ -150,6 +150,54 @@ describe("bus", () => {
     expect(held).toBe(n - 10);
   });
 
+  it("bus - a handled message's ack goes out with the next publish, or after the linger", async () => {
+    const linger = 1_500;
+    const bus = await Bus.connect({
+      servers: server.url,
+      name: "router",
+      user: "router",
+      pass: "r-pass",
+      ackLingerMs: linger,
+    });
+    const pendingAcks = async (): Promise<number> =>
+      (await admin.jsm.consumers.info(admin.stream, "linger")).num_ack_pending;
+    const until = async (want: number, withinMs: number): Promise<number> => {
+      const deadline = Date.now() + withinMs;
+      let n = await pendingAcks();
+      while (n !== want && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+        n = await pendingAcks();
+      }
+      return n;
+    };
+    try {
+      await bus.ensureConsumer("linger", { filter: "trias.router.test_linger.*" });
+      let handled = 0;
+      await bus.consume("linger", () => {
+        handled++;
+        return Promise.resolve({ type: "ack" });
+      });
+      const send = (subject: string, i: number) =>
+        bus.publish(subject, new Uint8Array([i]), { msgId: `linger-${i}` });
+      await send("trias.router.test_linger.r1", 1);
+      while (handled < 1) await new Promise((r) => setTimeout(r, 5));
+      const handledAt = Date.now();
+      // Handled, and its ack waits: nothing was published since.
+      expect(await pendingAcks()).toBe(1);
+      // A publish (here one this consumer does not see) carries it, long before the linger.
+      await send("trias.router.test_elsewhere.r2", 2);
+      expect(await until(0, 1_000)).toBe(0);
+      expect(Date.now() - handledAt).toBeLessThan(linger);
+      // This message's ack has no later publish to ride with: the linger sends it.
+      await send("trias.router.test_linger.r3", 3);
+      while (handled < 2) await new Promise((r) => setTimeout(r, 5));
+      expect(await pendingAcks()).toBe(1);
+      expect(await until(0, linger * 3)).toBe(0);
+    } finally {
+      await bus.drain();
+    }
+  });
+
   it("bus - readAll returns every message of a filter in stream order, lastBySubject the newest", async () => {
     for (let i = 0; i < 700; i++)
       await router.publish("trias.router.tier_assigned.many", new Uint8Array([i % 256]), {

@@ -31,6 +31,8 @@ export interface BusOptions {
   stream?: string;
   /** Give up connecting after this long (the server may still be starting). */
   connectTimeoutMs?: number;
+  /** How long a handled message's ack may wait for a publish to share a write with. */
+  ackLingerMs?: number;
 }
 
 export interface StreamOptions {
@@ -88,6 +90,11 @@ export interface ConsumerOptions {
  * every tier waited for the timers (measured: light steps stalled 4-20 s after full ones).
  */
 export const DEFAULT_MAX_ACK_PENDING = 65_536;
+
+/** How long a handled message's ack waits by default for a publish to share a write with. */
+export const ACK_LINGER_MS = 20;
+/** Acks sent at once at most; more waiting go out without waiting for a publish. */
+const ACK_LINGER_MAX = 256;
 
 export interface ConsumeOptions {
   /** Messages pulled per request and so at most in flight. */
@@ -149,17 +156,22 @@ export class Bus {
   readonly stream: string;
   readonly #subs = new Set<Subscription>();
   #streamSubjects: Promise<string[] | null> | null = null;
+  readonly #acks: JsMsg[] = [];
+  #ackTimer: NodeJS.Timeout | undefined;
+  readonly #ackLingerMs: number;
 
   private constructor(
     nc: NatsConnection,
     js: JetStreamClient,
     jsm: JetStreamManager,
     stream: string,
+    ackLingerMs: number,
   ) {
     this.nc = nc;
     this.js = js;
     this.jsm = jsm;
     this.stream = stream;
+    this.#ackLingerMs = ackLingerMs;
   }
 
   static async connect(o: BusOptions): Promise<Bus> {
@@ -178,7 +190,13 @@ export class Bus {
           reconnectTimeWait: 250,
         });
         const jsm = await jetstreamManager(nc, { checkAPI: false });
-        return new Bus(nc, jetstream(nc, { checkAPI: false }), jsm, o.stream ?? STREAM_NAME);
+        return new Bus(
+          nc,
+          jetstream(nc, { checkAPI: false }),
+          jsm,
+          o.stream ?? STREAM_NAME,
+          o.ackLingerMs ?? ACK_LINGER_MS,
+        );
       } catch (e) {
         lastErr = e;
         if (isAuthError(e)) break;
@@ -243,6 +261,8 @@ export class Bus {
     data: Uint8Array,
     o: { msgId: string; headers?: Record<string, string>; retryForMs?: number },
   ): Promise<{ seq: number; duplicate: boolean }> {
+    // The acks waiting go out in the same socket write as this publish.
+    this.flushAcks();
     const h = natsHeaders();
     for (const [k, v] of Object.entries(o.headers ?? {})) h.set(k, v);
     // Retrying is safe: the message id makes the server store the message at most once. It
@@ -266,6 +286,30 @@ export class Bus {
         await new Promise((r) => setTimeout(r, Math.min(1_000, 50 * 2 ** attempt)));
       }
     }
+  }
+
+  /**
+   * Acks linger: they go out with this connection's next publish, in the same socket write,
+   * or after the linger (ACK_LINGER_MS by default), whichever comes first. A write is a system call that cost an
+   * agent 50-80 us per delivery at one step in flight, about as much as a signature check,
+   * and no one waits for an ack: the next hop is driven by the publish. An ack still only
+   * ever follows its handler; a crash inside the linger is a redelivery, which every handler
+   * already absorbs (message ids, effect claims), as it does a crash just before the ack.
+   */
+  #ack(m: JsMsg): void {
+    this.#acks.push(m);
+    if (this.#acks.length >= ACK_LINGER_MAX) this.flushAcks();
+    else this.#ackTimer ??= setTimeout(() => this.flushAcks(), this.#ackLingerMs);
+  }
+
+  /** Send the acks waiting (see #ack). */
+  flushAcks(): void {
+    if (this.#ackTimer !== undefined) {
+      clearTimeout(this.#ackTimer);
+      this.#ackTimer = undefined;
+    }
+    if (this.#acks.length === 0) return;
+    for (const m of this.#acks.splice(0)) m.ack();
   }
 
   /** Create a durable pull consumer, or update the mutable parts of an existing one. */
@@ -317,16 +361,6 @@ export class Bus {
     const keyOf = o.keyOf ?? ((d: Delivery) => d.subject.slice(d.subject.lastIndexOf(".") + 1));
     const tails = new Map<string, Promise<void>>();
     const inflight = new Set<Promise<void>>();
-    // Acks wait for the end of the event-loop turn and go out together, in one socket write
-    // instead of one each (writes are a large share of an agent's CPU at 32 in flight). An
-    // ack still only ever follows its handler; the stop flushes what is left.
-    const acks: JsMsg[] = [];
-    let ackFlushScheduled = false;
-    const flushAcks = (): void => {
-      ackFlushScheduled = false;
-      for (const m of acks.splice(0)) m.ack();
-    };
-
     const handleOne = async (m: JsMsg, d: Delivery): Promise<void> => {
       let disp: Disposition;
       try {
@@ -340,11 +374,7 @@ export class Bus {
       }
       switch (disp.type) {
         case "ack":
-          acks.push(m);
-          if (!ackFlushScheduled) {
-            ackFlushScheduled = true;
-            setImmediate(flushAcks);
-          }
+          this.#ack(m);
           break;
         case "nak":
           m.nak(disp.delayMs);
@@ -373,7 +403,7 @@ export class Bus {
         });
       }
       await Promise.allSettled([...inflight]);
-      flushAcks();
+      this.flushAcks();
     })();
 
     const sub: Subscription = {
@@ -506,6 +536,7 @@ export class Bus {
   /** Stop consuming, let in-flight handlers finish, flush and close. */
   async drain(): Promise<void> {
     await Promise.allSettled([...this.#subs].map((s) => s.stop()));
+    this.flushAcks();
     if (!this.nc.isClosed()) await this.nc.drain().catch(() => this.nc.close());
   }
 }
