@@ -1,4 +1,9 @@
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parse, stringify } from "yaml";
+import { SHIPPED_POLICY_DIR } from "@trias/policy";
 import type { MessageOf } from "@trias/protocol";
 import { startHarness, uniqueRun, type Harness } from "./helpers/harness.js";
 
@@ -34,6 +39,34 @@ describe("recovery", () => {
     // The retry went through routing and review again: a new digest, newly approved.
     expect(new Set(executions.map((e) => e.body.digest)).size).toBe(2);
     expect(closed.get(run)?.body.topology?.entropyBits).toBeGreaterThan(0);
+  });
+
+  it("recovery - a tier with lenient verification passes a step whose postconditions cannot be read, and says so in the signed record", async () => {
+    // flaky.write is a light step in dev, whose light tier is `verification: lenient`.
+    const { run } = await h.client.submit({
+      goal: "unreadable once",
+      program: "steps",
+      input: {
+        steps: [
+          {
+            tool: "flaky.write",
+            args: { key: "unread", passFromAttempt: 0, readableFromAttempt: 1 },
+          },
+        ],
+      },
+      requestedBy: "test",
+    });
+    const closed = await h.client.waitForClose([run], 30_000);
+    expect(closed.get(run)?.body.outcome).toBe("completed");
+    const trace = await h.trace(run);
+    const verified = kinds(trace, "step_verified") as MessageOf<"step_verified">[];
+    expect(verified.map((v) => `${v.attempt}:${v.body.verdict}`)).toEqual(["0:passed"]);
+    const unread = verified[0]?.body.checks.find((c) => c.name === "postconditions readable");
+    expect(unread?.ok).toBe(false);
+    expect(unread?.detail).toMatch(
+      /unreachable.*tolerated: the light tier's verification is lenient/,
+    );
+    expect(kinds(trace, "recovery_decided")).toHaveLength(0);
   });
 
   it("recovery - a persistent failure rolls back every earlier step in reverse order and the ledger returns to its start", async () => {
@@ -155,5 +188,50 @@ describe("recovery", () => {
     expect(closed.get(run2)?.body.outcome).toBe("quarantined");
     const rec = kinds(await h.trace(run2), "recovery_decided") as MessageOf<"recovery_decided">[];
     expect(rec.some((r) => r.body.action === "quarantine")).toBe(true);
+  });
+});
+
+describe("recovery under strict verification", () => {
+  let h: Harness;
+  beforeAll(async () => {
+    // dev, with its light tier's verification made strict.
+    const doc = parse(readFileSync(join(SHIPPED_POLICY_DIR, "dev.yaml"), "utf8")) as {
+      environment: string;
+      tiers: { light: Record<string, unknown> };
+    };
+    doc.environment = "strict-test";
+    doc.tiers.light["verification"] = "strict";
+    const file = join(mkdtempSync(join(tmpdir(), "trias-policy-")), "strict-test.yaml");
+    writeFileSync(file, stringify(doc));
+    h = await startHarness({ policyFile: file });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it("recovery - under strict verification a step whose postconditions cannot be read is uncertain and retried", async () => {
+    const { run } = await h.client.submit({
+      goal: "unreadable once, strict",
+      program: "steps",
+      input: {
+        steps: [
+          {
+            tool: "flaky.write",
+            args: { key: "unread", passFromAttempt: 0, readableFromAttempt: 1 },
+          },
+        ],
+      },
+      requestedBy: "test",
+    });
+    const closed = await h.client.waitForClose([run], 30_000);
+    expect(closed.get(run)?.body.outcome).toBe("completed");
+    const trace = await h.trace(run);
+    const verified = kinds(trace, "step_verified") as MessageOf<"step_verified">[];
+    expect(verified.map((v) => `${v.attempt}:${v.body.verdict}`)).toEqual([
+      "0:uncertain",
+      "1:passed",
+    ]);
+    const rec = kinds(trace, "recovery_decided") as MessageOf<"recovery_decided">[];
+    expect(rec.map((r) => r.body.action)).toEqual(["retry"]);
   });
 });

@@ -1,4 +1,4 @@
-export { Verifier, verdictOf } from "./verifier.js";
+export { POSTCONDITIONS_UNREADABLE, Verifier, verdictOf } from "./verifier.js";
 export { auditExecution, auditCompensation } from "./audit.js";
 export {
   decideRecovery,

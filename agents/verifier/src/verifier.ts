@@ -10,7 +10,7 @@ import {
   type Topology,
   type VerificationVerdict,
 } from "@trias/protocol";
-import type { LoadedPolicy } from "@trias/policy";
+import type { LoadedPolicy, TierParams } from "@trias/policy";
 import {
   assessTopology,
   ReceiptChain,
@@ -27,14 +27,29 @@ import { metrics, recordRecovery, setActiveAttribute } from "@trias/telemetry";
 import { AUTHORISATION_CHECKS, auditCompensation, auditExecution } from "./audit.js";
 import { decideRecovery, nextCompensation, type Decision, type EffectUndo } from "./recovery.js";
 
-/** Pure: a verification verdict from checks. Uncertain is never passed. */
+/** The check recorded when a tool's postconditions could not be read at all. */
+export const POSTCONDITIONS_UNREADABLE = "postconditions readable";
+
+/**
+ * Pure: a verification verdict from checks. Under `strict` verification (the default) a step
+ * whose postconditions could not be read is uncertain, never passed, and goes to recovery.
+ * Under `lenient` (a tier's policy choice) that one check may fail and the step still
+ * passes; a postcondition read and found wrong, or a failed authorisation check, fails the
+ * step under either.
+ */
 export function verdictOf(
   outcome: "ok" | "error",
   checks: readonly Check[],
   uncertain: boolean,
+  verification: TierParams["verification"] = "strict",
 ): VerificationVerdict {
-  if (uncertain) return "uncertain";
   if (outcome === "error") return "failed";
+  if (uncertain) {
+    const tolerated =
+      verification === "lenient" &&
+      checks.every((c) => c.ok || c.name === POSTCONDITIONS_UNREADABLE);
+    return tolerated ? "passed" : "uncertain";
+  }
   return checks.every((c) => c.ok) ? "passed" : "failed";
 }
 
@@ -290,12 +305,24 @@ export class Verifier {
         );
       } catch (e) {
         uncertain = true;
-        checks.push({ name: "postconditions readable", ok: false, detail: (e as Error).message });
+        checks.push({ name: POSTCONDITIONS_UNREADABLE, ok: false, detail: (e as Error).message });
       }
     } else {
       checks.push({ name: "tool succeeded", ok: false, detail: b.error ?? "error" });
     }
-    const verdict = verdictOf(b.outcome, checks, uncertain);
+    const verification = this.#policy.doc.tiers[b.tier].verification;
+    const verdict = verdictOf(b.outcome, checks, uncertain, verification);
+    if (uncertain && verdict === "passed") {
+      // Say in the signed record why a step with an unread postcondition passed.
+      checks = checks.map((c) =>
+        c.name === POSTCONDITIONS_UNREADABLE
+          ? {
+              ...c,
+              detail: `${c.detail} (tolerated: the ${b.tier} tier's verification is lenient)`,
+            }
+          : c,
+      );
+    }
     setActiveAttribute("trias.verdict", verdict);
     setActiveAttribute("trias.tier", b.tier);
     if (b.compensationOf === null)

@@ -20,8 +20,12 @@ export const TierParams = z
       .default(24 * 3600_000),
     maxAttempts: z.number().int().min(1).max(10).default(1),
     backoffMs: z.number().int().min(0).default(500),
+    /**
+     * strict: a step whose postconditions cannot be read is uncertain and goes to recovery.
+     * lenient: it passes (the unread check stays in the signed record); a postcondition read
+     * and found wrong fails the step either way.
+     */
     verification: z.enum(["lenient", "strict"]).default("strict"),
-    models: z.record(z.string(), z.string()).default({}),
   })
   .strict();
 export type TierParams = z.infer<typeof TierParams>;

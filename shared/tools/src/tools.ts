@@ -52,7 +52,12 @@ const Payouts = z
   .max(100);
 const BatchArgs = z.object({ payouts: Payouts, batch: z.string().min(1).max(64) }).strict();
 const FlakyArgs = z
-  .object({ key: z.string().min(1).max(64), passFromAttempt: z.number().int().min(0).max(100) })
+  .object({
+    key: z.string().min(1).max(64),
+    passFromAttempt: z.number().int().min(0).max(100),
+    /** Before this attempt the postcondition cannot be read at all (its source is down). */
+    readableFromAttempt: z.number().int().min(0).max(100).default(0),
+  })
   .strict();
 
 function sameJson(a: unknown, b: unknown): boolean {
@@ -280,7 +285,8 @@ const noop = (name: string, description: string): ToolDef => ({
 
 const flaky: ToolDef = {
   name: "flaky.write",
-  description: "Records an effect; its postcondition fails for attempts before passFromAttempt.",
+  description:
+    "Records an effect; its postcondition fails for attempts before passFromAttempt and cannot be read before readableFromAttempt.",
   input: FlakyArgs,
   async run(rt, args, ctx) {
     const { key } = FlakyArgs.parse(args);
@@ -295,8 +301,11 @@ const flaky: ToolDef = {
     },
   }),
   async verify(rt, args, result, ctx) {
+    const a = FlakyArgs.parse(args);
+    if (ctx.attempt < a.readableFromAttempt)
+      throw new Error(`downstream unreachable: cannot confirm attempt ${ctx.attempt}`);
     const { checks } = await recorded(rt, result, ctx);
-    const ok = ctx.attempt >= FlakyArgs.parse(args).passFromAttempt;
+    const ok = ctx.attempt >= a.passFromAttempt;
     return [
       ...checks,
       {
