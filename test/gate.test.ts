@@ -1,13 +1,9 @@
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parse, stringify } from "yaml";
 import { encode, encodeFrame, subjectFor } from "@trias/protocol";
 import { loadPolicy, type LoadedPolicy } from "@trias/policy";
 import { revokeKey } from "@trias/signing";
 import {
-  POLICY_DIR,
+  policyVariant,
   executions,
   startHarness,
   uniqueRun,
@@ -25,14 +21,9 @@ describe("executor gate", () => {
   const full = { reviewers: 2, strategies: ["rules" as const], human: false };
 
   beforeAll(async () => {
-    const doc = parse(readFileSync(join(POLICY_DIR, "dev.yaml"), "utf8")) as {
-      environment: string;
-      tiers: Record<string, Record<string, unknown>>;
-    };
-    doc.environment = "gate-test";
-    for (const t of Object.values(doc.tiers)) t["reviewTimeoutMs"] = 1500;
-    const file = join(mkdtempSync(join(tmpdir(), "trias-policy-")), "gate-test.yaml");
-    writeFileSync(file, stringify(doc));
+    const file = policyVariant("dev", "gate-test", (doc) => {
+      for (const t of Object.values(doc.tiers)) t["reviewTimeoutMs"] = 1500;
+    });
     policy = loadPolicy(file);
     h = await startHarness({
       agents: [

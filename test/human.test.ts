@@ -1,12 +1,9 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parse, stringify } from "yaml";
 import type { MessageOf } from "@trias/protocol";
 import { waitFor } from "@trias/testing";
-import { POLICY_DIR, REPO, startHarness, type Harness } from "./helpers/harness.js";
+import { policyVariant, REPO, startHarness, type Harness } from "./helpers/harness.js";
 
 /** The `trias` CLI as an operator runs it: its own process, the human's own key. */
 async function cli(h: Harness, args: string[]): Promise<{ code: number | null; out: string }> {
@@ -135,14 +132,9 @@ describe("human approval", () => {
 describe("human approval timeout", () => {
   let h: Harness;
   beforeAll(async () => {
-    const doc = parse(readFileSync(join(POLICY_DIR, "staging.yaml"), "utf8")) as {
-      environment: string;
-      tiers: Record<string, Record<string, unknown>>;
-    };
-    doc.environment = "staging-fast";
-    for (const t of Object.values(doc.tiers)) t["humanTimeoutMs"] = 1500;
-    const file = join(mkdtempSync(join(tmpdir(), "trias-policy-")), "staging-fast.yaml");
-    writeFileSync(file, stringify(doc));
+    const file = policyVariant("staging", "staging-fast", (doc) => {
+      for (const t of Object.values(doc.tiers)) t["humanTimeoutMs"] = 1500;
+    });
     h = await startHarness({ policyFile: file });
   });
   afterAll(async () => {

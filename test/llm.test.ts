@@ -1,12 +1,8 @@
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parse, stringify } from "yaml";
 import type { MessageOf } from "@trias/protocol";
 import { loadPolicy } from "@trias/policy";
 import { ChatServer, type ChatRequest } from "./helpers/chat-server.js";
-import { POLICY_DIR, startHarness, type Harness } from "./helpers/harness.js";
+import { policyVariant, startHarness, type Harness } from "./helpers/harness.js";
 
 // A planner that pays as asked: first check the balance, then transfer (and say it is last).
 function answer(req: ChatRequest): unknown {
@@ -69,18 +65,13 @@ describe("llm path", () => {
   beforeAll(async () => {
     chat = await new ChatServer(answer).start();
     // Writes need a rules reviewer and an llm reviewer.
-    const doc = parse(readFileSync(join(POLICY_DIR, "dev.yaml"), "utf8")) as {
-      environment: string;
-      tiers: Record<string, Record<string, unknown>>;
-    };
-    doc.environment = "llm-test";
-    doc.tiers["standard"] = {
-      ...doc.tiers["standard"],
-      reviewers: 2,
-      strategies: ["rules", "llm"],
-    };
-    const file = join(mkdtempSync(join(tmpdir(), "trias-policy-")), "llm-test.yaml");
-    writeFileSync(file, stringify(doc));
+    const file = policyVariant("dev", "llm-test", (doc) => {
+      doc.tiers["standard"] = {
+        ...doc.tiers["standard"],
+        reviewers: 2,
+        strategies: ["rules", "llm"],
+      };
+    });
     policyDigest = loadPolicy(file).digest;
     const llmEnv = {
       TRIAS_LLM_BASE_URL: chat.url,

@@ -1,14 +1,30 @@
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parse, stringify } from "yaml";
-import { SHIPPED_POLICY_DIR } from "@trias/policy";
 import type { MessageOf } from "@trias/protocol";
-import { startHarness, uniqueRun, type Harness } from "./helpers/harness.js";
+import type { Opened } from "@trias/signing";
+import { policyVariant, startHarness, uniqueRun, type Harness } from "./helpers/harness.js";
 
 const kinds = <K extends string>(ms: { message: { kind: string } }[], k: K) =>
   ms.filter((o) => o.message.kind === k).map((o) => o.message);
+
+/** A one-step run whose postcondition cannot be read at its first attempt; it completes. */
+async function unreadableOnce(h: Harness): Promise<Opened[]> {
+  const { run } = await h.client.submit({
+    goal: "unreadable once",
+    program: "steps",
+    input: {
+      steps: [
+        {
+          tool: "flaky.write",
+          args: { key: "unread", passFromAttempt: 0, readableFromAttempt: 1 },
+        },
+      ],
+    },
+    requestedBy: "test",
+  });
+  const closed = await h.client.waitForClose([run], 30_000);
+  expect(closed.get(run)?.body.outcome).toBe("completed");
+  return h.trace(run);
+}
 
 describe("recovery", () => {
   let h: Harness;
@@ -43,22 +59,7 @@ describe("recovery", () => {
 
   it("recovery - a tier with lenient verification passes a step whose postconditions cannot be read, and says so in the signed record", async () => {
     // flaky.write is a light step in dev, whose light tier is `verification: lenient`.
-    const { run } = await h.client.submit({
-      goal: "unreadable once",
-      program: "steps",
-      input: {
-        steps: [
-          {
-            tool: "flaky.write",
-            args: { key: "unread", passFromAttempt: 0, readableFromAttempt: 1 },
-          },
-        ],
-      },
-      requestedBy: "test",
-    });
-    const closed = await h.client.waitForClose([run], 30_000);
-    expect(closed.get(run)?.body.outcome).toBe("completed");
-    const trace = await h.trace(run);
+    const trace = await unreadableOnce(h);
     const verified = kinds(trace, "step_verified") as MessageOf<"step_verified">[];
     expect(verified.map((v) => `${v.attempt}:${v.body.verdict}`)).toEqual(["0:passed"]);
     const unread = verified[0]?.body.checks.find((c) => c.name === "postconditions readable");
@@ -195,14 +196,9 @@ describe("recovery under strict verification", () => {
   let h: Harness;
   beforeAll(async () => {
     // dev, with its light tier's verification made strict.
-    const doc = parse(readFileSync(join(SHIPPED_POLICY_DIR, "dev.yaml"), "utf8")) as {
-      environment: string;
-      tiers: { light: Record<string, unknown> };
-    };
-    doc.environment = "strict-test";
-    doc.tiers.light["verification"] = "strict";
-    const file = join(mkdtempSync(join(tmpdir(), "trias-policy-")), "strict-test.yaml");
-    writeFileSync(file, stringify(doc));
+    const file = policyVariant("dev", "strict-test", (doc) => {
+      doc.tiers["light"] = { ...doc.tiers["light"], verification: "strict" };
+    });
     h = await startHarness({ policyFile: file });
   });
   afterAll(async () => {
@@ -210,22 +206,7 @@ describe("recovery under strict verification", () => {
   });
 
   it("recovery - under strict verification a step whose postconditions cannot be read is uncertain and retried", async () => {
-    const { run } = await h.client.submit({
-      goal: "unreadable once, strict",
-      program: "steps",
-      input: {
-        steps: [
-          {
-            tool: "flaky.write",
-            args: { key: "unread", passFromAttempt: 0, readableFromAttempt: 1 },
-          },
-        ],
-      },
-      requestedBy: "test",
-    });
-    const closed = await h.client.waitForClose([run], 30_000);
-    expect(closed.get(run)?.body.outcome).toBe("completed");
-    const trace = await h.trace(run);
+    const trace = await unreadableOnce(h);
     const verified = kinds(trace, "step_verified") as MessageOf<"step_verified">[];
     expect(verified.map((v) => `${v.attempt}:${v.body.verdict}`)).toEqual([
       "0:uncertain",

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Bus, StoredMessage } from "@trias/bus";
@@ -23,12 +23,12 @@ import {
   type Identity,
   type Opened,
 } from "@trias/signing";
+import { parse, stringify } from "yaml";
 import { SHIPPED_POLICY_DIR } from "@trias/policy";
 import { startTestNats, waitFor } from "@trias/testing";
 import { LEDGER_BUCKET, Ledger } from "@trias/tools";
 
 export const REPO = join(import.meta.dirname, "..", "..");
-export const POLICY_DIR = SHIPPED_POLICY_DIR;
 
 export interface Harness {
   stack: Stack;
@@ -315,4 +315,30 @@ export async function waitForKind<K extends Kind>(
 
 export async function executions(h: Harness, run: string): Promise<StoredMessage[]> {
   return h.bus.readAll(subjectFor("executor", "step_executed", run));
+}
+
+/** A shipped policy document as parsed YAML, to change before writing it back. */
+export interface PolicyDocDraft {
+  environment: string;
+  tiers: Record<string, Record<string, unknown>>;
+  [key: string]: unknown;
+}
+
+/**
+ * A shipped policy (`dev`, `staging`, `prod`) changed for a test and written to a fresh
+ * file under its own environment name; returns the file.
+ */
+export function policyVariant(
+  base: "dev" | "staging" | "prod",
+  environment: string,
+  change: (doc: PolicyDocDraft) => void,
+): string {
+  const doc = parse(
+    readFileSync(join(SHIPPED_POLICY_DIR, `${base}.yaml`), "utf8"),
+  ) as PolicyDocDraft;
+  doc.environment = environment;
+  change(doc);
+  const file = join(mkdtempSync(join(tmpdir(), "trias-policy-")), `${environment}.yaml`);
+  writeFileSync(file, stringify(doc));
+  return file;
 }

@@ -262,7 +262,7 @@ export class Bus {
     o: { msgId: string; headers?: Record<string, string>; retryForMs?: number },
   ): Promise<{ seq: number; duplicate: boolean }> {
     // The acks waiting go out in the same socket write as this publish.
-    this.flushAcks();
+    this.#flushAcks();
     const h = natsHeaders();
     for (const [k, v] of Object.entries(o.headers ?? {})) h.set(k, v);
     // Retrying is safe: the message id makes the server store the message at most once. It
@@ -290,20 +290,21 @@ export class Bus {
 
   /**
    * Acks linger: they go out with this connection's next publish, in the same socket write,
-   * or after the linger (ACK_LINGER_MS by default), whichever comes first. A write is a system call that cost an
-   * agent 50-80 us per delivery at one step in flight, about as much as a signature check,
-   * and no one waits for an ack: the next hop is driven by the publish. An ack still only
-   * ever follows its handler; a crash inside the linger is a redelivery, which every handler
-   * already absorbs (message ids, effect claims), as it does a crash just before the ack.
+   * or after the linger (ACK_LINGER_MS by default), whichever comes first. A write is a
+   * system call that cost an agent 50-80 us per delivery at one step in flight, about as
+   * much as a signature check, and no one waits for an ack: the next hop is driven by the
+   * publish. An ack still only ever follows its handler; a crash inside the linger is a
+   * redelivery, which every handler already absorbs (message ids, effect claims), as it
+   * does a crash just before the ack.
    */
   #ack(m: JsMsg): void {
     this.#acks.push(m);
-    if (this.#acks.length >= ACK_LINGER_MAX) this.flushAcks();
-    else this.#ackTimer ??= setTimeout(() => this.flushAcks(), this.#ackLingerMs);
+    if (this.#acks.length >= ACK_LINGER_MAX) this.#flushAcks();
+    else this.#ackTimer ??= setTimeout(() => this.#flushAcks(), this.#ackLingerMs);
   }
 
   /** Send the acks waiting (see #ack). */
-  flushAcks(): void {
+  #flushAcks(): void {
     if (this.#ackTimer !== undefined) {
       clearTimeout(this.#ackTimer);
       this.#ackTimer = undefined;
@@ -403,7 +404,7 @@ export class Bus {
         });
       }
       await Promise.allSettled([...inflight]);
-      this.flushAcks();
+      this.#flushAcks();
     })();
 
     const sub: Subscription = {
@@ -536,7 +537,7 @@ export class Bus {
   /** Stop consuming, let in-flight handlers finish, flush and close. */
   async drain(): Promise<void> {
     await Promise.allSettled([...this.#subs].map((s) => s.stop()));
-    this.flushAcks();
+    this.#flushAcks();
     if (!this.nc.isClosed()) await this.nc.drain().catch(() => this.nc.close());
   }
 }
