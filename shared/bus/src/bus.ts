@@ -92,7 +92,7 @@ export interface ConsumerOptions {
 export const DEFAULT_MAX_ACK_PENDING = 65_536;
 
 /** How long a handled message's ack waits by default for a publish to share a write with. */
-export const ACK_LINGER_MS = 20;
+const ACK_LINGER_MS = 20;
 /** Acks sent at once at most; more waiting go out without waiting for a publish. */
 const ACK_LINGER_MAX = 256;
 
