@@ -14,7 +14,7 @@ describe("reviewer", () => {
   let h: Harness;
   const policyDigest = loadPolicy(shippedPolicyFile("dev")).digest;
   const light = { reviewers: 0, strategies: [], human: false };
-  const std = { reviewers: 1, strategies: ["rules" as const], human: false };
+  const stdRules = { reviewers: 1, strategies: ["rules" as const], human: false };
 
   beforeAll(async () => {
     h = await startHarness({ agents: [{ name: "reviewer-1", role: "reviewer" }] });
@@ -33,7 +33,7 @@ describe("reviewer", () => {
 
   it("reviewer - judges a step whose tier asks for it, and signs a verdict bound to its digest", async () => {
     const run = uniqueRun("rev");
-    const a = h.forge.assignment(h.forge.proposal(run), policyDigest, "standard", std);
+    const a = h.forge.assignment(h.forge.proposal(run), policyDigest, "standard", stdRules);
     await h.forge.send("router", "tier_assigned", run, a.bytes);
     const v = await waitForKind(h, run, "verdict");
     expect(v.body.decision).toBe("approve");
@@ -41,28 +41,52 @@ describe("reviewer", () => {
     expect(v.sender).toBe(h.signer("reviewer-1").kid);
   });
 
-  it("reviewer - skips a step that needs no reviewer before checking its signature, and still refuses a forged one addressed to it", async () => {
-    const run = uniqueRun("skip");
+  it("reviewer - never receives an assignment that asks for no reviewer: the server filters it out", async () => {
+    const consumer = () => h.bus.jsm.consumers.info(h.bus.stream, "reviewer-reviewer-1");
+    const before = (await consumer()).delivered.consumer_seq;
+    const run = uniqueRun("light");
     const p = h.forge.proposal(run);
-    // Same run, so the reviewer takes them in this order: a skipped light step would
-    // otherwise be refused (bad signature) before the standard one.
+    // A light step, then a standard one on the same run: the reviewer takes a run's
+    // messages in order, so the verdict on the second shows the first was passed over.
     const lightSeq = await h.forge.send(
       "router",
       "tier_assigned",
       run,
-      tampered(h.forge.assignment(p, policyDigest, "light", light).bytes),
+      h.forge.assignment(p, policyDigest, "light", light).bytes,
+    );
+    const std = h.forge.assignment(p, policyDigest, "standard", stdRules);
+    const stdSeq = await h.forge.send("router", "tier_assigned", run, std.bytes);
+    await waitForKind(h, run, "verdict");
+    const after = (await consumer()).delivered;
+    // One delivery since: the standard step's (the last stream message it was handed).
+    expect(after.stream_seq).toBe(stdSeq);
+    expect(after.stream_seq).toBeGreaterThan(lightSeq);
+    expect(after.consumer_seq - before).toBe(1);
+  });
+
+  it("reviewer - skips a step that asks for another strategy before checking its signature, and refuses a forged one addressed to it", async () => {
+    const run = uniqueRun("skip");
+    const p = h.forge.proposal(run);
+    const llmOnly = { reviewers: 1, strategies: ["llm" as const], human: false };
+    // Same run, so the reviewer takes them in this order: a skipped step would otherwise be
+    // refused (bad signature) before the rules one.
+    const llmSeq = await h.forge.send(
+      "router",
+      "tier_assigned",
+      run,
+      tampered(h.forge.assignment(p, policyDigest, "standard", llmOnly).bytes),
     );
     const stdSeq = await h.forge.send(
       "router",
       "tier_assigned",
       run,
-      tampered(h.forge.assignment(p, policyDigest, "standard", std).bytes),
+      tampered(h.forge.assignment(p, policyDigest, "standard", stdRules).bytes),
     );
     const r = await waitForRejection(h, run, "reviewer-1", "signature_invalid");
     expect(r.body.seq).toBe(stdSeq);
     const all = await h.rejections(run, "reviewer-1");
     expect(all.map((x) => x.body.seq)).toEqual([stdSeq]);
-    expect(all.map((x) => x.body.seq)).not.toContain(lightSeq);
+    expect(all.map((x) => x.body.seq)).not.toContain(llmSeq);
     expect((await h.trace(run)).filter((o) => o.message.kind === "verdict")).toHaveLength(0);
   });
 });

@@ -5,10 +5,14 @@ import type { Bus, StoredMessage } from "@trias/bus";
 import { Stack, type AgentSpec, ConsoleClient } from "@trias/console";
 import {
   PROTOCOL_VERSION,
+  decode,
+  decodeFrame,
   proposalDigest,
   subjectFor,
+  subjectOf,
   type BodyOf,
   type Kind,
+  type Role,
   type MessageOf,
   type ReviewRequirement,
   type Tier,
@@ -278,7 +282,19 @@ export class Forge {
     bytes: Uint8Array,
     msgId?: string,
   ): Promise<number> {
-    return this.publish(subjectFor(role, kind, run), bytes, msgId);
+    return this.publish(this.#subject(role, kind, run, bytes), bytes, msgId);
+  }
+
+  /** Where the real sender would publish these bytes (an assignment asking for review has its own token). */
+  #subject(role: Role, kind: Kind, run: string, bytes: Uint8Array): string {
+    try {
+      const m = decode(decodeFrame(bytes).payload) as { kind?: unknown; body?: unknown };
+      if (m.kind === kind && kind === "tier_assigned")
+        return subjectOf(role, kind, run, m.body as BodyOf<"tier_assigned">);
+    } catch {
+      // Not a frame (the test sends garbage on purpose): the kind's own subject.
+    }
+    return subjectFor(role, kind, run);
   }
 }
 

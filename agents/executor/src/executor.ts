@@ -7,6 +7,7 @@ import {
   canonicalBytes,
   decode,
   encode,
+  assignmentFilter,
   subjectFor,
   type JsonObject,
   type JsonValue,
@@ -73,7 +74,7 @@ export class Executor {
     this.#startedAt = this.#host.now();
     await this.#host.listen(
       "executor-assignments",
-      subjectFor("router", "tier_assigned", "*"),
+      assignmentFilter("all"),
       (inc) => this.onAssignment(inc),
       // A reviewed step's assignment comes back when its review window closes (the durable
       // timer below); when this process already ran the step, that costs nothing to skip.
@@ -115,6 +116,8 @@ export class Executor {
   }
 
   async onAssignment(inc: Incoming): Promise<HandlerResult> {
+    // The filter takes every router subject: its rejection notices come too.
+    if (inc.message.kind !== "tier_assigned") return;
     const a = openAssignment(this.#host.registry, inc.delivery.data);
     this.#checkPolicy(a);
     if (a.message.body.denied !== null) return;

@@ -1,4 +1,4 @@
-import { subjectFor, ValidationError, type BodyOf } from "@trias/protocol";
+import { assignmentFilter, ValidationError, type BodyOf } from "@trias/protocol";
 import type { LlmClient } from "@trias/llm";
 import { openAssignment, type AgentHost, type Incoming } from "@trias/runtime";
 import { metrics, setActiveAttribute } from "@trias/telemetry";
@@ -9,7 +9,8 @@ export type ReviewerStrategy = "rules" | "llm";
 
 /**
  * One reviewer identity. Each identity has its own durable consumer, so every reviewer sees
- * every step; it judges only steps whose tier asks for reviewers of its strategy.
+ * every assignment that asks for review (the server filters out the rest: REVIEW_TOKEN); it
+ * judges those that ask for reviewers of its strategy.
  */
 export class Reviewer {
   readonly #host: AgentHost;
@@ -31,7 +32,7 @@ export class Reviewer {
   async start(): Promise<void> {
     await this.#host.listen(
       `reviewer-${this.#host.name}`,
-      subjectFor("router", "tier_assigned", "*"),
+      assignmentFilter("review"),
       (inc) => this.onAssignment(inc),
       { wanted: (env) => mayNeed(env, this.#strategy) },
     );

@@ -1,4 +1,4 @@
-import type { Kind, Role } from "./schemas.js";
+import type { BodyOf, Kind, Role } from "./schemas.js";
 
 /**
  * Subjects are `trias.<role>.<kind>.<run>`. The role token lets the NATS server itself refuse
@@ -7,13 +7,39 @@ import type { Kind, Role } from "./schemas.js";
 export const SUBJECT_ROOT = "trias";
 export const STREAM_NAME = "TRIAS";
 
+/**
+ * The kind token of an assignment that asks for reviewers. Reviewers consume only this
+ * token, so the server keeps every other assignment (every light step) from waking them;
+ * a consumer filter can only select by subject. It stands for the kind `tier_assigned`
+ * (see parseSubject). A frame on the other of the two tokens costs liveness, not safety:
+ * reviewers miss a step that then waits out its review window, or see one they skip.
+ */
+export const REVIEW_TOKEN = "tier_assigned_review";
+
 export function subjectFor(role: Role, kind: Kind, run: string): string {
   return `${SUBJECT_ROOT}.${role}.${kind}.${run}`;
 }
 
-/** Filter for one kind from any sender role (or one role), for every run. */
-export function kindFilter(kind: Kind, role: Role | "*" = "*"): string {
-  return `${SUBJECT_ROOT}.${role}.${kind}.*`;
+/** Whether an assignment asks for at least one reviewer (a denied step asks for none). */
+export function asksForReview(b: BodyOf<"tier_assigned">): boolean {
+  return b.denied === null && b.requires.reviewers > 0;
+}
+
+/** The subject a message is published on: its kind's, or REVIEW_TOKEN's for an assignment asking for review. */
+export function subjectOf<K extends Kind>(
+  role: Role,
+  kind: K,
+  run: string,
+  body: BodyOf<K>,
+): string {
+  if (kind === "tier_assigned" && asksForReview(body as BodyOf<"tier_assigned">))
+    return `${SUBJECT_ROOT}.${role}.${REVIEW_TOKEN}.${run}`;
+  return subjectFor(role, kind, run);
+}
+
+/** Filter for a role's assignments: every one, or (reviewers) only those asking for review. */
+export function assignmentFilter(which: "all" | "review"): string {
+  return `${SUBJECT_ROOT}.router.${which === "all" ? "*" : REVIEW_TOKEN}.*`;
 }
 
 /** Filter for every message of one run. */
@@ -23,6 +49,7 @@ export function runFilter(run: string): string {
 
 export interface SubjectParts {
   role: string;
+  /** The kind the subject carries: REVIEW_TOKEN reads as `tier_assigned`. */
   kind: string;
   run: string;
 }
@@ -30,6 +57,6 @@ export interface SubjectParts {
 export function parseSubject(subject: string): SubjectParts | null {
   const parts = subject.split(".");
   if (parts.length !== 4 || parts[0] !== SUBJECT_ROOT) return null;
-  const [, role, kind, run] = parts as [string, string, string, string];
-  return { role, kind, run };
+  const [, role, token, run] = parts as [string, string, string, string];
+  return { role, kind: token === REVIEW_TOKEN ? "tier_assigned" : token, run };
 }

@@ -6,7 +6,7 @@ import {
   encodeFrame,
   parseMessage,
   proposalDigest,
-  subjectFor,
+  subjectOf,
   type BodyOf,
   type JsonObject,
   type Kind,
@@ -123,7 +123,7 @@ export class TraceBuilder {
     this.seq += this.seqGap;
     const ev: TraceEvent = {
       seq: this.seq,
-      subject: subjectFor(i.role, kind, this.run),
+      subject: subjectOf(i.role, kind, this.run, body),
       frame,
       message: parseMessage(decode(decodeFrame(frame).payload)),
     };

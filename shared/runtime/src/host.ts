@@ -9,7 +9,7 @@ import {
   decodeFrame,
   isTriasError,
   parseSubject,
-  subjectFor,
+  subjectOf,
   toTriasError,
   type BodyOf,
   type Frame,
@@ -162,7 +162,7 @@ export class AgentHost {
 
   /** Sign and publish one message. The envelope id is the JetStream dedupe id. */
   async emit<K extends Kind>(kind: K, f: EmitFields<K>): Promise<Emitted> {
-    const subject = subjectFor(this.signer.role, kind, f.run);
+    const subject = subjectOf(this.signer.role, kind, f.run, f.body);
     return withSpan(
       `send ${kind}`,
       () => ({
