@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalNatsServer, type Subscription } from "@trias/bus";
 import { ConsoleClient, Stack, defaultAgents } from "@trias/console";
-import { decode, decodeFrame, type Message } from "@trias/protocol";
+import { decode, decodeFrame, parseSubject, type Message } from "@trias/protocol";
 import { KeyRegistry, Signer, keyFileName } from "@trias/signing";
 import { CpuMeter } from "./proc.js";
 
@@ -280,10 +280,9 @@ export class Governed {
     // next phase waits for); step -1 holds the run's own events.
     const runs = new Map<string, Map<number, Map<string, number>>>();
     for (const m of await this.stack.admin.readAll("trias.>", fromSeq)) {
-      const parts = m.subject.split(".");
-      const kind = parts[2];
-      const run = parts[3];
-      if (!kind || !run || !run.startsWith(this.#prefix)) continue;
+      const parts = parseSubject(m.subject);
+      if (!parts || !parts.run.startsWith(this.#prefix)) continue;
+      const { kind, run } = parts;
       let step = -1;
       if (kind !== "task_submitted" && kind !== "run_closed") {
         const env = decode(decodeFrame(m.data).payload) as { step: number | null };
