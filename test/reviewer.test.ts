@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { REVIEW_CLAIMS_BUCKET } from "@trias/bus";
 import { decodeFrame, encodeFrame } from "@trias/protocol";
+import { waitFor } from "@trias/testing";
 import { loadPolicy, shippedPolicyFile } from "@trias/policy";
 import {
   startHarness,
@@ -9,7 +11,10 @@ import {
   type Harness,
 } from "./helpers/harness.js";
 
-// One reviewer and nothing else: every message it sees is the one under test.
+// One reviewer and nothing else: every message it sees is the one under test. The registry
+// holds two reviewer keys, so a step needing one reviewer is claimed before it is judged.
+const STAND_IN_MS = 500;
+
 describe("reviewer", () => {
   let h: Harness;
   const policyDigest = loadPolicy(shippedPolicyFile("dev")).digest;
@@ -17,7 +22,15 @@ describe("reviewer", () => {
   const stdRules = { reviewers: 1, strategies: ["rules" as const], human: false };
 
   beforeAll(async () => {
-    h = await startHarness({ agents: [{ name: "reviewer-1", role: "reviewer" }] });
+    h = await startHarness({
+      agents: [
+        {
+          name: "reviewer-1",
+          role: "reviewer",
+          env: { TRIAS_REVIEW_STANDIN_MS: String(STAND_IN_MS) },
+        },
+      ],
+    });
   });
   afterAll(async () => {
     await h?.close();
@@ -88,5 +101,57 @@ describe("reviewer", () => {
     expect(all.map((x) => x.body.seq)).toEqual([stdSeq]);
     expect(all.map((x) => x.body.seq)).not.toContain(llmSeq);
     expect((await h.trace(run)).filter((o) => o.message.kind === "verdict")).toHaveLength(0);
+  });
+
+  /** The stream's store time of a message, by sequence. */
+  async function storedAt(seq: number): Promise<number> {
+    const m = (await h.bus.readAll(">", seq))[0];
+    if (!m) throw new Error(`no message at seq ${seq}`);
+    return m.timestampMs;
+  }
+
+  it("reviewer - stands in for a step another reviewer claimed but did not judge, after the stand-in delay", async () => {
+    const run = uniqueRun("standin");
+    const a = h.forge.assignment(h.forge.proposal(run), policyDigest, "standard", stdRules);
+    // reviewer-2 took the only slot, then went quiet.
+    const claims = await h.bus.kv(REVIEW_CLAIMS_BUCKET);
+    await claims.create(`${a.message.body.digest}.0`, h.signer("reviewer-2").kid);
+    const sent = await h.forge.send("router", "tier_assigned", run, a.bytes);
+    const v = await waitForKind(h, run, "verdict");
+    expect(v.sender).toBe(h.signer("reviewer-1").kid);
+    expect(v.body.digest).toBe(a.message.body.digest);
+    const seqs = (await h.bus.readAll(`trias.reviewer.verdict.${run}`)).map((m) => m.seq);
+    expect(seqs).toHaveLength(1);
+    expect((await storedAt(seqs[0] ?? 0)) - (await storedAt(sent))).toBeGreaterThanOrEqual(
+      STAND_IN_MS - 50,
+    );
+  });
+
+  it("reviewer - does not judge a step another reviewer claimed and judged", async () => {
+    const run = uniqueRun("claimed");
+    const a = h.forge.assignment(h.forge.proposal(run), policyDigest, "standard", stdRules);
+    const claims = await h.bus.kv(REVIEW_CLAIMS_BUCKET);
+    await claims.create(`${a.message.body.digest}.0`, h.signer("reviewer-2").kid);
+    const consumer = () => h.bus.jsm.consumers.info(h.bus.stream, "reviewer-reviewer-1");
+    const before = await consumer();
+    await h.forge.send("router", "tier_assigned", run, a.bytes);
+    await h.forge.send("reviewer", "verdict", run, h.forge.verdict(a, "reviewer-2").bytes);
+    // The assignment comes back after the stand-in delay; reviewer-1 reads the trace, finds
+    // reviewer-2's verdict and lets the step be.
+    await waitFor(
+      "reviewer-1 to take the assignment a second time and settle it",
+      async () => {
+        const c = await consumer();
+        // Taken twice (the first time it is put back for later), and settled: no more
+        // unacknowledged than before it came.
+        return c.delivered.consumer_seq - before.delivered.consumer_seq >= 2 &&
+          c.num_ack_pending <= before.num_ack_pending
+          ? c
+          : undefined;
+      },
+      10_000,
+    );
+    const verdicts = (await h.trace(run)).filter((o) => o.message.kind === "verdict");
+    expect(verdicts.map((o) => o.key.name)).toEqual(["reviewer-2"]);
   });
 });

@@ -1,4 +1,10 @@
-import { EXECUTOR_BUCKETS, natsConfig, type Bus, type NatsUserRole } from "@trias/bus";
+import {
+  EXECUTOR_BUCKETS,
+  REVIEW_CLAIMS_BUCKET,
+  natsConfig,
+  type Bus,
+  type NatsUserRole,
+} from "@trias/bus";
 import { LEDGER_BUCKET, Ledger } from "@trias/tools";
 
 export interface SetupOptions {
@@ -10,8 +16,8 @@ export interface SetupOptions {
 }
 
 /**
- * What an operator (admin credentials) creates once per environment: the trace stream and
- * the executor's buckets. Agents have no right to create or change them.
+ * What an operator (admin credentials) creates once per environment: the trace stream, the
+ * executor's buckets and the reviewers' claims. Agents have no right to create or change them.
  */
 export async function setupTrace(admin: Bus, o: SetupOptions = {}): Promise<{ seeded: boolean }> {
   await admin.ensureStream({
@@ -19,6 +25,8 @@ export async function setupTrace(admin: Bus, o: SetupOptions = {}): Promise<{ se
     ...(o.replicas ? { replicas: o.replicas } : {}),
   });
   const kvs = await Promise.all(EXECUTOR_BUCKETS.map((b) => admin.kv(b, { create: true })));
+  // A claim matters only while its step waits for review; an hour covers any review window.
+  await admin.kv(REVIEW_CLAIMS_BUCKET, { create: true, ttlMs: 3_600_000 });
   const ledgerKv = kvs[EXECUTOR_BUCKETS.indexOf(LEDGER_BUCKET)];
   const seeded =
     (o.seedLedger ?? false) && ledgerKv !== undefined ? await new Ledger(ledgerKv).seed() : false;

@@ -1,21 +1,41 @@
+import type { KV } from "@nats-io/kv";
+import { REVIEW_CLAIMS_BUCKET } from "@trias/bus";
 import { LlmClient, llmConfigFromEnv } from "@trias/llm";
 import { bootAgent, drainOnSignal, fatal } from "@trias/runtime";
-import { Reviewer, type ReviewerStrategy } from "./reviewer.js";
+import { Reviewer, STAND_IN_MS, type ReviewerStrategy } from "./reviewer.js";
 
 try {
   const b = await bootAgent("reviewer");
   const strategy = (process.env["TRIAS_REVIEWER_STRATEGY"] ?? "rules") as ReviewerStrategy;
   if (strategy !== "rules" && strategy !== "llm")
     throw new Error(`TRIAS_REVIEWER_STRATEGY must be rules or llm, not ${String(strategy)}`);
+  const rawStandIn = process.env["TRIAS_REVIEW_STANDIN_MS"];
+  const standInMs =
+    rawStandIn === undefined || rawStandIn === "" ? STAND_IN_MS : Number(rawStandIn);
+  if (!Number.isInteger(standInMs) || standInMs <= 0)
+    throw new Error(
+      `TRIAS_REVIEW_STANDIN_MS must be a positive whole number of milliseconds, not ${String(rawStandIn)}`,
+    );
+  let claims: KV | null = null;
+  try {
+    claims = await b.bus.kv(REVIEW_CLAIMS_BUCKET);
+  } catch (e) {
+    // A trace set up by an older version: still correct, each reviewer judges every step.
+    b.log.warn(
+      { bucket: REVIEW_CLAIMS_BUCKET, err: String(e) },
+      "no review claims bucket: every reviewer judges every step it may; run the setup again to create it",
+    );
+  }
   const llm = llmConfigFromEnv();
-  const reviewer = new Reviewer(
-    b.host,
+  const reviewer = new Reviewer(b.host, {
     strategy,
-    strategy === "llm" && llm ? new LlmClient(llm) : null,
-  );
+    llm: strategy === "llm" && llm ? new LlmClient(llm) : null,
+    claims,
+    standInMs,
+  });
   drainOnSignal(b);
   await reviewer.start();
-  b.log.info({ identity: b.env.name, strategy }, "reviewer ready");
+  b.log.info({ identity: b.env.name, strategy, standInMs }, "reviewer ready");
 } catch (e) {
   fatal("reviewer", e);
 }

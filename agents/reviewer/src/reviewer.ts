@@ -1,11 +1,34 @@
-import { assignmentFilter, ValidationError, type BodyOf } from "@trias/protocol";
+import type { KV } from "@nats-io/kv";
+import { isRevisionConflict } from "@trias/bus";
+import { assignmentFilter, subjectFor, ValidationError, type BodyOf } from "@trias/protocol";
 import type { LlmClient } from "@trias/llm";
-import { openAssignment, type AgentHost, type Incoming } from "@trias/runtime";
+import {
+  openAssignment,
+  type AgentHost,
+  type HandlerResult,
+  type Incoming,
+  type OpenedAssignment,
+} from "@trias/runtime";
 import { metrics, setActiveAttribute } from "@trias/telemetry";
 import { reviewWithLlm } from "./llm-review.js";
 import { reviewByRules } from "./rules.js";
 
 export type ReviewerStrategy = "rules" | "llm";
+
+export interface ReviewerOptions {
+  strategy?: ReviewerStrategy;
+  llm?: LlmClient | null;
+  /**
+   * The reviewers' claims bucket. With it, a step that needs fewer reviewers than the
+   * registry holds is judged by the first to claim it; without it, by every reviewer.
+   */
+  claims?: KV | null;
+  /** How long after a step's assignment a reviewer that did not claim it stands in. */
+  standInMs?: number;
+}
+
+/** Default for ReviewerOptions.standInMs (TRIAS_REVIEW_STANDIN_MS). */
+export const STAND_IN_MS = 2_000;
 
 /**
  * One reviewer identity. Each identity has its own durable consumer, so every reviewer sees
@@ -16,8 +39,12 @@ export class Reviewer {
   readonly #host: AgentHost;
   readonly #strategy: ReviewerStrategy;
   readonly #llm: LlmClient | null;
+  readonly #claims: KV | null;
+  readonly #standInMs: number;
 
-  constructor(host: AgentHost, strategy: ReviewerStrategy = "rules", llm: LlmClient | null = null) {
+  constructor(host: AgentHost, o: ReviewerOptions = {}) {
+    const strategy = o.strategy ?? "rules";
+    const llm = o.llm ?? null;
     if (strategy === "llm" && !llm) {
       throw new ValidationError(
         "config_invalid",
@@ -27,6 +54,8 @@ export class Reviewer {
     this.#host = host;
     this.#strategy = strategy;
     this.#llm = llm;
+    this.#claims = o.claims ?? null;
+    this.#standInMs = o.standInMs ?? STAND_IN_MS;
   }
 
   async start(): Promise<void> {
@@ -38,11 +67,13 @@ export class Reviewer {
     );
   }
 
-  async onAssignment(inc: Incoming): Promise<void> {
+  async onAssignment(inc: Incoming): Promise<HandlerResult> {
     const m = inc.message;
     if (m.kind !== "tier_assigned") return;
     if (!needs(m.body, this.#strategy)) return;
     const a = openAssignment(this.#host.registry, inc.delivery.data);
+    const turn = await this.#turn(a);
+    if (turn !== "judge") return turn === "skip" ? undefined : turn;
     const { digest } = a.message.body;
     const proposal = a.proposal.message.body;
     const v =
@@ -67,6 +98,57 @@ export class Reviewer {
       },
       trace: a.message.trace,
     });
+  }
+
+  /**
+   * Whether to judge this step now. A step that needs k reviewers while the registry holds
+   * more is judged by the first k to claim one of its k slots (a KV create, which only one
+   * can win), so a standard step costs one review, one verdict and its deliveries, not one
+   * per reviewer (and one model call, with llm reviewers). The others stand by: the
+   * assignment comes back after standInMs (a durable timer) and they judge it then only if
+   * the trace still lacks its verdicts, so a claimant that died costs a delay, not the step.
+   * A claimant that restarts finds its own claim and judges.
+   */
+  async #turn(a: OpenedAssignment): Promise<"judge" | "skip" | { retryInMs: number }> {
+    const { digest, requires } = a.message.body;
+    const pool = this.#host.registry
+      .all()
+      .filter((k) => k.role === "reviewer" && k.status === "active").length;
+    if (this.#claims === null || requires.reviewers >= pool) return "judge";
+    const me = this.#host.signer.kid;
+    for (let slot = 0; slot < requires.reviewers; slot++) {
+      const key = `${digest}.${slot}`;
+      try {
+        await this.#claims.create(key, me);
+        return "judge";
+      } catch (e) {
+        if (!isRevisionConflict(e)) throw e;
+        if ((await this.#claims.get(key))?.string() === me) return "judge";
+      }
+    }
+    const due = a.message.issuedAt + this.#standInMs - this.#host.now();
+    if (due > 0) return { retryInMs: due };
+    return (await this.#judged(a)) ? "skip" : "judge";
+  }
+
+  /** Whether the trace holds the step's verdicts: a refusal, or as many approvals as it needs. */
+  async #judged(a: OpenedAssignment): Promise<boolean> {
+    const { digest, requires } = a.message.body;
+    const approvals = new Set<string>();
+    for (const s of await this.#host.bus.readAll(
+      subjectFor("reviewer", "verdict", a.message.run),
+    )) {
+      let v;
+      try {
+        v = this.#host.registry.open(s.data).message;
+      } catch {
+        continue; // refused by everyone else too; not a verdict that counts
+      }
+      if (v.kind !== "verdict" || v.body.digest !== digest) continue;
+      if (v.body.decision !== "approve") return true;
+      approvals.add(v.sender);
+    }
+    return approvals.size >= requires.reviewers;
   }
 }
 

@@ -529,9 +529,14 @@ export class Bus {
     }
   }
 
-  async kv(bucket: string, o: { create?: boolean; history?: number } = {}): Promise<KV> {
+  async kv(
+    bucket: string,
+    o: { create?: boolean; history?: number; ttlMs?: number } = {},
+  ): Promise<KV> {
     const kvm = new Kvm(this.js);
-    return o.create ? kvm.create(bucket, { history: o.history ?? 1 }) : kvm.open(bucket);
+    return o.create
+      ? kvm.create(bucket, { history: o.history ?? 1, ...(o.ttlMs ? { ttl: o.ttlMs } : {}) })
+      : kvm.open(bucket);
   }
 
   /** Stop consuming, let in-flight handlers finish, flush and close. */

@@ -18,6 +18,7 @@ export {
   publishAllow,
   AGENT_NATS_ROLES,
   EXECUTOR_BUCKETS,
+  REVIEW_CLAIMS_BUCKET,
   type NatsUser,
   type NatsUserRole,
   type NatsConfigOptions,

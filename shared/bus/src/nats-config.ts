@@ -17,6 +17,9 @@ export const AGENT_NATS_ROLES: readonly NatsUserRole[] = [
 /** KV buckets the executor (the only holder of tool credentials) may write. */
 export const EXECUTOR_BUCKETS = ["trias_ledger", "trias_effects"] as const;
 
+/** Where reviewers claim a step that needs fewer reviewers than there are (first come, first judge). */
+export const REVIEW_CLAIMS_BUCKET = "trias_reviews";
+
 export interface NatsUser {
   user: string;
   password: string;
@@ -41,9 +44,10 @@ export function publishAllow(role: NatsUserRole): string[] {
       return [">"];
     case "executor":
       return [...jsRead, "trias.executor.>", ...EXECUTOR_BUCKETS.map((b) => `$KV.${b}.>`)];
+    case "reviewer":
+      return [...jsRead, "trias.reviewer.>", `$KV.${REVIEW_CLAIMS_BUCKET}.>`];
     case "proposer":
     case "router":
-    case "reviewer":
     case "verifier":
       return [...jsRead, `trias.${role}.>`];
   }
