@@ -9,7 +9,9 @@ import { startHarness, type Harness } from "./helpers/harness.js";
 describe("governed run", () => {
   let h: Harness;
   beforeAll(async () => {
-    h = await startHarness();
+    // Reviewers claim steps (on by default only for llm reviewers), so a step that needs
+    // one reviewer of the two gets one verdict.
+    h = await startHarness({ env: { TRIAS_REVIEW_CLAIMS: "on" } });
   });
   afterAll(async () => {
     await h?.close();

@@ -11,8 +11,8 @@ import {
   type Harness,
 } from "./helpers/harness.js";
 
-// One reviewer and nothing else: every message it sees is the one under test. The registry
-// holds two reviewer keys, so a step needing one reviewer is claimed before it is judged.
+// One reviewer and nothing else: every message it sees is the one under test. Claims are on
+// and the registry holds two reviewer keys, so a step needing one is claimed before it is judged.
 const STAND_IN_MS = 500;
 
 describe("reviewer", () => {
@@ -27,7 +27,7 @@ describe("reviewer", () => {
         {
           name: "reviewer-1",
           role: "reviewer",
-          env: { TRIAS_REVIEW_STANDIN_MS: String(STAND_IN_MS) },
+          env: { TRIAS_REVIEW_CLAIMS: "on", TRIAS_REVIEW_STANDIN_MS: String(STAND_IN_MS) },
         },
       ],
     });

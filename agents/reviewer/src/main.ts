@@ -16,15 +16,23 @@ try {
     throw new Error(
       `TRIAS_REVIEW_STANDIN_MS must be a positive whole number of milliseconds, not ${String(rawStandIn)}`,
     );
+  // Claims pay for themselves when a review costs a model call. A rules review costs
+  // microseconds: measured, claiming and standing by cost the server and the reviewers more
+  // CPU than a second rules verdict does, so rules reviewers all judge unless told otherwise.
+  const rawClaims = process.env["TRIAS_REVIEW_CLAIMS"] ?? (strategy === "llm" ? "on" : "off");
+  if (rawClaims !== "on" && rawClaims !== "off")
+    throw new Error(`TRIAS_REVIEW_CLAIMS must be on or off, not ${rawClaims}`);
   let claims: KV | null = null;
-  try {
-    claims = await b.bus.kv(REVIEW_CLAIMS_BUCKET);
-  } catch (e) {
-    // A trace set up by an older version: still correct, each reviewer judges every step.
-    b.log.warn(
-      { bucket: REVIEW_CLAIMS_BUCKET, err: String(e) },
-      "no review claims bucket: every reviewer judges every step it may; run the setup again to create it",
-    );
+  if (rawClaims === "on") {
+    try {
+      claims = await b.bus.kv(REVIEW_CLAIMS_BUCKET);
+    } catch (e) {
+      // A trace set up by an older version: still correct, each reviewer judges every step.
+      b.log.warn(
+        { bucket: REVIEW_CLAIMS_BUCKET, err: String(e) },
+        "no review claims bucket: every reviewer judges every step it may; run the setup again to create it",
+      );
+    }
   }
   const llm = llmConfigFromEnv();
   const reviewer = new Reviewer(b.host, {
@@ -35,7 +43,10 @@ try {
   });
   drainOnSignal(b);
   await reviewer.start();
-  b.log.info({ identity: b.env.name, strategy, standInMs }, "reviewer ready");
+  b.log.info(
+    { identity: b.env.name, strategy, claims: claims !== null, standInMs },
+    "reviewer ready",
+  );
 } catch (e) {
   fatal("reviewer", e);
 }

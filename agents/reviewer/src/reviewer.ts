@@ -1,6 +1,12 @@
 import type { KV } from "@nats-io/kv";
 import { isRevisionConflict } from "@trias/bus";
-import { assignmentFilter, subjectFor, ValidationError, type BodyOf } from "@trias/protocol";
+import {
+  assignmentFilter,
+  subjectFor,
+  ValidationError,
+  type BodyOf,
+  type MessageOf,
+} from "@trias/protocol";
 import type { LlmClient } from "@trias/llm";
 import {
   openAssignment,
@@ -21,6 +27,7 @@ export interface ReviewerOptions {
   /**
    * The reviewers' claims bucket. With it, a step that needs fewer reviewers than the
    * registry holds is judged by the first to claim it; without it, by every reviewer.
+   * Worth it when a review costs (a model call); a rules review costs less than the claim.
    */
   claims?: KV | null;
   /** How long after a step's assignment a reviewer that did not claim it stands in. */
@@ -72,7 +79,7 @@ export class Reviewer {
     if (m.kind !== "tier_assigned") return;
     if (!needs(m.body, this.#strategy)) return;
     const a = openAssignment(this.#host.registry, inc.delivery.data);
-    const turn = await this.#turn(a);
+    const turn = await this.#turn(a, inc.delivery.deliveryCount);
     if (turn !== "judge") return turn === "skip" ? undefined : turn;
     const { digest } = a.message.body;
     const proposal = a.proposal.message.body;
@@ -101,15 +108,18 @@ export class Reviewer {
   }
 
   /**
-   * Whether to judge this step now. A step that needs k reviewers while the registry holds
-   * more is judged by the first k to claim one of its k slots (a KV create, which only one
-   * can win), so a standard step costs one review, one verdict and its deliveries, not one
-   * per reviewer (and one model call, with llm reviewers). The others stand by: the
-   * assignment comes back after standInMs (a durable timer) and they judge it then only if
-   * the trace still lacks its verdicts, so a claimant that died costs a delay, not the step.
-   * A claimant that restarts finds its own claim and judges.
+   * Whether to judge this step now. With claims on, a step that needs k reviewers while
+   * the registry holds more is judged by the first k to claim one of its k slots (a KV
+   * create, which only one can win), so it costs k reviews (k model calls, with llm
+   * reviewers), not one per reviewer. The others stand by: the assignment comes back after
+   * standInMs (a durable timer) and they judge it then only if the trace still lacks its
+   * verdicts, so a claimant that died costs a delay, not the step. A claimant that comes
+   * back (a redelivery) finds its own claim and judges.
    */
-  async #turn(a: OpenedAssignment): Promise<"judge" | "skip" | { retryInMs: number }> {
+  async #turn(
+    a: OpenedAssignment,
+    deliveryCount: number,
+  ): Promise<"judge" | "skip" | { retryInMs: number }> {
     const { digest, requires } = a.message.body;
     const pool = this.#host.registry
       .all()
@@ -118,12 +128,17 @@ export class Reviewer {
     const me = this.#host.signer.kid;
     for (let slot = 0; slot < requires.reviewers; slot++) {
       const key = `${digest}.${slot}`;
+      if (deliveryCount > 1) {
+        // Only a redelivery can find a claim of this identity's own.
+        const held = await this.#claims.get(key);
+        if (held?.string() === me) return "judge";
+        if (held !== null) continue;
+      }
       try {
         await this.#claims.create(key, me);
         return "judge";
       } catch (e) {
         if (!isRevisionConflict(e)) throw e;
-        if ((await this.#claims.get(key))?.string() === me) return "judge";
       }
     }
     const due = a.message.issuedAt + this.#standInMs - this.#host.now();
@@ -134,22 +149,44 @@ export class Reviewer {
   /** Whether the trace holds the step's verdicts: a refusal, or as many approvals as it needs. */
   async #judged(a: OpenedAssignment): Promise<boolean> {
     const { digest, requires } = a.message.body;
+    const subject = subjectFor("reviewer", "verdict", a.message.run);
+    // A run's steps follow one another, so the run's last reviewer verdict settles most
+    // cases with one direct read: it is this step's (one reviewer needed) or a later one's.
+    // Reading every verdict of the run costs the server a filtered consumer.
+    const last = await this.#host.bus.lastBySubject(subject);
+    if (last === null) return false;
+    const lv = this.#open(last.data);
+    if (lv !== null && laterStep(lv, a.message)) return true;
+    if (lv !== null && lv.body.digest === digest && requires.reviewers === 1) return true;
     const approvals = new Set<string>();
-    for (const s of await this.#host.bus.readAll(
-      subjectFor("reviewer", "verdict", a.message.run),
-    )) {
-      let v;
-      try {
-        v = this.#host.registry.open(s.data).message;
-      } catch {
-        continue; // refused by everyone else too; not a verdict that counts
-      }
-      if (v.kind !== "verdict" || v.body.digest !== digest) continue;
+    for (const s of await this.#host.bus.readAll(subject)) {
+      const v = this.#open(s.data);
+      if (v === null || v.body.digest !== digest) continue;
       if (v.body.decision !== "approve") return true;
       approvals.add(v.sender);
     }
     return approvals.size >= requires.reviewers;
   }
+
+  /** A verdict from the trace, or null when it does not open (everyone refuses it then). */
+  #open(bytes: Uint8Array): MessageOf<"verdict"> | null {
+    try {
+      const m = this.#host.registry.open(bytes).message;
+      return m.kind === "verdict" ? m : null;
+    } catch {
+      return null;
+    }
+  }
+}
+
+/** Whether `v` belongs to a later step or attempt of the run than `a`. */
+function laterStep(
+  v: { step: number | null; attempt: number },
+  a: { step: number | null; attempt: number },
+): boolean {
+  const vs = v.step ?? -1;
+  const as = a.step ?? -1;
+  return vs > as || (vs === as && v.attempt > a.attempt);
 }
 
 type Assignment = Pick<BodyOf<"tier_assigned">, "requires" | "denied">;
