@@ -120,11 +120,12 @@ export class Reviewer {
     a: OpenedAssignment,
     deliveryCount: number,
   ): Promise<"judge" | "skip" | { retryInMs: number }> {
+    if (this.#claims === null) return "judge";
     const { digest, requires } = a.message.body;
     const pool = this.#host.registry
       .all()
       .filter((k) => k.role === "reviewer" && k.status === "active").length;
-    if (this.#claims === null || requires.reviewers >= pool) return "judge";
+    if (requires.reviewers >= pool) return "judge";
     const me = this.#host.signer.kid;
     for (let slot = 0; slot < requires.reviewers; slot++) {
       const key = `${digest}.${slot}`;
