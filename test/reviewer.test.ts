@@ -103,26 +103,21 @@ describe("reviewer", () => {
     expect((await h.trace(run)).filter((o) => o.message.kind === "verdict")).toHaveLength(0);
   });
 
-  /** The stream's store time of a message, by sequence. */
-  async function storedAt(seq: number): Promise<number> {
-    const m = (await h.bus.readAll(">", seq))[0];
-    if (!m) throw new Error(`no message at seq ${seq}`);
-    return m.timestampMs;
-  }
-
   it("reviewer - stands in for a step another reviewer claimed but did not judge, after the stand-in delay", async () => {
     const run = uniqueRun("standin");
     const a = h.forge.assignment(h.forge.proposal(run), policyDigest, "standard", stdRules);
     // reviewer-2 took the only slot, then went quiet.
     const claims = await h.bus.kv(REVIEW_CLAIMS_BUCKET);
     await claims.create(`${a.message.body.digest}.0`, h.signer("reviewer-2").kid);
-    const sent = await h.forge.send("router", "tier_assigned", run, a.bytes);
+    await h.forge.send("router", "tier_assigned", run, a.bytes);
     const v = await waitForKind(h, run, "verdict");
     expect(v.sender).toBe(h.signer("reviewer-1").kid);
     expect(v.body.digest).toBe(a.message.body.digest);
-    const seqs = (await h.bus.readAll(`trias.reviewer.verdict.${run}`)).map((m) => m.seq);
-    expect(seqs).toHaveLength(1);
-    expect((await storedAt(seqs[0] ?? 0)) - (await storedAt(sent))).toBeGreaterThanOrEqual(
+    // One verdict, stored a stand-in delay (less clock slack) after the assignment.
+    const stored = await h.bus.readAll(`trias.*.*.${run}`);
+    expect(stored).toHaveLength(2);
+    const [assigned, verdict] = stored;
+    expect((verdict?.timestampMs ?? 0) - (assigned?.timestampMs ?? 0)).toBeGreaterThanOrEqual(
       STAND_IN_MS - 50,
     );
   });
