@@ -30,7 +30,7 @@ try {
       // A trace set up by an older version: still correct, each reviewer judges every step.
       b.log.warn(
         { bucket: REVIEW_CLAIMS_BUCKET, err: String(e) },
-        "no review claims bucket: every reviewer judges every step it may; run the setup again to create it",
+        "no review claims bucket: every reviewer judges every step it may; `trias setup` (admin) creates it",
       );
     }
   }
