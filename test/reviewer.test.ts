@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REVIEW_CLAIMS_BUCKET } from "@trias/bus";
 import { decodeFrame, encodeFrame } from "@trias/protocol";
@@ -148,5 +150,24 @@ describe("reviewer", () => {
     );
     const verdicts = (await h.trace(run)).filter((o) => o.message.kind === "verdict");
     expect(verdicts.map((o) => o.key.name)).toEqual(["reviewer-2"]);
+  });
+
+  // Last: it removes the claims bucket the tests above use.
+  it("reviewer - without the claims bucket (a trace set up before it) judges at once and says how to create it", async () => {
+    await h.bus.jsm.streams.delete(`KV_${REVIEW_CLAIMS_BUCKET}`);
+    await h.stack.restart("reviewer-1");
+    const log = join(h.stack.opts.logDir, "reviewer-1.log");
+    await waitFor("reviewer-1 to start again, without claims", () =>
+      readFileSync(log, "utf8").includes('"claims":false') ? true : undefined,
+    );
+    expect(readFileSync(log, "utf8")).toMatch(/no review claims bucket[^\n]*`trias setup`/);
+    const run = uniqueRun("noclaims");
+    const a = h.forge.assignment(h.forge.proposal(run), policyDigest, "standard", stdRules);
+    await h.forge.send("router", "tier_assigned", run, a.bytes);
+    const v = await waitForKind(h, run, "verdict");
+    expect(v.sender).toBe(h.signer("reviewer-1").kid);
+    // Judged on first sight, not after a stand-in delay.
+    const [assigned, verdict] = await h.bus.readAll(`trias.*.*.${run}`);
+    expect((verdict?.timestampMs ?? 0) - (assigned?.timestampMs ?? 0)).toBeLessThan(STAND_IN_MS);
   });
 });

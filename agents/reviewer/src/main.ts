@@ -26,7 +26,10 @@ try {
   if (rawClaims === "on") {
     try {
       claims = await b.bus.kv(REVIEW_CLAIMS_BUCKET);
+      // Opening a bucket does not look for it: ask, so a missing one is known now.
+      await claims.status();
     } catch (e) {
+      claims = null;
       // A trace set up by an older version: still correct, each reviewer judges every step.
       b.log.warn(
         { bucket: REVIEW_CLAIMS_BUCKET, err: String(e) },

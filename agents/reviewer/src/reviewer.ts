@@ -126,25 +126,40 @@ export class Reviewer {
       .all()
       .filter((k) => k.role === "reviewer" && k.status === "active").length;
     if (requires.reviewers >= pool) return "judge";
+    // Claims are an economy, not a safeguard: when they or the trace read fail, judge (one
+    // verdict too many at worst) rather than leave the step without its review.
+    try {
+      if (await this.#claim(digest, requires.reviewers, deliveryCount)) return "judge";
+      const due = a.message.issuedAt + this.#standInMs - this.#host.now();
+      if (due > 0) return { retryInMs: due };
+      return (await this.#judged(a)) ? "skip" : "judge";
+    } catch (e) {
+      this.#host.log.warn({ digest, err: String(e) }, "review claim failed; judging anyway");
+      return "judge";
+    }
+  }
+
+  /** Whether this identity holds one of the step's k slots, taking a free one if it can. */
+  async #claim(digest: string, k: number, deliveryCount: number): Promise<boolean> {
+    const claims = this.#claims;
+    if (claims === null) return true;
     const me = this.#host.signer.kid;
-    for (let slot = 0; slot < requires.reviewers; slot++) {
+    for (let slot = 0; slot < k; slot++) {
       const key = `${digest}.${slot}`;
       if (deliveryCount > 1) {
         // Only a redelivery can find a claim of this identity's own.
-        const held = await this.#claims.get(key);
-        if (held?.string() === me) return "judge";
+        const held = await claims.get(key);
+        if (held?.string() === me) return true;
         if (held !== null) continue;
       }
       try {
-        await this.#claims.create(key, me);
-        return "judge";
+        await claims.create(key, me);
+        return true;
       } catch (e) {
         if (!isRevisionConflict(e)) throw e;
       }
     }
-    const due = a.message.issuedAt + this.#standInMs - this.#host.now();
-    if (due > 0) return { retryInMs: due };
-    return (await this.#judged(a)) ? "skip" : "judge";
+    return false;
   }
 
   /** Whether the trace holds the step's verdicts: a refusal, or as many approvals as it needs. */
