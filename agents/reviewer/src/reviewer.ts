@@ -40,7 +40,8 @@ export const STAND_IN_MS = 2_000;
 /**
  * One reviewer identity. Each identity has its own durable consumer, so every reviewer sees
  * every assignment that asks for review (the server filters out the rest: REVIEW_TOKEN); it
- * judges those that ask for reviewers of its strategy.
+ * judges those that ask for reviewers of its strategy, or with claims on, those it claims
+ * or stands in for (see #turn).
  */
 export class Reviewer {
   readonly #host: AgentHost;
