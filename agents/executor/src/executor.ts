@@ -2,12 +2,12 @@ import type { KV } from "@nats-io/kv";
 import { isRevisionConflict, type Delivery } from "@trias/bus";
 import {
   GateError,
+  assignmentFilter,
   boundedAdd,
   boundedSet,
   canonicalBytes,
   decode,
   encode,
-  assignmentFilter,
   subjectFor,
   type JsonObject,
   type JsonValue,

@@ -1,19 +1,16 @@
 import type { KV } from "@nats-io/kv";
 import { isRevisionConflict } from "@trias/bus";
-import {
-  assignmentFilter,
-  subjectFor,
-  ValidationError,
-  type BodyOf,
-  type MessageOf,
-} from "@trias/protocol";
+import { assignmentFilter, subjectFor, ValidationError, type BodyOf } from "@trias/protocol";
 import type { LlmClient } from "@trias/llm";
 import {
+  countQuorum,
   openAssignment,
+  openVerdict,
   type AgentHost,
   type HandlerResult,
   type Incoming,
   type OpenedAssignment,
+  type OpenedVerdict,
 } from "@trias/runtime";
 import { metrics, setActiveAttribute } from "@trias/telemetry";
 import { reviewWithLlm } from "./llm-review.js";
@@ -172,26 +169,26 @@ export class Reviewer {
     // Reading every verdict of the run costs the server a filtered consumer.
     const last = await this.#host.bus.lastBySubject(subject);
     if (last === null) return false;
-    const lv = this.#open(last.data);
-    if (lv !== null && laterStep(lv, a.message)) return true;
-    if (lv !== null && lv.body.digest === digest && requires.reviewers === 1) return true;
-    const approvals = new Set<string>();
+    const lv = this.#verdict(last.data)?.message;
+    if (lv !== undefined && laterStep(lv, a.message)) return true;
+    if (lv?.body.digest === digest && requires.reviewers === 1) return true;
+    const verdicts: OpenedVerdict[] = [];
     for (const s of await this.#host.bus.readAll(subject)) {
-      const v = this.#open(s.data);
-      if (v === null || v.body.digest !== digest) continue;
-      if (v.body.decision !== "approve") return true;
-      approvals.add(v.sender);
+      const v = this.#verdict(s.data);
+      if (v === undefined || v.message.body.digest !== digest) continue;
+      if (v.message.body.decision !== "approve") return true;
+      verdicts.push(v);
     }
-    return approvals.size >= requires.reviewers;
+    // Counted as the executor counts them: distinct keys, strategies the tier allows.
+    return countQuorum(requires, verdicts).counted.length >= requires.reviewers;
   }
 
-  /** A verdict from the trace, or null when it does not open (everyone refuses it then). */
-  #open(bytes: Uint8Array): MessageOf<"verdict"> | null {
+  /** A verdict from the trace, checked as the executor checks it; undefined if refused. */
+  #verdict(bytes: Uint8Array): OpenedVerdict | undefined {
     try {
-      const m = this.#host.registry.open(bytes).message;
-      return m.kind === "verdict" ? m : null;
+      return openVerdict(this.#host.registry, bytes).verdict;
     } catch {
-      return null;
+      return undefined;
     }
   }
 }
