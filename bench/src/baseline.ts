@@ -1,8 +1,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { generateKeyPairSync } from "node:crypto";
 import { createInterface } from "node:readline";
 import { join } from "node:path";
 import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType } from "@nats-io/jetstream";
 import { Bus, type Subscription } from "@trias/bus";
+import { ed25519, type SigningKey } from "@trias/signing";
 import { Packr } from "msgpackr";
 import { type Segment } from "./governed.js";
 import { CpuMeter } from "./proc.js";
@@ -11,54 +13,90 @@ import { closedLoop, type Waiting } from "./stats.js";
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
 
 export const HOPS = 4;
-export const BASELINE_STREAM = "BENCH";
 export const HOP_PHASES = ["hop1", "hop2", "hop3", "hop4"] as const;
+const SIG_BYTES = 64;
+/**
+ * Signatures each signed hop checks: as many as the agent in its place checks for a light
+ * step (proposer: the verification; router: the proposal; executor: the assignment and the
+ * proposal inside it; verifier: proposal, assignment and execution off the trace, the frames
+ * inside them being ones it has checked), so the signed 4-hop costs what the invariants'
+ * cryptography costs the governed pipeline, and nothing else.
+ */
+const SIGNATURE_CHECKS = [1, 1, 2, 3] as const;
+
+/** An Ed25519 key pair as the hops take it: seed and public key, hex. */
+function keyPair(): { seed: string; pub: string } {
+  const jwk = generateKeyPairSync("ed25519").privateKey.export({ format: "jwk" });
+  return {
+    seed: Buffer.from(String(jwk.d), "base64url").toString("hex"),
+    pub: Buffer.from(String(jwk.x), "base64url").toString("hex"),
+  };
+}
 
 /**
- * The baseline: four plain hop processes (baseline-hop.js) on a stream of their own, on the
- * same nats-server as the governed stack. The driver publishes `hop.0` and waits for the
- * message to come out at `hop.4`.
+ * A reference pipeline: four plain hop processes (baseline-hop.js) on a stream of their own,
+ * on the same nats-server as the governed stack. The driver publishes `<prefix>.0` and waits
+ * for the message to come out at `<prefix>.4`. Plain, it is the baseline; signed, every hop
+ * checks signatures on what it receives (SIGNATURE_CHECKS) and signs what it sends (the
+ * driver signs the first message, outside the pipeline's CPU): the floor for a governed
+ * light step, whose four messages are signed and whose agents check seven signatures.
  */
 export class Baseline {
   readonly bus: Bus;
+  readonly signed: boolean;
+  readonly #stream: string;
+  readonly #prefix: string;
   readonly #children: ChildProcess[];
   readonly pids: Map<string, number>;
   readonly #sink: Subscription;
   readonly #waiting = new Map<string, Waiting>();
+  readonly #driverKey: SigningKey | null;
   #counter = 0;
 
   private constructor(
     bus: Bus,
+    signed: { stream: string; prefix: string; driverKey: SigningKey | null },
     children: ChildProcess[],
     sink: Subscription,
     waiting: Map<string, Waiting>,
   ) {
     this.bus = bus;
+    this.signed = signed.driverKey !== null;
+    this.#stream = signed.stream;
+    this.#prefix = signed.prefix;
+    this.#driverKey = signed.driverKey;
     this.#children = children;
     this.#sink = sink;
     this.#waiting = waiting;
-    this.pids = new Map(children.map((c, i) => [`hop-${i}`, c.pid ?? -1]));
+    this.pids = new Map(children.map((c, i) => [`${signed.prefix}-${i}`, c.pid ?? -1]));
   }
 
-  static async start(natsUrl: string, creds: { user?: string; pass?: string }): Promise<Baseline> {
+  static async start(
+    natsUrl: string,
+    creds: { user?: string; pass?: string },
+    o: { signed?: boolean } = {},
+  ): Promise<Baseline> {
+    const signed = o.signed === true;
+    const stream = signed ? "BENCH_SIGNED" : "BENCH";
+    const prefix = signed ? "shop" : "hop";
     const bus = await Bus.connect({
       servers: natsUrl,
-      name: "bench-baseline",
-      stream: BASELINE_STREAM,
+      name: `bench-${prefix}`,
+      stream,
       ...creds,
     });
-    await bus.jsm.streams.delete(BASELINE_STREAM).catch(() => undefined);
+    await bus.jsm.streams.delete(stream).catch(() => undefined);
     await bus.jsm.streams.add({
-      name: BASELINE_STREAM,
-      subjects: ["hop.>"],
+      name: stream,
+      subjects: [`${prefix}.>`],
       retention: RetentionPolicy.Limits,
       storage: StorageType.File,
       num_replicas: 1,
     });
     for (let i = 0; i < HOPS; i++) {
-      await bus.jsm.consumers.add(BASELINE_STREAM, {
-        durable_name: `hop-${i}`,
-        filter_subject: `hop.${i}`,
+      await bus.jsm.consumers.add(stream, {
+        durable_name: `${prefix}-${i}`,
+        filter_subject: `${prefix}.${i}`,
         ack_policy: AckPolicy.Explicit,
         deliver_policy: DeliverPolicy.All,
         ack_wait: 30_000_000_000,
@@ -66,8 +104,8 @@ export class Baseline {
       });
     }
     const waiting = new Map<string, Waiting>();
-    const sink = await bus.watch(`hop.${HOPS}`, (m) => {
-      const body = packr.unpack(m.data) as { id: string };
+    const sink = await bus.watch(`${prefix}.${HOPS}`, (m) => {
+      const body = packr.unpack(signed ? m.data.subarray(SIG_BYTES) : m.data) as { id: string };
       const w = waiting.get(body.id);
       if (!w) return;
       waiting.delete(body.id);
@@ -75,15 +113,28 @@ export class Baseline {
       w.resolve(performance.now() - w.t0);
     });
     const main = join(import.meta.dirname, "baseline-hop.js");
+    // keys[0] is the driver's; hop i checks keys[i] and signs with keys[i + 1].
+    const keys = signed ? Array.from({ length: HOPS + 1 }, keyPair) : [];
     const children: ChildProcess[] = [];
     const ready: Promise<void>[] = [];
     for (let i = 0; i < HOPS; i++) {
+      const own = keys[i + 1];
+      const prev = keys[i];
       const child = spawn(process.execPath, [main], {
         env: {
           ...process.env,
           NATS_URL: natsUrl,
           HOP: String(i),
-          BENCH_STREAM: BASELINE_STREAM,
+          BENCH_STREAM: stream,
+          HOP_PREFIX: prefix,
+          ...(own && prev
+            ? {
+                SIGN_SEED: own.seed,
+                SIGN_PUBLIC: own.pub,
+                PREV_PUBLIC: prev.pub,
+                SIGNATURE_CHECKS: String(SIGNATURE_CHECKS[i] ?? 1),
+              }
+            : {}),
           ...(creds.user !== undefined ? { NATS_USER: creds.user } : {}),
           ...(creds.pass !== undefined ? { NATS_PASSWORD: creds.pass } : {}),
         },
@@ -95,13 +146,17 @@ export class Baseline {
           const rl = createInterface({ input: child.stdout });
           rl.once("line", () => resolve());
           child.once("exit", (code) =>
-            reject(new Error(`baseline hop ${i} exited with code ${code}`)),
+            reject(new Error(`${prefix} ${i} exited with code ${code}`)),
           );
         }),
       );
     }
     await Promise.all(ready);
-    return new Baseline(bus, children, sink, waiting);
+    const driver = keys[0];
+    const driverKey = driver
+      ? ed25519.signingKey(Buffer.from(driver.seed, "hex"), Buffer.from(driver.pub, "hex"))
+      : null;
+    return new Baseline(bus, { stream, prefix, driverKey }, children, sink, waiting);
   }
 
   /** One message through the four hops; resolves with its latency in milliseconds. */
@@ -112,14 +167,14 @@ export class Baseline {
         this.#waiting.delete(id);
         reject(
           new Error(
-            `baseline message ${id} did not come out of hop ${HOPS} within ${timeoutMs} ms`,
+            `${this.#prefix} message ${id} did not come out of hop ${HOPS} within ${timeoutMs} ms`,
           ),
         );
       }, timeoutMs);
       const t0 = performance.now();
       this.#waiting.set(id, { t0, resolve, reject, timer });
       this.bus.js
-        .publish("hop.0", packr.pack({ id, hop: 0, t: Date.now() }))
+        .publish(`${this.#prefix}.0`, this.#sealed(packr.pack({ id, hop: 0, t: Date.now() })))
         .catch((e: unknown) => {
           clearTimeout(timer);
           this.#waiting.delete(id);
@@ -128,8 +183,16 @@ export class Baseline {
     });
   }
 
+  #sealed(payload: Uint8Array): Uint8Array {
+    if (!this.#driverKey) return payload;
+    const out = new Uint8Array(SIG_BYTES + payload.length);
+    out.set(this.#driverKey.sign(payload), 0);
+    out.set(payload, SIG_BYTES);
+    return out;
+  }
+
   async lastSeq(): Promise<number> {
-    return (await this.bus.jsm.streams.info(BASELINE_STREAM)).state.last_seq;
+    return (await this.bus.jsm.streams.info(this.#stream)).state.last_seq;
   }
 
   /** Run a closed loop and read each message's hop timestamps back from the stream. */
@@ -148,9 +211,11 @@ export class Baseline {
     const t = performance.now();
     if (phases) {
       const byId = new Map<string, (number | undefined)[]>();
-      for (const m of await this.bus.readAll("hop.>", fromSeq)) {
-        const hop = Number(m.subject.slice(4));
-        const { id } = packr.unpack(m.data) as { id: string };
+      for (const m of await this.bus.readAll(`${this.#prefix}.>`, fromSeq)) {
+        const hop = Number(m.subject.slice(this.#prefix.length + 1));
+        const { id } = packr.unpack(this.signed ? m.data.subarray(SIG_BYTES) : m.data) as {
+          id: string;
+        };
         let ts = byId.get(id);
         if (!ts) byId.set(id, (ts = []));
         ts[hop] = (m.timestampUs ?? m.timestampMs * 1000) / 1000;
@@ -196,7 +261,7 @@ export class Baseline {
     );
     for (const w of this.#waiting.values()) clearTimeout(w.timer);
     await this.#sink.stop();
-    await this.bus.jsm.streams.delete(BASELINE_STREAM).catch(() => undefined);
+    await this.bus.jsm.streams.delete(this.#stream).catch(() => undefined);
     await this.bus.drain();
   }
 }

@@ -1,7 +1,8 @@
 /**
  * `pnpm bench`: the cost of governance, measured side by side with the raw bus in one run.
  *
- *   pnpm bench                      baseline 4-hop vs governed light/standard/full, 1 and 32 in flight
+ *   pnpm bench                      baseline 4-hop, signed 4-hop and governed light/standard/full,
+ *                                   1 and 32 in flight
  *   pnpm bench --memory [--steps N] RSS of each agent over N light steps (default 100,000)
  *
  * A governed step is a step of a run of --steps-per-run (20) no-op steps: its latency is
@@ -115,7 +116,7 @@ function machine(): Record<string, unknown> {
 
 interface CaseResult {
   name: string;
-  kind: "baseline" | "governed";
+  kind: Kind;
   tier: Tier | null;
   /** Steps per governed run (null for the baseline). */
   stepsPerRun: number | null;
@@ -136,7 +137,12 @@ interface CaseResult {
   otherLoadCores: number;
   rounds: { steps: number; wallMs: number; stepsPerSec: number; p50: number }[];
   vsBaseline?: { p50: number; p99: number; stepsPerSec: number; cpu: number };
+  /** Governed cases: against the signed 4-hop, what Trias costs beyond signing each hop. */
+  vsSigned?: { p50: number; stepsPerSec: number; cpu: number };
 }
+
+/** Plain 4-hop (the baseline), signed 4-hop (the signatures' floor), or the agents. */
+type Kind = "baseline" | "signed" | "governed";
 
 class Accumulator {
   readonly segments: Segment[] = [];
@@ -145,7 +151,7 @@ class Accumulator {
   }
   result(
     name: string,
-    kind: "baseline" | "governed",
+    kind: Kind,
     tier: Tier | null,
     stepsPerRun: number | null,
     inFlight: number,
@@ -269,6 +275,8 @@ interface Target {
   value: number;
   limit: string;
   met: boolean;
+  /** The same figure for the signed 4-hop: what signing every hop alone reaches. */
+  signedFloor?: number;
 }
 
 function targets(cases: readonly CaseResult[], stepsPerRun: number): Target[] {
@@ -283,9 +291,12 @@ function targets(cases: readonly CaseResult[], stepsPerRun: number): Target[] {
   const t: Target[] = [];
   const b1 = find("baseline", null, 1);
   const b32 = find("baseline", null, 32);
+  const s1 = find("signed", null, 1);
+  const s32 = find("signed", null, 32);
   const l1 = find("governed", "light", 1);
   const l32 = find("governed", "light", 32);
   const f1 = find("governed", "full", 1);
+  const floor = (x: number | undefined) => (x !== undefined ? { signedFloor: x } : {});
   if (b1 && l1) {
     const r = ratio(l1.latencyMs.p50, b1.latencyMs.p50);
     t.push({
@@ -293,12 +304,14 @@ function targets(cases: readonly CaseResult[], stepsPerRun: number): Target[] {
       value: r,
       limit: "<= 2",
       met: r <= 2,
+      ...floor(s1 && ratio(s1.latencyMs.p50, b1.latencyMs.p50)),
     });
     t.push({
       name: "light, 1 in flight: p99 (ms)",
       value: l1.latencyMs.p99,
       limit: "< 10",
       met: l1.latencyMs.p99 < 10,
+      ...floor(s1?.latencyMs.p99),
     });
   }
   if (b32 && l32) {
@@ -308,13 +321,33 @@ function targets(cases: readonly CaseResult[], stepsPerRun: number): Target[] {
       value: r,
       limit: ">= 0.35",
       met: r >= 0.35,
+      ...floor(s32 && ratio(s32.stepsPerSec, b32.stepsPerSec)),
     });
   }
   if (b1 && f1) {
     const r = ratio(f1.latencyMs.p50, b1.latencyMs.p50);
-    t.push({ name: "full, 1 in flight: p50 / baseline p50", value: r, limit: "<= 3", met: r <= 3 });
+    t.push({
+      name: "full, 1 in flight: p50 / baseline p50",
+      value: r,
+      limit: "<= 3",
+      met: r <= 3,
+    });
   }
   return t;
+}
+
+/** What the governed pipeline costs beyond signing every hop: against the signed 4-hop. */
+function printVsSigned(cases: readonly CaseResult[]): void {
+  out(
+    "governed / signed 4-hop at the same number in flight (what Trias adds to signing each hop):",
+  );
+  for (const c of cases) {
+    const v = c.vsSigned;
+    if (!v) continue;
+    out(
+      `  ${pad(c.name, 18, true)}${pad(c.inFlight, 3)}   x p50 ${fmt(v.p50)}   x steps/s ${fmt(v.stepsPerSec)}   x CPU ${fmt(v.cpu)}`,
+    );
+  }
 }
 
 async function policyBench(): Promise<{ rows: unknown[] } | { skipped: string }> {
@@ -382,17 +415,21 @@ async function mainBench(): Promise<number> {
   track([...gov.pids.values(), gov.server.pid], gov.dir);
   const failures: string[] = [];
   let baseline: Baseline | null = null;
+  let signed: Baseline | null = null;
   let traceMessages = 0;
   try {
-    baseline = await Baseline.start(gov.stack.natsUrl, gov.stack.natsCredentials("admin"));
+    const admin = gov.stack.natsCredentials("admin");
+    baseline = await Baseline.start(gov.stack.natsUrl, admin);
     track(baseline.pids.values());
+    signed = await Baseline.start(gov.stack.natsUrl, admin, { signed: true });
+    track(signed.pids.values());
     const serverPid = gov.server.pid ?? -1;
     const extra = new Map([
       ["nats-server", serverPid],
       ["driver", process.pid],
     ]);
     out(
-      `started nats-server (file storage), ${gov.pids.size} agents and ${baseline.pids.size} baseline hops in ${Date.now() - t0} ms`,
+      `started nats-server (file storage), ${gov.pids.size} agents, ${baseline.pids.size} baseline hops and ${signed.pids.size} signed hops in ${Date.now() - t0} ms`,
     );
 
     // Warm-up: JIT, connections, consumers, page cache. Not measured. The agents' code needs
@@ -401,6 +438,7 @@ async function mainBench(): Promise<number> {
     const w0 = Date.now();
     for (const n of [32, 1]) {
       failures.push(...(await baseline.segment(n, n === 1 ? 500 : 1500, false)).failures);
+      failures.push(...(await signed.segment(n, n === 1 ? 500 : 1500, false)).failures);
       for (const c of govCases) {
         const ms = n === 1 ? 500 : c.key === govCases[0]?.key ? 4000 : 1500;
         failures.push(...(await gov.segment(c.tier, n, ms, c.stepsPerRun, false)).failures);
@@ -422,6 +460,9 @@ async function mainBench(): Promise<number> {
         failures.push(...b.failures);
         if (verbose)
           out(`  baseline ${n}: ${b.steps} steps, trace read in ${b.readMs.toFixed(0)} ms`);
+        const sb = await signed.segment(n, segMs, true, extra);
+        get(`signed/${n}`).add(sb);
+        failures.push(...sb.failures);
         for (const c of govCases) {
           const g = await gov.segment(c.tier, n, segMs, c.stepsPerRun, true, extra);
           get(`${c.key}/${n}`).add(g);
@@ -438,6 +479,7 @@ async function mainBench(): Promise<number> {
       `trace stream at the end: ${traceMessages} messages (the governed runs' signed trace, file storage)`,
     );
     const hopNames = [...baseline.pids.keys()];
+    const signedNames = [...signed.pids.keys()];
     const agentNames = [...gov.pids.keys()];
     const cases: CaseResult[] = [];
     for (const n of levels) {
@@ -451,6 +493,22 @@ async function mainBench(): Promise<number> {
         HOP_PHASES,
       );
       cases.push(b);
+      const sb = get(`signed/${n}`).result(
+        "signed 4-hop",
+        "signed",
+        null,
+        null,
+        n,
+        signedNames,
+        HOP_PHASES,
+      );
+      sb.vsBaseline = {
+        p50: ratio(sb.latencyMs.p50, b.latencyMs.p50),
+        p99: ratio(sb.latencyMs.p99, b.latencyMs.p99),
+        stepsPerSec: ratio(sb.stepsPerSec, b.stepsPerSec),
+        cpu: ratio(sb.cpuPerStepMs.pipeline, b.cpuPerStepMs.pipeline),
+      };
+      cases.push(sb);
       for (const c of govCases) {
         const g = get(`${c.key}/${n}`).result(
           c.name,
@@ -467,6 +525,11 @@ async function mainBench(): Promise<number> {
           stepsPerSec: ratio(g.stepsPerSec, b.stepsPerSec),
           cpu: ratio(g.cpuPerStepMs.pipeline, b.cpuPerStepMs.pipeline),
         };
+        g.vsSigned = {
+          p50: ratio(g.latencyMs.p50, sb.latencyMs.p50),
+          stepsPerSec: ratio(g.stepsPerSec, sb.stepsPerSec),
+          cpu: ratio(g.cpuPerStepMs.pipeline, sb.cpuPerStepMs.pipeline),
+        };
         cases.push(g);
       }
     }
@@ -474,8 +537,10 @@ async function mainBench(): Promise<number> {
     out();
     printCases(cases);
     out(
-      "(x = governed / baseline at the same number in flight; CPU = sum over the pipeline's processes)",
+      "(x = against the baseline at the same number in flight; CPU = sum over the pipeline's processes)",
     );
+    out();
+    printVsSigned(cases);
     out();
     printPhases(cases);
     out();
@@ -484,11 +549,15 @@ async function mainBench(): Promise<number> {
     const tg = targets(cases, spr);
     out("targets:");
     for (const t of tg)
-      out(`  ${t.met ? "met " : "MISS"}  ${pad(t.name, 44, true)} ${fmt(t.value)} (${t.limit})`);
+      out(
+        `  ${t.met ? "met " : "MISS"}  ${pad(t.name, 44, true)} ${fmt(t.value)} (${t.limit})${t.signedFloor !== undefined ? `   signed 4-hop: ${fmt(t.signedFloor)}` : ""}`,
+      );
     out();
 
     await baseline.stop();
     baseline = null;
+    await signed.stop();
+    signed = null;
     await gov.stop();
 
     const pol = args["no-policy"] ? { skipped: "--no-policy" } : await policyBench();
@@ -523,6 +592,7 @@ async function mainBench(): Promise<number> {
     out(`\nwrote ${file} (${round((Date.now() - t0) / 1000, 1)} s in all)`);
   } finally {
     await baseline?.stop().catch(() => undefined);
+    await signed?.stop().catch(() => undefined);
     await stopGoverned(gov, failures);
   }
   return exitCode(failures);

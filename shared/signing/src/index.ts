@@ -14,3 +14,4 @@ export {
   type InitKeysResult,
 } from "./keys.js";
 export { KeyRegistry, Signer, type RegisteredKey, type Opened } from "./registry.js";
+export { ed25519, type Ed25519, type SigningKey, type VerifyingKey } from "./ed25519.js";
