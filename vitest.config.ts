@@ -2,7 +2,12 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
-    include: ["shared/*/src/**/*.test.ts", "agents/*/src/**/*.test.ts", "test/**/*.test.ts"],
+    include: [
+      "shared/*/src/**/*.test.ts",
+      "agents/*/src/**/*.test.ts",
+      "test/**/*.test.ts",
+      "bench/src/**/*.test.ts",
+    ],
     exclude: ["**/node_modules/**", "**/dist/**"],
     // Cross-process tests start a nats-server and seven agents each: two files at a time
     // is what a 2-core machine carries without timing noise.

@@ -112,7 +112,8 @@ export class Baseline {
       clearTimeout(w.timer);
       w.resolve(performance.now() - w.t0);
     });
-    const main = join(import.meta.dirname, "baseline-hop.js");
+    // The compiled hop, whether this module runs from dist or (in its test) from src.
+    const main = join(import.meta.dirname, "..", "dist", "baseline-hop.js");
     // keys[0] is the driver's; hop i checks keys[i] and signs with keys[i + 1].
     const keys = signed ? Array.from({ length: HOPS + 1 }, keyPair) : [];
     const children: ChildProcess[] = [];
