@@ -55,20 +55,20 @@ export class Baseline {
 
   private constructor(
     bus: Bus,
-    signed: { stream: string; prefix: string; driverKey: SigningKey | null },
+    shape: { stream: string; prefix: string; driverKey: SigningKey | null },
     children: ChildProcess[],
     sink: Subscription,
     waiting: Map<string, Waiting>,
   ) {
     this.bus = bus;
-    this.signed = signed.driverKey !== null;
-    this.#stream = signed.stream;
-    this.#prefix = signed.prefix;
-    this.#driverKey = signed.driverKey;
+    this.signed = shape.driverKey !== null;
+    this.#stream = shape.stream;
+    this.#prefix = shape.prefix;
+    this.#driverKey = shape.driverKey;
     this.#children = children;
     this.#sink = sink;
     this.#waiting = waiting;
-    this.pids = new Map(children.map((c, i) => [`${signed.prefix}-${i}`, c.pid ?? -1]));
+    this.pids = new Map(children.map((c, i) => [`${shape.prefix}-${i}`, c.pid ?? -1]));
   }
 
   static async start(
