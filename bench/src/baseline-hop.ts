@@ -17,9 +17,9 @@ import { connect } from "@nats-io/transport-node";
 import { jetstream, type JsMsg } from "@nats-io/jetstream";
 import { ed25519 } from "@trias/signing";
 import { Packr } from "msgpackr";
+import { payloadOf, sealFrame, signatureOf } from "./signed-frame.js";
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
-const SIG_BYTES = 64;
 
 const env = (k: string): string | undefined => process.env[k];
 const hex = (k: string): Buffer => Buffer.from(env(k) ?? "", "hex");
@@ -48,19 +48,15 @@ const next = `${prefix}.${hop + 1}`;
 /** The payload of a message, its signature checked first when this pipeline signs. */
 function opened(data: Uint8Array): Uint8Array {
   if (!previous || !signing) return data;
-  const sig = data.subarray(0, SIG_BYTES);
-  const payload = data.subarray(SIG_BYTES);
+  const sig = signatureOf(data);
+  const payload = payloadOf(data);
   for (let i = 0; i < checks; i++)
     if (!previous.verify(payload, sig)) throw new Error(`hop ${hop}: signature does not match`);
   return payload;
 }
 
 function sealed(payload: Uint8Array): Uint8Array {
-  if (!signing) return payload;
-  const out = new Uint8Array(SIG_BYTES + payload.length);
-  out.set(signing.sign(payload), 0);
-  out.set(payload, SIG_BYTES);
-  return out;
+  return signing ? sealFrame(signing, payload) : payload;
 }
 
 async function handle(m: JsMsg): Promise<void> {

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestNats, waitFor, type TestNats } from "@trias/testing";
 import { Packr } from "msgpackr";
 import { Baseline } from "./baseline.js";
+import { payloadOf } from "./signed-frame.js";
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
 
@@ -25,7 +26,7 @@ describe("bench - signed 4-hop", () => {
     const out = await signed.bus.readAll("shop.4");
     expect(out.length).toBe(1);
     // Every hop signed what it sent: 64 bytes of signature, then the payload.
-    const body = packr.unpack(out[0]?.data.subarray(64) ?? new Uint8Array()) as { hop: number };
+    const body = packr.unpack(payloadOf(out[0]?.data ?? new Uint8Array())) as { hop: number };
     expect(body.hop).toBe(4);
   });
 
@@ -44,7 +45,7 @@ describe("bench - signed 4-hop", () => {
     await signed.one(10_000);
     const ids = (await signed.bus.readAll("shop.>"))
       .filter((m) => m.subject !== "shop.0")
-      .map((m) => (packr.unpack(m.data.subarray(64)) as { id: string }).id);
+      .map((m) => (packr.unpack(payloadOf(m.data)) as { id: string }).id);
     expect(ids).not.toContain("forged");
     expect(ids.filter((id) => id !== "forged").length).toBe(8);
   });

@@ -8,13 +8,13 @@ import { ed25519, type SigningKey } from "@trias/signing";
 import { Packr } from "msgpackr";
 import { type Segment } from "./governed.js";
 import { CpuMeter } from "./proc.js";
+import { payloadOf, sealFrame } from "./signed-frame.js";
 import { closedLoop, type Waiting } from "./stats.js";
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
 
 export const HOPS = 4;
 export const HOP_PHASES = ["hop1", "hop2", "hop3", "hop4"] as const;
-const SIG_BYTES = 64;
 /**
  * Signatures each signed hop checks: as many as the agent in its place checks for a light
  * step (proposer: the verification; router: the proposal; executor: the assignment and the
@@ -105,7 +105,7 @@ export class Baseline {
     }
     const waiting = new Map<string, Waiting>();
     const sink = await bus.watch(`${prefix}.${HOPS}`, (m) => {
-      const body = packr.unpack(signed ? m.data.subarray(SIG_BYTES) : m.data) as { id: string };
+      const body = packr.unpack(signed ? payloadOf(m.data) : m.data) as { id: string };
       const w = waiting.get(body.id);
       if (!w) return;
       waiting.delete(body.id);
@@ -185,11 +185,7 @@ export class Baseline {
   }
 
   #sealed(payload: Uint8Array): Uint8Array {
-    if (!this.#driverKey) return payload;
-    const out = new Uint8Array(SIG_BYTES + payload.length);
-    out.set(this.#driverKey.sign(payload), 0);
-    out.set(payload, SIG_BYTES);
-    return out;
+    return this.#driverKey ? sealFrame(this.#driverKey, payload) : payload;
   }
 
   async lastSeq(): Promise<number> {
@@ -214,7 +210,7 @@ export class Baseline {
       const byId = new Map<string, (number | undefined)[]>();
       for (const m of await this.bus.readAll(`${this.#prefix}.>`, fromSeq)) {
         const hop = Number(m.subject.slice(this.#prefix.length + 1));
-        const { id } = packr.unpack(this.signed ? m.data.subarray(SIG_BYTES) : m.data) as {
+        const { id } = packr.unpack(this.signed ? payloadOf(m.data) : m.data) as {
           id: string;
         };
         let ts = byId.get(id);

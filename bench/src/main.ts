@@ -141,6 +141,16 @@ interface CaseResult {
   vsSigned?: { p50: number; stepsPerSec: number; cpu: number };
 }
 
+/** A case's figures as ratios to a reference case's at the same number in flight. */
+function against(c: CaseResult, ref: CaseResult): NonNullable<CaseResult["vsBaseline"]> {
+  return {
+    p50: ratio(c.latencyMs.p50, ref.latencyMs.p50),
+    p99: ratio(c.latencyMs.p99, ref.latencyMs.p99),
+    stepsPerSec: ratio(c.stepsPerSec, ref.stepsPerSec),
+    cpu: ratio(c.cpuPerStepMs.pipeline, ref.cpuPerStepMs.pipeline),
+  };
+}
+
 /** Plain 4-hop (the baseline), signed 4-hop (the signatures' floor), or the agents. */
 type Kind = "baseline" | "signed" | "governed";
 
@@ -502,12 +512,7 @@ async function mainBench(): Promise<number> {
         signedNames,
         HOP_PHASES,
       );
-      sb.vsBaseline = {
-        p50: ratio(sb.latencyMs.p50, b.latencyMs.p50),
-        p99: ratio(sb.latencyMs.p99, b.latencyMs.p99),
-        stepsPerSec: ratio(sb.stepsPerSec, b.stepsPerSec),
-        cpu: ratio(sb.cpuPerStepMs.pipeline, b.cpuPerStepMs.pipeline),
-      };
+      sb.vsBaseline = against(sb, b);
       cases.push(sb);
       for (const c of govCases) {
         const g = get(`${c.key}/${n}`).result(
@@ -519,17 +524,9 @@ async function mainBench(): Promise<number> {
           agentNames,
           PHASES,
         );
-        g.vsBaseline = {
-          p50: ratio(g.latencyMs.p50, b.latencyMs.p50),
-          p99: ratio(g.latencyMs.p99, b.latencyMs.p99),
-          stepsPerSec: ratio(g.stepsPerSec, b.stepsPerSec),
-          cpu: ratio(g.cpuPerStepMs.pipeline, b.cpuPerStepMs.pipeline),
-        };
-        g.vsSigned = {
-          p50: ratio(g.latencyMs.p50, sb.latencyMs.p50),
-          stepsPerSec: ratio(g.stepsPerSec, sb.stepsPerSec),
-          cpu: ratio(g.cpuPerStepMs.pipeline, sb.cpuPerStepMs.pipeline),
-        };
+        g.vsBaseline = against(g, b);
+        const { p50, stepsPerSec, cpu } = against(g, sb);
+        g.vsSigned = { p50, stepsPerSec, cpu };
         cases.push(g);
       }
     }
