@@ -2,7 +2,7 @@
 import { parseArgs } from "node:util";
 import { findNatsServer, NATS_INSTALL_HINT } from "@trias/bus";
 import { isTriasError } from "@trias/protocol";
-import { initKeyDir, revokeKey, DEFAULT_IDENTITIES } from "@trias/signing";
+import { initKeyDir, revokeKey, DEFAULT_IDENTITIES, ADMIN_NATS_USER } from "@trias/signing";
 import { initTelemetry } from "@trias/telemetry";
 import { LEDGER_BUCKET, Ledger } from "@trias/tools";
 import {
@@ -16,7 +16,7 @@ import {
 import { ConsoleClient } from "./client.js";
 import { connectOperator, loadRegistry, loadSigner } from "./connect.js";
 import { decideAsHuman, pendingHuman } from "./human.js";
-import { deployNatsConfig, setupTrace } from "./setup.js";
+import { deployNatsConfig, setupTrace, writeNatsEnv } from "./setup.js";
 import { Signer } from "@trias/signing";
 import {
   diffPolicies,
@@ -34,7 +34,7 @@ const USAGE = `trias: a governed execution runtime for AI agents
 
 usage:
   trias demo [--env dev|staging|prod] [--timeout-ms N]   the main job: governed runs on an embedded nats-server
-  trias keys init <dir>                                  one Ed25519 key per agent identity + the registry (JWKS)
+  trias keys init <dir>                                  one Ed25519 key and NATS user per identity + the registry (JWKS)
   trias keys revoke <dir> <name|kid>                     mark a key revoked in the registry
   trias submit <program> <input-json> [--wait]           submit a task as the console
   trias watch [run]                                      follow the trace as it is written
@@ -216,8 +216,9 @@ async function main(argv: string[]): Promise<number> {
       const [sub, dir, target] = rest;
       if (sub === "init" && dir) {
         const r = await initKeyDir(dir, DEFAULT_IDENTITIES);
+        const env = writeNatsEnv(dir);
         out(
-          `keys in ${r.dir}: created ${r.created.join(", ") || "none"}${r.kept.length ? `; kept existing ${r.kept.join(", ")}` : ""}`,
+          `keys in ${r.dir}: created ${r.created.join(", ") || "none"}${r.kept.length ? `; kept existing ${r.kept.join(", ")}` : ""}; NATS credentials beside each key, their passwords for the server in ${env}`,
         );
         return 0;
       }
@@ -337,11 +338,13 @@ async function main(argv: string[]): Promise<number> {
         );
         return 2;
       }
-      const { bus, registry, keyDir } = await connectOperator();
+      const keyDir = process.env["TRIAS_KEY_DIR"] ?? DEFAULT_KEY_DIR;
+      const human = process.env["TRIAS_HUMAN_KEY"]
+        ? Signer.load(process.env["TRIAS_HUMAN_KEY"])
+        : loadSigner(keyDir, values.as ?? "human-operator");
+      // The human's own NATS user: it may publish human verdicts, nothing else.
+      const { bus, registry } = await connectOperator(human.name);
       try {
-        const human = process.env["TRIAS_HUMAN_KEY"]
-          ? Signer.load(process.env["TRIAS_HUMAN_KEY"])
-          : loadSigner(keyDir, values.as ?? "human-operator");
         const w = await decideAsHuman(
           bus,
           registry,
@@ -370,7 +373,7 @@ async function main(argv: string[]): Promise<number> {
           "seed-ledger": { type: "boolean" },
         },
       });
-      const { bus } = await connectOperator();
+      const { bus } = await connectOperator(ADMIN_NATS_USER);
       try {
         const days =
           values["max-age-days"] === undefined ? undefined : Number(values["max-age-days"]);

@@ -1,7 +1,12 @@
 import { existsSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { ValidationError, type Role } from "@trias/protocol";
-import { REGISTRY_FILE, keyFileName } from "@trias/signing";
+import {
+  REGISTRY_FILE,
+  keyFileName,
+  natsCredentialsFileName,
+  readNatsCredentials,
+} from "@trias/signing";
 import { SHIPPED_POLICY_DIR } from "@trias/policy";
 
 /** Everything an agent process needs from its environment, read once in main.ts. */
@@ -53,6 +58,14 @@ export function readAgentEnv(role: Role, env: Env = process.env): AgentEnv {
   };
   const user = env["NATS_USER"];
   const pass = env["NATS_PASSWORD"];
+  // Without NATS_USER, the identity's own credentials beside its key (`trias keys init`).
+  const credsFile = join(keyDir, natsCredentialsFileName(name));
+  if (user === undefined && existsSync(credsFile)) {
+    const creds = readNatsCredentials(credsFile);
+    out.natsUser = creds.user;
+    out.natsPass = creds.password;
+    return out;
+  }
   if (user !== undefined) out.natsUser = user;
   if (pass !== undefined) out.natsPass = pass;
   return out;
