@@ -140,6 +140,8 @@ export interface ConsumerLost {
   error?: unknown;
 }
 
+export type { ConsumerInfo, StreamInfo };
+
 /** What `ensureConsumer` found and did. */
 export type EnsureResult = "created" | "updated" | "unchanged" | "replaced";
 

@@ -10,6 +10,8 @@ export {
   DEFAULT_ACK_WAIT_MS,
   DEFAULT_MAX_DELIVER,
   type ConsumerLost,
+  type ConsumerInfo,
+  type StreamInfo,
   type EnsureResult,
   type BusOptions,
   type StreamOptions,
