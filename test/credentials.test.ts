@@ -192,7 +192,7 @@ describe("credentials", () => {
       }
     }
     expect(succeeded).toBe(0);
-    expect(attempts).toBeGreaterThan(300);
+    expect(attempts).toBe(425);
     // Every refusal was the server's, known by its code: a permission violation, or the
     // ephemeral create subject's refusal of a durable name.
     expect([...refused.keys()].every((k) => k === "permission" || k.startsWith("api "))).toBe(true);
