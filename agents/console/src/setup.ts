@@ -1,4 +1,4 @@
-import { readdirSync, writeFileSync } from "node:fs";
+import { chmodSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   ADMIN_USER,
@@ -80,5 +80,6 @@ export function writeNatsEnv(keyDir: string): string {
     ) + "\n",
     { mode: 0o600 },
   );
+  chmodSync(file, 0o600);
   return file;
 }
