@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AckPolicy, JetStreamApiError, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { durablesOf, inboxPrefixOf, isPermissionError, type NatsUser } from "@trias/bus";
-import { STREAM_NAME } from "@trias/protocol";
+import { STREAM_NAME, assignmentFilter } from "@trias/protocol";
 import { REGISTRY_FILE, keyFileName, natsCredentialsFileName } from "@trias/signing";
 import { waitFor } from "@trias/testing";
 import { REPO, consumerOf, startHarness, type Harness } from "./helpers/harness.js";
@@ -23,7 +23,7 @@ async function rawAs(h: Harness, u: NatsUser): Promise<NatsConnection> {
 
 /** A subject each durable filters on (another identity's durable would be created on it). */
 function filterOf(durable: string): string {
-  if (durable.startsWith("reviewer-")) return "trias.router.tier_assigned_review.*";
+  if (durable.startsWith("reviewer-")) return assignmentFilter("review");
   if (durable.startsWith("executor-")) return "trias.*.verdict.*";
   if (durable.startsWith("proposer-")) return "trias.console.task_submitted.*";
   if (durable === "router") return "trias.proposer.step_proposed.*";
@@ -239,6 +239,53 @@ describe("credentials", () => {
     // And the console's user is refused what only the admin may do.
     const setup = await cli(h, dir, ["setup"]);
     expect(setup.code).not.toBe(0);
+  });
+
+  it("credentials - a consumer squatting a durable's name before it exists is replaced by the durable's owner", async () => {
+    // nats-server 2.9 lets the ephemeral create subject carry a name: take reviewer-3's.
+    const console_ = h.stack.natsUsers.find((u) => u.user === "console") as NatsUser;
+    const nc = await rawAs(h, console_);
+    // Where the server refuses the name (a later version may), there is nothing to replace.
+    let squatted = false;
+    try {
+      const r = await nc.request(
+        `$JS.API.CONSUMER.CREATE.${STREAM_NAME}`,
+        JSON.stringify({
+          stream_name: STREAM_NAME,
+          config: {
+            name: "reviewer-reviewer-3",
+            ack_policy: "none",
+            filter_subject: "trias.console.>",
+            inactive_threshold: 3_600_000_000_000,
+          },
+        }),
+        { timeout: 2_000 },
+      );
+      squatted = r.json<{ error?: unknown }>().error === undefined;
+    } finally {
+      await nc.close();
+    }
+    h.stack.spawnAgent({ name: "reviewer-3", role: "reviewer" });
+    try {
+      const info = await waitFor(
+        "reviewer-3's durable",
+        async () => {
+          const i = await h.bus.consumerInfo("reviewer-reviewer-3");
+          return i?.config.durable_name === "reviewer-reviewer-3" ? i : undefined;
+        },
+        20_000,
+      );
+      expect(info.config.filter_subject).toBe(assignmentFilter("review"));
+      const log = join(h.stack.opts.logDir, "reviewer-3.log");
+      if (squatted)
+        await waitFor("reviewer-3 to report the name it took back", () =>
+          /was not this agent's durable held its name/.test(readFileSync(log, "utf8"))
+            ? true
+            : undefined,
+        );
+    } finally {
+      await h.stack.kill("reviewer-3");
+    }
   });
 
   it("credentials - the executor recreates its deleted verdicts durable, says so, and a reviewed step still completes", async () => {
