@@ -2,7 +2,13 @@
 import { parseArgs } from "node:util";
 import { findNatsServer, NATS_INSTALL_HINT } from "@trias/bus";
 import { isTriasError } from "@trias/protocol";
-import { initKeyDir, revokeKey, DEFAULT_IDENTITIES, ADMIN_NATS_USER } from "@trias/signing";
+import {
+  initKeyDir,
+  revokeKey,
+  DEFAULT_IDENTITIES,
+  ADMIN_NATS_USER,
+  type Identity,
+} from "@trias/signing";
 import { initTelemetry } from "@trias/telemetry";
 import { LEDGER_BUCKET, Ledger } from "@trias/tools";
 import {
@@ -50,7 +56,7 @@ usage:
   trias policy diff <a> <b>                              which tools change tier between two environments
   trias ledger                                           the demo ledger's balances
   trias setup [--max-age-days N] [--replicas N] [--seed-ledger]   create the trace stream and buckets (admin)
-  trias nats-config                                      print the per-role NATS server configuration for deploy/
+  trias nats-config [--key-dir <dir>]                    print the NATS server configuration (one user per identity: the defaults, or the registry's)
 
 environment: NATS_URL (NATS_USER, NATS_PASSWORD), TRIAS_KEY_DIR, TRIAS_ENV, LOG_LEVEL, OTEL_*`;
 
@@ -394,9 +400,19 @@ async function main(argv: string[]): Promise<number> {
         await bus.drain();
       }
     }
-    case "nats-config":
-      out(deployNatsConfig());
+    case "nats-config": {
+      const { values } = parseArgs({ args: rest, options: { "key-dir": { type: "string" } } });
+      const dir = values["key-dir"];
+      if (dir === undefined) {
+        out(deployNatsConfig());
+        return 0;
+      }
+      // One user per identity of this registry (a deployment with more humans or reviewers).
+      const seen = new Map<string, Identity>();
+      for (const k of loadRegistry(dir).all()) seen.set(k.name, { name: k.name, role: k.role });
+      out(deployNatsConfig([...seen.values()]));
       return 0;
+    }
     case "ledger": {
       const { bus } = await connectOperator();
       try {
