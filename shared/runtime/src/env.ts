@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { ValidationError, type Role } from "@trias/protocol";
 import { REGISTRY_FILE, keyFileName } from "@trias/signing";
-import { SHIPPED_POLICY_DIR } from "@trias/policy";
+import { SHIPPED_POLICY_DIR } from "@trias/policy/paths";
 
 /** Everything an agent process needs from its environment, read once in main.ts. */
 export interface AgentEnv {
