@@ -1,5 +1,6 @@
 // `node scripts/check-refs.mjs` (run by .ci/run): every package's TypeScript project
-// references are exactly its workspace dependencies, so `tsc -b <package>` builds on a clean
+// references are exactly its workspace dependencies (a devDependency serves only its tests,
+// which tsconfig.test.json checks), so `tsc -b <package>` builds on a clean
 // tree; the root solution references every package and the unit-test project; no package
 // emits its tests into dist/; the unit-test project references every package with tests.
 // Prints each mismatch with the fix, and exits 1 if there is one.
@@ -51,7 +52,7 @@ for (const { dir, pkg } of packages) {
     problems.push(`${dir}: no tsconfig.json`);
     continue;
   }
-  const want = Object.entries({ ...pkg.dependencies, ...pkg.devDependencies })
+  const want = Object.entries({ ...pkg.dependencies, ...pkg.optionalDependencies })
     .filter(([, spec]) => String(spec).startsWith("workspace:"))
     .map(([name]) => dirOf.get(name) ?? `(unknown workspace package ${name})`);
   const have = references(tsconfig);

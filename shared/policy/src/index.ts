@@ -46,4 +46,3 @@ export {
   type PolicyDiffRow,
 } from "./explain.js";
 export { checkBudget, RateLimiter, type BudgetUsage } from "./limits.js";
-export { benchPolicy, type PolicyBenchResult } from "./bench.js";
