@@ -30,7 +30,7 @@ export async function connectOperator(as = "console"): Promise<{
       "NATS_URL is not set: point it at the server the agents use (the demo's embedded server stops when the demo ends; audit a saved trace with `trias audit --file <trace>` instead)",
     );
   }
-  const keyDir = process.env["TRIAS_KEY_DIR"] ?? DEFAULT_KEY_DIR;
+  const keyDir = operatorKeyDir();
   const registry = loadRegistry(keyDir);
   const bus = await Bus.connect({
     servers: url,
@@ -39,6 +39,11 @@ export async function connectOperator(as = "console"): Promise<{
     connectTimeoutMs: 5_000,
   });
   return { bus, registry, keyDir };
+}
+
+/** Where the operator's keys (and NATS credentials) are: TRIAS_KEY_DIR, else the default. */
+export function operatorKeyDir(): string {
+  return process.env["TRIAS_KEY_DIR"] ?? DEFAULT_KEY_DIR;
 }
 
 export function loadRegistry(

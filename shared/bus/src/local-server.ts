@@ -4,6 +4,7 @@ import { createServer, connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { TransientError, ValidationError } from "@trias/protocol";
+import { track } from "@trias/supervise";
 import { natsConfig, passwordEnvVar, type NatsUser } from "./nats-config.js";
 
 export const NATS_INSTALL_HINT =
@@ -143,6 +144,8 @@ export class LocalNatsServer {
       stdio: ["ignore", "ignore", "pipe"],
       env: { ...process.env, ...this.#env },
     });
+    // Signalled if this process exits without stopping the server (docs/cli.md, "signals").
+    track(child);
     let stderr = "";
     child.stderr?.on("data", (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-4000);
