@@ -39,7 +39,7 @@ export const ToolEntry = z
       z.object({ countOf: z.string().min(1) }).strict(),
     ]),
     domains: z.array(z.string().min(1)).min(1),
-    /** Failure rate seen for this tool over the last 30 days, 0..1 (the paper's fourth term). */
+    /** Failure rate seen for this tool over the last 30 days, 0..1 (the risk score's fourth term, docs/design.md). */
     historicalFailure: z.number().min(0).max(1).default(0),
     /** At most this many calls per minute across all runs; absent means unlimited. */
     ratePerMinute: z.number().int().positive().optional(),
