@@ -303,8 +303,12 @@ describe("credentials", () => {
       },
       20_000,
     );
-    expect(readFileSync(log, "utf8")).toMatch(
-      /"durable":"executor-verdicts".*durable consumer disappeared; recreated it/,
+    await waitFor("the executor to report it", () =>
+      /"durable":"executor-verdicts".*durable consumer disappeared; recreated it/.test(
+        readFileSync(log, "utf8"),
+      )
+        ? true
+        : undefined,
     );
     const standard = await h.client.submit({
       goal: "transfer",

@@ -6,8 +6,14 @@ import {
   DEFAULT_MAX_ACK_PENDING,
   LocalNatsServer,
   isPermissionError,
+  type ConsumerLost,
   type Delivery,
 } from "./index.js";
+
+/** Wait (without a deadline of its own: the test's timeout is the bound) until `cond` holds. */
+async function waitUntil(cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise((r) => setTimeout(r, 20));
+}
 
 describe("bus", () => {
   let server: LocalNatsServer;
@@ -205,6 +211,54 @@ describe("bus", () => {
     } finally {
       await bus.drain();
     }
+  });
+
+  it("bus - a durable deleted while consumed is recreated after the last settled message, and consuming goes on", async () => {
+    await admin.ensureConsumer("lost", { filter: "trias.router.test_lost.*" });
+    const seen: number[] = [];
+    const lost: ConsumerLost[] = [];
+    await admin.consume(
+      "lost",
+      (d) => {
+        seen.push(d.data[0] ?? -1);
+        return Promise.resolve({ type: "ack" });
+      },
+      { onConsumerLost: (e) => lost.push(e) },
+    );
+    const send = (i: number) =>
+      router.publish(`trias.router.test_lost.r${i}`, new Uint8Array([i]), { msgId: `lost-${i}` });
+    for (const i of [1, 2, 3]) await send(i);
+    await waitUntil(() => seen.length === 3);
+    const firstCreated = (await admin.consumerInfo("lost"))?.created;
+    // As an operator (or, before per-identity users, any role) would: from another connection.
+    const other = await Bus.connect({
+      servers: server.url,
+      name: "other",
+      user: "admin",
+      pass: "a-pass",
+    });
+    try {
+      // nats-server 2.9 may answer a delete of a consumer it is writing to with a store
+      // error after removing it: ask again until the consumer made above is gone.
+      for (;;) {
+        const info = await admin.consumerInfo("lost");
+        if (info && info.created !== firstCreated) break;
+        if (info) await other.deleteConsumer("lost").catch(() => false);
+        else await new Promise((r) => setTimeout(r, 20));
+      }
+    } finally {
+      await other.drain();
+    }
+    // Recreated (the loop above saw the new durable), and the bus says so.
+    await waitUntil(() => lost.length > 0);
+    for (const i of [4, 5]) await send(i);
+    await waitUntil(() => seen.length === 5);
+    expect(seen).toEqual([1, 2, 3, 4, 5]);
+    expect(lost[0]?.reason).toMatch(/consumer_deleted|consumer_not_found/);
+    expect(lost[0]?.fromSeq).toBeGreaterThan(0);
+    const again = await admin.consumerInfo("lost");
+    expect(again?.config.durable_name).toBe("lost");
+    expect(again?.created).not.toBe(firstCreated);
   });
 
   it("bus - readAll returns every message of a filter in stream order, lastBySubject the newest", async () => {

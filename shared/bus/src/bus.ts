@@ -527,7 +527,8 @@ export class Bus {
           break; // stopped or closed while recreating; onConsumerLost has the error
         }
         if (stopping) {
-          await messages.close();
+          // Not close(): it waits for an iteration that will not happen.
+          messages.stop();
           break;
         }
         watchStatus(messages);
@@ -540,7 +541,8 @@ export class Bus {
       closed: loop,
       stop: async () => {
         stopping = true;
-        await messages.close();
+        // The loop ends the iteration; a durable being recreated is stopped there.
+        messages.stop();
         await loop;
         this.#subs.delete(sub);
       },
@@ -561,8 +563,14 @@ export class Bus {
     for (let attempt = 1; ; attempt++) {
       const fromSeq = position.resumeAt();
       try {
-        // Someone may have recreated it meanwhile (another instance of this agent): keep theirs.
-        if (!(await this.consumerInfo(durable))) await this.#createDurable(durable, opts, fromSeq);
+        // Another instance of this agent may have recreated it meanwhile: keep that durable.
+        // A consumer that only took the name (see ensureConsumer) is replaced.
+        let info = await this.consumerInfo(durable);
+        if (info && info.config.durable_name !== durable) {
+          await this.#jsm.consumers.delete(this.stream, durable);
+          info = null;
+        }
+        if (!info) await this.#createDurable(durable, opts, fromSeq);
         const c = await this.#js.consumers.get(this.stream, durable);
         const messages = await c.consume({ max_messages: o.batch ?? 64 });
         o.onConsumerLost?.({ durable, reason, fromSeq });
