@@ -152,8 +152,9 @@ function quote(s: string): string {
   return JSON.stringify(s);
 }
 
-function list(xs: readonly string[]): string {
-  return `[${xs.map(quote).join(", ")}]`;
+/** A list, one subject a line (the shipped file is read by operators). */
+function list(xs: readonly string[], indent: string): string {
+  return `[\n${xs.map((x) => `${indent}  ${quote(x)},`).join("\n")}\n${indent}]`;
 }
 
 export interface NatsConfigOptions {
@@ -189,14 +190,19 @@ export function natsConfig(o: NatsConfigOptions): string {
     lines.push("authorization {", "  users: [");
     for (const u of users) {
       const p = permissionsOf(u, users);
-      const pub = [`allow: ${list(p.publish.allow)}`];
-      if (p.publish.deny) pub.push(`deny: ${list(p.publish.deny)}`);
-      const perms = [`publish: { ${pub.join(", ")} }`];
-      if (p.subscribe) perms.push(`subscribe: { allow: ${list(p.subscribe.allow)} }`);
       const password = o.passwordsFromEnv ? `$${passwordEnvVar(u.user)}` : quote(u.password);
       lines.push(
-        `    { user: ${quote(u.user)}, password: ${password}, permissions: { ${perms.join(", ")} } }`,
+        "    {",
+        `      user: ${quote(u.user)}, password: ${password}`,
+        "      permissions: {",
+        "        publish: {",
+        `          allow: ${list(p.publish.allow, "          ")}`,
       );
+      if (p.publish.deny) lines.push(`          deny: ${list(p.publish.deny, "          ")}`);
+      lines.push("        }");
+      if (p.subscribe)
+        lines.push(`        subscribe: { allow: [${p.subscribe.allow.map(quote).join(", ")}] }`);
+      lines.push("      }", "    }");
     }
     lines.push("  ]", "}");
   }
