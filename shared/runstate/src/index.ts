@@ -29,7 +29,15 @@ export {
   type Phase,
   type RunEvent,
 } from "./transitions.js";
-export { initialRunState, reduce, advance, foldRun, quorum, type QuorumStatus } from "./reduce.js";
+export {
+  initialRunState,
+  reduce,
+  advance,
+  foldRun,
+  quorum,
+  afterClose,
+  type QuorumStatus,
+} from "./reduce.js";
 export {
   RECEIPT_ALG,
   chainSeed,
