@@ -45,12 +45,16 @@ export {
   chainLinks,
   computeReceipt,
   ReceiptChain,
-  auditTrace,
   type ChainInput,
+} from "./receipt.js";
+export {
+  auditTrace,
+  type AuditEvent,
   type AuditOptions,
   type AuditResult,
+  type AfterReceipt,
   type BadEvent,
-} from "./receipt.js";
+} from "./audit.js";
 export {
   DEFAULT_TOPOLOGY_THRESHOLDS,
   topologyMetrics,
