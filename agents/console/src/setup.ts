@@ -1,5 +1,6 @@
 import {
   EXECUTOR_BUCKETS,
+  RECEIPTS_BUCKET,
   REVIEW_CLAIMS_BUCKET,
   natsConfig,
   type Bus,
@@ -27,6 +28,8 @@ export async function setupTrace(admin: Bus, o: SetupOptions = {}): Promise<{ se
   const kvs = await Promise.all(EXECUTOR_BUCKETS.map((b) => admin.kv(b, { create: true })));
   // A claim matters only while its step waits for review; an hour covers any review window.
   await admin.kv(REVIEW_CLAIMS_BUCKET, { create: true, ttlMs: 3_600_000 });
+  // Kept as long as the trace or longer: a checkpoint is what names a purged run.
+  await admin.kv(RECEIPTS_BUCKET, { create: true });
   const ledgerKv = kvs[EXECUTOR_BUCKETS.indexOf(LEDGER_BUCKET)];
   const seeded =
     (o.seedLedger ?? false) && ledgerKv !== undefined ? await new Ledger(ledgerKv).seed() : false;

@@ -48,6 +48,12 @@ export {
   type ChainInput,
 } from "./receipt.js";
 export {
+  ANCHOR_GENESIS,
+  anchorLink,
+  checkAnchorChain,
+  type AnchorChainResult,
+} from "./anchor.js";
+export {
   auditTrace,
   type AuditEvent,
   type AuditOptions,

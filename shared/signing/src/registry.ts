@@ -18,10 +18,12 @@ import {
   encodeFrame,
   parseMessage,
   MAX_FRAME_BYTES,
+  ValidationError,
   type Frame,
   type Message,
   type Role,
 } from "@trias/protocol";
+import { CompactSign } from "jose";
 import { readJwks, readPrivateKeyFile, type Jwks, type PrivateKeyFile } from "./keys.js";
 import { ed25519, publicKeyObject, type SigningKey, type VerifyingKey } from "./ed25519.js";
 
@@ -190,6 +192,39 @@ export class KeyRegistry {
   }
 
   /**
+   * Open a compact JWS (EdDSA) signed by a registered key in effect at `at`: the signature
+   * over `header.payload` as RFC 7515 defines it, checked like a frame's. Returns the
+   * protected header, the payload bytes and the key. Throws a GateError or ValidationError.
+   */
+  openJws(
+    jws: string,
+    at: number | null = null,
+  ): { header: Record<string, unknown>; payload: Uint8Array; key: RegisteredKey } {
+    const parts = jws.split(".");
+    if (parts.length !== 3)
+      throw new ValidationError("frame_malformed", "not a compact JWS (header.payload.signature)");
+    const [h, p, sig] = parts as [string, string, string];
+    let header: Record<string, unknown>;
+    try {
+      header = JSON.parse(Buffer.from(h, "base64url").toString("utf8")) as Record<string, unknown>;
+    } catch (e) {
+      throw new ValidationError("frame_malformed", "the JWS header is not JSON", { cause: e });
+    }
+    if (header === null || typeof header !== "object" || header["alg"] !== "EdDSA")
+      throw new ValidationError("frame_malformed", "the JWS is not signed with alg EdDSA");
+    const kid = header["kid"];
+    if (typeof kid !== "string" || kid.length === 0)
+      throw new ValidationError("signature_missing", "the JWS header names no kid");
+    const key = this.verifyDetached(
+      kid,
+      Buffer.from(`${h}.${p}`, "ascii"),
+      Buffer.from(sig, "base64url"),
+      at,
+    );
+    return { header, payload: Buffer.from(p, "base64url"), key };
+  }
+
+  /**
    * Check the frame's signature against a registered key in effect at `at` (null: an
    * active key). Throws a GateError. Returns the key and what the verification is
    * remembered under.
@@ -315,5 +350,15 @@ export class Signer {
   /** The private key as a jose-compatible KeyObject (for JWS receipts). */
   keyObject(): KeyObject {
     return this.#key;
+  }
+
+  /**
+   * A compact JWS (RFC 7515, alg EdDSA, this key's kid) over the JSON of `payload`: the
+   * standard envelope generic tooling checks against the registry's JWKS entry.
+   */
+  async signJws(payload: unknown, typ: string): Promise<string> {
+    return new CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
+      .setProtectedHeader({ alg: "EdDSA", kid: this.kid, typ })
+      .sign(this.#key);
   }
 }
