@@ -6,7 +6,10 @@ import { initKeyDir, revokeKey, DEFAULT_IDENTITIES } from "@trias/signing";
 import { initTelemetry } from "@trias/telemetry";
 import { LEDGER_BUCKET, Ledger } from "@trias/tools";
 import {
+  auditAll,
   auditEvents,
+  checkCheckpoint,
+  checkpointOf,
   exportTrace,
   importTrace,
   readRun,
@@ -38,7 +41,10 @@ usage:
   trias keys revoke <dir> <name|kid>                     mark a key revoked in the registry
   trias submit <program> <input-json> [--wait]           submit a task as the console
   trias watch [run]                                      follow the trace as it is written
-  trias audit <run> | --file <trace>                     check every signature and the receipt chain; names the first bad event
+  trias audit <run> | --file <trace> [--json]            check every signature, the receipt chain and the whole trace; names the first bad event
+  trias audit --all [--json]                             every run and the chain of receipt checkpoints; names a purged run
+                                                         exit codes: 0 ok, 1 failed, 2 usage, 3 unreadable input, 4 could not audit
+  trias receipt <run> | --file <trace>                   the run's signed receipt checkpoint (a compact JWS, EdDSA)
   trias replay <run> | --file <trace>                    re-run the state machine over the trace and print each transition
   trias export <run> <file>                              save a run's trace for offline audit
   trias trace <run> | --file <trace>                     the run's causal tree (who emitted what, in answer to what)
@@ -108,11 +114,146 @@ function policyCommand(rest: string[]): number {
 
 const PROGRAM_HINT = "balance-check, transfer, refund, payout, close-account, noop, steps";
 
+/**
+ * Exit codes of `trias audit` (docs/receipts.md, "Exit codes"): a script can tell a failed
+ * audit from input it could not read and from an audit it could not run.
+ */
+const AUDIT_EXIT = {
+  /** Every check passed (warnings, such as late verdicts after the receipt, allowed). */
+  ok: 0,
+  /** The audit ran and failed: a bad event, a missing run, tampering after the receipt. */
+  failed: 1,
+  /** The command line was wrong. */
+  usage: 2,
+  /** The input could not be read: a missing, truncated or foreign file, not msgpack. */
+  unreadable: 3,
+  /** The audit could not run: no key registry, no NATS_URL, the server unreachable. */
+  unavailable: 4,
+} as const;
+
 async function traceCommand(
-  cmd: "audit" | "replay" | "export" | "trace",
+  cmd: "audit" | "replay" | "export" | "trace" | "receipt",
+  positionals: string[],
+  o: { file: string | undefined; json: boolean; all: boolean },
+): Promise<number> {
+  if (cmd !== "audit" && cmd !== "receipt") return readCommand(cmd, positionals, o.file);
+  try {
+    return await auditCommand(cmd, positionals, o);
+  } catch (e) {
+    const unreadable = isTriasError(e) && e.code === "input_unreadable";
+    const code = unreadable ? AUDIT_EXIT.unreadable : AUDIT_EXIT.unavailable;
+    const error = {
+      code: isTriasError(e) ? e.code : "internal",
+      message: e instanceof Error ? e.message : String(e),
+    };
+    if (o.json) out(JSON.stringify({ ok: false, exitCode: code, error }));
+    else
+      out(
+        `${cmd}: ${unreadable ? "UNREADABLE INPUT" : "COULD NOT AUDIT"}: ${error.code}: ${error.message}`,
+      );
+    return code;
+  }
+}
+
+async function auditCommand(
+  cmd: "audit" | "receipt",
+  positionals: string[],
+  o: { file: string | undefined; json: boolean; all: boolean },
+): Promise<number> {
+  if (o.all) {
+    if (cmd !== "audit" || o.file || positionals.length > 0) {
+      out("usage: trias audit --all [--json]");
+      return AUDIT_EXIT.usage;
+    }
+    const registry = loadRegistry();
+    const { bus } = await connectOperator();
+    try {
+      const all = await auditAll(bus, registry);
+      if (o.json) out(JSON.stringify({ ...all, exitCode: all.ok ? 0 : 1 }));
+      else {
+        for (const r of all.runs)
+          out(
+            `${r.ok ? "ok    " : "FAILED"} ${r.run}${r.anchored === null ? "  (not anchored)" : `  checkpoint ${r.anchored}`}${r.firstProblem ? `: ${r.firstProblem}` : ""}`,
+          );
+        for (const w of all.warnings) out(`  warning: ${w}`);
+        for (const p of all.problems) out(`  ${p}`);
+        out(
+          `${all.ok ? "audit --all: OK" : "audit --all: FAILED"}, ${all.runs.length} runs, ${all.checkpoints} checkpoints${all.head ? `, chain head ${all.head.n}:${all.head.anchor}` : ""}`,
+        );
+      }
+      return all.ok ? AUDIT_EXIT.ok : AUDIT_EXIT.failed;
+    } finally {
+      await bus.drain();
+    }
+  }
+  let run: string;
+  let events: StoredEvent[];
+  let checkpoint: string | null = null;
+  if (o.file) {
+    ({ run, events, checkpoint } = importTrace(o.file));
+  } else {
+    const [r] = positionals;
+    if (!r) {
+      out(
+        `usage: trias ${cmd} <run> | --file <trace> [--json]${cmd === "audit" ? " | --all" : ""}`,
+      );
+      return AUDIT_EXIT.usage;
+    }
+    run = r;
+    loadRegistry();
+    const { bus } = await connectOperator();
+    try {
+      events = await readRun(bus, r);
+      checkpoint = await checkpointOf(bus, r);
+    } finally {
+      await bus.drain();
+    }
+  }
+  const registry = loadRegistry();
+  if (cmd === "receipt") {
+    if (checkpoint === null) {
+      out(`run ${run} has no checkpoint (not anchored: still open, or no receipts bucket)`);
+      return AUDIT_EXIT.failed;
+    }
+    out(checkpoint);
+    return AUDIT_EXIT.ok;
+  }
+  const report = auditEvents(registry, run, events);
+  if (checkpoint !== null) {
+    const wrong = checkCheckpoint(registry, checkpoint, report);
+    if (wrong) {
+      report.problems.push(wrong);
+      report.ok = false;
+    }
+  } else if (report.claimed) report.warnings.push("no checkpoint anchors this run's receipt");
+  const code = report.ok ? AUDIT_EXIT.ok : AUDIT_EXIT.failed;
+  if (o.json) {
+    out(JSON.stringify({ ...report, exitCode: code }));
+    return code;
+  }
+  out(
+    `${run}: ${report.events} events, ${report.verified} signatures verified, ${report.refused.length} refused on arrival, outcome ${report.outcome ?? "open"}`,
+  );
+  out(`receipt head ${report.claimed?.head ?? "none"} (recomputed ${report.recomputedHead})`);
+  for (const v of report.violations) out(`  illegal transition recorded at #${v.seq}: ${v.reason}`);
+  for (const a of report.after)
+    out(`  after the receipt #${a.seq} ${a.kind}: ${a.verdict}: ${a.reason}`);
+  for (const w of report.warnings) out(`  warning: ${w}`);
+  if (report.ok) {
+    out("audit: OK, every signature, every chain link and the whole trace verify");
+    return code;
+  }
+  out(
+    `audit: FAILED${report.firstBad ? ` at event #${report.firstBad.seq}: ${report.firstBad.reason}` : ""}`,
+  );
+  for (const p of report.problems) out(`  ${p}`);
+  return code;
+}
+
+async function readCommand(
+  cmd: "replay" | "export" | "trace",
   positionals: string[],
   file: string | undefined,
-  json: boolean,
 ): Promise<number> {
   let run: string;
   let events: StoredEvent[];
@@ -129,7 +270,7 @@ async function traceCommand(
         out(`no messages for run ${r} in the trace`);
         return 1;
       }
-      exportTrace(target, r, evs);
+      exportTrace(target, r, evs, await checkpointOf(bus, r));
       out(`wrote ${evs.length} events of ${r} to ${target}`);
       return 0;
     } finally {
@@ -157,33 +298,12 @@ async function traceCommand(
     for (const l of traceTree(registry, run, events)) out(l);
     return 0;
   }
-  if (cmd === "replay") {
-    const { lines, state } = replayLines(registry, run, events);
-    for (const l of lines) out(l);
-    out(
-      `${run}: ${state.status}${state.outcome ? ` (${state.outcome})` : ""}, ${state.transitions.length} transitions, ${state.violations.length} illegal`,
-    );
-    return 0;
-  }
-  const report = auditEvents(registry, run, events);
-  if (json) {
-    out(JSON.stringify(report));
-    return report.ok ? 0 : 1;
-  }
+  const { lines, state } = replayLines(registry, run, events);
+  for (const l of lines) out(l);
   out(
-    `${run}: ${report.events} events, ${report.verified} signatures verified, ${report.refused.length} refused on arrival, outcome ${report.outcome ?? "open"}`,
+    `${run}: ${state.status}${state.outcome ? ` (${state.outcome})` : ""}, ${state.transitions.length} transitions, ${state.violations.length} illegal`,
   );
-  out(`receipt head ${report.claimed?.head ?? "none"} (recomputed ${report.recomputedHead})`);
-  for (const v of report.violations) out(`  illegal transition recorded at #${v.seq}: ${v.reason}`);
-  if (report.ok) {
-    out("audit: OK, every signature and every chain link verifies");
-    return 0;
-  }
-  out(
-    `audit: FAILED${report.firstBad ? ` at event #${report.firstBad.seq}: ${report.firstBad.reason}` : ""}`,
-  );
-  for (const p of report.problems) out(`  ${p}`);
-  return 1;
+  return 0;
 }
 
 function out(line: string): void {
@@ -232,15 +352,31 @@ async function main(argv: string[]): Promise<number> {
       return 2;
     }
     case "audit":
+    case "receipt":
     case "replay":
     case "trace":
     case "export": {
-      const { values, positionals } = parseArgs({
-        args: rest,
-        options: { file: { type: "string" }, json: { type: "boolean" } },
-        allowPositionals: true,
+      let parsed;
+      try {
+        parsed = parseArgs({
+          args: rest,
+          options: {
+            file: { type: "string" },
+            json: { type: "boolean" },
+            all: { type: "boolean" },
+          },
+          allowPositionals: true,
+        });
+      } catch (e) {
+        out(`${(e as Error).message}\n\n${USAGE}`);
+        return AUDIT_EXIT.usage;
+      }
+      const { values, positionals } = parsed;
+      return traceCommand(cmd, positionals, {
+        file: values.file,
+        json: values.json ?? false,
+        all: values.all ?? false,
       });
-      return traceCommand(cmd, positionals, values.file, values.json ?? false);
     }
     case "submit": {
       const { values, positionals } = parseArgs({

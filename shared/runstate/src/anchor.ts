@@ -1,6 +1,17 @@
 import { hash } from "node:crypto";
 import type { ReceiptCheckpoint } from "@trias/protocol";
 
+/** Key of checkpoint n in the receipts bucket. */
+export function checkpointKey(n: number): string {
+  return `cp.${n}`;
+}
+/** Key naming the checkpoint of a run (so a redelivered close is anchored once). */
+export function anchoredRunKey(run: string): string {
+  return `run.${run}`;
+}
+/** A hint of the latest checkpoint ({n, anchor} as JSON): where a writer starts looking. */
+export const ANCHOR_HEAD_KEY = "head";
+
 /** The `prev` of the first checkpoint. */
 export const ANCHOR_GENESIS = "0".repeat(64);
 const ANCHOR_PREFIX = "trias-anchor-v1|";

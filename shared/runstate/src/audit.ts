@@ -128,12 +128,18 @@ export function auditTrace(
     else covered.push(ev);
   }
 
-  // Refusal records name what they refused: those events are in the chain but not the fold.
+  // Refusal records name what they refused: those events are in the chain. The fold skips
+  // what the verifier (the receipt's signer, which folds what it admits) refused, so the
+  // audit's state is the one the receipt was sealed from; another agent's refusal (one that
+  // failed for its own reasons) does not take an event out of it.
   const refusedSeqs = new Set<number>();
+  const refusedBySealer = new Set<number>();
   for (const e of events) {
     const m = e.message;
-    if (m?.kind === "message_rejected" && m.run === run && m.body.seq !== null)
+    if (m?.kind === "message_rejected" && m.run === run && m.body.seq !== null) {
       refusedSeqs.add(m.body.seq);
+      if (m.role === "verifier") refusedBySealer.add(m.body.seq);
+    }
   }
 
   // Order and membership first: these name the event even when no links were published.
@@ -179,7 +185,7 @@ export function auditTrace(
 
   const state = foldRun(
     covered.flatMap((e) => {
-      const t = refusedSeqs.has(e.seq) ? null : traced(e);
+      const t = refusedBySealer.has(e.seq) ? null : traced(e);
       return t ? [t] : [];
     }),
     run,

@@ -49,7 +49,10 @@ export {
 } from "./receipt.js";
 export {
   ANCHOR_GENESIS,
+  ANCHOR_HEAD_KEY,
   anchorLink,
+  anchoredRunKey,
+  checkpointKey,
   checkAnchorChain,
   type AnchorChainResult,
 } from "./anchor.js";

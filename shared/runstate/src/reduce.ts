@@ -278,7 +278,10 @@ function classify(s: RunState, ev: TraceEvent): Classified {
  * DESIGN.md invariant 11, a closed run stays closed. Returns the reason, or null when the
  * run is not sealed or the kind may still come.
  */
-export function afterClose(s: Pick<RunState, "closed" | "status">, kind: string): string | null {
+export function afterClose(
+  s: { closed: { seq: number } | null; status: RunState["status"] },
+  kind: string,
+): string | null {
   if (s.closed === null || kind === "message_rejected" || kind === "verdict") return null;
   return `run ${s.status === "quarantined" ? "quarantined and sealed" : "closed"} at seq ${s.closed.seq}: nothing may follow run_closed, a ${kind} is refused`;
 }
