@@ -349,13 +349,17 @@ describe("receipts an outsider can verify", () => {
       [foreign, /not a Trias trace export/],
       [junk, /not msgpack/],
     ] as const) {
-      const plain = await cli(["audit", "--file", file], adminEnv);
-      expect(plain.code, file).toBe(3);
-      expect(plain.out, file).toMatch(/UNREADABLE INPUT: input_unreadable/);
-      expect(plain.out, file).toMatch(why);
-      expect(plain.out + plain.err, file).not.toMatch(/\n\s+at /);
+      // The plain text once per kind of damage is enough: JSON for each shows the same.
+      if (file === truncated || file === text) {
+        const plain = await cli(["audit", "--file", file], adminEnv);
+        expect(plain.code, file).toBe(3);
+        expect(plain.out, file).toMatch(/UNREADABLE INPUT: input_unreadable/);
+        expect(plain.out, file).toMatch(why);
+        expect(plain.out + plain.err, file).not.toMatch(/\n\s+at /);
+      }
       const json = await cli(["audit", "--file", file, "--json"], adminEnv);
       expect(json.code, file).toBe(3);
+      expect(json.err, file).not.toMatch(/\n\s+at /);
       expect(JSON.parse(json.out), file).toMatchObject({
         ok: false,
         exitCode: 3,
