@@ -10,7 +10,6 @@ import {
   GateError,
   SENDERS,
   boundedAdd,
-  canonicalBytes,
   boundedSet,
   decode,
   decodeFrame,
@@ -92,7 +91,7 @@ function iso(ms: number): string {
 }
 
 /** Key-set digest domain, so the digest can never be mistaken for another sha256 in Trias. */
-const KEY_SET_PREFIX = "trias-keyset-v1|";
+const KEY_SET_HEADER = "trias-keyset-v1\n";
 
 /**
  * The public keys every agent trusts, loaded from a JWKS file. Signatures are checked with
@@ -159,21 +158,19 @@ export class KeyRegistry {
   }
 
   /**
-   * The digest of the keys in effect at `at` (ms since the epoch): sha256 over
-   * "trias-keyset-v1|" and the canonical msgpack of their `{kid, role, x}` sorted by kid
-   * (docs/receipts.md). A later revocation or a later key leaves it unchanged, so a receipt
-   * that names it stays checkable against the registry of any later day.
+   * The digest of the keys in effect at `at` (ms since the epoch): sha256 of the UTF-8 text
+   * "trias-keyset-v1\n" then one line "kid TAB role TAB x LF" per key, sorted by the UTF-8
+   * bytes of kid (docs/receipts.md, "Key-set digest"). Text, not msgpack, so any language
+   * recomputes it. A later revocation or a later key leaves it unchanged, so a receipt that
+   * names it stays checkable against the registry of any later day.
    */
   keySetDigest(at: number): string {
-    const keys = this.all()
+    const lines = this.all()
       .filter((k) => keyInEffect(k, at) === null)
-      .map((k) => ({ kid: k.kid, role: k.role, x: k.x }))
-      .sort((a, b) => (a.kid < b.kid ? -1 : a.kid > b.kid ? 1 : 0));
-    return hash(
-      "sha256",
-      Buffer.concat([Buffer.from(KEY_SET_PREFIX), canonicalBytes(keys)]),
-      "hex",
-    );
+      .map((k) => ({ kid: Buffer.from(k.kid, "utf8"), line: `${k.kid}\t${k.role}\t${k.x}\n` }))
+      .sort((a, b) => Buffer.compare(a.kid, b.kid))
+      .map((k) => k.line);
+    return hash("sha256", KEY_SET_HEADER + lines.join(""), "hex");
   }
 
   /**
