@@ -161,8 +161,8 @@ export class Verifier {
     const seq = inc.delivery.seq;
     const sealed = this.#sealed.get(m.run);
     if (sealed !== undefined && seq > sealed.seq) {
-      // DESIGN.md invariant 11: a closed run stays closed. Refusals and slow verdicts change
-      // nothing and are let be; anything else gets a signed refusal (code run_closed).
+      // A closed run stays closed (docs/receipts.md, "After the receipt"): refusals and slow
+      // verdicts change nothing and are let be; anything else gets a signed refusal.
       const reason = afterClose({ closed: sealed, status: sealed.status }, m.kind);
       if (reason !== null) throw new GateError("run_closed", reason);
       return;

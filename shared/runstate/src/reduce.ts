@@ -275,8 +275,8 @@ function classify(s: RunState, ev: TraceEvent): Classified {
  * The one rule for what a sealed run (one whose run_closed is applied) still takes: a record
  * of a refusal, and a slow reviewer's verdict, which the fold then records as late (or finds
  * illegal) and which changes no phase. Everything else is refused with code `run_closed`:
- * DESIGN.md invariant 11, a closed run stays closed. Returns the reason, or null when the
- * run is not sealed or the kind may still come.
+ * a closed run stays closed (docs/receipts.md, "After the receipt"). Returns the reason, or
+ * null when the run is not sealed or the kind may still come.
  */
 export function afterClose(
   s: { closed: { seq: number } | null; status: RunState["status"] },
