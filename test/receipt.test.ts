@@ -327,7 +327,7 @@ describe("receipts an outsider can verify", () => {
     expect(json.exitCode).toBe(1);
   });
 
-  it("receipts - unreadable input (missing, not msgpack, truncated, foreign) exits 3 with a clear message and JSON, never a stack trace", async () => {
+  it("receipts - unreadable input (not msgpack, truncated, foreign) exits 5, a missing file 3, each with a clear message and JSON, never a stack trace", async () => {
     const { run, events } = await cleanRun();
     const dir = mkdtempSync(join(tmpdir(), "trias-unreadable-"));
     const good = join(dir, "good.trace");
@@ -342,28 +342,28 @@ describe("receipts an outsider can verify", () => {
     const junk = join(dir, "junk.bin");
     writeFileSync(junk, Buffer.from([0xc1, 0xc1, 0xc1]));
     expect((await cli(["audit", "--file", good], adminEnv)).code).toBe(0);
-    for (const [file, why] of [
-      [join(dir, "absent.trace"), /cannot read/],
-      [truncated, /not msgpack|damaged/],
-      [text, /not a Trias trace export|not msgpack/],
-      [foreign, /not a Trias trace export/],
-      [junk, /not msgpack/],
+    for (const [file, exitCode, code, why] of [
+      [join(dir, "absent.trace"), 3, "not_found", /no such file/],
+      [truncated, 5, "input_unreadable", /not msgpack|damaged/],
+      [text, 5, "input_unreadable", /not a Trias trace export|not msgpack/],
+      [foreign, 5, "input_unreadable", /not a Trias trace export/],
+      [junk, 5, "input_unreadable", /not msgpack/],
     ] as const) {
       // The plain text once per kind of damage is enough: JSON for each shows the same.
       if (file === truncated || file === text) {
         const plain = await cli(["audit", "--file", file], adminEnv);
-        expect(plain.code, file).toBe(3);
-        expect(plain.out, file).toMatch(/UNREADABLE INPUT: input_unreadable/);
-        expect(plain.out, file).toMatch(why);
+        expect(plain.code, file).toBe(exitCode);
+        expect(plain.err, file).toMatch(/input_unreadable/);
+        expect(plain.err, file).toMatch(why);
         expect(plain.out + plain.err, file).not.toMatch(/\n\s+at /);
       }
       const json = await cli(["audit", "--file", file, "--json"], adminEnv);
-      expect(json.code, file).toBe(3);
+      expect(json.code, file).toBe(exitCode);
       expect(json.err, file).not.toMatch(/\n\s+at /);
       expect(JSON.parse(json.out), file).toMatchObject({
         ok: false,
-        exitCode: 3,
-        error: { code: "input_unreadable", message: expect.stringMatching(why) },
+        exitCode,
+        error: { code, message: expect.stringMatching(why) },
       });
     }
   });
