@@ -327,7 +327,7 @@ describe("receipts an outsider can verify", () => {
     expect(json.exitCode).toBe(1);
   });
 
-  it("receipts - unreadable input (not msgpack, truncated, foreign) exits 5, a missing file 3, each with a clear message and JSON, never a stack trace", async () => {
+  it("receipts - unreadable input (not msgpack, truncated, foreign) exits 5 with a clear message and JSON, never a stack trace", async () => {
     const { run, events } = await cleanRun();
     const dir = mkdtempSync(join(tmpdir(), "trias-unreadable-"));
     const good = join(dir, "good.trace");
@@ -342,8 +342,11 @@ describe("receipts an outsider can verify", () => {
     const junk = join(dir, "junk.bin");
     writeFileSync(junk, Buffer.from([0xc1, 0xc1, 0xc1]));
     expect((await cli(["audit", "--file", good], adminEnv)).code).toBe(0);
+    // A file that is not there is a usage error (2), named, before anything is read.
+    const absent = await cli(["audit", "--file", join(dir, "absent.trace"), "--json"], adminEnv);
+    expect(absent.code).toBe(2);
+    expect(absent.err).toMatch(/no such file/);
     for (const [file, exitCode, code, why] of [
-      [join(dir, "absent.trace"), 3, "not_found", /no such file/],
       [truncated, 5, "input_unreadable", /not msgpack|damaged/],
       [text, 5, "input_unreadable", /not a Trias trace export|not msgpack/],
       [foreign, 5, "input_unreadable", /not a Trias trace export/],

@@ -1,4 +1,3 @@
-import { existsSync } from "node:fs";
 import type { Command } from "commander";
 import { ValidationError, isTriasError } from "@trias/protocol";
 import {
@@ -77,14 +76,13 @@ async function jsonOnError(json: boolean | undefined, fn: () => Promise<void>): 
   }
 }
 
-/** The run's events and checkpoint, from the bus or an exported file (a missing file is exit 3). */
+/** The run's events and checkpoint, from the bus or an exported file. */
 async function loadAudited(
   r: string | undefined,
   file: string | undefined,
 ): Promise<{ run: string; events: StoredEvent[]; checkpoint: string | null }> {
   if (file) {
     if (r) throw new ValidationError("schema_invalid", "give a run or --file, not both");
-    if (!existsSync(file)) throw notFound(`no such file: ${file}`);
     return importTrace(file);
   }
   const { run, events } = await load(r, undefined);
@@ -99,12 +97,12 @@ export function registerTrace(program: Command): void {
       "check every signature, the receipt chain and the whole trace (docs/receipts.md); names the first bad event",
     )
     .argument("[run]", "run id (read from the trace stream at NATS_URL)")
-    .option("--file <trace>", "an exported trace (trias export) instead of the bus")
+    .option("--file <trace>", "an exported trace (trias export) instead of the bus", existingFile)
     .option("--all", "every run and the chain of receipt checkpoints; names a purged run")
     .option("--json", "the report as JSON (also when the audit cannot run)")
     .addHelpText(
       "after",
-      "\nExit codes: 0 ok (warnings allowed), 1 audit failed, 2 usage, 3 no such run or file,\n4 environment missing, 5 unreadable input (not msgpack, truncated, not a trias export).",
+      "\nExit codes: 0 ok (warnings allowed), 1 audit failed, 2 usage (a missing --file too), 3 no\nsuch run, 4 environment missing, 5 unreadable input (not msgpack, truncated, not an export).",
     )
     .action(async (r: string | undefined, o: { file?: string; json?: boolean; all?: boolean }) =>
       jsonOnError(o.json, async () => {
@@ -169,7 +167,7 @@ export function registerTrace(program: Command): void {
       "the run's signed receipt checkpoint: a compact JWS (EdDSA) any JOSE library checks",
     )
     .argument("[run]", "run id (read from the receipts bucket at NATS_URL)")
-    .option("--file <trace>", "an exported trace (trias export) instead of the bus")
+    .option("--file <trace>", "an exported trace (trias export) instead of the bus", existingFile)
     .action(async (r: string | undefined, o: { file?: string }) => {
       const { run, checkpoint } = await loadAudited(r, o.file);
       if (checkpoint === null)
