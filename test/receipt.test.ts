@@ -217,28 +217,21 @@ describe("receipts an outsider can verify", () => {
     const { run, events } = await cleanRun();
     const opened = events.map((e) => h.registry.open(e.data));
     const assignment = opened.find((o) => o.message.kind === "tier_assigned")!;
-    const judged = new Set(
-      opened.filter((o) => o.message.kind === "verdict").map((o) => o.key.name),
-    );
-    const late =
-      ["reviewer-1", "reviewer-2", "reviewer-3"].find((n) => !judged.has(n)) ?? "human-operator";
+    // A human's key: no agent judges with it, so no real verdict by the same key races ours
+    // (a reviewer standing by may still answer late by itself: that is a late verdict too).
     const v = h.forge.verdict(
       { bytes: assignment.bytes, message: assignment.message as MessageOf<"tier_assigned"> },
-      late,
-      late === "human-operator" ? { strategy: "human" } : {},
+      "human-operator",
+      { strategy: "human" },
     );
-    const seq = await h.forge.send(
-      late === "human-operator" ? "human" : "reviewer",
-      "verdict",
-      run,
-      v.bytes,
-    );
+    const seq = await h.forge.send("human", "verdict", run, v.bytes);
     const report = audit(run, await readRun(h.bus, run));
     expect(report.problems).toEqual([]);
     expect(report.ok).toBe(true);
-    expect(report.after).toEqual([
+    expect(report.after).toContainEqual(
       expect.objectContaining({ seq, kind: "verdict", verdict: "late" }),
-    ]);
+    );
+    expect(report.after.every((a) => a.verdict === "late")).toBe(true);
     expect(report.warnings.join("\n")).toMatch(/after the receipt/);
   });
 
@@ -261,7 +254,13 @@ describe("receipts an outsider can verify", () => {
     expect(report.firstBad?.seq).toBe(seq);
     expect(report.firstBad?.reason).toMatch(/after the receipt.*nothing may follow run_closed/);
     // The verifier's own refusal record is a record, not a second failure.
-    expect(report.after.map((a) => a.verdict).sort()).toEqual(["record", "tampering"]);
+    // (Reviewers standing by may add late verdicts of their own: warnings, left out here.)
+    expect(
+      report.after
+        .filter((a) => a.verdict !== "late")
+        .map((a) => a.verdict)
+        .sort(),
+    ).toEqual(["record", "tampering"]);
     // The CLI names it too, with exit code 1.
     const file = join(mkdtempSync(join(tmpdir(), "trias-receipt-")), `${run}.trace`);
     exportTrace(file, run, await readRun(h.bus, run), await checkpointOf(h.bus, run));
