@@ -71,7 +71,9 @@ async function jsonOnError(json: boolean | undefined, fn: () => Promise<void>): 
           ? "not_found"
           : "usage"
         : "internal";
-    out(JSON.stringify({ ok: false, exitCode, error: { code, message } }));
+    // The message without classify's "code: " prefix: the code has its own field.
+    const text = isTriasError(e) ? e.message : message;
+    out(JSON.stringify({ ok: false, exitCode, error: { code, message: text } }));
     process.exitCode = exitCode;
   }
 }
@@ -149,7 +151,9 @@ export function registerTrace(program: Command): void {
           out(`  illegal transition recorded at #${v.seq}: ${v.reason}`);
         for (const a of report.after)
           out(`  after the receipt #${a.seq} ${a.kind}: ${a.verdict}: ${a.reason}`);
-        for (const w of report.warnings) out(`  warning: ${w}`);
+        // Late verdicts and records after the receipt are listed just above.
+        for (const w of report.warnings)
+          if (!/^seq \d+: after the receipt/.test(w)) out(`  warning: ${w}`);
         if (report.ok) {
           out("audit: OK, every signature, every chain link and the whole trace verify");
           return;
