@@ -233,6 +233,10 @@ describe("credentials", () => {
     const run = /submitted (\S+)/.exec(submitted.out)?.[1] ?? "";
     const audited = await cli(h, dir, ["audit", run]);
     expect(audited.code, audited.out).toBe(0);
+    // Every run and the receipts' checkpoint chain (the receipts bucket's keys, read by the console).
+    const all = await cli(h, dir, ["audit", "--all", "--json"]);
+    expect(all.out).not.toMatch(/Permissions Violation|permission/i);
+    expect(all.code, all.out).toBe(0);
     const watched = await cli(h, dir, ["watch", run], (out) => out.includes("closed"));
     expect(watched.out).toContain(run);
     expect(watched.out).toMatch(/closed/);

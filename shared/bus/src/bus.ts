@@ -430,6 +430,18 @@ export class Bus {
     return (await this.streamInfo()).state.last_seq;
   }
 
+  /**
+   * Remove stored messages from this bus's stream, those on `filter` only when given (admin
+   * only: what an attacker with the admin's credentials could do, and the audit must notice).
+   */
+  async purge(o: { filter?: string } = {}): Promise<number> {
+    const r = await this.#jsm.streams.purge(
+      this.stream,
+      o.filter !== undefined ? { filter: o.filter } : undefined,
+    );
+    return r.purged;
+  }
+
   /** Delete a stream, this bus's by default (admin only: the trace is never deleted by agents). */
   async deleteStream(name = this.stream): Promise<boolean> {
     return this.#jsm.streams.delete(name);

@@ -31,6 +31,7 @@ export {
   ADMIN_USER,
   EXECUTOR_BUCKETS,
   REVIEW_CLAIMS_BUCKET,
+  RECEIPTS_BUCKET,
   type NatsUser,
   type NatsUserRole,
   type NatsConfigOptions,

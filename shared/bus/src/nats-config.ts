@@ -22,6 +22,12 @@ export type NatsUserRole = Role | "admin";
 /** KV buckets the executor (the only holder of tool credentials) may write. */
 export const EXECUTOR_BUCKETS = ["trias_ledger", "trias_effects"] as const;
 
+/**
+ * Where the verifier anchors each closed run's receipt in a signed hash chain (docs/receipts.md,
+ * "The checkpoint"): only the verifier writes it, anyone with stream read access reads it.
+ */
+export const RECEIPTS_BUCKET = "trias_receipts";
+
 /** Where reviewers claim a step that needs fewer reviewers than there are (first come, first judge). */
 export const REVIEW_CLAIMS_BUCKET = "trias_reviews";
 
@@ -103,6 +109,23 @@ function ephemeralReads(stream: string): string[] {
   ];
 }
 
+/**
+ * Reading the KV buckets' history (`kv.keys()`, a watch: ordered push consumers, named by the
+ * client, delivering to the reader's inbox, with flow control). No one consumes these streams
+ * through a durable, so there is nothing to protect by name; a durable made here would take
+ * space, never another's messages.
+ */
+function bucketReads(): string[] {
+  return [...EXECUTOR_BUCKETS, REVIEW_CLAIMS_BUCKET, RECEIPTS_BUCKET].flatMap((b) => [
+    `${API}.CONSUMER.CREATE.KV_${b}`,
+    `${API}.CONSUMER.CREATE.KV_${b}.>`,
+    `${API}.CONSUMER.INFO.KV_${b}.*`,
+    `${API}.CONSUMER.MSG.NEXT.KV_${b}.*`,
+    `${API}.CONSUMER.DELETE.KV_${b}.*`,
+    `$JS.FC.KV_${b}.>`,
+  ]);
+}
+
 function othersDurable(stream: string, d: string): string[] {
   return [
     `${API}.CONSUMER.INFO.${stream}.${d}`,
@@ -117,6 +140,8 @@ function ownSubjects(role: Role): string[] {
       return [`trias.${role}.>`, ...EXECUTOR_BUCKETS.map((b) => `$KV.${b}.>`)];
     case "reviewer":
       return [`trias.${role}.>`, `$KV.${REVIEW_CLAIMS_BUCKET}.>`];
+    case "verifier":
+      return [`trias.${role}.>`, `$KV.${RECEIPTS_BUCKET}.>`];
     default:
       return [`trias.${role}.>`];
   }
@@ -139,6 +164,7 @@ export function permissionsOf(
       allow: [
         ...streamReads(),
         ...ephemeralReads(stream),
+        ...bucketReads(),
         ...[...mine].flatMap((d) => ownDurable(stream, d)),
         ...ownSubjects(u.role),
       ],
