@@ -19,6 +19,8 @@ export interface AgentEnv {
   logLevel: string;
   /** How long a delivered message may stay unacked before redelivery (a crashed agent's work). */
   ackWaitMs: number;
+  /** TRIAS_HEALTH_FILE: kept present while connected to NATS (a container healthcheck). Default: none. */
+  healthFile?: string;
 }
 
 type Env = Record<string, string | undefined>;
@@ -55,6 +57,8 @@ export function readAgentEnv(role: Role, env: Env = process.env): AgentEnv {
   const pass = env["NATS_PASSWORD"];
   if (user !== undefined) out.natsUser = user;
   if (pass !== undefined) out.natsPass = pass;
+  const health = env["TRIAS_HEALTH_FILE"];
+  if (health) out.healthFile = abs(health);
   return out;
 }
 
