@@ -2,6 +2,7 @@ import type { StoredMessage } from "@trias/bus";
 import {
   boundedSet,
   runFilter,
+  TransientError,
   subjectFor,
   type Check,
   type Message,
@@ -82,6 +83,12 @@ export class Verifier {
   readonly #runs = new Map<string, RunCache>();
   /** Runs whose first stored message was refused: their history must come from the stream. */
   readonly #refusedFirst = new Set<string>();
+  /**
+   * Run -> the sequence whose reaction failed and waits for its redelivery. Later events of
+   * the run wait too (retried), or folding them would count the failed one as seen and its
+   * reaction (a close, a recovery) would never happen.
+   */
+  readonly #failed = new Map<string, number>();
 
   constructor(host: AgentHost, rt: ToolRuntime, policy: LoadedPolicy) {
     this.#host = host;
@@ -138,6 +145,13 @@ export class Verifier {
   async onMessage(inc: Incoming): Promise<void> {
     const m = inc.message;
     const seq = inc.delivery.seq;
+    const failed = this.#failed.get(m.run);
+    if (failed !== undefined && seq > failed)
+      throw new TransientError(
+        "timeout",
+        `run ${m.run}: waiting for the redelivery of event ${failed}, whose reaction failed`,
+      );
+    if (failed === seq) this.#failed.delete(m.run);
     let c = await this.#load(m.run, seq, m.kind === "task_submitted");
     if (seq <= c.seen) return;
     c.chain.add({ seq, subject: inc.delivery.subject, frame: inc.delivery.data });
@@ -167,7 +181,16 @@ export class Verifier {
         "illegal transition recorded",
       );
     if (c.state.status === "closed") return;
-    await this.#react(c.state, m, seq, violation?.reason);
+    try {
+      await this.#react(c.state, m, seq, violation?.reason);
+    } catch (e) {
+      // The cached state already counts this event as seen: forget it, so the redelivery
+      // (a publish that timed out while a NATS leader was elected) folds the run from the
+      // stream and reacts again instead of skipping the event and leaving the run open.
+      this.#runs.delete(m.run);
+      boundedSet(this.#failed, m.run, seq, MAX_OPEN_RUNS);
+      throw e;
+    }
   }
 
   async #react(
