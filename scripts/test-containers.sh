@@ -50,4 +50,4 @@ CT_REBUILD=1 jaeger_standin_image
 echo "containers: images ready after $(($(date +%s) - start)) s" >&2
 
 SUMMARY_PRINTED=1
-node scripts/test.mjs --config test/containers/vitest.config.mjs
+node scripts/test.mjs --config test/vitest.slow.config.mjs test/containers/

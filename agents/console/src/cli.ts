@@ -378,9 +378,17 @@ async function main(argv: string[]): Promise<number> {
           out("--max-age-days must be a number of days >= 0 (0 keeps the trace forever)");
           return 2;
         }
+        const replicas = values.replicas === undefined ? undefined : Number(values.replicas);
+        if (
+          replicas !== undefined &&
+          !(Number.isInteger(replicas) && replicas >= 1 && replicas <= 5)
+        ) {
+          out("--replicas must be a whole number from 1 to 5 (3 on a 3-node NATS cluster)");
+          return 2;
+        }
         const r = await setupTrace(bus, {
           ...(days !== undefined ? { maxAgeMs: days * 86_400_000 } : {}),
-          ...(values.replicas ? { replicas: Number(values.replicas) } : {}),
+          ...(replicas !== undefined ? { replicas } : {}),
           seedLedger: values["seed-ledger"] ?? false,
         });
         out(

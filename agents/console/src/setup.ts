@@ -24,9 +24,13 @@ export async function setupTrace(admin: Bus, o: SetupOptions = {}): Promise<{ se
     ...(o.maxAgeMs !== undefined ? { maxAgeMs: o.maxAgeMs } : {}),
     ...(o.replicas ? { replicas: o.replicas } : {}),
   });
-  const kvs = await Promise.all(EXECUTOR_BUCKETS.map((b) => admin.kv(b, { create: true })));
+  // Buckets are replicated as the trace is: on a cluster, losing a node loses no effect record.
+  const replicas = o.replicas ? { replicas: o.replicas } : {};
+  const kvs = await Promise.all(
+    EXECUTOR_BUCKETS.map((b) => admin.kv(b, { create: true, ...replicas })),
+  );
   // A claim matters only while its step waits for review; an hour covers any review window.
-  await admin.kv(REVIEW_CLAIMS_BUCKET, { create: true, ttlMs: 3_600_000 });
+  await admin.kv(REVIEW_CLAIMS_BUCKET, { create: true, ttlMs: 3_600_000, ...replicas });
   const ledgerKv = kvs[EXECUTOR_BUCKETS.indexOf(LEDGER_BUCKET)];
   const seeded =
     (o.seedLedger ?? false) && ledgerKv !== undefined ? await new Ledger(ledgerKv).seed() : false;
