@@ -70,7 +70,7 @@ base_images() {
   fi
 }
 
-# Needs trias:latest: the receiver is @trias/telemetry's own test receiver.
+# Needs trias:latest: the receiver is @trias/testing's OTLP receiver.
 jaeger_standin_image() {
   have_image docker.io/jaegertracing/all-in-one:1.62.0 && [ "${CT_REBUILD:-}" != 1 ] && return 0
   podman build -q -f "$CT_DIR/jaeger.Containerfile" -t docker.io/jaegertracing/all-in-one:1.62.0 "$CT_DIR" >/dev/null

@@ -1,8 +1,8 @@
 // Stand-in for jaegertracing/all-in-one in `pnpm test:containers` (no registry to pull it
-// from): @trias/telemetry's test OTLP/HTTP receiver on 4318, and the two read endpoints of
+// from): @trias/testing's OTLP/HTTP receiver on 4318, and the two read endpoints of
 // Jaeger's query API the test uses on 16686 (GET /api/services, GET /api/traces?service=).
 import { createServer } from "node:http";
-import { startOtlpReceiver } from "@trias/telemetry/testing";
+import { startOtlpReceiver } from "@trias/testing";
 
 const otlp = await startOtlpReceiver({ host: "0.0.0.0", port: 4318 });
 
