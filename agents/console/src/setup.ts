@@ -37,10 +37,14 @@ export async function setupTrace(admin: Bus, o: SetupOptions = {}): Promise<{ se
     ...(o.maxAgeMs !== undefined ? { maxAgeMs: o.maxAgeMs } : {}),
     ...(o.replicas ? { replicas: o.replicas } : {}),
   });
-  const kvs = await Promise.all(EXECUTOR_BUCKETS.map((b) => admin.kv(b, { create: true })));
-  await admin.kv(REVIEW_CLAIMS_BUCKET, { create: true, ttlMs: REVIEW_CLAIM_TTL_MS });
+  // Buckets are replicated as the trace is: on a cluster, losing a node loses no effect record.
+  const replicas = o.replicas ? { replicas: o.replicas } : {};
+  const kvs = await Promise.all(
+    EXECUTOR_BUCKETS.map((b) => admin.kv(b, { create: true, ...replicas })),
+  );
+  await admin.kv(REVIEW_CLAIMS_BUCKET, { create: true, ttlMs: REVIEW_CLAIM_TTL_MS, ...replicas });
   // Kept as long as the trace or longer: a checkpoint is what names a purged run.
-  await admin.kv(RECEIPTS_BUCKET, { create: true });
+  await admin.kv(RECEIPTS_BUCKET, { create: true, ...replicas });
   const ledgerKv = kvs[EXECUTOR_BUCKETS.indexOf(LEDGER_BUCKET)];
   const seeded =
     (o.seedLedger ?? false) && ledgerKv !== undefined ? await new Ledger(ledgerKv).seed() : false;

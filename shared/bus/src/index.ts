@@ -44,3 +44,4 @@ export {
   NATS_INSTALL_HINT,
   type LocalServerOptions,
 } from "./local-server.js";
+export { isTransientBusError } from "./transient.js";
