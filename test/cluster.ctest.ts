@@ -82,7 +82,7 @@ async function streamLeader(): Promise<string> {
   return waitFor(
     "a stream leader",
     async () =>
-      (await stack.admin.jsm.streams.info(stack.admin.stream)).cluster?.leader || undefined,
+      (await stack.admin.streamInfo()).cluster?.leader || undefined,
     30_000,
     200,
   );
@@ -134,11 +134,11 @@ async function closedAndClean(runs: readonly string[]): Promise<number> {
 
 describe("a 3-node NATS cluster at R3", () => {
   it("replicates the trace stream and every bucket on three nodes", async () => {
-    const si = await stack.admin.jsm.streams.info(stack.admin.stream);
+    const si = await stack.admin.streamInfo();
     expect(si.config.num_replicas).toBe(3);
     expect(si.cluster?.replicas).toHaveLength(2);
     for (const b of EXECUTOR_BUCKETS) {
-      const kv = await stack.admin.jsm.streams.info(`KV_${b}`);
+      const kv = await stack.admin.streamInfo(`KV_${b}`);
       expect(kv.config.num_replicas, b).toBe(3);
     }
   });
@@ -168,7 +168,7 @@ describe("a 3-node NATS cluster at R3", () => {
     await waitFor(
       `${leader1} current again`,
       async () => {
-        const si = await stack.admin.jsm.streams.info(stack.admin.stream);
+        const si = await stack.admin.streamInfo();
         const peer = si.cluster?.replicas?.find((r) => r.name === leader1);
         return peer?.current ? true : undefined;
       },

@@ -2,6 +2,7 @@ import type { Bus } from "@trias/bus";
 import { ValidationError, subjectFor, type MessageOf } from "@trias/protocol";
 import type { KeyRegistry, Signer } from "@trias/signing";
 import { AgentHost, silentLogger } from "@trias/runtime";
+import { CliError, EXIT } from "./cli-kit.js";
 
 export interface WaitingStep {
   run: string;
@@ -84,8 +85,9 @@ export async function decideAsHuman(
   );
   const w = steps.at(-1);
   if (!w) {
-    throw new ValidationError(
-      "schema_invalid",
+    // "The answer is no" (exit 1, docs/cli.md): the call was well formed, the step is not waiting.
+    throw new CliError(
+      EXIT.failed,
       `step ${step} of run ${run} is not waiting for a human (already decided, not routed yet, not a human tier, or the run is closed); see: trias pending ${run}`,
     );
   }

@@ -720,6 +720,20 @@ export class Bus {
       : kvm.open(bucket);
   }
 
+  /**
+   * Tells `listener` whether the connection is up: false on a disconnect and when it closes,
+   * true on a reconnect (a container's healthcheck follows this; see docs/containers.md).
+   */
+  onConnectivity(listener: (up: boolean) => void): void {
+    void (async () => {
+      for await (const s of this.#nc.status()) {
+        if (s.type === "disconnect") listener(false);
+        else if (s.type === "reconnect") listener(true);
+      }
+    })();
+    void this.#nc.closed().then(() => listener(false));
+  }
+
   /** Stop consuming, let in-flight handlers finish, flush and close. */
   async drain(): Promise<void> {
     await Promise.allSettled([...this.#subs].map((s) => s.stop()));

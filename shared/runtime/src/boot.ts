@@ -52,7 +52,7 @@ export async function bootAgent(role: Role, opts: { logger?: Logger } = {}): Pro
     ...(env.natsPass !== undefined ? { pass: env.natsPass } : {}),
   });
   await bus.waitForStream();
-  if (env.healthFile !== undefined) keepHealthFile(bus.nc, env.healthFile);
+  if (env.healthFile !== undefined) keepHealthFile(bus, env.healthFile);
   // A revocation (trias keys revoke) takes effect without a restart.
   watchFile(env.registryFile, { interval: 1000, persistent: false }, () => {
     try {

@@ -2,11 +2,11 @@ import { rmSync, writeFileSync } from "node:fs";
 import type { Bus } from "@trias/bus";
 
 /**
- * Keeps `path` present while `nc` is connected and removes it while it is not (and when the
+ * Keeps `path` present while the bus is connected and removes it while it is not (and when the
  * connection closes), so a container healthcheck can be `test -f <path>` (no process to
  * start, no port to open). Set by TRIAS_HEALTH_FILE; see docs/containers.md.
  */
-export function keepHealthFile(nc: Bus["nc"], path: string): void {
+export function keepHealthFile(bus: Bus, path: string): void {
   const mark = (up: boolean) => {
     try {
       if (up) writeFileSync(path, `${process.pid}\n`);
@@ -16,12 +16,6 @@ export function keepHealthFile(nc: Bus["nc"], path: string): void {
     }
   };
   mark(true);
-  void (async () => {
-    for await (const s of nc.status()) {
-      if (s.type === "disconnect") mark(false);
-      else if (s.type === "reconnect") mark(true);
-    }
-  })();
-  void nc.closed().then(() => mark(false));
+  bus.onConnectivity(mark);
   process.once("exit", () => mark(false));
 }
