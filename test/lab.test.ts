@@ -29,49 +29,63 @@ async function lab(args: string[]): Promise<{ code: number | null; out: string; 
  */
 const OPEN_ON_MAIN = new Set(["tier_downgrade", "consumer_hijack"]);
 
+/**
+ * Each `trias lab` / `trias eval` call starts its own nats-server and seven agent processes;
+ * on a loaded 2-core machine that alone can take tens of seconds.
+ */
+const SLOW_MS = 240_000;
+
 describe("trias lab", () => {
-  it("lab - two seeded trials of every attack: each defended attack is judged defended, holes are reported, exit code follows", async () => {
-    const r = await lab(["--trials", "2", "--seed", "11", "--json"]);
-    expect(r.err).not.toMatch(/at .*\.js:\d+/);
-    const report = JSON.parse(r.out) as LabReport;
-    expect(report.rows).toHaveLength(ATTACKS.length * 2);
-    for (const row of report.rows) {
-      const what = `trial ${row.trial} ${row.attack}: ${row.verdict} (${row.observed})`;
-      if (row.attack === "gdpr_erase") {
-        // Erasure is not built: reported as such, never as passed.
-        expect(row.verdict, what).toBe("not_available");
-      } else if (OPEN_ON_MAIN.has(row.attack)) {
-        expect(["defended", "breached"], what).toContain(row.verdict);
-        if (row.attack === "tier_downgrade")
-          expect(row.verdict === "breached", what).toBe(/effect\(s\) applied/.test(row.observed));
-      } else {
-        expect(row.verdict, what).toBe("defended");
+  it(
+    "lab - two seeded trials of every attack: each defended attack is judged defended, holes are reported, exit code follows",
+    async () => {
+      const r = await lab(["--trials", "2", "--seed", "11", "--json"]);
+      expect(r.err).not.toMatch(/at .*\.js:\d+/);
+      const report = JSON.parse(r.out) as LabReport;
+      expect(report.rows).toHaveLength(ATTACKS.length * 2);
+      for (const row of report.rows) {
+        const what = `trial ${row.trial} ${row.attack}: ${row.verdict} (${row.observed})`;
+        if (row.attack === "gdpr_erase") {
+          // Erasure is not built: reported as such, never as passed.
+          expect(row.verdict, what).toBe("not_available");
+        } else if (OPEN_ON_MAIN.has(row.attack)) {
+          expect(["defended", "breached"], what).toContain(row.verdict);
+          if (row.attack === "tier_downgrade")
+            expect(row.verdict === "breached", what).toBe(/effect\(s\) applied/.test(row.observed));
+        } else {
+          expect(row.verdict, what).toBe("defended");
+        }
       }
-    }
-    // Refusals name the check that refused: the lab read them from the signed records.
-    const observed = (name: string) =>
-      report.rows.filter((x) => x.attack === name).map((x) => x.observed);
-    expect(observed("forged_signature").join()).toMatch(/signature_invalid/);
-    expect(observed("duplicate_reviewer").join()).toMatch(/duplicate_reviewer/);
-    expect(observed("missing_reviewer").join()).toMatch(/quorum_not_met/);
-    expect(observed("purged_run").join()).toMatch(/names it missing/);
+      // Refusals name the check that refused: the lab read them from the signed records.
+      const observed = (name: string) =>
+        report.rows.filter((x) => x.attack === name).map((x) => x.observed);
+      expect(observed("forged_signature").join()).toMatch(/signature_invalid/);
+      expect(observed("duplicate_reviewer").join()).toMatch(/duplicate_reviewer/);
+      expect(observed("missing_reviewer").join()).toMatch(/quorum_not_met/);
+      expect(observed("purged_run").join()).toMatch(/names it missing/);
 
-    const failing = report.rows.some((x) => FAILING_VERDICTS.includes(x.verdict));
-    expect(report.ok).toBe(!failing);
-    expect(r.code).toBe(failing ? 1 : 0);
-    expect(report.exitCode).toBe(r.code);
-  });
+      const failing = report.rows.some((x) => FAILING_VERDICTS.includes(x.verdict));
+      expect(report.ok).toBe(!failing);
+      expect(r.code).toBe(failing ? 1 : 0);
+      expect(report.exitCode).toBe(r.code);
+    },
+    SLOW_MS,
+  );
 
-  it("lab - the same seed draws the same trial; an unknown attack is a usage error", async () => {
-    const a = await lab(["--attack", "flood", "--seed", "5", "--json"]);
-    const b = await lab(["--attack", "flood", "--seed", "5", "--json"]);
-    const flood = (x: { out: string }) => (JSON.parse(x.out) as LabReport).rows[0]?.observed;
-    expect(flood(a)).toMatch(/^\d+ junk frames refused/);
-    expect(flood(a)).toBe(flood(b));
-    expect(a.code).toBe(EXIT.ok);
+  it(
+    "lab - the same seed draws the same trial; an unknown attack is a usage error",
+    async () => {
+      const a = await lab(["--attack", "flood", "--seed", "5", "--json"]);
+      const b = await lab(["--attack", "flood", "--seed", "5", "--json"]);
+      const flood = (x: { out: string }) => (JSON.parse(x.out) as LabReport).rows[0]?.observed;
+      expect(flood(a)).toMatch(/^\d+ junk frames refused/);
+      expect(flood(a)).toBe(flood(b));
+      expect(a.code).toBe(EXIT.ok);
 
-    const bad = await lab(["--attack", "teleport"]);
-    expect(bad.code).toBe(EXIT.usage);
-    expect(bad.err).toMatch(/unknown attack\(s\): teleport; the lab knows .*tool_injection/);
-  });
+      const bad = await lab(["--attack", "teleport"]);
+      expect(bad.code).toBe(EXIT.usage);
+      expect(bad.err).toMatch(/unknown attack\(s\): teleport; the lab knows .*tool_injection/);
+    },
+    SLOW_MS,
+  );
 });

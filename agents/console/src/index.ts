@@ -43,3 +43,5 @@ export {
   type Observed,
 } from "./lab/attacks.js";
 export { runLab, type LabOptions, type LabReport, type LabRow } from "./lab/run.js";
+export { ledgerCorpus, type CorpusTask } from "./eval/corpus.js";
+export { runEval, scoreRun, PAPER, type EvalReport, type PolicyMetrics } from "./eval/run.js";

@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { registerAdmin } from "./admin.js";
 import { registerDemo } from "./demo.js";
+import { registerEval } from "./eval.js";
 import { registerHuman } from "./human.js";
 import { registerKeys } from "./keys.js";
 import { registerLab } from "./lab.js";
@@ -23,4 +24,5 @@ export const COMMANDS: readonly ((program: Command) => void)[] = [
   registerPolicy,
   registerAdmin,
   registerLab,
+  registerEval,
 ];
