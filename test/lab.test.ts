@@ -20,14 +20,13 @@ async function lab(args: string[]): Promise<{ code: number | null; out: string; 
 }
 
 /**
- * Holes current main still has, each closed by a branch in flight: a tier downgrade signed by
- * the real router key (the executor refusing `tier_downgrade`), and a role's NATS user
- * managing another role's durable consumers (per-identity NATS users). For these the test
- * asserts that the lab tells the truth either way (the verdict follows the effect, the exit
- * code follows the verdicts), so it stays green before and after those branches land; every
- * other attack must be defended.
+ * The hole current main still has, closed by a branch in flight: a tier downgrade signed by
+ * the real router key (the executor refusing `tier_downgrade`). For it the test asserts that
+ * the lab tells the truth either way (the verdict follows the effect, the exit code follows
+ * the verdicts), so it stays green before and after that branch lands; every other attack
+ * must be defended.
  */
-const OPEN_ON_MAIN = new Set(["tier_downgrade", "consumer_hijack"]);
+const OPEN_ON_MAIN = new Set(["tier_downgrade"]);
 
 /**
  * Each `trias lab` / `trias eval` call starts its own nats-server and seven agent processes;
@@ -63,6 +62,7 @@ describe("trias lab", () => {
       expect(observed("duplicate_reviewer").join()).toMatch(/duplicate_reviewer/);
       expect(observed("missing_reviewer").join()).toMatch(/quorum_not_met/);
       expect(observed("purged_run").join()).toMatch(/names it missing/);
+      expect(observed("consumer_hijack").join()).toMatch(/refused both on executor-/);
 
       const failing = report.rows.some((x) => FAILING_VERDICTS.includes(x.verdict));
       expect(report.ok).toBe(!failing);

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { type Bus, type NatsUserRole } from "@trias/bus";
+import type { Bus } from "@trias/bus";
 import {
   KINDS,
   encode,
@@ -54,7 +54,10 @@ export interface LabContext {
   /** Seeded: the same seed picks the same amounts, keys and byte positions. */
   random(): number;
   /** NATS credentials of an agent role, when the stack runs with per-role users. */
-  natsCredentials(role: NatsUserRole): { user?: string; pass?: string } | null;
+  /** NATS credentials of an identity (e.g. `reviewer-1`), when the stack runs a user per identity. */
+  natsCredentials(identity: string): { user?: string; pass?: string } | null;
+  /** The durable consumers an identity's agent creates. */
+  durablesOf(identity: string): string[];
   /** Connect a second client as some NATS user (consumer hijacking). */
   connectAs(creds: { user?: string; pass?: string }): Promise<Bus>;
   /** Whether destructive attacks (purging a run, deleting a consumer) may run here. */
@@ -681,7 +684,7 @@ export const ATTACKS: readonly Attack[] = [
           runs: [],
         };
       const { run } = await ctx.cleanRun({ fresh: true });
-      await ctx.bus.jsm.streams.purge(ctx.bus.stream, { filter: runFilter(run) });
+      await ctx.bus.purge({ filter: runFilter(run) });
       const all = await auditAll(ctx.bus, ctx.registry);
       const named = all.missing.some((m) => m.run === run);
       return {
@@ -694,50 +697,45 @@ export const ATTACKS: readonly Attack[] = [
   {
     name: "consumer_hijack",
     invariants: [10],
-    expected: "a reviewer's NATS user cannot delete or create another role's durable consumer",
+    expected:
+      "a reviewer's NATS credentials cannot delete or take over the executor's durable consumer",
     run: async (ctx) => {
-      const creds = ctx.natsCredentials("reviewer");
-      if (!creds || !ctx.destructive)
+      const creds = ctx.natsCredentials("reviewer-1");
+      const victim = ctx.durablesOf("executor")[0];
+      if (!creds || !victim || !ctx.destructive)
         return {
           verdict: "not_available",
-          observed: "the stack does not run per-role NATS users known to the lab",
+          observed: "the stack does not run NATS users the lab knows (embedded stack only)",
           runs: [],
         };
-      // A decoy named like the executor's durables: deleting the real ones would stop the stack.
-      const decoy = `executor-lab-${randomBytes(4).toString("hex")}`;
-      await ctx.bus.jsm.consumers.add(ctx.bus.stream, {
-        durable_name: decoy,
-        filter_subject: "trias.executor.lab_decoy.none",
-        ack_policy: "explicit",
-      });
       const thief = await ctx.connectAs(creds);
       const did: string[] = [];
       try {
+        // Taking the durable's name with another filter would divert the executor's work.
         try {
-          await thief.jsm.consumers.delete(thief.stream, decoy);
-          did.push(`deleted ${decoy}`);
+          await thief.ensureConsumer(victim, { filter: "trias.reviewer.verdict.*" });
+          did.push(`changed ${victim}`);
         } catch {
           // refused: what the invariant wants
         }
-        const own = `executor-lab-own-${randomBytes(4).toString("hex")}`;
         try {
-          await thief.jsm.consumers.add(thief.stream, {
-            durable_name: own,
-            filter_subject: "trias.router.tier_assigned.*",
-            ack_policy: "explicit",
-          });
-          did.push(`created ${own} on the executor's assignments`);
-          await ctx.bus.jsm.consumers.delete(ctx.bus.stream, own).catch(() => undefined);
+          if (await thief.deleteConsumer(victim)) did.push(`deleted ${victim}`);
         } catch {
           // refused
         }
       } finally {
         await thief.drain().catch(() => undefined);
-        await ctx.bus.jsm.consumers.delete(ctx.bus.stream, decoy).catch(() => undefined);
+      }
+      // The executor recreates a durable it lost (shared/bus); the lab waits for it so the
+      // attacks after this one meet a whole stack.
+      if (did.length > 0) {
+        const deadline = Date.now() + ctx.timeoutMs;
+        while (Date.now() < deadline && !(await ctx.bus.consumerInfo(victim)))
+          await new Promise((r) => setTimeout(r, POLL_MS));
       }
       return did.length > 0
-        ? { verdict: "breached", observed: `as the reviewer user: ${did.join("; ")}`, runs: [] }
-        : { verdict: "defended", observed: "the server refused both", runs: [] };
+        ? { verdict: "breached", observed: `as reviewer-1: ${did.join("; ")}`, runs: [] }
+        : { verdict: "defended", observed: `the server refused both on ${victim}`, runs: [] };
     },
   },
 ];

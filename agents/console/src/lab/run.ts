@@ -9,7 +9,7 @@ import { LEDGER_BUCKET, Ledger } from "@trias/tools";
 import { parse, stringify } from "yaml";
 import { checkpointOf, readRun, type StoredEvent } from "../audit.js";
 import { ConsoleClient } from "../client.js";
-import { Stack } from "../stack.js";
+import { Stack, durablesOf } from "../stack.js";
 import {
   ATTACKS,
   FAILING_VERDICTS,
@@ -155,9 +155,13 @@ export async function runLab(o: LabOptions): Promise<LabReport> {
         policyDigest: loadPolicy(policyFile).digest,
         timeoutMs: o.timeoutMs,
         random,
-        natsCredentials: (role) => {
-          const c = stack.natsCredentials(role);
+        natsCredentials: (identity) => {
+          const c = stack.natsCredentials(identity);
           return c.user ? c : null;
+        },
+        durablesOf: (identity) => {
+          const a = stack.opts.agents?.find((x) => x.name === identity);
+          return a ? durablesOf(a) : [];
         },
         connectAs: (c) =>
           Bus.connect({
