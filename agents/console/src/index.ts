@@ -32,3 +32,16 @@ export { setupTrace, deployNatsConfig, type SetupOptions } from "./setup.js";
 export { traceTree } from "./trace.js";
 export { buildProgram, normalizeArgv } from "./program.js";
 export { EXIT, CliError, classify } from "./cli-kit.js";
+export { Forge } from "./lab/forge.js";
+export {
+  ATTACKS,
+  FAILING_VERDICTS,
+  seededRandom,
+  type Attack,
+  type LabContext,
+  type LabVerdict,
+  type Observed,
+} from "./lab/attacks.js";
+export { runLab, type LabOptions, type LabReport, type LabRow } from "./lab/run.js";
+export { ledgerCorpus, type CorpusTask } from "./eval/corpus.js";
+export { runEval, scoreRun, PAPER, type EvalReport, type PolicyMetrics } from "./eval/run.js";

@@ -1,8 +1,10 @@
 import type { Command } from "commander";
 import { registerAdmin } from "./admin.js";
 import { registerDemo } from "./demo.js";
+import { registerEval } from "./eval.js";
 import { registerHuman } from "./human.js";
 import { registerKeys } from "./keys.js";
+import { registerLab } from "./lab.js";
 import { registerPolicy } from "./policy.js";
 import { registerSubmit } from "./submit.js";
 import { registerTrace } from "./trace.js";
@@ -21,4 +23,6 @@ export const COMMANDS: readonly ((program: Command) => void)[] = [
   registerHuman,
   registerPolicy,
   registerAdmin,
+  registerLab,
+  registerEval,
 ];
