@@ -1,7 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AckPolicy } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
-import { Bus, DEFAULT_MAX_ACK_PENDING, LocalNatsServer, type Delivery } from "./index.js";
+import {
+  Bus,
+  DEFAULT_ACK_WAIT_MS,
+  DEFAULT_MAX_ACK_PENDING,
+  DEFAULT_MAX_DELIVER,
+  LocalNatsServer,
+  type Delivery,
+} from "./index.js";
 
 describe("bus", () => {
   let server: LocalNatsServer;
@@ -148,6 +155,79 @@ describe("bus", () => {
     });
     await done;
     expect(held).toBe(n - 10);
+  });
+
+  it("bus - ensureConsumer brings a durable made with the old 30 s ack wait to the short one", async () => {
+    await admin.jsm.consumers.add(admin.stream, {
+      durable_name: "old-ack-wait",
+      ack_policy: AckPolicy.Explicit,
+      filter_subject: "trias.router.test_old.*",
+      ack_wait: nanos(30_000),
+      max_deliver: 20,
+    });
+    await router.ensureConsumer("old-ack-wait", { filter: "trias.router.test_old.*" });
+    const c = (await admin.jsm.consumers.info(admin.stream, "old-ack-wait")).config;
+    expect(c.ack_wait).toBe(nanos(DEFAULT_ACK_WAIT_MS));
+    expect(c.max_deliver).toBe(DEFAULT_MAX_DELIVER);
+  });
+
+  it("bus - a live consumer keeps a slow delivery from being redelivered (in-progress signals)", async () => {
+    const ackWaitMs = 600;
+    await router.ensureConsumer("slow", { filter: "trias.router.test_slow.*", ackWaitMs });
+    await router.publish("trias.router.test_slow.r1", new Uint8Array([1]), { msgId: "slow-1" });
+    const deliveries: number[] = [];
+    let finish!: () => void;
+    const finished = new Promise<void>((r) => (finish = r));
+    const sub = await router.consume(
+      "slow",
+      async (d: Delivery) => {
+        deliveries.push(d.deliveryCount);
+        // Five ack waits of genuine work: without the signals the server hands it out again.
+        await new Promise((r) => setTimeout(r, ackWaitMs * 5));
+        finish();
+        return { type: "ack" };
+      },
+      { ackWaitMs },
+    );
+    await finished;
+    // A redelivery would have come while the handler ran; give a stray one time to show.
+    await new Promise((r) => setTimeout(r, ackWaitMs * 2));
+    await sub.stop();
+    expect(deliveries).toEqual([1]);
+  });
+
+  it("bus - a delivery held by a consumer that died goes to its successor after the ack wait, not 30 s", async () => {
+    await router.ensureConsumer("takeover", { filter: "trias.router.test_takeover.*" });
+    const dying = await Bus.connect({
+      servers: server.url,
+      name: "router",
+      user: "router",
+      pass: "r-pass",
+    });
+    let got!: () => void;
+    const received = new Promise<void>((r) => (got = r));
+    // The first consumer takes the message and never answers: its process "dies" mid-work.
+    await dying.consume("takeover", () => {
+      got();
+      return new Promise<never>(() => undefined);
+    });
+    await router.publish("trias.router.test_takeover.r1", new Uint8Array([1]), {
+      msgId: "takeover-1",
+    });
+    await received;
+    await dying.nc.close();
+    const successor = new Promise<Delivery>((resolve) => {
+      void router.consume("takeover", (d: Delivery) => {
+        resolve(d);
+        return Promise.resolve({ type: "ack" });
+      });
+    });
+    // Generous, yet far below the old 30 s ack wait this used to cost.
+    const d = await Promise.race([
+      successor,
+      new Promise<null>((r) => setTimeout(() => r(null), 15_000)),
+    ]);
+    expect(d?.deliveryCount).toBe(2);
   });
 
   it("bus - a handled message's ack goes out with the next publish, or after the linger", async () => {

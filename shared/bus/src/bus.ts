@@ -20,7 +20,8 @@ import {
   type StreamConfig,
 } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
-import { STREAM_NAME, SUBJECT_ROOT, TransientError, isTriasError } from "@trias/protocol";
+import { STREAM_NAME, SUBJECT_ROOT, TransientError } from "@trias/protocol";
+import { classifyFailure, failureAction } from "./failure.js";
 
 export interface BusOptions {
   servers: string | string[];
@@ -91,6 +92,35 @@ export interface ConsumerOptions {
  */
 export const DEFAULT_MAX_ACK_PENDING = 65_536;
 
+/**
+ * Default ack wait: how long a delivery may go without an ack or an in-progress signal before
+ * the server hands it out again. It is the takeover time after a crash: a delivery held by an
+ * agent that died comes back this long after its last sign of life (docs/soak.md). A living
+ * agent keeps every delivery it holds alive with in-progress signals (`working()`, every
+ * third of the ack wait), so the wait bounds nothing else. At 30 s a run whose verifier was
+ * killed waited 30 s although the restarted verifier was ready after 1.4 s.
+ * @default 3_000
+ */
+export const DEFAULT_ACK_WAIT_MS = 3_000;
+
+/**
+ * How long in-progress signals keep one delivery alive at most. A handler that has not
+ * finished by then is taken as wedged rather than working, and the delivery is left to
+ * come back after the ack wait (where the same process, or its successor, handles it again;
+ * every handler absorbs a redelivery).
+ * @default 300_000 (5 minutes: far above any handler's own timeouts)
+ */
+export const MAX_WORKING_MS = 300_000;
+
+/**
+ * Default deliveries of one message before the server gives up on it: none, so that a
+ * transient failure is never final (a message the server gave up on would leave its run
+ * open without a word). What is wrong with a message is refused by the agent instead, and a
+ * failure it cannot classify after UNKNOWN_FAILURE_ATTEMPTS (see failure.ts).
+ * @default -1 (unlimited)
+ */
+export const DEFAULT_MAX_DELIVER = -1;
+
 /** How long a handled message's ack waits by default for a publish to share a write with. */
 const ACK_LINGER_MS = 20;
 /** Acks sent at once at most; more waiting go out without waiting for a publish. */
@@ -103,6 +133,12 @@ export interface ConsumeOptions {
   keyOf?: (d: Delivery) => string;
   /** Called when a handler throws; the message is then nak'd (retryable) or term'd. */
   onError?: (e: unknown, d: Delivery) => void;
+  /**
+   * The consumer's ack wait: each delivery held here (queued or being handled) gets an
+   * in-progress signal every third of it, so only a dead or frozen process lets one lapse.
+   * @default DEFAULT_ACK_WAIT_MS
+   */
+  ackWaitMs?: number;
 }
 
 export interface Subscription {
@@ -319,8 +355,8 @@ export class Bus {
       durable_name: durable,
       ack_policy: AckPolicy.Explicit,
       filter_subject: o.filter,
-      ack_wait: nanos(o.ackWaitMs ?? 30_000),
-      max_deliver: o.maxDeliver ?? 20,
+      ack_wait: nanos(o.ackWaitMs ?? DEFAULT_ACK_WAIT_MS),
+      max_deliver: o.maxDeliver ?? DEFAULT_MAX_DELIVER,
       max_ack_pending: o.maxAckPending ?? DEFAULT_MAX_ACK_PENDING,
     };
     try {
@@ -362,17 +398,36 @@ export class Bus {
     const keyOf = o.keyOf ?? ((d: Delivery) => d.subject.slice(d.subject.lastIndexOf(".") + 1));
     const tails = new Map<string, Promise<void>>();
     const inflight = new Set<Promise<void>>();
+    // Every delivery this process holds, queued behind its key or being handled, with the
+    // time it arrived. The server redelivers one only when its ack wait passes without a
+    // sign of life, so a crash costs the ack wait, not the work; a live process says
+    // "working" for each delivery it holds (see DEFAULT_ACK_WAIT_MS).
+    const held = new Map<JsMsg, number>();
+    const ackWaitMs = o.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
+    const heartbeat = setInterval(
+      () => {
+        const now = Date.now();
+        for (const [m, at] of held) {
+          if (now - at > MAX_WORKING_MS) held.delete(m);
+          else m.working();
+        }
+      },
+      Math.max(100, Math.floor(ackWaitMs / 3)),
+    );
+    heartbeat.unref();
     const handleOne = async (m: JsMsg, d: Delivery): Promise<void> => {
       let disp: Disposition;
       try {
         disp = await handler(d);
       } catch (e) {
         o.onError?.(e, d);
+        const action = failureAction(classifyFailure(e), d.deliveryCount);
         disp =
-          isTriasError(e) && !e.retryable
-            ? { type: "term", reason: e.message }
-            : { type: "nak", delayMs: backoffMs(d.deliveryCount) };
+          action.type === "retry"
+            ? { type: "nak", delayMs: action.delayMs }
+            : { type: "term", reason: (e as Error)?.message ?? String(e) };
       }
+      held.delete(m);
       switch (disp.type) {
         case "ack":
           this.#ack(m);
@@ -391,20 +446,25 @@ export class Bus {
     };
 
     const loop = (async () => {
-      for await (const m of messages) {
-        const d = toDelivery(m);
-        const key = keyOf(d);
-        const prev = tails.get(key) ?? Promise.resolve();
-        const next = prev.then(() => handleOne(m, d));
-        tails.set(key, next);
-        inflight.add(next);
-        void next.finally(() => {
-          inflight.delete(next);
-          if (tails.get(key) === next) tails.delete(key);
-        });
+      try {
+        for await (const m of messages) {
+          const d = toDelivery(m);
+          held.set(m, Date.now());
+          const key = keyOf(d);
+          const prev = tails.get(key) ?? Promise.resolve();
+          const next = prev.then(() => handleOne(m, d));
+          tails.set(key, next);
+          inflight.add(next);
+          void next.finally(() => {
+            inflight.delete(next);
+            if (tails.get(key) === next) tails.delete(key);
+          });
+        }
+        await Promise.allSettled([...inflight]);
+      } finally {
+        clearInterval(heartbeat);
+        this.#flushAcks();
       }
-      await Promise.allSettled([...inflight]);
-      this.#flushAcks();
     })();
 
     const sub: Subscription = {
@@ -545,10 +605,6 @@ export class Bus {
     this.#flushAcks();
     if (!this.nc.isClosed()) await this.nc.drain().catch(() => this.nc.close());
   }
-}
-
-export function backoffMs(deliveryCount: number): number {
-  return Math.min(30_000, 250 * 2 ** Math.max(0, deliveryCount - 1));
 }
 
 /**

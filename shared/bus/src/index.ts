@@ -1,9 +1,11 @@
 export {
   Bus,
   ACK,
-  backoffMs,
   isRevisionConflict,
   DEFAULT_MAX_ACK_PENDING,
+  DEFAULT_ACK_WAIT_MS,
+  DEFAULT_MAX_DELIVER,
+  MAX_WORKING_MS,
   type BusOptions,
   type StreamOptions,
   type Delivery,
@@ -30,3 +32,12 @@ export {
   NATS_INSTALL_HINT,
   type LocalServerOptions,
 } from "./local-server.js";
+export {
+  classifyFailure,
+  backoffMs,
+  failureAction,
+  UNKNOWN_FAILURE_ATTEMPTS,
+  type Failure,
+  type FailureClass,
+  type FailureAction,
+} from "./failure.js";

@@ -3,6 +3,7 @@ import { isAbsolute, join, resolve } from "node:path";
 import { ValidationError, type Role } from "@trias/protocol";
 import { REGISTRY_FILE, keyFileName } from "@trias/signing";
 import { SHIPPED_POLICY_DIR } from "@trias/policy";
+import { DEFAULT_ACK_WAIT_MS } from "@trias/bus";
 
 /** Everything an agent process needs from its environment, read once in main.ts. */
 export interface AgentEnv {
@@ -17,7 +18,11 @@ export interface AgentEnv {
   environment: string;
   policyFile: string;
   logLevel: string;
-  /** How long a delivered message may stay unacked before redelivery (a crashed agent's work). */
+  /**
+   * How long a delivery may go without a sign of life before redelivery: the takeover time
+   * after a crash (TRIAS_ACK_WAIT_MS).
+   * @default DEFAULT_ACK_WAIT_MS (3 s, see @trias/bus)
+   */
   ackWaitMs: number;
 }
 
@@ -49,13 +54,27 @@ export function readAgentEnv(role: Role, env: Env = process.env): AgentEnv {
     environment,
     policyFile,
     logLevel: env["LOG_LEVEL"] ?? "info",
-    ackWaitMs: Number(env["TRIAS_ACK_WAIT_MS"] ?? 30_000),
+    ackWaitMs: ackWait(env["TRIAS_ACK_WAIT_MS"]),
   };
   const user = env["NATS_USER"];
   const pass = env["NATS_PASSWORD"];
   if (user !== undefined) out.natsUser = user;
   if (pass !== undefined) out.natsPass = pass;
   return out;
+}
+
+/** Below this the in-progress signals (a third of the wait) would crowd the connection. */
+const MIN_ACK_WAIT_MS = 300;
+
+function ackWait(v: string | undefined): number {
+  if (v === undefined || v === "") return DEFAULT_ACK_WAIT_MS;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < MIN_ACK_WAIT_MS)
+    throw new ValidationError(
+      "config_invalid",
+      `TRIAS_ACK_WAIT_MS=${v} is not a whole number of milliseconds of at least ${MIN_ACK_WAIT_MS}: unset it for the default (${DEFAULT_ACK_WAIT_MS})`,
+    );
+  return n;
 }
 
 function abs(p: string): string {
