@@ -7,3 +7,11 @@ export {
   type EffectUndo,
   type VerificationFacts,
 } from "./recovery.js";
+export {
+  TOOL_SUCCEEDED,
+  failedCheck,
+  policyDenial,
+  reviewStop,
+  stepFailure,
+  type StepFailure,
+} from "./reasons.js";
