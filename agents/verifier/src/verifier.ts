@@ -26,6 +26,7 @@ import { openAssignment, type AgentHost, type Incoming } from "@trias/runtime";
 import { metrics, recordRecovery, setActiveAttribute } from "@trias/telemetry";
 import { AUTHORISATION_CHECKS, auditCompensation, auditExecution } from "./audit.js";
 import { decideRecovery, nextCompensation, type Decision, type EffectUndo } from "./recovery.js";
+import { TOOL_SUCCEEDED, policyDenial, reviewStop, stepFailure } from "./reasons.js";
 
 /** The check recorded when a tool's postconditions could not be read at all. */
 export const POSTCONDITIONS_UNREADABLE = "postconditions readable";
@@ -167,7 +168,15 @@ export class Verifier {
         "illegal transition recorded",
       );
     if (c.state.status === "closed") return;
-    await this.#react(c.state, m, seq, violation?.reason);
+    try {
+      await this.#react(c.state, m, seq, violation?.reason);
+    } catch (e) {
+      // The event is folded in but not reacted to (a timeout, the bus away): forget the run,
+      // so that the redelivery folds it again from the stream and reacts, instead of finding
+      // it seen and leaving the run open.
+      this.#runs.delete(m.run);
+      throw e;
+    }
   }
 
   async #react(
@@ -208,7 +217,7 @@ export class Verifier {
           await this.#apply(st, m, seq, {
             kind: "close",
             outcome: "rejected",
-            reason: `step ${m.step} denied by policy: ${m.body.denied}`,
+            reason: policyDenial(m.step, m.body.environment, m.body.denied),
           });
         return;
       case "verdict": {
@@ -222,7 +231,12 @@ export class Verifier {
           await this.#apply(st, m, seq, {
             kind: "close",
             outcome: "rejected",
-            reason: `step ${m.step} ${m.body.decision} by ${m.sender.split(":")[0] ?? m.sender}: ${m.body.reasons.join("; ")}`,
+            reason: reviewStop(
+              this.#host.registry.get(m.sender)?.name ?? m.sender,
+              m.body.decision,
+              m.step,
+              m.body.reasons,
+            ),
           });
         }
         return;
@@ -308,7 +322,7 @@ export class Verifier {
         checks.push({ name: POSTCONDITIONS_UNREADABLE, ok: false, detail: (e as Error).message });
       }
     } else {
-      checks.push({ name: "tool succeeded", ok: false, detail: b.error ?? "error" });
+      checks.push({ name: TOOL_SUCCEEDED, ok: false, detail: b.error ?? "error" });
     }
     const verification = this.#policy.doc.tiers[b.tier].verification;
     const verdict = verdictOf(b.outcome, checks, uncertain, verification);
@@ -394,12 +408,22 @@ export class Verifier {
     }
     const step = st.steps[b.index];
     if (!step || step.digest !== b.digest) return { kind: "none" };
-    const failed = b.checks.filter((x) => !x.ok).map((x) => `${x.name}: ${x.detail}`);
     const outcome = step.execution?.outcome ?? "error";
     const tier = step.tier ?? "full";
     return decideRecovery(
       step,
-      { verdict: b.verdict, outcome, reason: failed.join("; ") || b.verdict },
+      {
+        verdict: b.verdict,
+        outcome,
+        reason: stepFailure({
+          index: b.index,
+          tool: b.tool,
+          attempt: m.attempt,
+          verdict: b.verdict,
+          outcome,
+          checks: b.checks,
+        }),
+      },
       this.#policy.doc.tiers[tier],
       await this.#undoPlan(st),
       this.#host.now(),
