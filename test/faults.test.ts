@@ -36,9 +36,9 @@ describe("faults", () => {
     expect(code, `${agent} should have crashed at ${point}`).not.toBe("alive");
     await h.stack.restart(agent);
     await h.stack.waitReady();
-    // Generous for a loaded machine, but it fails when the delivery the dead process held
-    // sits out a 30 s ack wait.
-    const closed = await h.client.waitForClose([run], 15_000);
+    // Generous for a loaded machine (the restarted process boots in 1-7 s there), but it
+    // fails when the delivery the dead process held sits out a 30 s ack wait.
+    const closed = await h.client.waitForClose([run], 20_000);
     expect(closed.get(run)?.body.outcome, `${agent}:${point}`).toBe("completed");
 
     // Exactly once: the ledger moved by the amount once, and holds one effect per step attempt.
