@@ -30,6 +30,7 @@ import {
   type TaskSubmitted,
 } from "@trias/protocol";
 import { KeyRegistry, Signer, keyFileName } from "@trias/signing";
+import { onShutdown } from "@trias/supervise";
 import { LEDGER_BUCKET, Ledger, type LedgerState } from "@trias/tools";
 import { rssBytes } from "./proc.js";
 import { percentile, round } from "./stats.js";
@@ -311,6 +312,12 @@ async function main(): Promise<number> {
   process.stdout.write(
     `soak: ${o.duration}s (${o.calm}s calm), ${o.submitters} submitters, chaos every ~${o.chaosEvery}s, seed ${o.seed}; stack in ${dir}\n`,
   );
+  // ^C stops the stack (a paused agent is resumed first, so that it can drain).
+  const started: { stack?: Stack; paused?: number | undefined } = {};
+  const off = onShutdown(async () => {
+    if (started.paused !== undefined) process.kill(started.paused, "SIGCONT");
+    await started.stack?.stop();
+  });
   const stack = await Stack.start({
     keyDir: join(dir, "keys"),
     logDir,
@@ -322,6 +329,7 @@ async function main(): Promise<number> {
       return server;
     },
   });
+  started.stack = stack;
   const nats = server as LocalNatsServer | null;
   if (!nats) throw new Error("the stack did not start its nats-server");
   const registry = KeyRegistry.load(stack.registryFile);
@@ -480,8 +488,10 @@ async function main(): Promise<number> {
         const pid = stack.pid(action.agent);
         at = Date.now();
         if (pid !== undefined) process.kill(pid, "SIGSTOP");
+        started.paused = pid;
         await sleep(2_000 + pick() * 6_000);
         if (pid !== undefined) process.kill(pid, "SIGCONT");
+        started.paused = undefined;
         readyAt = Date.now();
       } else {
         target = "nats-server";
@@ -727,6 +737,7 @@ async function main(): Promise<number> {
   process.stdout.write(`report: ${jsonPath}\n`);
 
   await stack.stop();
+  off();
   if (o.keep) process.stdout.write(`stack directory kept: ${dir}\n`);
   else rmSync(dir, { recursive: true, force: true });
   return violations.length === 0 ? 0 : 1;

@@ -1,7 +1,6 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
 import {
-  DEFAULT_ACK_WAIT_MS,
   backoffMs,
   classifyFailure,
   failureAction,
@@ -38,6 +37,7 @@ import {
   triasAttributes,
   withSpan,
 } from "@trias/telemetry";
+import { DEFAULT_ACK_WAIT_MS, DEFAULT_CLOCK_SKEW_MS, DEFAULT_MESSAGE_TTL_MS } from "./env.js";
 import { ReplayWindow } from "./replay.js";
 
 /**
@@ -111,8 +111,9 @@ export interface HostOptions {
   now?: () => number;
   newId?: () => string;
   maxFrameBytes?: number;
-  /** Tolerated clock difference between agents. */
+  /** Tolerated clock difference between agents. @default DEFAULT_CLOCK_SKEW_MS */
   clockSkewMs?: number;
+  /** Lifetime of a message this host signs. @default DEFAULT_MESSAGE_TTL_MS */
   defaultTtlMs?: number;
   /**
    * Ack wait of the consumers this host listens on: the takeover time after a crash.
@@ -167,8 +168,8 @@ export class AgentHost {
     this.now = o.now ?? Date.now;
     this.newId = o.newId ?? randomUUID;
     this.#maxFrameBytes = o.maxFrameBytes ?? MAX_FRAME_BYTES;
-    this.#skewMs = o.clockSkewMs ?? 5_000;
-    this.#ttlMs = o.defaultTtlMs ?? 5 * 60_000;
+    this.#skewMs = o.clockSkewMs ?? DEFAULT_CLOCK_SKEW_MS;
+    this.#ttlMs = o.defaultTtlMs ?? DEFAULT_MESSAGE_TTL_MS;
     this.#ackWaitMs = o.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
   }
 
