@@ -54,6 +54,8 @@ const Options = z.object({
    * violation; 0 reports it only (a shared, loaded machine stretches it). @default 0
    */
   maxTakeoverMs: z.coerce.number().min(0).default(0),
+  /** How the nats-server is stopped: SIGKILL (a crash) or SIGTERM (it drains). @default "SIGKILL" */
+  natsSignal: z.enum(["SIGTERM", "SIGKILL"]).default("SIGKILL"),
   /** Seed of the chaos and the mix, for a repeatable schedule. @default the time */
   seed: z.coerce
     .number()
@@ -74,6 +76,7 @@ const HELP = `pnpm soak [options]
   --settle <s>          seconds for runs to close after the load (default 120)
   --max-rss-mb <mb>     agent resident size limit (default 200)
   --max-takeover-ms <ms> fail when a takeover after ready exceeds this (default 0: report only)
+  --nats-signal <sig>   SIGKILL (default) or SIGTERM: how nats-server is stopped
   --seed <n>            chaos and mix seed
   --json <file>         JSON report path (default bench/results/soak-<time>.json)
   --keep                keep the stack directory (logs, store)`;
@@ -89,6 +92,7 @@ function readOptions(argv: string[]): Options {
       settle: { type: "string" },
       "max-rss-mb": { type: "string" },
       "max-takeover-ms": { type: "string" },
+      "nats-signal": { type: "string" },
       seed: { type: "string" },
       json: { type: "string" },
       keep: { type: "boolean" },
@@ -108,6 +112,7 @@ function readOptions(argv: string[]): Options {
     settle: values.settle,
     maxRssMb: values["max-rss-mb"],
     maxTakeoverMs: values["max-takeover-ms"],
+    natsSignal: values["nats-signal"],
     seed: values.seed,
     json: values.json,
     keep: values.keep,
@@ -496,7 +501,7 @@ async function main(): Promise<number> {
       } else {
         target = "nats-server";
         at = Date.now();
-        await nats.stopProcess("SIGKILL");
+        await nats.stopProcess(o.natsSignal);
         await sleep(1_000 + pick() * 2_000);
         await nats.restart(join(logDir, "nats-server.log"));
         readyAt = Date.now();

@@ -91,6 +91,9 @@ export class Verifier {
   }
 
   async start(): Promise<void> {
+    // A delivery lost with the connection comes back after the ack wait, after later
+    // messages of its run: a fold kept in memory would miss it. Fold again from the stream.
+    this.#host.bus.onReconnect(() => this.#runs.clear());
     await this.#host.listen("verifier", "trias.>", (inc) => this.onMessage(inc), {
       batch: 128,
       onRefused: (d) => {

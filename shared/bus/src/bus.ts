@@ -113,6 +113,17 @@ export const DEFAULT_ACK_WAIT_MS = 3_000;
 export const MAX_WORKING_MS = 300_000;
 
 /**
+ * How long one pull request waits for messages, and so how soon a consumer notices it must
+ * pull again. It is also the client's retry interval after a reconnect: @nats-io/jetstream
+ * checks the consumer then and, when the restarted server is not serving JetStream yet,
+ * waits one `expires` before checking again. At the client's default (30 s) a nats-server
+ * restart stalled consumers for 30-60 s (pnpm soak); at 5 s an idle consumer costs one small
+ * request per 5 s.
+ * @default 5_000
+ */
+export const PULL_EXPIRES_MS = 5_000;
+
+/**
  * Default deliveries of one message before the server gives up on it: none, so that a
  * transient failure is never final (a message the server gave up on would leave its run
  * open without a word). What is wrong with a message is refused by the agent instead, and a
@@ -394,7 +405,10 @@ export class Bus {
     o: ConsumeOptions = {},
   ): Promise<Subscription> {
     const consumer = await this.js.consumers.get(this.stream, durable);
-    const messages: ConsumerMessages = await consumer.consume({ max_messages: o.batch ?? 64 });
+    const messages: ConsumerMessages = await consumer.consume({
+      max_messages: o.batch ?? 64,
+      expires: PULL_EXPIRES_MS,
+    });
     const keyOf = o.keyOf ?? ((d: Delivery) => d.subject.slice(d.subject.lastIndexOf(".") + 1));
     const tails = new Map<string, Promise<void>>();
     const inflight = new Set<Promise<void>>();
@@ -597,6 +611,18 @@ export class Bus {
     return o.create
       ? kvm.create(bucket, { history: o.history ?? 1, ...(o.ttlMs ? { ttl: o.ttlMs } : {}) })
       : kvm.open(bucket);
+  }
+
+  /**
+   * Call `listener` each time the connection comes back after a loss. A delivery the server
+   * sent just before may never have arrived; it comes back after the ack wait, possibly
+   * after later messages. Whoever keeps state built from its deliveries in order (the
+   * verifier's run folds) starts over from the stream.
+   */
+  onReconnect(listener: () => void): void {
+    void (async () => {
+      for await (const s of this.nc.status()) if (s.type === "reconnect") listener();
+    })();
   }
 
   /** Stop consuming, let in-flight handlers finish, flush and close. */
