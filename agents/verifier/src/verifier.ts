@@ -1,4 +1,4 @@
-import type { StoredMessage } from "@trias/bus";
+import { classifyFailure, type StoredMessage } from "@trias/bus";
 import {
   boundedSet,
   runFilter,
@@ -91,9 +91,6 @@ export class Verifier {
   }
 
   async start(): Promise<void> {
-    // A delivery lost with the connection comes back after the ack wait, after later
-    // messages of its run: a fold kept in memory would miss it. Fold again from the stream.
-    this.#host.bus.onReconnect(() => this.#runs.clear());
     await this.#host.listen("verifier", "trias.>", (inc) => this.onMessage(inc), {
       batch: 128,
       onRefused: (d) => {
@@ -321,6 +318,9 @@ export class Verifier {
           }),
         );
       } catch (e) {
+        // The bus away (reading the ledger timed out) says nothing about the step: verify
+        // again later. Judging it uncertain would order a retry, running the effect again.
+        if (classifyFailure(e).class === "transient") throw e;
         uncertain = true;
         checks.push({ name: POSTCONDITIONS_UNREADABLE, ok: false, detail: (e as Error).message });
       }

@@ -612,18 +612,6 @@ export class Bus {
       : kvm.open(bucket);
   }
 
-  /**
-   * Call `listener` each time the connection comes back after a loss. A delivery the server
-   * sent just before may never have arrived; it comes back after the ack wait, possibly
-   * after later messages. Whoever keeps state built from its deliveries in order (the
-   * verifier's run folds) starts over from the stream.
-   */
-  onReconnect(listener: () => void): void {
-    void (async () => {
-      for await (const s of this.nc.status()) if (s.type === "reconnect") listener();
-    })();
-  }
-
   /** Stop consuming, let in-flight handlers finish, flush and close. */
   async drain(): Promise<void> {
     await Promise.allSettled([...this.#subs].map((s) => s.stop()));
