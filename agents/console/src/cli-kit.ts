@@ -21,6 +21,8 @@ export const EXIT = {
   notFound: 3,
   /** The environment is missing: NATS_URL unset or unreachable, no nats-server binary, no key registry, no build. */
   unavailable: 4,
+  /** The input exists but cannot be read as what it must be: not msgpack, truncated, not a trias export (docs/receipts.md). */
+  unreadable: 5,
   /** A bug: an error nobody anticipated (TRIAS_DEBUG=1 prints its stack). */
   internal: 70,
 } as const;
@@ -46,6 +48,7 @@ const TRIAS_EXIT: Partial<Record<ErrorCode, number>> = {
   timeout: EXIT.unavailable,
   schema_invalid: EXIT.usage,
   key_unknown: EXIT.notFound,
+  input_unreadable: EXIT.unreadable,
   internal: EXIT.internal,
 };
 
@@ -90,11 +93,15 @@ export function out(line: string): void {
   process.stdout.write(line + "\n");
 }
 
-/** Run `fn` with an operator connection, draining it after (also on error). */
+/**
+ * Run `fn` with an operator connection, draining it after (also on error). It connects as
+ * `as`, the identity the command acts as (docs/security.md: the console by default).
+ */
 export async function withOperator<T>(
   fn: (c: Awaited<ReturnType<typeof connectOperator>>) => Promise<T>,
+  as?: string,
 ): Promise<T> {
-  const c = await connectOperator();
+  const c = await connectOperator(as);
   try {
     return await fn(c);
   } finally {

@@ -15,3 +15,4 @@ export {
   stepFailure,
   type StepFailure,
 } from "./reasons.js";
+export { ReceiptAnchor, type ToAnchor } from "./anchor.js";

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
@@ -20,6 +21,18 @@ export const PublicKeyEntry = z.object({
   name: z.string().min(1),
   role: Role,
   status: z.enum(["active", "revoked"]),
+  /**
+   * When the key took effect (ms since the epoch): a frame stored before it is not its
+   * signature. Absent in registries written before keys had a time of effect: in effect
+   * since always.
+   */
+  addedAt: z.number().int().nonnegative().optional(),
+  /**
+   * When the key was revoked (ms since the epoch): frames stored before it stay valid, so a
+   * revocation never rewrites older runs' audits. A revoked key without it is revoked since
+   * always (registries written before keys had a time of effect).
+   */
+  revokedAt: z.number().int().nonnegative().optional(),
 });
 export type PublicKeyEntry = z.infer<typeof PublicKeyEntry>;
 
@@ -39,6 +52,23 @@ export function keyFileName(name: string): string {
   return `${name}.key.json`;
 }
 
+/**
+ * An identity's NATS user and password, kept beside its key: each identity connects as
+ * itself, with the permissions of its role (docs/security.md, NATS credentials).
+ */
+export const NatsCredentials = z.object({ user: z.string().min(1), password: z.string().min(16) });
+export type NatsCredentials = z.infer<typeof NatsCredentials>;
+
+export function natsCredentialsFileName(name: string): string {
+  return `${name}.nats.json`;
+}
+
+/** The NATS user that sets up the trace; a name no identity may take. */
+export const ADMIN_NATS_USER = "admin";
+
+/** Random bytes in a generated NATS password (hex-encoded: safe in a config and an env file). */
+const NATS_PASSWORD_BYTES = 18;
+
 /** The identities a default deployment runs with: one per agent, two reviewers, a console, a human. */
 export const DEFAULT_IDENTITIES: readonly Identity[] = [
   { name: "proposer", role: "proposer" },
@@ -54,7 +84,14 @@ export const DEFAULT_IDENTITIES: readonly Identity[] = [
 
 export async function generateIdentity(
   id: Identity,
+  now: number = Date.now(),
 ): Promise<{ priv: PrivateKeyFile; pub: PublicKeyEntry }> {
+  if (id.name === ADMIN_NATS_USER) {
+    throw new ValidationError(
+      "config_invalid",
+      `identity name "${id.name}" is reserved for the NATS user that sets up the trace: choose another name`,
+    );
+  }
   if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(id.name)) {
     throw new ValidationError(
       "config_invalid",
@@ -82,6 +119,7 @@ export async function generateIdentity(
       name: id.name,
       role: id.role,
       status: "active",
+      addedAt: now,
     },
   };
 }
@@ -93,8 +131,9 @@ export interface InitKeysResult {
 }
 
 /**
- * Write one private key file per identity (mode 0600) and the public registry. Existing
- * keys are kept, never overwritten, so re-running is safe; new identities are appended.
+ * Write one private key file per identity (mode 0600) and the public registry, and beside
+ * each key the identity's NATS credentials (plus the admin's). Existing keys and credentials
+ * are kept, never overwritten, so re-running is safe; new identities are appended.
  */
 export async function initKeyDir(
   dir: string,
@@ -119,6 +158,17 @@ export async function initKeyDir(
     created.push(id.name);
   }
   writeFileSync(registryPath, JSON.stringify(registry, null, 2) + "\n", { mode: 0o644 });
+  for (const name of [ADMIN_NATS_USER, ...identities.map((i) => i.name)]) {
+    const file = join(dir, natsCredentialsFileName(name));
+    if (existsSync(file)) continue;
+    const creds: NatsCredentials = {
+      user: name,
+      // A letter first: nats-server reads an unquoted value that starts with a digit as a number.
+      password: `p${randomBytes(NATS_PASSWORD_BYTES).toString("hex")}`,
+    };
+    writeFileSync(file, JSON.stringify(creds, null, 2) + "\n", { mode: 0o600 });
+    chmodSync(file, 0o600);
+  }
   return { dir, created, kept };
 }
 
@@ -163,8 +213,21 @@ export function readPrivateKeyFile(path: string): PrivateKeyFile {
   );
 }
 
-/** Mark a key revoked in the registry file; agents refuse its messages from their next load. */
-export function revokeKey(dir: string, nameOrKid: string): PublicKeyEntry {
+export function readNatsCredentials(path: string): NatsCredentials {
+  return readJsonFile(
+    path,
+    NatsCredentials,
+    "NATS credentials",
+    ". Create them with: trias keys init <dir>",
+  );
+}
+
+/**
+ * Mark a key revoked in the registry file, as of `at` (default now): agents refuse its
+ * messages from their next load, and an audit refuses its frames stored from `at` on while
+ * those stored before stay valid (docs/receipts.md, "Keys and their time of effect").
+ */
+export function revokeKey(dir: string, nameOrKid: string, at: number = Date.now()): PublicKeyEntry {
   const path = join(dir, REGISTRY_FILE);
   const jwks = readJwks(path);
   const entry = jwks.keys.find(
@@ -176,6 +239,7 @@ export function revokeKey(dir: string, nameOrKid: string): PublicKeyEntry {
       `no active key named or with id "${nameOrKid}" in ${path}`,
     );
   entry.status = "revoked";
+  entry.revokedAt = at;
   writeFileSync(path, JSON.stringify(jwks, null, 2) + "\n");
   return entry;
 }
