@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { auditEvents, ConsoleClient, newRunId, Stack } from "@trias/console";
-import { EXECUTOR_BUCKETS, isTransientBusError } from "@trias/bus";
+import { EXECUTOR_BUCKETS, isTransientFailure } from "@trias/bus";
 import { KeyRegistry, Signer, keyFileName } from "@trias/signing";
 import { startTestCluster, waitFor, type TestCluster } from "@trias/testing";
 import { subjectFor } from "@trias/protocol";
@@ -60,14 +60,14 @@ afterAll(async () => {
 
 /**
  * The test's own reads and writes meet what the agents meet while a leader is elected
- * (timeouts, no responders): retried as the agents retry them (isTransientBusError).
+ * (timeouts, no responders): retried as the agents retry them (isTransientFailure).
  */
 async function retrying<T>(fn: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn();
     } catch (e) {
-      if (!isTransientBusError(e) || attempt >= TRANSIENT_ATTEMPTS) throw e;
+      if (!isTransientFailure(e) || attempt >= TRANSIENT_ATTEMPTS) throw e;
       await new Promise((r) => setTimeout(r, TRANSIENT_PAUSE_MS));
     }
   }
@@ -81,8 +81,7 @@ async function alice(): Promise<number> {
 async function streamLeader(): Promise<string> {
   return waitFor(
     "a stream leader",
-    async () =>
-      (await stack.admin.streamInfo()).cluster?.leader || undefined,
+    async () => (await stack.admin.streamInfo()).cluster?.leader || undefined,
     30_000,
     200,
   );

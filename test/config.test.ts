@@ -24,7 +24,7 @@ describe("agent configuration", () => {
     const r = start("router", { TRIAS_ACK_WAIT_MS: "abc" });
     expect(r.status).toBe(1);
     expect(r.stderr.trim()).toBe(
-      'trias router: invalid environment: TRIAS_ACK_WAIT_MS="abc" must be a whole number of milliseconds greater than 0 (default 30000)',
+      'trias router: invalid environment: TRIAS_ACK_WAIT_MS="abc" must be a whole number of milliseconds greater than 0 (default 3000)',
     );
   });
 

@@ -1,8 +1,8 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Bus, ConsumerInfo, StoredMessage } from "@trias/bus";
-import { Stack, type AgentSpec, ConsoleClient, Forge } from "@trias/console";
+import type { Bus, ConsumerInfo, NatsUser, StoredMessage } from "@trias/bus";
+import { Stack, type AgentSpec, ConsoleClient, Forge, type NatsHandle } from "@trias/console";
 import { subjectFor, type Kind, type MessageOf } from "@trias/protocol";
 import {
   DEFAULT_IDENTITIES,
@@ -47,6 +47,8 @@ export interface HarnessOptions {
   /** Identities revoked before the agents start. */
   revoked?: string[];
   env?: Record<string, string>;
+  /** Start the server this way (a test that stops the process itself); startTestNats by default. */
+  natsFactory?: (users: readonly NatsUser[]) => Promise<NatsHandle>;
 }
 
 export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
@@ -61,7 +63,7 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
     ...(o.policyFile ? { policyFile: o.policyFile } : {}),
     ...(o.agents ? { agents: o.agents } : {}),
     ...(o.env ? { env: o.env } : {}),
-    natsFactory: (users) => startTestNats(users),
+    natsFactory: o.natsFactory ?? ((users) => startTestNats(users)),
   });
   const registry = KeyRegistry.load(stack.registryFile);
   const signers = new Map<string, Signer>();

@@ -7,4 +7,12 @@ export {
   type EffectUndo,
   type VerificationFacts,
 } from "./recovery.js";
+export {
+  TOOL_SUCCEEDED,
+  failedCheck,
+  policyDenial,
+  reviewStop,
+  stepFailure,
+  type StepFailure,
+} from "./reasons.js";
 export { ReceiptAnchor, type ToAnchor } from "./anchor.js";

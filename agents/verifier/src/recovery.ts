@@ -35,6 +35,7 @@ export interface EffectUndo {
 export interface VerificationFacts {
   verdict: VerificationVerdict;
   outcome: "ok" | "error";
+  /** Why the step failed, one clause naming who found what (reasons.ts: stepFailure). */
   reason: string;
 }
 
@@ -63,7 +64,7 @@ export function decideRecovery(
     return {
       kind: "recover",
       action: "replan",
-      reason: `step ${step.index}: the tool refused (${f.reason}); replan ${step.attempt + 2} of ${params.maxAttempts}`,
+      reason: `${f.reason}; replan ${step.attempt + 2} of ${params.maxAttempts}, avoiding this action`,
       digest,
       nextAttempt: step.attempt + 1,
       notBefore: null,
@@ -77,7 +78,7 @@ export function decideRecovery(
     return {
       kind: "recover",
       action: "retry",
-      reason: `step ${step.index} ${f.verdict} (${f.reason}); retry ${step.attempt + 2} of ${params.maxAttempts} after ${delay} ms`,
+      reason: `${f.reason}; retry ${step.attempt + 2} of ${params.maxAttempts} after ${delay} ms`,
       digest,
       nextAttempt: step.attempt + 1,
       notBefore: now + delay,
@@ -86,16 +87,13 @@ export function decideRecovery(
       evidence: null,
     };
   }
-  const why =
-    f.outcome === "error"
-      ? `the tool refused: ${f.reason}`
-      : `${f.verdict} after ${step.attempt + 1} attempt(s): ${f.reason}`;
+  const why = f.reason;
   const pending = undo.filter((u) => !u.effect.compensated && !u.readOnly);
   if (pending.length === 0)
     return {
       kind: "close",
       outcome: "failed",
-      reason: `step ${step.index} ${why}; nothing to undo`,
+      reason: `${why}; nothing to undo`,
     };
   const irreversible = pending.filter((u) => u.order === null);
   const base = {
@@ -111,13 +109,13 @@ export function decideRecovery(
     return {
       ...base,
       action: "escalate",
-      reason: `step ${step.index} ${why}; ${irreversible.map((u) => `${u.effect.tool} (step ${u.effect.step})`).join(", ")} cannot be undone: a human decides`,
+      reason: `${why}; ${irreversible.map((u) => `${u.effect.tool} (step ${u.effect.step})`).join(", ")} cannot be undone: a human decides`,
     };
   }
   return {
     ...base,
     action: "rollback",
-    reason: `step ${step.index} ${why}; compensating ${pending.length} effect(s) in reverse order`,
+    reason: `${why}; compensating ${pending.length} effect(s) in reverse order`,
   };
 }
 

@@ -1,4 +1,4 @@
-import { isTransientBusError, type StoredMessage } from "@trias/bus";
+import { isTransientFailure, type StoredMessage } from "@trias/bus";
 import {
   GateError,
   boundedSet,
@@ -30,6 +30,7 @@ import { openAssignment, type AgentHost, type Incoming } from "@trias/runtime";
 import { metrics, recordRecovery, setActiveAttribute } from "@trias/telemetry";
 import { AUTHORISATION_CHECKS, auditCompensation, auditExecution } from "./audit.js";
 import { decideRecovery, nextCompensation, type Decision, type EffectUndo } from "./recovery.js";
+import { TOOL_SUCCEEDED, policyDenial, reviewStop, stepFailure } from "./reasons.js";
 import type { ReceiptAnchor } from "./anchor.js";
 
 /** The check recorded when a tool's postconditions could not be read at all. */
@@ -235,8 +236,7 @@ export class Verifier {
       // stream and reacts again instead of skipping the event and leaving the run open.
       // Only a failure that will be redelivered holds the run's later events.
       this.#runs.delete(m.run);
-      if (isTransientBusError(e) || (isTriasError(e) && e.retryable))
-        boundedSet(this.#failed, m.run, seq, MAX_OPEN_RUNS);
+      if (isTransientFailure(e)) boundedSet(this.#failed, m.run, seq, MAX_OPEN_RUNS);
       throw e;
     }
   }
@@ -279,7 +279,7 @@ export class Verifier {
           await this.#apply(st, m, seq, {
             kind: "close",
             outcome: "rejected",
-            reason: `step ${m.step} denied by policy: ${m.body.denied}`,
+            reason: policyDenial(m.step, m.body.environment, m.body.denied),
           });
         return;
       case "verdict": {
@@ -293,7 +293,12 @@ export class Verifier {
           await this.#apply(st, m, seq, {
             kind: "close",
             outcome: "rejected",
-            reason: `step ${m.step} ${m.body.decision} by ${m.sender.split(":")[0] ?? m.sender}: ${m.body.reasons.join("; ")}`,
+            reason: reviewStop(
+              this.#host.registry.get(m.sender)?.name ?? m.sender,
+              m.body.decision,
+              m.step,
+              m.body.reasons,
+            ),
           });
         }
         return;
@@ -375,11 +380,14 @@ export class Verifier {
           }),
         );
       } catch (e) {
+        // The bus away (reading the ledger timed out) says nothing about the step: verify
+        // again later. Judging it uncertain would order a retry, running the effect again.
+        if (isTransientFailure(e)) throw e;
         uncertain = true;
         checks.push({ name: POSTCONDITIONS_UNREADABLE, ok: false, detail: (e as Error).message });
       }
     } else {
-      checks.push({ name: "tool succeeded", ok: false, detail: b.error ?? "error" });
+      checks.push({ name: TOOL_SUCCEEDED, ok: false, detail: b.error ?? "error" });
     }
     const verification = this.#policy.doc.tiers[b.tier].verification;
     const verdict = verdictOf(b.outcome, checks, uncertain, verification);
@@ -465,12 +473,22 @@ export class Verifier {
     }
     const step = st.steps[b.index];
     if (!step || step.digest !== b.digest) return { kind: "none" };
-    const failed = b.checks.filter((x) => !x.ok).map((x) => `${x.name}: ${x.detail}`);
     const outcome = step.execution?.outcome ?? "error";
     const tier = step.tier ?? "full";
     return decideRecovery(
       step,
-      { verdict: b.verdict, outcome, reason: failed.join("; ") || b.verdict },
+      {
+        verdict: b.verdict,
+        outcome,
+        reason: stepFailure({
+          index: b.index,
+          tool: b.tool,
+          attempt: m.attempt,
+          verdict: b.verdict,
+          outcome,
+          checks: b.checks,
+        }),
+      },
       this.#policy.doc.tiers[tier],
       await this.#undoPlan(st),
       this.#host.now(),

@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { jetstreamManager } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { connect, nanos } from "@nats-io/transport-node";
 import {
   Bus,
+  DEFAULT_ACK_WAIT_MS,
   DEFAULT_MAX_ACK_PENDING,
+  DEFAULT_MAX_DELIVER,
   LocalNatsServer,
   isPermissionError,
   type ConsumerLost,
@@ -163,6 +165,72 @@ describe("bus", () => {
     });
     await done;
     expect(held).toBe(n - 10);
+  });
+
+  it("bus - ensureConsumer brings a durable made with the old 30 s ack wait to the short one", async () => {
+    await admin.ensureConsumer("old-ack-wait", {
+      filter: "trias.router.test_old.*",
+      ackWaitMs: 30_000,
+      maxDeliver: 20,
+    });
+    await admin.ensureConsumer("old-ack-wait", { filter: "trias.router.test_old.*" });
+    const c = (await admin.consumerInfo("old-ack-wait"))?.config;
+    expect(c?.ack_wait).toBe(nanos(DEFAULT_ACK_WAIT_MS));
+    expect(c?.max_deliver).toBe(DEFAULT_MAX_DELIVER);
+  });
+
+  it("bus - a live consumer keeps a slow delivery from being redelivered (in-progress signals)", async () => {
+    // Signals go out every 400 ms: a stall of the event loop up to 800 ms is tolerated.
+    const ackWaitMs = 1_200;
+    await admin.ensureConsumer("slow", { filter: "trias.router.test_slow.*", ackWaitMs });
+    await router.publish("trias.router.test_slow.r1", new Uint8Array([1]), { msgId: "slow-1" });
+    const deliveries: number[] = [];
+    let finish!: () => void;
+    const finished = new Promise<void>((r) => (finish = r));
+    const sub = await admin.consume(
+      "slow",
+      async (d: Delivery) => {
+        deliveries.push(d.deliveryCount);
+        // Four ack waits of genuine work: without the signals the server hands it out again.
+        await new Promise((r) => setTimeout(r, ackWaitMs * 4));
+        finish();
+        return { type: "ack" };
+      },
+      { ackWaitMs },
+    );
+    await finished;
+    // A redelivery would have come while the handler ran; give a stray one time to show.
+    await new Promise((r) => setTimeout(r, ackWaitMs * 2));
+    await sub.stop();
+    expect(deliveries).toEqual([1]);
+  });
+
+  it("bus - a delivery held by a consumer that died goes to its successor after the ack wait, not 30 s", async () => {
+    await admin.ensureConsumer("takeover", { filter: "trias.router.test_takeover.*" });
+    await router.publish("trias.router.test_takeover.r1", new Uint8Array([1]), {
+      msgId: "takeover-1",
+    });
+    // A process takes the message and dies without an answer (its connection just closes).
+    const dying = await connect({ servers: server.url, user: "admin", pass: "a-pass" });
+    const taken = await (
+      await jetstream(dying).consumers.get(admin.stream, "takeover")
+    ).next({
+      expires: 5_000,
+    });
+    expect(taken?.info.deliveryCount).toBe(1);
+    await dying.close();
+    const successor = new Promise<Delivery>((resolve) => {
+      void admin.consume("takeover", (d: Delivery) => {
+        resolve(d);
+        return Promise.resolve({ type: "ack" });
+      });
+    });
+    // Generous, yet far below the old 30 s ack wait this used to cost.
+    const d = await Promise.race([
+      successor,
+      new Promise<null>((r) => setTimeout(() => r(null), 15_000)),
+    ]);
+    expect(d?.deliveryCount).toBe(2);
   });
 
   it("bus - a handled message's ack goes out with the next publish, or after the linger", async () => {

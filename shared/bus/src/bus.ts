@@ -27,7 +27,8 @@ import {
   type StreamInfo,
 } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
-import { STREAM_NAME, SUBJECT_ROOT, TransientError, isTriasError } from "@trias/protocol";
+import { STREAM_NAME, SUBJECT_ROOT, TransientError } from "@trias/protocol";
+import { backoffMs, classifyFailure, failureAction } from "./failure.js";
 import { inboxPrefixOf } from "./nats-config.js";
 
 export interface BusOptions {
@@ -103,11 +104,45 @@ export interface ConsumerOptions {
  */
 export const DEFAULT_MAX_ACK_PENDING = 65_536;
 
-/** How long a delivered message may stay unacked before the server delivers it again. */
-export const DEFAULT_ACK_WAIT_MS = 30_000;
+/**
+ * Default ack wait: how long a delivery may go without an ack or an in-progress signal before
+ * the server hands it out again. It is the takeover time after a crash: a delivery held by an
+ * agent that died comes back this long after its last sign of life (docs/soak.md). A living
+ * agent keeps every delivery it holds alive with in-progress signals (`working()`, every
+ * third of the ack wait), so the wait bounds nothing else. At 30 s a run whose verifier was
+ * killed waited 30 s although the restarted verifier was ready after 1.4 s.
+ * @default 3_000
+ */
+export const DEFAULT_ACK_WAIT_MS = 3_000;
 
-/** Deliveries of one message at most, then the server gives up on it. */
-export const DEFAULT_MAX_DELIVER = 20;
+/**
+ * How long in-progress signals keep one delivery alive at most. A handler that has not
+ * finished by then is taken as wedged rather than working, and the delivery is left to
+ * come back after the ack wait (where the same process, or its successor, handles it again;
+ * every handler absorbs a redelivery).
+ * @default 300_000 (5 minutes: far above any handler's own timeouts)
+ */
+export const MAX_WORKING_MS = 300_000;
+
+/**
+ * How long one pull request waits for messages, and so how soon a consumer notices it must
+ * pull again. It is also the client's retry interval after a reconnect: @nats-io/jetstream
+ * checks the consumer then and, when the restarted server is not serving JetStream yet,
+ * waits one `expires` before checking again. At the client's default (30 s) a nats-server
+ * restart stalled consumers for 30-60 s (pnpm soak); at 5 s an idle consumer costs one small
+ * request per 5 s.
+ * @default 5_000
+ */
+export const PULL_EXPIRES_MS = 5_000;
+
+/**
+ * Default deliveries of one message before the server gives up on it: none, so that a
+ * transient failure is never final (a message the server gave up on would leave its run
+ * open without a word). What is wrong with a message is refused by the agent instead, and a
+ * failure it cannot classify after UNKNOWN_FAILURE_ATTEMPTS (see failure.ts).
+ * @default -1 (unlimited)
+ */
+export const DEFAULT_MAX_DELIVER = -1;
 
 /** How long a handled message's ack waits by default for a publish to share a write with. */
 const ACK_LINGER_MS = 20;
@@ -123,6 +158,12 @@ export interface ConsumeOptions {
   onError?: (e: unknown, d: Delivery) => void;
   /** Told when the durable disappeared under the consumer, and whether it was recreated. */
   onConsumerLost?: (e: ConsumerLost) => void;
+  /**
+   * The consumer's ack wait: each delivery held here (queued or being handled) gets an
+   * in-progress signal every third of it, so only a dead or frozen process lets one lapse.
+   * @default DEFAULT_ACK_WAIT_MS
+   */
+  ackWaitMs?: number;
 }
 
 /**
@@ -464,23 +505,45 @@ export class Bus {
     const consumer = await this.#js.consumers.get(this.stream, durable);
     const start = await consumer.info(true);
     const position = new ResumePoint(start);
-    let messages: ConsumerMessages = await consumer.consume({ max_messages: o.batch ?? 64 });
+    let messages: ConsumerMessages = await consumer.consume({
+      max_messages: o.batch ?? 64,
+      expires: PULL_EXPIRES_MS,
+    });
     let stopping = false;
     let lost: ConsumerLost["reason"] | null = null;
     const keyOf = o.keyOf ?? ((d: Delivery) => d.subject.slice(d.subject.lastIndexOf(".") + 1));
     const tails = new Map<string, Promise<void>>();
     const inflight = new Set<Promise<void>>();
+    // Every delivery this process holds, queued behind its key or being handled, with the
+    // time it arrived. The server redelivers one only when its ack wait passes without a
+    // sign of life, so a crash costs the ack wait, not the work; a live process says
+    // "working" for each delivery it holds (see DEFAULT_ACK_WAIT_MS).
+    const held = new Map<JsMsg, number>();
+    const ackWaitMs = o.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
+    const heartbeat = setInterval(
+      () => {
+        const now = Date.now();
+        for (const [m, at] of held) {
+          if (now - at > MAX_WORKING_MS) held.delete(m);
+          else m.working();
+        }
+      },
+      Math.max(100, Math.floor(ackWaitMs / 3)),
+    );
+    heartbeat.unref();
     const handleOne = async (m: JsMsg, d: Delivery): Promise<void> => {
       let disp: Disposition;
       try {
         disp = await handler(d);
       } catch (e) {
         o.onError?.(e, d);
+        const action = failureAction(classifyFailure(e), d.deliveryCount);
         disp =
-          isTriasError(e) && !e.retryable
-            ? { type: "term", reason: e.message }
-            : { type: "nak", delayMs: backoffMs(d.deliveryCount) };
+          action.type === "retry"
+            ? { type: "nak", delayMs: action.delayMs }
+            : { type: "term", reason: (e as Error)?.message ?? String(e) };
       }
+      held.delete(m);
       switch (disp.type) {
         case "ack":
           position.settled(d.seq);
@@ -520,6 +583,7 @@ export class Bus {
       for (;;) {
         for await (const m of messages) {
           const d = toDelivery(m);
+          held.set(m, Date.now());
           position.delivered(d.seq);
           const key = keyOf(d);
           const prev = tails.get(key) ?? Promise.resolve();
@@ -548,6 +612,7 @@ export class Bus {
         watchStatus(messages);
       }
       await Promise.allSettled([...inflight]);
+      clearInterval(heartbeat);
       this.#flushAcks();
     })();
 
@@ -586,7 +651,7 @@ export class Bus {
         }
         if (!info) await this.#createDurable(durable, opts, fromSeq);
         const c = await this.#js.consumers.get(this.stream, durable);
-        const messages = await c.consume({ max_messages: o.batch ?? 64 });
+        const messages = await c.consume({ max_messages: o.batch ?? 64, expires: PULL_EXPIRES_MS });
         o.onConsumerLost?.({ durable, reason, fromSeq });
         return messages;
       } catch (e) {
@@ -802,10 +867,6 @@ export class ResumePoint {
     for (const seq of this.#unsettled) if (seq < at) at = seq;
     return Math.max(1, at);
   }
-}
-
-export function backoffMs(deliveryCount: number): number {
-  return Math.min(30_000, 250 * 2 ** Math.max(0, deliveryCount - 1));
 }
 
 /** The errors in `e`'s cause chain, outermost first (the client wraps a server refusal). */

@@ -1,7 +1,6 @@
 export {
   Bus,
   ACK,
-  backoffMs,
   isRevisionConflict,
   isNotFound,
   isPermissionError,
@@ -9,6 +8,7 @@ export {
   DEFAULT_MAX_ACK_PENDING,
   DEFAULT_ACK_WAIT_MS,
   DEFAULT_MAX_DELIVER,
+  MAX_WORKING_MS,
   type ConsumerLost,
   type ConsumerInfo,
   type StreamInfo,
@@ -44,4 +44,13 @@ export {
   NATS_INSTALL_HINT,
   type LocalServerOptions,
 } from "./local-server.js";
-export { isTransientBusError } from "./transient.js";
+export {
+  classifyFailure,
+  isTransientFailure,
+  backoffMs,
+  failureAction,
+  UNKNOWN_FAILURE_ATTEMPTS,
+  type Failure,
+  type FailureClass,
+  type FailureAction,
+} from "./failure.js";

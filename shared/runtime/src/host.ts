@@ -1,7 +1,9 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
 import {
-  isTransientBusError,
+  backoffMs,
+  classifyFailure,
+  failureAction,
   type Bus,
   type Delivery,
   type Disposition,
@@ -10,10 +12,10 @@ import {
 import {
   GateError,
   MAX_FRAME_BYTES,
+  TriasError,
   PROTOCOL_VERSION,
   decode,
   decodeFrame,
-  isTriasError,
   parseSubject,
   subjectOf,
   toTriasError,
@@ -113,7 +115,10 @@ export interface HostOptions {
   clockSkewMs?: number;
   /** Lifetime of a message this host signs. @default DEFAULT_MESSAGE_TTL_MS */
   defaultTtlMs?: number;
-  /** Default ack wait for consumers this host creates. @default DEFAULT_ACK_WAIT_MS */
+  /**
+   * Ack wait of the consumers this host listens on: the takeover time after a crash.
+   * @default DEFAULT_ACK_WAIT_MS (3 s; see there)
+   */
   ackWaitMs?: number;
 }
 
@@ -276,8 +281,12 @@ export class AgentHost {
     return { message, frame, key, delivery: d };
   }
 
-  /** Publish the signed rejection record for a delivery. Never throws. */
-  async recordRejection(d: Delivery, err: unknown): Promise<void> {
+  /**
+   * Publish the signed rejection record for a delivery. Never throws; false when the record
+   * could not be published (the bus is down), so the caller retries rather than drop the
+   * message without a visible reason.
+   */
+  async recordRejection(d: Delivery, err: unknown): Promise<boolean> {
     const e = toTriasError(err);
     const parts = parseSubject(d.subject);
     const run = parts && /^[A-Za-z0-9_-]{1,64}$/.test(parts.run) ? parts.run : "_unknown";
@@ -312,18 +321,21 @@ export class AgentHost {
           by: this.name,
         },
       });
+      return true;
     } catch (pubErr) {
       this.log.error(
         { err: String(pubErr), subject: d.subject },
-        "could not publish rejection record",
+        "could not publish rejection record; will retry",
       );
+      return false;
     }
   }
 
   /**
-   * Consume a durable and pass each admitted message to `handler`. A non-retryable error
-   * from admission or the handler is recorded as a rejection; a retryable one is retried
-   * with backoff by the bus.
+   * Consume a durable and pass each admitted message to `handler`. What admission or the
+   * handler throws is classified (classifyFailure): a refusal is recorded as a signed
+   * rejection and the message terminated; a transient failure is retried with backoff and
+   * never refused; an unknown one is retried, then refused as `internal`.
    */
   async listen(
     durable: string,
@@ -331,10 +343,11 @@ export class AgentHost {
     handler: (inc: Incoming) => Promise<HandlerResult>,
     o: ListenOptions = {},
   ): Promise<Subscription> {
+    const ackWaitMs = o.ackWaitMs ?? this.#ackWaitMs;
     const ensured = await this.bus.ensureConsumer(durable, {
       filter,
       ...(o.deliver ? { deliver: o.deliver } : {}),
-      ackWaitMs: o.ackWaitMs ?? this.#ackWaitMs,
+      ackWaitMs,
       ...(o.maxDeliver ? { maxDeliver: o.maxDeliver } : {}),
     });
     if (ensured === "replaced")
@@ -400,18 +413,45 @@ export class AgentHost {
               if (r && "retryInMs" in r) return { type: "nak", delayMs: r.retryInMs };
               return { type: "ack" };
             } catch (e) {
-              // A bus that is briefly unreachable (a node lost, a leader being elected) is
-              // retried like a retryable error: refusing the message would lose the run.
-              if ((isTriasError(e) && e.retryable) || isTransientBusError(e)) throw e;
+              // Only what is wrong with the message is refused; a timeout, a lost connection
+              // or a server away is retried with backoff, never signed as a rejection.
+              const failure = classifyFailure(e);
+              const action = failureAction(failure, d.deliveryCount);
+              if (action.type === "retry") {
+                this.log.warn(
+                  {
+                    err: String((e as Error)?.message ?? e),
+                    failure: failure.class,
+                    code: failure.code,
+                    subject: d.subject,
+                    seq: d.seq,
+                    delivery: d.deliveryCount,
+                    retryInMs: action.delayMs,
+                  },
+                  "handling failed; will retry",
+                );
+                return { type: "nak", delayMs: action.delayMs };
+              }
+              const refused =
+                failure.class === "unknown"
+                  ? new TriasError(
+                      "internal",
+                      `${this.name} could not handle the message in ${d.deliveryCount} attempts: ${String((e as Error)?.message ?? e)}`,
+                      { cause: e },
+                    )
+                  : e;
+              if (!(await this.recordRejection(d, refused))) {
+                return { type: "nak", delayMs: backoffMs(d.deliveryCount) };
+              }
               o.onRefused?.(d);
-              await this.recordRejection(d, e);
-              return { type: "term", reason: toTriasError(e).code };
+              return { type: "term", reason: toTriasError(refused).code };
             }
           },
         );
       },
       {
         ...(o.batch ? { batch: o.batch } : {}),
+        ackWaitMs,
         // A durable deleted under the agent (docs/security.md): recreated and reported, never
         // a silent stop.
         onConsumerLost: (e) => {
