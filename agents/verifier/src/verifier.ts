@@ -2,7 +2,6 @@ import { isTransientFailure, type StoredMessage } from "@trias/bus";
 import {
   GateError,
   boundedSet,
-  isTriasError,
   runFilter,
   TransientError,
   subjectFor,
