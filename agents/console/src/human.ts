@@ -1,7 +1,13 @@
 import type { Bus } from "@trias/bus";
-import { ValidationError, subjectFor, type MessageOf } from "@trias/protocol";
+import {
+  GateError,
+  ValidationError,
+  subjectFor,
+  type MessageOf,
+  type ReviewRequirement,
+} from "@trias/protocol";
 import type { KeyRegistry, Signer } from "@trias/signing";
-import { AgentHost, silentLogger } from "@trias/runtime";
+import { AgentHost, separationOfDuties, silentLogger } from "@trias/runtime";
 
 export interface WaitingStep {
   run: string;
@@ -12,12 +18,25 @@ export interface WaitingStep {
   args: unknown;
   digest: string;
   frame: Uint8Array;
+  /** What the policy asks for, and why (the router's explanation: score terms, rules). */
+  requires: ReviewRequirement;
+  explanation: string[];
+  environment: string;
+  /** Who asked for the run: that identity may not approve it. */
+  requestedBy: string | null;
+  proposer: { kid: string; name: string };
+  router: { kid: string; name: string };
+  /** When the step was routed (ms since epoch); the policy's human timeout runs from here. */
+  routedAt: number;
+  /** Humans who approved already (a group requirement may need more). */
+  approvedBy: string[];
 }
 
 function waiting(registry: KeyRegistry, stored: { data: Uint8Array }[]): Map<string, WaitingStep> {
   const out = new Map<string, WaitingStep>();
   const decided = new Set<string>();
   const closed = new Set<string>();
+  const approved = new Map<string, string[]>();
   for (const s of stored) {
     let m;
     try {
@@ -31,7 +50,9 @@ function waiting(registry: KeyRegistry, stored: { data: Uint8Array }[]): Map<str
       m.body.requires.human &&
       m.body.denied === null
     ) {
-      const p = registry.open(m.body.proposal).message as MessageOf<"step_proposed">;
+      const opened = registry.open(s.data);
+      const po = registry.open(m.body.proposal);
+      const p = po.message as MessageOf<"step_proposed">;
       out.set(m.body.digest, {
         run: m.run,
         step: m.step,
@@ -41,13 +62,33 @@ function waiting(registry: KeyRegistry, stored: { data: Uint8Array }[]): Map<str
         args: p.body.args,
         digest: m.body.digest,
         frame: s.data,
+        requires: m.body.requires,
+        explanation: m.body.explanation,
+        environment: m.body.environment,
+        requestedBy: p.body.requestedBy ?? null,
+        proposer: { kid: po.key.kid, name: po.key.name },
+        router: { kid: opened.key.kid, name: opened.key.name },
+        routedAt: m.issuedAt,
+        approvedBy: [],
       });
     }
-    if (m.kind === "verdict" && m.role === "human") decided.add(m.body.digest);
+    if (m.kind === "verdict" && m.role === "human") {
+      // A group requirement may need several humans: only a refusal decides the step here.
+      if (m.body.decision !== "approve") decided.add(m.body.digest);
+      else {
+        const who = registry.get(m.sender)?.name ?? m.sender;
+        const list = approved.get(m.body.digest) ?? [];
+        if (!list.includes(who)) list.push(who);
+        approved.set(m.body.digest, list);
+      }
+    }
     if (m.kind === "step_executed") decided.add(m.body.digest);
     if (m.kind === "run_closed") closed.add(m.run);
   }
-  for (const [d, w] of out) if (decided.has(d) || closed.has(w.run)) out.delete(d);
+  for (const [d, w] of out) {
+    if (decided.has(d) || closed.has(w.run)) out.delete(d);
+    else w.approvedBy = approved.get(d) ?? [];
+  }
   return out;
 }
 
@@ -89,6 +130,17 @@ export async function decideAsHuman(
       `step ${step} of run ${run} is not waiting for a human (already decided, not routed yet, not a human tier, or the run is closed); see: trias pending ${run}`,
     );
   }
+  // The executor refuses it too (checkVerdictBinding); saying so here saves a signed refusal.
+  const conflict = separationOfDuties(
+    { kid: human.kid, name: human.name },
+    { proposer: w.proposer, router: w.router, requestedBy: w.requestedBy ?? undefined },
+  );
+  if (conflict !== null && decision === "approve") throw new GateError("self_approval", conflict);
+  if (w.approvedBy.includes(human.name))
+    throw new GateError(
+      "duplicate_reviewer",
+      `${human.name} approved step ${w.step} of run ${run} already; one key counts once`,
+    );
   const host = new AgentHost({ name: human.name, bus, signer: human, registry, log: silentLogger });
   await host.emit("verdict", {
     run,

@@ -1,6 +1,7 @@
 export {
   Operation,
   TierParams,
+  HumanRequirement,
   ToolEntry,
   Rule,
   Budgets,
@@ -32,6 +33,7 @@ export {
 } from "./conditions.js";
 export {
   decideTier,
+  humanText,
   type StepFacts,
   type TierDecision,
   type RiskTerms,

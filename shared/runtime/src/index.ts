@@ -18,6 +18,8 @@ export {
   openVerdict,
   checkVerdictBinding,
   countQuorum,
+  separationOfDuties,
+  type HumanGroupCount,
   type OpenedAssignment,
   type OpenedProposal,
   type OpenedVerdict,

@@ -46,6 +46,8 @@ export interface RegisteredKey {
   name: string;
   role: Role;
   status: "active" | "revoked";
+  /** Groups of a human key (empty for agents). */
+  groups: readonly string[];
   key: KeyObject;
 }
 
@@ -95,6 +97,7 @@ export class KeyRegistry {
         name: k.name,
         role: k.role,
         status: k.status,
+        groups: k.groups ?? [],
         key: publicKeyObject(x),
       });
       this.#verifiers.set(k.kid, ed25519.verifyingKey(x));

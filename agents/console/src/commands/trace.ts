@@ -1,5 +1,4 @@
 import type { Command } from "commander";
-import { ValidationError } from "@trias/protocol";
 import {
   auditEvents,
   exportTrace,
@@ -10,7 +9,7 @@ import {
 } from "../audit.js";
 import { loadRegistry } from "../connect.js";
 import { traceTree } from "../trace.js";
-import { EXIT, existingFile, out, requireRun, withOperator } from "../cli-kit.js";
+import { EXIT, existingFile, out, requireRun, usage, withOperator } from "../cli-kit.js";
 
 /** A run's events from the bus (NATS_URL) or from an exported file; "no such run" when empty. */
 async function load(
@@ -18,14 +17,10 @@ async function load(
   file: string | undefined,
 ): Promise<{ run: string; events: StoredEvent[] }> {
   if (file) {
-    if (run) throw new ValidationError("schema_invalid", "give a run or --file, not both");
+    if (run) throw usage("give a run or --file, not both");
     return importTrace(file);
   }
-  if (!run)
-    throw new ValidationError(
-      "schema_invalid",
-      "give a run id, or --file <trace> for an exported trace",
-    );
+  if (!run) throw usage("give a run id, or --file <trace> for an exported trace");
   return withOperator(async ({ bus }) => {
     const events = await readRun(bus, run);
     requireRun(bus, run, events);
