@@ -1,7 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { MessageOf } from "@trias/protocol";
 import { EXIT } from "@trias/console";
 import { readJwks } from "@trias/signing";
 import { waitFor } from "@trias/testing";
@@ -104,15 +103,9 @@ describe("humans of a group, separation of duties", () => {
     expect(await closing()).toHaveLength(0);
 
     expect(cli(["approve", run, String(a.step), "--as", "erin"]).code).toBe(0);
-    const closed = (await waitForKind(h, run, "run_closed", 30_000)) as MessageOf<"run_closed">;
+    const closed = await waitForKind(h, run, "run_closed", 30_000);
     expect(closed.body.outcome).toBe("completed");
-    const exec = (await waitForKind(
-      h,
-      run,
-      "step_executed",
-      20_000,
-      (m) => m.step === a.step,
-    )) as MessageOf<"step_executed">;
+    const exec = await waitForKind(h, run, "step_executed", 20_000, (m) => m.step === a.step);
     const approvers = exec.body.evidence.approvals.map((b) => h.registry.open(b).key.name);
     expect(approvers).toEqual(expect.arrayContaining(["bob", "erin"]));
     expect(approvers).not.toContain("alice");
