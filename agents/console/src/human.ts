@@ -1,13 +1,16 @@
 import type { Bus } from "@trias/bus";
+import { randomBytes } from "node:crypto";
 import {
   GateError,
+  PROTOCOL_VERSION,
   ValidationError,
   subjectFor,
   type MessageOf,
   type ReviewRequirement,
+  type TraceContext,
 } from "@trias/protocol";
 import type { KeyRegistry, Signer } from "@trias/signing";
-import { AgentHost, separationOfDuties, silentLogger } from "@trias/runtime";
+import { separationOfDuties } from "@trias/runtime";
 
 export interface WaitingStep {
   run: string;
@@ -30,9 +33,15 @@ export interface WaitingStep {
   routedAt: number;
   /** Humans who approved already (a group requirement may need more). */
   approvedBy: string[];
+  /** The run's trace context: a human's decision continues the run's one OTel trace. */
+  trace: TraceContext | null;
 }
 
-function waiting(registry: KeyRegistry, stored: { data: Uint8Array }[]): Map<string, WaitingStep> {
+/** Steps waiting for a human among these stored messages (one run's, or several runs'). */
+export function waiting(
+  registry: KeyRegistry,
+  stored: readonly { data: Uint8Array }[],
+): Map<string, WaitingStep> {
   const out = new Map<string, WaitingStep>();
   const decided = new Set<string>();
   const closed = new Set<string>();
@@ -70,6 +79,7 @@ function waiting(registry: KeyRegistry, stored: { data: Uint8Array }[]): Map<str
         router: { kid: opened.key.kid, name: opened.key.name },
         routedAt: m.issuedAt,
         approvedBy: [],
+        trace: m.trace,
       });
     }
     if (m.kind === "verdict" && m.role === "human") {
@@ -102,6 +112,102 @@ export async function pendingHuman(
   return [...waiting(registry, await bus.readAll(filter)).values()];
 }
 
+/** The step of a run a human is asked to decide; "not waiting" explains why not. */
+export async function waitingStep(
+  bus: Bus,
+  registry: KeyRegistry,
+  run: string,
+  step: number,
+): Promise<WaitingStep> {
+  const w = [...waiting(registry, await bus.readAll(`trias.*.*.${run}`)).values()]
+    .filter((x) => x.step === step)
+    .at(-1);
+  if (!w) {
+    throw new ValidationError(
+      "schema_invalid",
+      `step ${step} of run ${run} is not waiting for a human (already decided, not routed yet, not a human tier, or the run is closed); see: trias pending ${run}`,
+    );
+  }
+  return w;
+}
+
+/**
+ * Whether this human may decide this step now: a human key, not the requester, proposer or
+ * router (separationOfDuties, the executor's own rule), not a second approval by one key.
+ */
+export function checkHumanDecision(
+  w: WaitingStep,
+  judge: { kid: string; name: string; role: string },
+  decision: "approve" | "reject",
+): void {
+  if (judge.role !== "human")
+    throw new ValidationError(
+      "role_mismatch",
+      `key ${judge.name} is a ${judge.role} key; a human decision needs a human key`,
+    );
+  // The executor refuses it too (checkVerdictBinding); saying so here saves a signed refusal.
+  const conflict = separationOfDuties(judge, {
+    proposer: w.proposer,
+    router: w.router,
+    requestedBy: w.requestedBy ?? undefined,
+  });
+  if (conflict !== null && decision === "approve") throw new GateError("self_approval", conflict);
+  if (w.approvedBy.includes(judge.name))
+    throw new GateError(
+      "duplicate_reviewer",
+      `${judge.name} approved step ${w.step} of run ${w.run} already; one key counts once`,
+    );
+}
+
+/**
+ * How long a human verdict stays valid after it is made: a person signing in a browser may
+ * take a while between "prepare" and "sign".
+ * @default 600000 (ten minutes)
+ */
+export const HUMAN_VERDICT_TTL_MS = 10 * 60_000;
+
+/** The unsigned verdict envelope for one human decision; whoever holds the key signs its encoding. */
+export function humanVerdictEnvelope(
+  w: WaitingStep,
+  judge: { kid: string },
+  decision: "approve" | "reject",
+  reason: string,
+  now = Date.now(),
+): MessageOf<"verdict"> {
+  return {
+    v: PROTOCOL_VERSION,
+    id: `human-${w.run}-${w.step}-${w.attempt}-${randomBytes(6).toString("hex")}`,
+    kind: "verdict",
+    run: w.run,
+    step: w.step,
+    attempt: w.attempt,
+    sender: judge.kid,
+    role: "human",
+    issuedAt: now,
+    expiresAt: now + HUMAN_VERDICT_TTL_MS,
+    trace: w.trace,
+    body: {
+      digest: w.digest,
+      assignment: w.frame,
+      decision,
+      strategy: "human",
+      reasons: [reason],
+    },
+  };
+}
+
+/** Publish a signed human verdict frame where the executor reads it, with the run's trace context. */
+export async function publishHumanVerdict(
+  bus: Bus,
+  message: MessageOf<"verdict">,
+  frame: Uint8Array,
+): Promise<number> {
+  const headers: Record<string, string> = {};
+  if (message.trace) headers["traceparent"] = message.trace.traceparent;
+  const r = await bus.publish(HUMAN_SUBJECT(message.run), frame, { msgId: message.id, headers });
+  return r.seq;
+}
+
 /**
  * Sign and publish a human's verdict on one waiting step, with the human's own key. The
  * verdict binds to the step's digest and carries the router's assignment as evidence.
@@ -115,39 +221,10 @@ export async function decideAsHuman(
   decision: "approve" | "reject",
   reason: string,
 ): Promise<WaitingStep> {
-  if (human.role !== "human")
-    throw new ValidationError(
-      "role_mismatch",
-      `key ${human.name} is a ${human.role} key; a human decision needs a human key`,
-    );
-  const steps = [...waiting(registry, await bus.readAll(`trias.*.*.${run}`)).values()].filter(
-    (w) => w.step === step,
-  );
-  const w = steps.at(-1);
-  if (!w) {
-    throw new ValidationError(
-      "schema_invalid",
-      `step ${step} of run ${run} is not waiting for a human (already decided, not routed yet, not a human tier, or the run is closed); see: trias pending ${run}`,
-    );
-  }
-  // The executor refuses it too (checkVerdictBinding); saying so here saves a signed refusal.
-  const conflict = separationOfDuties(
-    { kid: human.kid, name: human.name },
-    { proposer: w.proposer, router: w.router, requestedBy: w.requestedBy ?? undefined },
-  );
-  if (conflict !== null && decision === "approve") throw new GateError("self_approval", conflict);
-  if (w.approvedBy.includes(human.name))
-    throw new GateError(
-      "duplicate_reviewer",
-      `${human.name} approved step ${w.step} of run ${run} already; one key counts once`,
-    );
-  const host = new AgentHost({ name: human.name, bus, signer: human, registry, log: silentLogger });
-  await host.emit("verdict", {
-    run,
-    step: w.step,
-    attempt: w.attempt,
-    body: { digest: w.digest, assignment: w.frame, decision, strategy: "human", reasons: [reason] },
-  });
+  const w = await waitingStep(bus, registry, run, step);
+  checkHumanDecision(w, human, decision);
+  const message = humanVerdictEnvelope(w, human, decision, reason);
+  await publishHumanVerdict(bus, message, human.seal(message));
   return w;
 }
 

@@ -25,3 +25,4 @@ export { setupTrace, deployNatsConfig, type SetupOptions } from "./setup.js";
 export { traceTree } from "./trace.js";
 export { buildProgram, normalizeArgv } from "./program.js";
 export { EXIT, CliError, classify } from "./cli-kit.js";
+export { ConsoleServer, type ConsoleServerOptions } from "./web/server.js";

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { registerAdmin } from "./admin.js";
+import { registerConsole } from "./console.js";
 import { registerDemo } from "./demo.js";
 import { registerHuman } from "./human.js";
 import { registerKeys } from "./keys.js";
@@ -19,6 +20,7 @@ export const COMMANDS: readonly ((program: Command) => void)[] = [
   registerWatch,
   registerTrace,
   registerHuman,
+  registerConsole,
   registerPolicy,
   registerAdmin,
 ];
