@@ -11,7 +11,6 @@ export function esc(v: unknown): string {
 
 /** describe() colours for terminals; a page wants the text. */
 export function plain(s: string): string {
-  // eslint-disable-next-line no-control-regex
   return s.replace(/\u001b\[[0-9;]*m/g, "");
 }
 

@@ -277,7 +277,7 @@ export class ConsoleServer {
     const run = String(b["run"]);
     const step = Number(b["step"]);
     const decision = b["decision"] === "reject" ? "reject" : "approve";
-    const reason = String(b["reason"] ?? "").trim();
+    const reason = typeof b["reason"] === "string" ? b["reason"].trim() : "";
     const judge = this.#o.registry.get(String(b["kid"]));
     if (!judge || judge.status !== "active")
       return this.#json(res, 403, { error: "this key is not registered (see Identity)" });
