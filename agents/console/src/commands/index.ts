@@ -5,6 +5,7 @@ import { registerDemo } from "./demo.js";
 import { registerHuman } from "./human.js";
 import { registerKeys } from "./keys.js";
 import { registerPolicy } from "./policy.js";
+import { registerRuns } from "./runs.js";
 import { registerSubmit } from "./submit.js";
 import { registerTrace } from "./trace.js";
 import { registerWatch } from "./watch.js";
@@ -18,6 +19,7 @@ export const COMMANDS: readonly ((program: Command) => void)[] = [
   registerKeys,
   registerSubmit,
   registerWatch,
+  registerRuns,
   registerTrace,
   registerHuman,
   registerConsole,

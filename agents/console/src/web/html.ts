@@ -9,11 +9,6 @@ export function esc(v: unknown): string {
     .replace(/'/g, "&#39;");
 }
 
-/** describe() colours for terminals; a page wants the text. */
-export function plain(s: string): string {
-  return s.replace(/\u001b\[[0-9;]*m/g, "");
-}
-
 export function time(ms: number | undefined): string {
   return ms === undefined ? "" : new Date(ms).toISOString().replace("T", " ").slice(0, 19);
 }

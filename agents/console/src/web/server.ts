@@ -21,7 +21,6 @@ import {
 } from "@trias/policy";
 import { readJwks, type KeyRegistry, type Jwks } from "@trias/signing";
 import { auditEvents } from "../audit.js";
-import { describe } from "../format.js";
 import {
   checkHumanDecision,
   humanVerdictEnvelope,
@@ -31,7 +30,8 @@ import {
   type WaitingStep,
 } from "../human.js";
 import { CLIENT_JS } from "./client.js";
-import { esc, layout, plain, time } from "./html.js";
+import { needs, RunIndex, type RunRow } from "../runs.js";
+import { esc, layout, time } from "./html.js";
 
 export interface ConsoleServerOptions {
   bus: Bus;
@@ -42,21 +42,6 @@ export interface ConsoleServerOptions {
   port?: number;
   /** Policy files shown under Policies and used for deadlines. @default the shipped ones */
   policyDir?: string;
-}
-
-interface RunRow {
-  run: string;
-  goal: string;
-  requestedBy: string;
-  environment: string;
-  tools: string[];
-  startedAt: number;
-  updatedAt: number;
-  outcome: string | null;
-  closeReason: string;
-  last: string;
-  /** Messages of an open run, to find its steps waiting for a human; dropped once it closes. */
-  stored: StoredMessage[];
 }
 
 /**
@@ -73,7 +58,7 @@ const PREPARED_TTL_MS = 10 * 60_000;
  */
 export class ConsoleServer {
   readonly #o: ConsoleServerOptions;
-  readonly #runs = new Map<string, RunRow>();
+  readonly #runs: RunIndex;
   readonly #clients = new Set<ServerResponse>();
   readonly #prepared = new Map<
     string,
@@ -87,6 +72,7 @@ export class ConsoleServer {
 
   constructor(o: ConsoleServerOptions) {
     this.#o = o;
+    this.#runs = new RunIndex(o.registry);
     this.#jwks = readJwks(o.registryFile);
   }
 
@@ -124,81 +110,22 @@ export class ConsoleServer {
   }
 
   #index(raw: StoredMessage): void {
-    let m: Message;
-    let who = "";
-    try {
-      const o = this.#o.registry.open(raw.data);
-      m = o.message;
-      who = o.key.name;
-    } catch {
-      return;
-    }
-    let row = this.#runs.get(m.run);
-    if (!row) {
-      row = {
-        run: m.run,
-        goal: "",
-        requestedBy: "",
-        environment: "",
-        tools: [],
-        startedAt: raw.timestampMs ?? m.issuedAt,
-        updatedAt: 0,
-        outcome: null,
-        closeReason: "",
-        last: "",
-        stored: [],
-      };
-      this.#runs.set(m.run, row);
-    }
-    row.updatedAt = raw.timestampMs ?? m.issuedAt;
-    if (row.outcome === null) row.stored.push(raw);
-    const key = this.#o.registry.get(m.sender);
-    row.last = key ? plain(describe(m, key) ?? m.kind).trim() : `${m.kind} by ${who}`;
-    switch (m.kind) {
-      case "task_submitted":
-        row.goal = m.body.goal;
-        row.requestedBy = m.body.requestedBy;
-        break;
-      case "step_proposed":
-        if (!row.tools.includes(m.body.tool)) row.tools.push(m.body.tool);
-        break;
-      case "tier_assigned":
-        row.environment = m.body.environment;
-        break;
-      case "run_closed":
-        row.outcome = m.body.outcome;
-        row.closeReason = m.body.reason;
-        row.stored = [];
-        break;
-      default:
-        break;
-    }
+    const m = this.#runs.add(raw);
+    if (!m) return;
     const data = JSON.stringify({ run: m.run, kind: m.kind, seq: raw.seq });
     for (const c of this.#clients) c.write(`data: ${data}\n\n`);
   }
 
-  /** Every step waiting for a human, across open runs (from memory, no stream read). */
   pending(): WaitingStep[] {
-    const out: WaitingStep[] = [];
-    for (const r of this.#runs.values())
-      if (r.outcome === null) out.push(...waiting(this.#o.registry, r.stored).values());
-    return out;
+    return this.#runs.pending();
   }
 
-  /** Why an open run is open, in words; closed runs say how they ended. */
-  #why(r: RunRow, pending: WaitingStep[]): string {
-    if (r.outcome !== null) return r.closeReason;
-    const w = pending.find((p) => p.run === r.run);
-    if (w) return `waiting for a human decision on step ${w.step} (${this.#needs(w)})`;
-    return `in progress; last: ${r.last}`;
+  #why(r: RunRow, pending?: WaitingStep[]): string {
+    return this.#runs.why(r, pending);
   }
 
   #needs(w: WaitingStep): string {
-    const groups = w.requires.humans ?? [];
-    const have = w.approvedBy.length ? `; approved by ${w.approvedBy.join(", ")}` : "";
-    return groups.length
-      ? `${groups.map((g) => `${g.count} of group ${g.group}`).join(" + ")}${have}`
-      : `one human${have}`;
+    return needs(w);
   }
 
   #deadline(w: WaitingStep): number | null {
@@ -334,7 +261,8 @@ export class ConsoleServer {
     const status = url.searchParams.get("status");
     const env = url.searchParams.get("env");
     const pending = this.pending();
-    const rows = [...this.#runs.values()]
+    const rows = this.#runs
+      .rows()
       .filter((r) => r.goal !== "")
       .filter((r) => !status || (status === "open" ? r.outcome === null : r.outcome === status))
       .filter((r) => !env || r.environment === env)
