@@ -10,8 +10,6 @@ export {
 } from "./schema.js";
 export {
   loadPolicy,
-  SHIPPED_POLICY_DIR,
-  shippedPolicyFile,
   parsePolicy,
   policyDigest,
   policyJsonSchema,
@@ -19,6 +17,7 @@ export {
   type LoadedPolicy,
   type PolicyProblem,
 } from "./load.js";
+export { SHIPPED_POLICY_DIR, shippedPolicyFile } from "./paths.js";
 export {
   compileCondition,
   ConditionError,
@@ -49,4 +48,3 @@ export {
   type PolicyDiffRow,
 } from "./explain.js";
 export { checkBudget, RateLimiter, type BudgetUsage } from "./limits.js";
-export { benchPolicy, type PolicyBenchResult } from "./bench.js";
