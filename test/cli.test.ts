@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -73,6 +73,41 @@ describe("cli without a server", () => {
     const noFile = cliSync(["audit", "--file", "/nonexistent/run.trace"]);
     expect(noFile.code).toBe(EXIT.usage);
     expect(noFile.stderr).toMatch(/no such file: \/nonexistent\/run.trace/);
+  });
+
+  it("cli - policy test runs expected decisions: exit 0 when all pass, 1 naming each failing field", () => {
+    const prod = join(REPO, "deploy", "policies", "prod.yaml");
+    const ok = cliSync([
+      "policy",
+      "test",
+      prod,
+      join(REPO, "deploy", "policy-tests", "prod.cases.yaml"),
+    ]);
+    expect(ok.code, ok.stdout + ok.stderr).toBe(EXIT.ok);
+    expect(ok.stdout).toMatch(/5 passed, 0 failed/);
+    const dir = mkdtempSync(join(tmpdir(), "trias-cases-"));
+    try {
+      const file = join(dir, "cases.yaml");
+      writeFileSync(
+        file,
+        "cases:\n  - name: balance is full\n    step: { tool: ledger.balance, args: { account: a } }\n    expect: { tier: full }\n",
+      );
+      const bad = cliSync(["policy", "test", prod, file]);
+      expect(bad.code).toBe(EXIT.failed);
+      expect(bad.stdout).toContain('FAIL balance is full\n     tier: expected "full", got "light"');
+      const diff = cliSync([
+        "policy",
+        "diff",
+        join(REPO, "deploy", "policies", "staging.yaml"),
+        prod,
+      ]);
+      expect(diff.code).toBe(EXIT.ok);
+      expect(diff.stdout).toMatch(
+        /~ rule irreversible-needs-human: .*require \{"human":true\} -> \{"human":\{"group":"treasury","count":2\}\}\s+\(affects ledger.close_account\)/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("cli - a reader that goes away (| true) is not an error: no EPIPE stack trace", () => {

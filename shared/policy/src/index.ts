@@ -47,4 +47,12 @@ export {
   type ExplainInput,
   type PolicyDiffRow,
 } from "./explain.js";
+export { policyChanges, renderPolicyChanges, type PolicyChange } from "./changes.js";
+export {
+  PolicyCase,
+  PolicyCases,
+  loadPolicyCases,
+  runPolicyCases,
+  type CaseResult,
+} from "./cases.js";
 export { checkBudget, RateLimiter, type BudgetUsage } from "./limits.js";
