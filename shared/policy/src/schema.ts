@@ -17,6 +17,7 @@ export const TierParams = z
     reviewers: z.number().int().min(0).max(16),
     /** Which reviewer strategies count towards the quorum. */
     strategies: z.array(ReviewStrategy).default(["rules"]),
+    /** People who must approve: `true`, or `{group, count}`. @default false (nobody) */
     human: HumanRequirement.default(false),
     /** How long a step may wait for its verdicts (and a human) before it is rejected. */
     reviewTimeoutMs: z.number().int().positive().default(60_000),
