@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MessageOf } from "@trias/protocol";
 import { EXIT } from "@trias/console";
 import { waitFor } from "@trias/testing";
-import { REPO, startHarness, waitForKind, type Harness } from "./helpers/harness.js";
+import { REPO, policyVariant, startHarness, waitForKind, type Harness } from "./helpers/harness.js";
 
 const CLI = join(REPO, "agents", "console", "dist", "cli.js");
 
@@ -133,5 +133,44 @@ describe("runs that always end", () => {
     const refused = cli(["resolve", other, "--action", "retry", "--reason", "x"]);
     expect(refused.code).toBe(EXIT.failed);
     expect(refused.out).toMatch(/is completed already/);
+  });
+
+  it("runs - a policy rolled out mid-run: the step routed under the old policy is refused by the executor and the run closes with the reason", async () => {
+    const { run } = await h.client.submit({
+      goal: "close dave (his close was cancelled above)",
+      program: "close-account",
+      input: { account: "dave" },
+      requestedBy: "test",
+    });
+    const a = await waitForKind(h, run, "tier_assigned", 20_000, (m) => m.body.requires.human);
+    // The executor comes back with a new staging policy (another digest) while the step waits.
+    const rolled = policyVariant("staging", "staging", (doc) => {
+      doc.tiers["full"]!["humanTimeoutMs"] = 7_200_000;
+    });
+    await h.stack.restart("executor", { TRIAS_POLICY: rolled });
+    await h.stack.waitReady();
+    expect(cli(["approve", run, String(a.step)]).code).toBe(0);
+    const closed = await waitForKind(h, run, "run_closed", 20_000);
+    // Approved by the person before the executor refused: ended by a quarantine, with the reason.
+    expect(closed.body.outcome).toBe("quarantined");
+    expect(closed.body.reason).toMatch(
+      /^policy changed mid-run: step was routed under policy [0-9a-f]{12}/,
+    );
+    expect(closed.body.reason).toMatch(/submit the task again/);
+    expect(
+      (await h.trace(run)).some(
+        (o) => o.message.kind === "step_executed" && o.message.step === a.step,
+      ),
+    ).toBe(false);
+    // Later runs are routed and executed under one policy again once the router has it too.
+    await h.stack.restart("router", { TRIAS_POLICY: rolled });
+    await h.stack.waitReady();
+    const { run: next } = await h.client.submit({
+      goal: "read",
+      program: "balance-check",
+      input: { account: "alice" },
+      requestedBy: "test",
+    });
+    expect((await waitForKind(h, next, "run_closed", 20_000)).body.outcome).toBe("completed");
   });
 });

@@ -26,6 +26,7 @@ import { openAssignment, type AgentHost, type Incoming } from "@trias/runtime";
 import { metrics, recordRecovery, setActiveAttribute } from "@trias/telemetry";
 import { AUTHORISATION_CHECKS, auditCompensation, auditExecution } from "./audit.js";
 import { decideRecovery, nextCompensation, type Decision, type EffectUndo } from "./recovery.js";
+import { closeOnPolicyRollout } from "./rollout.js";
 
 /** The check recorded when a tool's postconditions could not be read at all. */
 export const POSTCONDITIONS_UNREADABLE = "postconditions readable";
@@ -258,6 +259,13 @@ export class Verifier {
           return;
         }
         if (m.body.by !== "executor") return;
+        {
+          const rollout = closeOnPolicyRollout(st, m.body);
+          if (rollout) {
+            await this.#apply(st, m, seq, rollout);
+            return;
+          }
+        }
         if (m.body.code === "quorum_not_met") {
           await this.#apply(st, m, seq, {
             kind: "close",
