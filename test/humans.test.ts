@@ -62,7 +62,7 @@ describe("humans of a group, separation of duties", () => {
 
     // The requester is refused by the CLI, and by the executor's gate if her verdict is sent anyway.
     const own = cli(["approve", run, String(a.step), "--as", "alice"]);
-    expect(own.code).toBe(EXIT.failed);
+    expect(own.code, own.out).toBe(EXIT.failed);
     expect(own.out).toMatch(/self_approval: alice asked for this run/);
     const stored = await h.bus.readAll(`trias.router.*.${run}`);
     const assignment = stored.at(-1)!.data;
