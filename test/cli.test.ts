@@ -1,5 +1,5 @@
-import { spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { execFile, spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -18,6 +18,20 @@ function cliSync(args: string[], env: Record<string, string | undefined> = {}) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+function cliAsync(
+  args: string[],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [CLI, ...args],
+      { env: { ...process.env, NATS_URL: undefined } },
+      (err, stdout, stderr) =>
+        resolve({ code: err ? (typeof err.code === "number" ? err.code : 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
 /** Every command path of the program: ["demo"], ["keys", "init"], ... */
 type Command = ReturnType<typeof buildProgram>;
 function commandPaths(c: Command, prefix: string[] = []): string[][] {
@@ -28,15 +42,20 @@ function commandPaths(c: Command, prefix: string[] = []): string[][] {
 }
 
 describe("cli without a server", () => {
-  it("cli - every command answers --help from its definition, exit 0", () => {
+  it("cli - every command answers --help from its definition, exit 0", async () => {
     const paths = commandPaths(buildProgram());
     expect(paths.length).toBeGreaterThan(15);
-    for (const path of paths) {
-      const r = cliSync([...path, "--help"]);
-      expect(r.code, `${path.join(" ")} --help: ${r.stderr}`).toBe(EXIT.ok);
-      expect(r.stdout).toContain(`Usage: trias ${path.join(" ")}`);
-    }
-  });
+    // A few processes at a time: each is a cold Node start.
+    const queue = [...paths];
+    const worker = async () => {
+      for (let path = queue.shift(); path; path = queue.shift()) {
+        const r = await cliAsync([...path, "--help"]);
+        expect(r.code, `${path.join(" ")} --help: ${r.stderr}`).toBe(EXIT.ok);
+        expect(r.stdout).toContain(`Usage: trias ${path.join(" ")}`);
+      }
+    };
+    await Promise.all([worker(), worker(), worker(), worker()]);
+  }, 180_000);
 
   it("cli - usage errors exit 2 with a message and no stack trace", () => {
     const cases: [string[], RegExp][] = [
@@ -73,6 +92,41 @@ describe("cli without a server", () => {
     const noFile = cliSync(["audit", "--file", "/nonexistent/run.trace"]);
     expect(noFile.code).toBe(EXIT.usage);
     expect(noFile.stderr).toMatch(/no such file: \/nonexistent\/run.trace/);
+  });
+
+  it("cli - policy test runs expected decisions: exit 0 when all pass, 1 naming each failing field", () => {
+    const prod = join(REPO, "deploy", "policies", "prod.yaml");
+    const ok = cliSync([
+      "policy",
+      "test",
+      prod,
+      join(REPO, "deploy", "policy-tests", "prod.cases.yaml"),
+    ]);
+    expect(ok.code, ok.stdout + ok.stderr).toBe(EXIT.ok);
+    expect(ok.stdout).toMatch(/5 passed, 0 failed/);
+    const dir = mkdtempSync(join(tmpdir(), "trias-cases-"));
+    try {
+      const file = join(dir, "cases.yaml");
+      writeFileSync(
+        file,
+        "cases:\n  - name: balance is full\n    step: { tool: ledger.balance, args: { account: a } }\n    expect: { tier: full }\n",
+      );
+      const bad = cliSync(["policy", "test", prod, file]);
+      expect(bad.code).toBe(EXIT.failed);
+      expect(bad.stdout).toContain('FAIL balance is full\n     tier: expected "full", got "light"');
+      const diff = cliSync([
+        "policy",
+        "diff",
+        join(REPO, "deploy", "policies", "staging.yaml"),
+        prod,
+      ]);
+      expect(diff.code).toBe(EXIT.ok);
+      expect(diff.stdout).toMatch(
+        /~ rule irreversible-needs-human: .*require \{"human":true\} -> \{"human":\{"group":"treasury","count":2\}\}\s+\(affects ledger.close_account\)/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("cli - a reader that goes away (| true) is not an error: no EPIPE stack trace", () => {

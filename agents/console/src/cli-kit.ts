@@ -46,7 +46,6 @@ const TRIAS_EXIT: Partial<Record<ErrorCode, number>> = {
   config_invalid: EXIT.unavailable,
   bus_unavailable: EXIT.unavailable,
   timeout: EXIT.unavailable,
-  schema_invalid: EXIT.usage,
   key_unknown: EXIT.notFound,
   input_unreadable: EXIT.unreadable,
   internal: EXIT.internal,

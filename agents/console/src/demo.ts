@@ -9,6 +9,7 @@ import { auditEvents, exportTrace, readRun } from "./audit.js";
 import { ConsoleClient } from "./client.js";
 import { bold, describe, dim, green, red, yellow } from "./format.js";
 import { Stack, REPO_ROOT } from "./stack.js";
+import { ConsoleServer } from "./web/server.js";
 
 export interface DemoTask {
   task: TaskSubmitted;
@@ -79,8 +80,11 @@ export async function runDemo(o: DemoOptions): Promise<number> {
   const t0 = Date.now();
   // Installed before the stack starts: a signal during the start still stops what exists
   // (the agents and nats-server are tracked by @trias/supervise and signalled on exit).
-  const started: { stack?: Stack } = {};
-  const off = onShutdown(() => started.stack?.stop());
+  const started: { stack?: Stack; web?: ConsoleServer } = {};
+  const off = onShutdown(async () => {
+    await started.web?.stop();
+    await started.stack?.stop();
+  });
   const stack = await Stack.start({
     keyDir: o.keyDir,
     logDir,
@@ -95,6 +99,13 @@ export async function runDemo(o: DemoOptions): Promise<number> {
       ),
     );
     const registry = KeyRegistry.load(stack.registryFile);
+    const web = new ConsoleServer({
+      bus: stack.admin,
+      registry: KeyRegistry.load(stack.registryFile),
+      registryFile: stack.registryFile,
+    });
+    o.out(`  ${bold("console")} at ${await web.start()} (while the demo runs)`);
+    started.web = web;
     const signer = Signer.load(join(o.keyDir, keyFileName("console")));
     const client = new ConsoleClient(stack.admin, signer, registry);
     const ledger = new Ledger(await stack.admin.kv(LEDGER_BUCKET));
@@ -190,6 +201,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     return bad === 0 ? 0 : 1;
   } finally {
     off();
+    await started.web?.stop();
     await stack.stop();
   }
 }

@@ -1,7 +1,16 @@
 import type { Bus } from "@trias/bus";
-import { ValidationError, subjectFor, type MessageOf } from "@trias/protocol";
+import { randomBytes } from "node:crypto";
+import {
+  GateError,
+  PROTOCOL_VERSION,
+  ValidationError,
+  subjectFor,
+  type MessageOf,
+  type ReviewRequirement,
+  type TraceContext,
+} from "@trias/protocol";
 import type { KeyRegistry, Signer } from "@trias/signing";
-import { AgentHost, silentLogger } from "@trias/runtime";
+import { separationOfDuties } from "@trias/runtime";
 import { CliError, EXIT } from "./cli-kit.js";
 
 export interface WaitingStep {
@@ -13,12 +22,31 @@ export interface WaitingStep {
   args: unknown;
   digest: string;
   frame: Uint8Array;
+  /** What the policy asks for, and why (the router's explanation: score terms, rules). */
+  requires: ReviewRequirement;
+  explanation: string[];
+  environment: string;
+  /** Who asked for the run: that identity may not approve it. */
+  requestedBy: string | null;
+  proposer: { kid: string; name: string };
+  router: { kid: string; name: string };
+  /** When the step was routed (ms since epoch); the policy's human timeout runs from here. */
+  routedAt: number;
+  /** Humans who approved already (a group requirement may need more). */
+  approvedBy: string[];
+  /** The run's trace context: a human's decision continues the run's one OTel trace. */
+  trace: TraceContext | null;
 }
 
-function waiting(registry: KeyRegistry, stored: { data: Uint8Array }[]): Map<string, WaitingStep> {
+/** Steps waiting for a human among these stored messages (one run's, or several runs'). */
+export function waiting(
+  registry: KeyRegistry,
+  stored: readonly { data: Uint8Array }[],
+): Map<string, WaitingStep> {
   const out = new Map<string, WaitingStep>();
   const decided = new Set<string>();
   const closed = new Set<string>();
+  const approved = new Map<string, string[]>();
   for (const s of stored) {
     let m;
     try {
@@ -32,7 +60,9 @@ function waiting(registry: KeyRegistry, stored: { data: Uint8Array }[]): Map<str
       m.body.requires.human &&
       m.body.denied === null
     ) {
-      const p = registry.open(m.body.proposal).message as MessageOf<"step_proposed">;
+      const opened = registry.open(s.data);
+      const po = registry.open(m.body.proposal);
+      const p = po.message as MessageOf<"step_proposed">;
       out.set(m.body.digest, {
         run: m.run,
         step: m.step,
@@ -42,13 +72,34 @@ function waiting(registry: KeyRegistry, stored: { data: Uint8Array }[]): Map<str
         args: p.body.args,
         digest: m.body.digest,
         frame: s.data,
+        requires: m.body.requires,
+        explanation: m.body.explanation,
+        environment: m.body.environment,
+        requestedBy: p.body.requestedBy ?? null,
+        proposer: { kid: po.key.kid, name: po.key.name },
+        router: { kid: opened.key.kid, name: opened.key.name },
+        routedAt: m.issuedAt,
+        approvedBy: [],
+        trace: m.trace,
       });
     }
-    if (m.kind === "verdict" && m.role === "human") decided.add(m.body.digest);
+    if (m.kind === "verdict" && m.role === "human") {
+      // A group requirement may need several humans: only a refusal decides the step here.
+      if (m.body.decision !== "approve") decided.add(m.body.digest);
+      else {
+        const who = registry.get(m.sender)?.name ?? m.sender;
+        const list = approved.get(m.body.digest) ?? [];
+        if (!list.includes(who)) list.push(who);
+        approved.set(m.body.digest, list);
+      }
+    }
     if (m.kind === "step_executed") decided.add(m.body.digest);
     if (m.kind === "run_closed") closed.add(m.run);
   }
-  for (const [d, w] of out) if (decided.has(d) || closed.has(w.run)) out.delete(d);
+  for (const [d, w] of out) {
+    if (decided.has(d) || closed.has(w.run)) out.delete(d);
+    else w.approvedBy = approved.get(d) ?? [];
+  }
   return out;
 }
 
@@ -60,6 +111,103 @@ export async function pendingHuman(
 ): Promise<WaitingStep[]> {
   const filter = run ? `trias.*.*.${run}` : "trias.>";
   return [...waiting(registry, await bus.readAll(filter)).values()];
+}
+
+/** The step of a run a human is asked to decide; "not waiting" explains why not. */
+export async function waitingStep(
+  bus: Bus,
+  registry: KeyRegistry,
+  run: string,
+  step: number,
+): Promise<WaitingStep> {
+  const w = [...waiting(registry, await bus.readAll(`trias.*.*.${run}`)).values()]
+    .filter((x) => x.step === step)
+    .at(-1);
+  if (!w) {
+    // "The answer is no" (exit 1, docs/cli.md): the call was well formed, the step is not waiting.
+    throw new CliError(
+      EXIT.failed,
+      `step ${step} of run ${run} is not waiting for a human (already decided, not routed yet, not a human tier, or the run is closed); see: trias pending ${run}`,
+    );
+  }
+  return w;
+}
+
+/**
+ * Whether this human may decide this step now: a human key, not the requester, proposer or
+ * router (separationOfDuties, the executor's own rule), not a second approval by one key.
+ */
+export function checkHumanDecision(
+  w: WaitingStep,
+  judge: { kid: string; name: string; role: string },
+  decision: "approve" | "reject",
+): void {
+  if (judge.role !== "human")
+    throw new ValidationError(
+      "role_mismatch",
+      `key ${judge.name} is a ${judge.role} key; a human decision needs a human key`,
+    );
+  // The executor refuses it too (checkVerdictBinding); saying so here saves a signed refusal.
+  const conflict = separationOfDuties(judge, {
+    proposer: w.proposer,
+    router: w.router,
+    requestedBy: w.requestedBy ?? undefined,
+  });
+  if (conflict !== null && decision === "approve") throw new GateError("self_approval", conflict);
+  if (w.approvedBy.includes(judge.name))
+    throw new GateError(
+      "duplicate_reviewer",
+      `${judge.name} approved step ${w.step} of run ${w.run} already; one key counts once`,
+    );
+}
+
+/**
+ * How long a human verdict stays valid after it is made: a person signing in a browser may
+ * take a while between "prepare" and "sign".
+ * @default 600000 (ten minutes)
+ */
+export const HUMAN_VERDICT_TTL_MS = 10 * 60_000;
+
+/** The unsigned verdict envelope for one human decision; whoever holds the key signs its encoding. */
+export function humanVerdictEnvelope(
+  w: WaitingStep,
+  judge: { kid: string },
+  decision: "approve" | "reject",
+  reason: string,
+  now = Date.now(),
+): MessageOf<"verdict"> {
+  return {
+    v: PROTOCOL_VERSION,
+    id: `human-${w.run}-${w.step}-${w.attempt}-${randomBytes(6).toString("hex")}`,
+    kind: "verdict",
+    run: w.run,
+    step: w.step,
+    attempt: w.attempt,
+    sender: judge.kid,
+    role: "human",
+    issuedAt: now,
+    expiresAt: now + HUMAN_VERDICT_TTL_MS,
+    trace: w.trace,
+    body: {
+      digest: w.digest,
+      assignment: w.frame,
+      decision,
+      strategy: "human",
+      reasons: [reason],
+    },
+  };
+}
+
+/** Publish a signed human verdict frame where the executor reads it, with the run's trace context. */
+export async function publishHumanVerdict(
+  bus: Bus,
+  message: MessageOf<"verdict">,
+  frame: Uint8Array,
+): Promise<number> {
+  const headers: Record<string, string> = {};
+  if (message.trace) headers["traceparent"] = message.trace.traceparent;
+  const r = await bus.publish(HUMAN_SUBJECT(message.run), frame, { msgId: message.id, headers });
+  return r.seq;
 }
 
 /**
@@ -75,29 +223,10 @@ export async function decideAsHuman(
   decision: "approve" | "reject",
   reason: string,
 ): Promise<WaitingStep> {
-  if (human.role !== "human")
-    throw new ValidationError(
-      "role_mismatch",
-      `key ${human.name} is a ${human.role} key; a human decision needs a human key`,
-    );
-  const steps = [...waiting(registry, await bus.readAll(`trias.*.*.${run}`)).values()].filter(
-    (w) => w.step === step,
-  );
-  const w = steps.at(-1);
-  if (!w) {
-    // "The answer is no" (exit 1, docs/cli.md): the call was well formed, the step is not waiting.
-    throw new CliError(
-      EXIT.failed,
-      `step ${step} of run ${run} is not waiting for a human (already decided, not routed yet, not a human tier, or the run is closed); see: trias pending ${run}`,
-    );
-  }
-  const host = new AgentHost({ name: human.name, bus, signer: human, registry, log: silentLogger });
-  await host.emit("verdict", {
-    run,
-    step: w.step,
-    attempt: w.attempt,
-    body: { digest: w.digest, assignment: w.frame, decision, strategy: "human", reasons: [reason] },
-  });
+  const w = await waitingStep(bus, registry, run, step);
+  checkHumanDecision(w, human, decision);
+  const message = humanVerdictEnvelope(w, human, decision, reason);
+  await publishHumanVerdict(bus, message, human.seal(message));
   return w;
 }
 

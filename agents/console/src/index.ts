@@ -45,3 +45,4 @@ export {
 export { runLab, type LabOptions, type LabReport, type LabRow } from "./lab/run.js";
 export { ledgerCorpus, type CorpusTask } from "./eval/corpus.js";
 export { runEval, scoreRun, PAPER, type EvalReport, type PolicyMetrics } from "./eval/run.js";
+export { ConsoleServer, type ConsoleServerOptions } from "./web/server.js";

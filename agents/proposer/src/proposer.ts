@@ -133,7 +133,14 @@ export class Proposer {
       run: m.run,
       step: index,
       attempt: 0,
-      body: { ...next.step, index, total: next.total, replanOf: null, usage: next.usage },
+      body: {
+        ...next.step,
+        index,
+        total: next.total,
+        replanOf: null,
+        usage: next.usage,
+        requestedBy: task.body.requestedBy,
+      },
       trace: m.trace,
     });
     // Nothing more to propose from this plan; a retry re-reads the proposal from the trace.
@@ -256,6 +263,7 @@ export class Proposer {
         total: next.last ? index + 1 : Math.max(last.body.total, index + 2),
         replanOf: failedDigest,
         usage: next.usage,
+        requestedBy: task.body.requestedBy,
       },
       trace: m.trace,
     });

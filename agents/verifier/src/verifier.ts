@@ -30,6 +30,7 @@ import { metrics, recordRecovery, setActiveAttribute } from "@trias/telemetry";
 import { AUTHORISATION_CHECKS, auditCompensation, auditExecution } from "./audit.js";
 import { decideRecovery, nextCompensation, type Decision, type EffectUndo } from "./recovery.js";
 import { TOOL_SUCCEEDED, policyDenial, reviewStop, stepFailure } from "./reasons.js";
+import { closeOnPolicyRollout } from "./rollout.js";
 import type { ReceiptAnchor } from "./anchor.js";
 
 /** The check recorded when a tool's postconditions could not be read at all. */
@@ -333,6 +334,13 @@ export class Verifier {
           return;
         }
         if (m.body.by !== "executor") return;
+        {
+          const rollout = closeOnPolicyRollout(st, m.body);
+          if (rollout) {
+            await this.#apply(st, m, seq, rollout);
+            return;
+          }
+        }
         if (m.body.code === "quorum_not_met") {
           await this.#apply(st, m, seq, {
             kind: "close",

@@ -7,7 +7,7 @@ import {
 } from "@trias/protocol";
 import type { LoadedPolicy } from "./load.js";
 import type { ConditionFacts, Specialized } from "./conditions.js";
-import type { Operation, Rule, ToolEntry, TierParams } from "./schema.js";
+import type { HumanRequirement, Operation, Rule, ToolEntry, TierParams } from "./schema.js";
 
 export interface StepFacts {
   tool: string;
@@ -246,13 +246,20 @@ export function decideTier(
   let extraStrategies: Set<ReviewStrategy> | null = null;
   let extraHuman = false;
   let extraReviewers = 0;
+  // Per group, the largest count any source asks for.
+  const humanGroups = new Map<string, number>();
+  const addHuman = (h: HumanRequirement | undefined) => {
+    if (h === undefined || h === false) return;
+    extraHuman = true;
+    if (h !== true) humanGroups.set(h.group, Math.max(humanGroups.get(h.group) ?? 0, h.count));
+  };
   const applyRequire = (rule: Rule) => {
     const req = rule.require!;
     if (req.strategies && req.strategies.length > 0) {
       extraStrategies ??= new Set();
       for (const s of req.strategies) extraStrategies.add(s);
     }
-    if (req.human) extraHuman = true;
+    addHuman(req.human);
     if (req.reviewers !== undefined && req.reviewers > extraReviewers)
       extraReviewers = req.reviewers;
   };
@@ -296,6 +303,7 @@ export function decideTier(
   }
 
   const params = doc.tiers[tier];
+  addHuman(params.human);
   const strategies: ReviewStrategy[] =
     extraStrategies === null
       ? params.strategies.slice()
@@ -308,7 +316,10 @@ export function decideTier(
   const requires: ReviewRequirement = {
     reviewers: Math.max(params.reviewers, extraReviewers),
     strategies,
-    human: params.human || extraHuman,
+    human: extraHuman,
+    ...(humanGroups.size > 0
+      ? { humans: [...humanGroups].map(([group, count]) => ({ group, count })) }
+      : {}),
   };
 
   const explain = (): string[] => {
@@ -337,7 +348,7 @@ export function decideTier(
       else out.push(`rule ${id} could not be evaluated (${ev.reason}): failing closed`);
     }
     out.push(
-      `tier ${tier}: ${requires.reviewers} reviewer(s) [${strategies.join(", ") || "none"}]${requires.human ? " + human" : ""}`,
+      `tier ${tier}: ${requires.reviewers} reviewer(s) [${strategies.join(", ") || "none"}]${humanText(requires)}`,
     );
     return out;
   };
@@ -389,4 +400,11 @@ class Decision implements TierDecision {
     // The explanation is a getter: spell the fields out so JSON has it.
     return { ...this, explanation: this.explanation };
   }
+}
+
+/** " + human", or " + 2 human(s) of treasury", for explanations. */
+export function humanText(r: ReviewRequirement): string {
+  if (!r.human) return "";
+  if (!r.humans || r.humans.length === 0) return " + human";
+  return ` + ${r.humans.map((h) => `${h.count} human(s) of ${h.group}`).join(" + ")}`;
 }

@@ -1,5 +1,5 @@
 import type { Tier } from "@trias/protocol";
-import { decideTier, type StepFacts, type TierDecision } from "./decide.js";
+import { decideTier, humanText, type StepFacts, type TierDecision } from "./decide.js";
 import type { LoadedPolicy } from "./load.js";
 
 /** A step as a person types it for `trias policy explain`: run coordinates are optional. */
@@ -71,7 +71,7 @@ function pad(n: number): string {
 
 function requirementText(d: TierDecision): string {
   const r = d.requires;
-  return `${r.reviewers} reviewer(s) [${r.strategies.join(", ") || "none"}]${r.human ? " + human" : ""}, verification ${d.params.verification}, max ${d.params.maxAttempts} attempt(s)`;
+  return `${r.reviewers} reviewer(s) [${r.strategies.join(", ") || "none"}]${humanText(r)}, verification ${d.params.verification}, max ${d.params.maxAttempts} attempt(s)`;
 }
 
 /**
@@ -233,7 +233,7 @@ export function summarizePolicy(policy: LoadedPolicy): string {
   for (const tier of ["light", "standard", "full"] as const) {
     const p = doc.tiers[tier];
     lines.push(
-      `tier   ${tier.padEnd(8)} ${p.reviewers} reviewer(s) [${p.strategies.join(", ") || "none"}]${p.human ? " + human" : ""}, verification ${p.verification}, ${p.maxAttempts} attempt(s), review timeout ${p.reviewTimeoutMs} ms`,
+      `tier   ${tier.padEnd(8)} ${p.reviewers} reviewer(s) [${p.strategies.join(", ") || "none"}]${p.human === false ? "" : p.human === true ? " + human" : ` + ${p.human.count} human(s) of ${p.human.group}`}, verification ${p.verification}, ${p.maxAttempts} attempt(s), review timeout ${p.reviewTimeoutMs} ms`,
     );
   }
   const limited = Object.entries(doc.tools).filter(([, e]) => e.ratePerMinute !== undefined);

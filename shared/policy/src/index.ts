@@ -1,6 +1,7 @@
 export {
   Operation,
   TierParams,
+  HumanRequirement,
   ToolEntry,
   Rule,
   Budgets,
@@ -31,6 +32,7 @@ export {
 } from "./conditions.js";
 export {
   decideTier,
+  humanText,
   type StepFacts,
   type TierDecision,
   type RiskTerms,
@@ -45,4 +47,12 @@ export {
   type ExplainInput,
   type PolicyDiffRow,
 } from "./explain.js";
+export { policyChanges, renderPolicyChanges, type PolicyChange } from "./changes.js";
+export {
+  PolicyCase,
+  PolicyCases,
+  loadPolicyCases,
+  runPolicyCases,
+  type CaseResult,
+} from "./cases.js";
 export { checkBudget, RateLimiter, type BudgetUsage } from "./limits.js";

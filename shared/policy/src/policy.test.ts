@@ -132,6 +132,58 @@ describe("policy - shipped environments", () => {
     ).toBe(true);
   });
 
+  it("policy - prod asks two humans of the treasury group for what cannot be undone", () => {
+    const d = decideTier(prod, { tool: "ledger.close_account", args: { account: "x" }, run });
+    expect(d.requires.humans).toEqual([{ group: "treasury", count: 2 }]);
+    expect(d.explanation.at(-1)).toMatch(/\+ 2 human\(s\) of treasury$/);
+  });
+
+  it("policy - human group requirements merge: per group the largest count, a boolean adds none", () => {
+    const p = parsePolicy(
+      JSON.stringify({
+        ...prod.doc,
+        tiers: {
+          ...prod.doc.tiers,
+          full: { ...prod.doc.tiers.full, human: { group: "ops", count: 1 } },
+        },
+        rules: [
+          {
+            id: "a",
+            when: "true",
+            tier: "full",
+            require: { human: { group: "treasury", count: 1 } },
+          },
+          { id: "b", when: "true", require: { human: { group: "treasury", count: 3 } } },
+          { id: "c", when: "true", require: { human: true } },
+        ],
+      }),
+      "merge.yaml",
+    );
+    const d = decideTier(p, { tool: "ledger.balance", args: { account: "x" }, run });
+    expect(d.requires.human).toBe(true);
+    expect(d.requires.humans).toEqual([
+      { group: "treasury", count: 3 },
+      { group: "ops", count: 1 },
+    ]);
+  });
+
+  it("policy - a human requirement names a valid group and a count of at least one", () => {
+    for (const bad of [
+      { group: "Treasury!", count: 2 },
+      { group: "treasury", count: 0 },
+    ]) {
+      expect(() =>
+        parsePolicy(
+          JSON.stringify({
+            ...prod.doc,
+            rules: [{ id: "x", when: "true", require: { human: bad } }],
+          }),
+          "bad.yaml",
+        ),
+      ).toThrow(PolicyError);
+    }
+  });
+
   it("policy - the environments have distinct digests and each digest is stable across loads", () => {
     expect(new Set([dev.digest, staging.digest, prod.digest]).size).toBe(3);
     expect(load("prod").digest).toBe(prod.digest);

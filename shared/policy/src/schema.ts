@@ -1,8 +1,15 @@
 import { z } from "zod";
-import { ReviewStrategy, Tier } from "@trias/protocol";
+import { HumanQuorum, ReviewStrategy, Tier } from "@trias/protocol";
 
 export const Operation = z.enum(["read", "write", "batch_write", "delete", "irreversible"]);
 export type Operation = z.infer<typeof Operation>;
+
+/**
+ * A human requirement: `true` (any one human key) or `{group, count}` (that many distinct
+ * human keys of the group, e.g. `{group: treasury, count: 2}`).
+ */
+export const HumanRequirement = z.union([z.boolean(), HumanQuorum.strict()]);
+export type HumanRequirement = z.infer<typeof HumanRequirement>;
 
 export const TierParams = z
   .object({
@@ -10,7 +17,8 @@ export const TierParams = z
     reviewers: z.number().int().min(0).max(16),
     /** Which reviewer strategies count towards the quorum. */
     strategies: z.array(ReviewStrategy).default(["rules"]),
-    human: z.boolean().default(false),
+    /** People who must approve: `true`, or `{group, count}`. @default false (nobody) */
+    human: HumanRequirement.default(false),
     /** How long a step may wait for its verdicts (and a human) before it is rejected. */
     reviewTimeoutMs: z.number().int().positive().default(60_000),
     /** How long a step may wait for a human decision. @default 86_400_000 ms (one day) */
@@ -65,7 +73,7 @@ export const Rule = z
     require: z
       .object({
         strategies: z.array(ReviewStrategy).optional(),
-        human: z.boolean().optional(),
+        human: HumanRequirement.optional(),
         reviewers: z.number().int().min(0).max(16).optional(),
       })
       .strict()

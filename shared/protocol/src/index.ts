@@ -29,6 +29,8 @@ export {
   TaskSubmitted,
   StepProposed,
   ReviewRequirement,
+  GroupName,
+  HumanQuorum,
   TierAssigned,
   Verdict,
   StepExecuted,

@@ -101,6 +101,11 @@ export const StepProposed = z.object({
   total: z.number().int().positive(),
   /** The digest of the proposal this one replaces after a replan, else null. */
   replanOf: Digest.nullable(),
+  /**
+   * Who asked for the run (the task's requestedBy), carried and signed by the proposer so
+   * the gate can tell that this identity may not approve the step (separation of duties).
+   */
+  requestedBy: z.string().min(1).max(256).optional(),
   /** What the model spent to produce this proposal (null for the deterministic planner): budgets count it. */
   usage: z
     .object({
@@ -113,10 +118,22 @@ export const StepProposed = z.object({
 });
 export type StepProposed = z.infer<typeof StepProposed>;
 
+/** A group name for human identities ("treasury"): what a policy asks approvals from. */
+export const GroupName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "a group is lowercase letters, digits, '_' and '-'");
+
+/** `count` distinct human keys of `group` must approve. */
+export const HumanQuorum = z.object({ group: GroupName, count: z.number().int().min(1).max(16) });
+export type HumanQuorum = z.infer<typeof HumanQuorum>;
+
 export const ReviewRequirement = z.object({
   reviewers: z.number().int().nonnegative(),
   strategies: z.array(ReviewStrategy),
+  /** At least one human approval (any human key when `humans` is absent). */
   human: z.boolean(),
+  /** Approvals from named groups of humans, each met by distinct human keys of that group. */
+  humans: z.array(HumanQuorum).optional(),
 });
 export type ReviewRequirement = z.infer<typeof ReviewRequirement>;
 

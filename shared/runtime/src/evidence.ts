@@ -88,12 +88,12 @@ export function checkVerdictBinding(v: OpenedVerdict, a: OpenedAssignment): void
       `verdict by ${v.key.name} names ${vm.run}/${vm.step}/${vm.attempt}, not the assignment's step`,
     );
   }
-  if (v.key.kid === a.proposal.key.kid || v.key.kid === a.key.kid) {
-    throw new GateError(
-      "self_approval",
-      `key ${v.key.name} cannot judge a step it proposed or routed`,
-    );
-  }
+  const conflict = separationOfDuties(v.key, {
+    proposer: a.proposal.key,
+    router: a.key,
+    requestedBy: a.proposal.message.body.requestedBy,
+  });
+  if (conflict !== null) throw new GateError("self_approval", conflict);
   const strategyRole = vm.body.strategy === "human" ? "human" : "reviewer";
   if (v.key.role !== strategyRole) {
     throw new GateError(
@@ -103,11 +103,42 @@ export function checkVerdictBinding(v: OpenedVerdict, a: OpenedAssignment): void
   }
 }
 
+/**
+ * Separation of duties: the identity that asked for a step (the task's requestedBy, which
+ * the proposer signs into the proposal), proposed it or routed it never judges it. Returns
+ * why a judge is refused, or null. The one place this rule lives: every verdict is bound
+ * to its step through checkVerdictBinding, which calls it (executor gate, verifier audit).
+ */
+export function separationOfDuties(
+  judge: { kid: string; name: string },
+  step: {
+    proposer: { kid: string; name: string };
+    router: { kid: string; name: string };
+    requestedBy: string | undefined;
+  },
+): string | null {
+  if (judge.kid === step.proposer.kid)
+    return `key ${judge.name} proposed this step and cannot judge it`;
+  if (judge.kid === step.router.kid)
+    return `key ${judge.name} routed this step and cannot judge it`;
+  if (step.requestedBy !== undefined && judge.name === step.requestedBy)
+    return `${judge.name} asked for this run and cannot approve its steps (separation of duties)`;
+  return null;
+}
+
+export interface HumanGroupCount {
+  group: string;
+  have: number;
+  need: number;
+}
+
 export interface QuorumResult {
   met: boolean;
   /** Key ids of approvals counted toward the quorum, in the order given. */
   counted: string[];
   humanApproved: boolean;
+  /** Per required group of humans: distinct approving human keys of that group. */
+  groups: HumanGroupCount[];
   reason: string;
 }
 
@@ -121,20 +152,28 @@ export function countQuorum(
 ): QuorumResult {
   const counted: string[] = [];
   const seen = new Set<string>();
-  let humanApproved = false;
+  const humans: OpenedVerdict[] = [];
   for (const v of approvals) {
     if (v.message.body.decision !== "approve" || seen.has(v.key.kid)) continue;
     seen.add(v.key.kid);
     if (v.message.body.strategy === "human") {
-      humanApproved = true;
+      humans.push(v);
       if (req.strategies.includes("human")) counted.push(v.key.kid);
       continue;
     }
     if (req.strategies.includes(v.message.body.strategy)) counted.push(v.key.kid);
   }
-  const met = counted.length >= req.reviewers && (!req.human || humanApproved);
+  const humanApproved = humans.length > 0;
+  const groups = (req.humans ?? []).map((q) => ({
+    group: q.group,
+    have: humans.filter((v) => v.key.groups.includes(q.group)).length,
+    need: q.count,
+  }));
+  const groupsMet = groups.every((g) => g.have >= g.need);
+  const met = counted.length >= req.reviewers && (!req.human || humanApproved) && groupsMet;
+  const groupText = groups.map((g) => `${g.have}/${g.need} of ${g.group}`).join(", ");
   const reason = met
-    ? `quorum met: ${counted.length}/${req.reviewers} reviewer approval(s)${req.human ? " + human" : ""}`
-    : `quorum not met: ${counted.length} of ${req.reviewers} approval(s) from distinct reviewer keys${req.human && !humanApproved ? ", human approval missing" : ""}`;
-  return { met, counted, humanApproved, reason };
+    ? `quorum met: ${counted.length}/${req.reviewers} reviewer approval(s)${req.human ? ` + human${groups.length ? ` (${groupText})` : ""}` : ""}`
+    : `quorum not met: ${counted.length} of ${req.reviewers} approval(s) from distinct reviewer keys${req.human && !humanApproved ? ", human approval missing" : ""}${groupsMet ? "" : `, human approvals ${groupText}`}`;
+  return { met, counted, humanApproved, groups, reason };
 }

@@ -29,6 +29,8 @@ export {
   openVerdict,
   checkVerdictBinding,
   countQuorum,
+  separationOfDuties,
+  type HumanGroupCount,
   type OpenedAssignment,
   type OpenedProposal,
   type OpenedVerdict,

@@ -14,6 +14,10 @@ export {
   readJwks,
   readPrivateKeyFile,
   revokeKey,
+  addHuman,
+  humanIdentities,
+  type AddHumanOptions,
+  type HumanIdentity,
   type Identity,
   type InitKeysResult,
 } from "./keys.js";

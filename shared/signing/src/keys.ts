@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "n
 import { join } from "node:path";
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
 import { z } from "zod";
-import { Role, ValidationError } from "@trias/protocol";
+import { GroupName, Role, ValidationError } from "@trias/protocol";
 
 /** One signing identity: a name an operator reads ("reviewer-2"), a role, an Ed25519 key. */
 export interface Identity {
@@ -21,6 +21,8 @@ export const PublicKeyEntry = z.object({
   name: z.string().min(1),
   role: Role,
   status: z.enum(["active", "revoked"]),
+  /** Groups a human key belongs to ("treasury"): what `require: human: {group, count}` counts. */
+  groups: z.array(GroupName).optional(),
   /**
    * When the key took effect (ms since the epoch): a frame stored before it is not its
    * signature. Absent in registries written before keys had a time of effect: in effect
@@ -82,22 +84,26 @@ export const DEFAULT_IDENTITIES: readonly Identity[] = [
   { name: "human-operator", role: "human" },
 ];
 
+function checkIdentityName(name: string): void {
+  if (name === ADMIN_NATS_USER) {
+    throw new ValidationError(
+      "config_invalid",
+      `identity name "${name}" is reserved for the NATS user that sets up the trace: choose another name`,
+    );
+  }
+  if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(name)) {
+    throw new ValidationError(
+      "config_invalid",
+      `identity name "${name}" must be lowercase letters, digits and '-', starting with a letter or digit`,
+    );
+  }
+}
+
 export async function generateIdentity(
   id: Identity,
   now: number = Date.now(),
 ): Promise<{ priv: PrivateKeyFile; pub: PublicKeyEntry }> {
-  if (id.name === ADMIN_NATS_USER) {
-    throw new ValidationError(
-      "config_invalid",
-      `identity name "${id.name}" is reserved for the NATS user that sets up the trace: choose another name`,
-    );
-  }
-  if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(id.name)) {
-    throw new ValidationError(
-      "config_invalid",
-      `identity name "${id.name}" must be lowercase letters, digits and '-', starting with a letter or digit`,
-    );
-  }
+  checkIdentityName(id.name);
   const { privateKey, publicKey } = await generateKeyPair("EdDSA", {
     crv: "Ed25519",
     extractable: true,
@@ -242,4 +248,88 @@ export function revokeKey(dir: string, nameOrKid: string, at: number = Date.now(
   entry.revokedAt = at;
   writeFileSync(path, JSON.stringify(jwks, null, 2) + "\n");
   return entry;
+}
+
+/** A human identity in the registry: its name, key id and groups. */
+export interface HumanIdentity {
+  name: string;
+  kid: string;
+  groups: string[];
+}
+
+/**
+ * Every active human identity in a registry. Whatever gives identities their own
+ * credentials (a NATS user per identity) takes humans from here.
+ */
+export function humanIdentities(jwks: Jwks): HumanIdentity[] {
+  return jwks.keys
+    .filter((k) => k.role === "human" && k.status === "active")
+    .map((k) => ({ name: k.name, kid: k.kid, groups: k.groups ?? [] }));
+}
+
+export interface AddHumanOptions {
+  /** Groups the human belongs to. */
+  groups: readonly string[];
+  /**
+   * The human's public key (JWK `x`, base64url), made where the private key lives (a
+   * browser's non-extractable WebCrypto key, a hardware token): nothing secret is written.
+   * Without it a key pair is made and the private key written to `privateKeyFile`.
+   */
+  publicX?: string;
+  /** Where a generated private key goes (mode 0600); `<dir>/<name>.key.json` by default. */
+  privateKeyFile?: string;
+}
+
+/**
+ * Register a human identity: its own Ed25519 key and its groups. A name already active is
+ * refused (revoke it first), so a key is never silently replaced.
+ */
+export async function addHuman(
+  dir: string,
+  name: string,
+  o: AddHumanOptions,
+): Promise<{ entry: PublicKeyEntry; privateKeyFile: string | null }> {
+  checkIdentityName(name);
+  const path = join(dir, REGISTRY_FILE);
+  const jwks: Jwks = existsSync(path) ? readJwks(path) : { keys: [] };
+  if (jwks.keys.some((k) => k.name === name && k.status === "active"))
+    throw new ValidationError(
+      "config_invalid",
+      `an active key named "${name}" is already in ${path}; revoke it first (trias keys revoke)`,
+    );
+  const groups = o.groups.map((g) => GroupName.parse(g));
+  let entry: PublicKeyEntry;
+  let privateKeyFile: string | null = null;
+  if (o.publicX !== undefined) {
+    const x = o.publicX;
+    if (Buffer.from(x, "base64url").length !== 32)
+      throw new ValidationError(
+        "config_invalid",
+        `the public key must be an Ed25519 key: 32 bytes, base64url (JWK "x"); got ${JSON.stringify(x.slice(0, 60))}`,
+      );
+    const kid = `${name}:${(await calculateJwkThumbprint({ kty: "OKP", crv: "Ed25519", x })).slice(0, 16)}`;
+    entry = {
+      kty: "OKP",
+      crv: "Ed25519",
+      x,
+      kid,
+      alg: "EdDSA",
+      use: "sig",
+      name,
+      role: "human",
+      status: "active",
+      groups,
+      addedAt: Date.now(),
+    };
+  } else {
+    const { priv, pub } = await generateIdentity({ name, role: "human" });
+    privateKeyFile = o.privateKeyFile ?? join(dir, keyFileName(name));
+    writeFileSync(privateKeyFile, JSON.stringify(priv, null, 2) + "\n", { mode: 0o600 });
+    chmodSync(privateKeyFile, 0o600);
+    entry = { ...pub, groups };
+  }
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  jwks.keys.push(entry);
+  writeFileSync(path, JSON.stringify(jwks, null, 2) + "\n", { mode: 0o644 });
+  return { entry, privateKeyFile };
 }

@@ -48,6 +48,8 @@ export interface RegisteredKey {
   name: string;
   role: Role;
   status: "active" | "revoked";
+  /** Groups of a human key (empty for agents). */
+  groups: readonly string[];
   /** When the key took effect (ms since the epoch); undefined: since always. */
   addedAt?: number;
   /** When it was revoked (ms since the epoch); undefined on a revoked key: since always. */
@@ -139,6 +141,7 @@ export class KeyRegistry {
         name: k.name,
         role: k.role,
         status: k.status,
+        groups: k.groups ?? [],
         ...(k.addedAt !== undefined ? { addedAt: k.addedAt } : {}),
         ...(k.revokedAt !== undefined ? { revokedAt: k.revokedAt } : {}),
         x: k.x,

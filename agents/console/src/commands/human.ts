@@ -30,28 +30,33 @@ export function registerHuman(program: Command): void {
       )
       .argument("<run>", "run id")
       .argument("<step>", "step number", nonNegativeInt("step"))
-      .option("--as <human>", "the human identity whose key signs", "human-operator");
+      .option("--as <human>", "the human identity whose key signs", "human-operator")
+      .option(
+        "--key <file>",
+        "the human's private key file (default: TRIAS_HUMAN_KEY, else --as in TRIAS_KEY_DIR)",
+      );
     if (decision === "reject") cmd.requiredOption("--reason <text>", "why, recorded in the trace");
     else cmd.option("--reason <text>", "why, recorded in the trace");
-    cmd.action(async (run: string, step: number, o: { as: string; reason?: string }) => {
-      const human = process.env["TRIAS_HUMAN_KEY"]
-        ? Signer.load(process.env["TRIAS_HUMAN_KEY"])
-        : loadSigner(operatorKeyDir(), o.as);
-      // The human's own NATS user: it may publish human verdicts, nothing else.
-      return withOperator(async ({ bus, registry }) => {
-        const w = await decideAsHuman(
-          bus,
-          registry,
-          human,
-          run,
-          step,
-          decision,
-          o.reason ?? `approved by ${human.name}`,
-        );
-        out(
-          `${decision === "approve" ? "approved" : "rejected"} ${run} step ${w.step}: ${w.tool} ${JSON.stringify(w.args)}, signed by ${human.name}`,
-        );
-      }, human.name);
-    });
+    cmd.action(
+      async (run: string, step: number, o: { as: string; key?: string; reason?: string }) => {
+        const keyFile = o.key ?? process.env["TRIAS_HUMAN_KEY"];
+        const human = keyFile ? Signer.load(keyFile) : loadSigner(operatorKeyDir(), o.as);
+        // The human's own NATS user: it may publish human verdicts, nothing else.
+        return withOperator(async ({ bus, registry }) => {
+          const w = await decideAsHuman(
+            bus,
+            registry,
+            human,
+            run,
+            step,
+            decision,
+            o.reason ?? `approved by ${human.name}`,
+          );
+          out(
+            `${decision === "approve" ? "approved" : "rejected"} ${run} step ${w.step}: ${w.tool} ${JSON.stringify(w.args)}, signed by ${human.name}`,
+          );
+        }, human.name);
+      },
+    );
   }
 }

@@ -1,11 +1,13 @@
 import type { Command } from "commander";
 import { registerAdmin } from "./admin.js";
+import { registerConsole } from "./console.js";
 import { registerDemo } from "./demo.js";
 import { registerEval } from "./eval.js";
 import { registerHuman } from "./human.js";
 import { registerKeys } from "./keys.js";
 import { registerLab } from "./lab.js";
 import { registerPolicy } from "./policy.js";
+import { registerRuns } from "./runs.js";
 import { registerSubmit } from "./submit.js";
 import { registerTrace } from "./trace.js";
 import { registerWatch } from "./watch.js";
@@ -19,8 +21,10 @@ export const COMMANDS: readonly ((program: Command) => void)[] = [
   registerKeys,
   registerSubmit,
   registerWatch,
+  registerRuns,
   registerTrace,
   registerHuman,
+  registerConsole,
   registerPolicy,
   registerAdmin,
   registerLab,

@@ -1,7 +1,8 @@
 import type { Command } from "commander";
-import { initKeyDir, revokeKey, DEFAULT_IDENTITIES } from "@trias/signing";
+import { addHuman, initKeyDir, revokeKey, DEFAULT_IDENTITIES } from "@trias/signing";
 import { out } from "../cli-kit.js";
 import { writeNatsEnv } from "../setup.js";
+import { DEFAULT_KEY_DIR } from "../demo.js";
 
 export function registerKeys(program: Command): void {
   const keys = program
@@ -20,6 +21,31 @@ export function registerKeys(program: Command): void {
         `keys in ${r.dir}: created ${r.created.join(", ") || "none"}${r.kept.length ? `; kept existing ${r.kept.join(", ")}` : ""}; NATS credentials beside each key, their passwords for the server in ${env}`,
       );
     });
+  keys
+    .command("add-human")
+    .description(
+      "register a person: their own Ed25519 key and groups. With --public-key only the public half is registered (the private key stays where it was made, e.g. the browser); else a key pair is made and the private key written for that person alone",
+    )
+    .argument("<name>", "the person's identity name (lowercase, digits, '-')")
+    .requiredOption("--group <group...>", "group(s) the person belongs to, e.g. treasury")
+    .option("--public-key <x>", "Ed25519 public key, base64url (JWK x), made elsewhere")
+    .option("--out <file>", "where a generated private key goes (default <dir>/<name>.key.json)")
+    .option("--dir <dir>", "key directory", process.env["TRIAS_KEY_DIR"] ?? DEFAULT_KEY_DIR)
+    .action(
+      async (
+        name: string,
+        o: { group: string[]; publicKey?: string; out?: string; dir: string },
+      ) => {
+        const r = await addHuman(o.dir, name, {
+          groups: o.group,
+          ...(o.publicKey !== undefined ? { publicX: o.publicKey } : {}),
+          ...(o.out !== undefined ? { privateKeyFile: o.out } : {}),
+        });
+        out(
+          `registered ${r.entry.name} (${r.entry.kid}) in group(s) ${o.group.join(", ")}${r.privateKeyFile ? `; private key in ${r.privateKeyFile} (give it to ${name} alone)` : "; public key only"}`,
+        );
+      },
+    );
   keys
     .command("revoke")
     .description("mark a key revoked in the registry")

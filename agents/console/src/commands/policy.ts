@@ -1,12 +1,16 @@
 import type { Command } from "commander";
 import {
+  loadPolicyCases,
+  policyChanges,
+  renderPolicyChanges,
+  runPolicyCases,
   diffPolicies,
   explainStep,
   loadPolicy,
   renderPolicyDiff,
   summarizePolicy,
 } from "@trias/policy";
-import { existingFile, jsonArg, out } from "../cli-kit.js";
+import { EXIT, existingFile, jsonArg, out } from "../cli-kit.js";
 
 export function registerPolicy(program: Command): void {
   const policy = program.command("policy").description("check, explain and compare policies");
@@ -32,12 +36,37 @@ export function registerPolicy(program: Command): void {
     );
   policy
     .command("diff")
-    .description("what changes between two policies")
+    .description(
+      "what changed between two policies: each added, removed or changed rule, threshold, quorum or tool entry with the tools it affects, then the sample steps whose outcome changes",
+    )
     .argument("<a>", "policy YAML (before)", existingFile)
     .argument("<b>", "policy YAML (after)", existingFile)
     .action((a: string, b: string) => {
       const pa = loadPolicy(a);
       const pb = loadPolicy(b);
+      for (const l of renderPolicyChanges(policyChanges(pa, pb))) out(l);
+      out("");
       out(renderPolicyDiff(pa, pb, diffPolicies(pa, pb)));
+    });
+  policy
+    .command("test")
+    .description(
+      "run expected decisions (tier, deny, reviewers, humans, rules) against a policy, like opa test",
+    )
+    .argument("<file>", "policy YAML", existingFile)
+    .argument(
+      "<cases>",
+      "cases YAML: cases: [{name, step: {tool, args}, expect: {tier, deny, reviewers, human, humans, rules}}]",
+      existingFile,
+    )
+    .action((file: string, casesFile: string) => {
+      const results = runPolicyCases(loadPolicy(file), loadPolicyCases(casesFile));
+      for (const r of results) {
+        out(`${r.ok ? "PASS" : "FAIL"} ${r.name}`);
+        for (const f of r.failures) out(`     ${f}`);
+      }
+      const failed = results.filter((r) => !r.ok).length;
+      out(`${results.length - failed} passed, ${failed} failed`);
+      process.exitCode = failed === 0 ? EXIT.ok : EXIT.failed;
     });
 }

@@ -25,27 +25,37 @@ export function registerSubmit(program: Command): void {
     )
     .option("--wait", "follow the run until it closes; exit 0 only if it completed")
     .option("--goal <text>", "the task's goal, as shown in the trace")
-    .action(async (program: string, input: unknown, o: { wait?: boolean; goal?: string }) =>
-      withOperator(async ({ bus, registry, keyDir }) => {
-        const client = new ConsoleClient(bus, loadSigner(keyDir, "console"), registry);
-        const { run, seq } = await client.submit({
-          goal: o.goal ?? `${program} from the CLI`,
-          program,
-          input: input as Record<string, never>,
-          requestedBy: process.env["USER"] ?? "cli",
-        });
-        out(`submitted ${run}`);
-        if (!o.wait) return;
-        const closed = await client.waitForClose(
-          [run],
-          WAIT_MS,
-          (m) => {
-            const line = m && describe(m.message, m.key);
-            if (line) out(line);
-          },
-          seq,
-        );
-        process.exitCode = closed.get(run)?.body.outcome === "completed" ? EXIT.ok : EXIT.failed;
-      }),
+    .option(
+      "--requested-by <identity>",
+      "who asks for the run; that identity may not approve its steps",
+      process.env["USER"] ?? "cli",
+    )
+    .action(
+      async (
+        program: string,
+        input: unknown,
+        o: { wait?: boolean; goal?: string; requestedBy: string },
+      ) =>
+        withOperator(async ({ bus, registry, keyDir }) => {
+          const client = new ConsoleClient(bus, loadSigner(keyDir, "console"), registry);
+          const { run, seq } = await client.submit({
+            goal: o.goal ?? `${program} from the CLI`,
+            program,
+            input: input as Record<string, never>,
+            requestedBy: o.requestedBy,
+          });
+          out(`submitted ${run}`);
+          if (!o.wait) return;
+          const closed = await client.waitForClose(
+            [run],
+            WAIT_MS,
+            (m) => {
+              const line = m && describe(m.message, m.key);
+              if (line) out(line);
+            },
+            seq,
+          );
+          process.exitCode = closed.get(run)?.body.outcome === "completed" ? EXIT.ok : EXIT.failed;
+        }),
     );
 }

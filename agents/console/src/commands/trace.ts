@@ -31,14 +31,10 @@ async function load(
   file: string | undefined,
 ): Promise<{ run: string; events: StoredEvent[] }> {
   if (file) {
-    if (run) throw new ValidationError("schema_invalid", "give a run or --file, not both");
+    if (run) throw usage("give a run or --file, not both");
     return importTrace(file);
   }
-  if (!run)
-    throw new ValidationError(
-      "schema_invalid",
-      "give a run id, or --file <trace> for an exported trace",
-    );
+  if (!run) throw usage("give a run id, or --file <trace> for an exported trace");
   return withOperator(async ({ bus }) => {
     const events = await readRun(bus, run);
     requireRun(bus, run, events);

@@ -1,0 +1,115 @@
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EXIT } from "@trias/console";
+import { readJwks } from "@trias/signing";
+import { waitFor } from "@trias/testing";
+import {
+  REPO,
+  startHarness,
+  waitForKind,
+  waitForRejection,
+  type Harness,
+} from "./helpers/harness.js";
+
+const CLI = join(REPO, "agents", "console", "dist", "cli.js");
+
+describe("humans of a group, separation of duties", () => {
+  let h: Harness;
+  const cli = (args: string[]) => {
+    const admin = h.stack.natsCredentials("admin");
+    const r = spawnSync(process.execPath, [CLI, ...args], {
+      env: {
+        ...process.env,
+        NATS_URL: h.stack.natsUrl,
+        NATS_USER: admin.user ?? "",
+        NATS_PASSWORD: admin.pass ?? "",
+        TRIAS_KEY_DIR: h.keyDir,
+      },
+      encoding: "utf8",
+    });
+    return { code: r.status, out: r.stdout + r.stderr };
+  };
+  beforeAll(async () => {
+    h = await startHarness({ environment: "prod" });
+    for (const [name, group] of [
+      ["alice", "treasury"],
+      ["bob", "treasury"],
+      ["erin", "treasury"],
+      ["olga", "ops"],
+    ] as const) {
+      const r = cli(["keys", "add-human", name, "--group", group, "--dir", h.keyDir]);
+      expect(r.code, r.out).toBe(0);
+      expect(r.out).toContain(`registered ${name}`);
+    }
+    // The agents reload the registry once a second; the test's own copy now.
+    h.registry.replaceKeys(readJwks(h.stack.registryFile));
+    await new Promise((r) => setTimeout(r, 1500));
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it("humans - under prod, closing an account waits for two treasury humans; the requester, an ops human and a repeat do not count", async () => {
+    const sub = cli(["submit", "close-account", '{"account":"dave"}', "--requested-by", "alice"]);
+    expect(sub.code, sub.out).toBe(0);
+    const run = /submitted (\S+)/.exec(sub.out)![1]!;
+    const a = await waitForKind(h, run, "tier_assigned", 20_000, (m) => m.body.requires.human);
+    expect(a.body.requires.humans).toEqual([{ group: "treasury", count: 2 }]);
+
+    const pending = cli(["pending", run]);
+    expect(pending.out).toContain(`${run} step ${a.step}`);
+
+    // The requester is refused by the CLI, and by the executor's gate if her verdict is sent anyway.
+    const own = cli(["approve", run, String(a.step), "--as", "alice"]);
+    expect(own.code, own.out).toBe(EXIT.failed);
+    expect(own.out).toMatch(/self_approval: alice asked for this run/);
+    const stored = await h.bus.readAll(`trias.router.*.${run}`);
+    const assignment = stored.at(-1)!.data;
+    const forged = h.forge.envelope("alice", "verdict", {
+      run,
+      step: a.step,
+      attempt: a.attempt,
+      body: {
+        digest: a.body.digest,
+        assignment,
+        decision: "approve",
+        strategy: "human",
+        reasons: ["my own request"],
+      },
+    });
+    await h.forge.send("human", "verdict", run, h.forge.seal("alice", forged));
+    const refused = await waitForRejection(h, run, "executor", "self_approval");
+    expect(refused.body.reason).toMatch(/alice asked for this run/);
+
+    expect(cli(["approve", run, String(a.step), "--as", "olga"]).code).toBe(0);
+    expect(cli(["approve", run, String(a.step), "--as", "bob"]).code).toBe(0);
+    const again = cli(["approve", run, String(a.step), "--as", "bob"]);
+    expect(again.code).toBe(EXIT.failed);
+    expect(again.out).toMatch(/bob approved step \d+ of run \S+ already/);
+    // One treasury human of two: nothing runs.
+    await waitFor("the executor to have seen bob's verdict", async () =>
+      (await h.trace(run)).some(
+        (o) => o.message.kind === "verdict" && o.key.name === "bob" && o.message.role === "human",
+      )
+        ? true
+        : undefined,
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    const closing = async () =>
+      (await h.trace(run)).filter(
+        (o) => o.message.kind === "step_executed" && o.message.step === a.step,
+      );
+    expect(await closing()).toHaveLength(0);
+
+    expect(cli(["approve", run, String(a.step), "--as", "erin"]).code).toBe(0);
+    const closed = await waitForKind(h, run, "run_closed", 30_000);
+    expect(closed.body.outcome).toBe("completed");
+    const exec = await waitForKind(h, run, "step_executed", 20_000, (m) => m.step === a.step);
+    const approvers = exec.body.evidence.approvals.map((b) => h.registry.open(b).key.name);
+    expect(approvers).toEqual(expect.arrayContaining(["bob", "erin"]));
+    expect(approvers).not.toContain("alice");
+    const audit = cli(["audit", run]);
+    expect(audit.code, audit.out).toBe(0);
+  });
+});

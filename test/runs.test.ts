@@ -1,0 +1,176 @@
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { MessageOf } from "@trias/protocol";
+import { EXIT } from "@trias/console";
+import { waitFor } from "@trias/testing";
+import { REPO, policyVariant, startHarness, waitForKind, type Harness } from "./helpers/harness.js";
+
+const CLI = join(REPO, "agents", "console", "dist", "cli.js");
+
+describe("runs that always end", () => {
+  let h: Harness;
+  const cli = (args: string[]) => {
+    const admin = h.stack.natsCredentials("admin");
+    const r = spawnSync(process.execPath, [CLI, ...args], {
+      env: {
+        ...process.env,
+        NATS_URL: h.stack.natsUrl,
+        NATS_USER: admin.user ?? "",
+        NATS_PASSWORD: admin.pass ?? "",
+        TRIAS_KEY_DIR: h.keyDir,
+      },
+      encoding: "utf8",
+    });
+    return { code: r.status, out: r.stdout + r.stderr };
+  };
+  const recoveries = async (run: string) =>
+    (await h.trace(run))
+      .map((o) => o.message)
+      .filter((m): m is MessageOf<"recovery_decided"> => m.kind === "recovery_decided");
+  /** A run whose first step cannot be undone and whose second fails until `passFromAttempt`: it escalates. */
+  const escalating = async (account: string, passFromAttempt: number) => {
+    const { run } = await h.client.submit({
+      goal: "close then fail",
+      program: "steps",
+      input: {
+        steps: [
+          { tool: "ledger.close_account", args: { account } },
+          { tool: "flaky.write", args: { key: `esc-${account}`, passFromAttempt } },
+        ],
+      },
+      requestedBy: "test",
+    });
+    // Staging asks a human for the close: approved here, so the run gets to its second step.
+    await waitForKind(h, run, "tier_assigned", 20_000, (m) => m.body.requires.human);
+    expect(cli(["approve", run, "0"]).code).toBe(0);
+    await waitFor(
+      "the escalation",
+      async () =>
+        (await recoveries(run)).some((r) => r.body.action === "escalate") ? true : undefined,
+      30_000,
+    );
+    return run;
+  };
+
+  beforeAll(async () => {
+    h = await startHarness({ environment: "staging" });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it("runs - cancel stops a run waiting for a human: no further step, closed with the reason, signed by the person", async () => {
+    const { run } = await h.client.submit({
+      goal: "close dave",
+      program: "close-account",
+      input: { account: "dave" },
+      requestedBy: "test",
+    });
+    const a = await waitForKind(h, run, "tier_assigned", 20_000, (m) => m.body.requires.human);
+    const listed = cli(["runs", "--status", "open"]);
+    expect(listed.out).toMatch(
+      new RegExp(`${run} +open .*waiting for a human decision on step ${a.step}`),
+    );
+    const r = cli(["cancel", run, "--reason", "wrong account"]);
+    expect(r.code, r.out).toBe(0);
+    const closed = await waitForKind(h, run, "run_closed", 20_000);
+    expect(closed.body.reason).toBe("cancelled by human-operator: wrong account");
+    const order = (await recoveries(run)).at(-1)!;
+    expect(order.role).toBe("human");
+    expect(order.body.action).toBe("quarantine");
+    // Nothing was executed for the waiting step, and approving it now is refused.
+    expect(
+      (await h.trace(run)).some(
+        (o) => o.message.kind === "step_executed" && o.message.step === a.step,
+      ),
+    ).toBe(false);
+    expect(cli(["approve", run, String(a.step)]).code).toBe(EXIT.failed);
+    expect(cli(["runs", "--status", "quarantined"]).out).toContain(`${run}  quarantined`);
+    const again = cli(["cancel", run, "--reason", "twice"]);
+    expect(again.code).toBe(EXIT.failed);
+    expect(again.out).toMatch(/is quarantined already/);
+    expect(cli(["cancel", "run-nope", "--reason", "x"]).out).toMatch(/no such run: run-nope/);
+  });
+
+  it("runs - an escalated run says why it is open, and a person's retry re-proposes its step and the run ends", async () => {
+    const run = await escalating("carol", 2);
+    const listed = cli(["runs", "--status", "open"]);
+    expect(listed.out).toMatch(
+      new RegExp(`${run} .*escalated, a person decides .*cannot be undone`),
+    );
+    const r = cli(["resolve", run, "--action", "retry", "--reason", "the flaky store is back"]);
+    expect(r.code, r.out).toBe(0);
+    await waitForKind(h, run, "step_proposed", 20_000, (m) => m.step === 1 && m.attempt === 2);
+    const order = (await recoveries(run)).find((m) => m.role === "human")!;
+    expect(order.body.action).toBe("retry");
+    expect(order.body.reason).toBe("retry ordered by human-operator: the flaky store is back");
+    // The run ends either way (see docs/console.md for how the verifier judges the retried step).
+    await waitForKind(h, run, "run_closed", 30_000);
+    expect(cli(["audit", run]).code).toBe(0);
+  });
+
+  it("runs - an escalated run abandoned by a person closes with the reason; resolve refuses a run that is not escalated", async () => {
+    const run = await escalating("bob", 99);
+    const r = cli([
+      "resolve",
+      run,
+      "--action",
+      "abandon",
+      "--reason",
+      "fixed in the bank's console",
+    ]);
+    expect(r.code, r.out).toBe(0);
+    const closed = await waitForKind(h, run, "run_closed", 20_000);
+    expect(closed.body.reason).toBe("abandoned by human-operator: fixed in the bank's console");
+    const { run: other } = await h.client.submit({
+      goal: "read",
+      program: "balance-check",
+      input: { account: "alice" },
+      requestedBy: "test",
+    });
+    await waitForKind(h, other, "run_closed", 20_000);
+    const refused = cli(["resolve", other, "--action", "retry", "--reason", "x"]);
+    expect(refused.code).toBe(EXIT.failed);
+    expect(refused.out).toMatch(/is completed already/);
+  });
+
+  it("runs - a policy rolled out mid-run: the step routed under the old policy is refused by the executor and the run closes with the reason", async () => {
+    const { run } = await h.client.submit({
+      goal: "close dave (his close was cancelled above)",
+      program: "close-account",
+      input: { account: "dave" },
+      requestedBy: "test",
+    });
+    const a = await waitForKind(h, run, "tier_assigned", 20_000, (m) => m.body.requires.human);
+    // The executor comes back with a new staging policy (another digest) while the step waits.
+    const rolled = policyVariant("staging", "staging", (doc) => {
+      doc.tiers["full"]!["humanTimeoutMs"] = 7_200_000;
+    });
+    await h.stack.restart("executor", { TRIAS_POLICY: rolled });
+    await h.stack.waitReady();
+    expect(cli(["approve", run, String(a.step)]).code).toBe(0);
+    const closed = await waitForKind(h, run, "run_closed", 20_000);
+    // Approved by the person before the executor refused: ended by a quarantine, with the reason.
+    expect(closed.body.outcome).toBe("quarantined");
+    expect(closed.body.reason).toMatch(
+      /^policy changed mid-run: step was routed under policy [0-9a-f]{12}/,
+    );
+    expect(closed.body.reason).toMatch(/submit the task again/);
+    expect(
+      (await h.trace(run)).some(
+        (o) => o.message.kind === "step_executed" && o.message.step === a.step,
+      ),
+    ).toBe(false);
+    // Later runs are routed and executed under one policy again once the router has it too.
+    await h.stack.restart("router", { TRIAS_POLICY: rolled });
+    await h.stack.waitReady();
+    const { run: next } = await h.client.submit({
+      goal: "read",
+      program: "balance-check",
+      input: { account: "alice" },
+      requestedBy: "test",
+    });
+    expect((await waitForKind(h, next, "run_closed", 20_000)).body.outcome).toBe("completed");
+  });
+});
