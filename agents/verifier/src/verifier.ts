@@ -1,28 +1,40 @@
 import type { StoredMessage } from "@trias/bus";
 import {
+  boundedAdd,
   boundedSet,
+  maxTier,
   runFilter,
   subjectFor,
   type Check,
+  type ErrorCode,
   type Message,
   type MessageOf,
   type RunOutcome,
+  type Tier,
   type Topology,
   type VerificationVerdict,
 } from "@trias/protocol";
-import type { LoadedPolicy, TierParams } from "@trias/policy";
+import type { LoadedPolicy, RunView, TierParams } from "@trias/policy";
 import {
   assessTopology,
   ReceiptChain,
   advance,
   foldRun,
+  nextPhase,
   linearBaseline,
   topologyMetrics,
   type RunState,
   type TraceEvent,
 } from "@trias/runstate";
-import { getTool, TOOLS, type ToolRuntime } from "@trias/tools";
-import { openAssignment, type AgentHost, type Incoming } from "@trias/runtime";
+import { TOOLS, type ToolDef, type ToolRuntime } from "@trias/tools";
+import {
+  openAssignment,
+  resolveResult,
+  type AgentHost,
+  type DeclaredUndo,
+  type Incoming,
+  type ResultStore,
+} from "@trias/runtime";
 import { metrics, recordRecovery, setActiveAttribute } from "@trias/telemetry";
 import { AUTHORISATION_CHECKS, auditCompensation, auditExecution } from "./audit.js";
 import { decideRecovery, nextCompensation, type Decision, type EffectUndo } from "./recovery.js";
@@ -68,6 +80,48 @@ interface RunCache {
  */
 const MAX_OPEN_RUNS = 1_000;
 
+/** Runs remembered as "first stored message refused" (a junk flood names a new run per frame). */
+const MAX_REFUSED_FIRST = 5_000;
+
+/**
+ * Executor refusals that mean the step as routed will never run: the run ends there, with
+ * the executor's reason, instead of waiting for an execution that cannot come.
+ */
+export const STEP_REFUSALS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  "quorum_not_met",
+  "tier_downgrade",
+  "policy_denied",
+  "policy_digest_mismatch",
+  "payload_too_large",
+  "scope_denied",
+]);
+
+/**
+ * Pure: what the verifier knows of a run that bears on a step's requirement, from its state
+ * (the facts the router counted when it routed the step: proposals, failed verifications,
+ * the tiers earlier attempts of the step were given).
+ */
+export function runView(st: RunState, step: number): RunView {
+  let floor: Tier = "light";
+  for (const h of st.steps[step]?.history ?? [])
+    if (h.tier !== null) floor = maxTier(floor, h.tier);
+  return {
+    proposals: Math.max(1, st.counts.proposals),
+    failures: st.counts.notPassed,
+    stepFloor: floor,
+  };
+}
+
+/** Pure: the steps of a run whose execution failed an authorisation check (not an outcome check). */
+export function unauthorisedSteps(st: RunState): number[] {
+  const out: number[] = [];
+  for (const s of st.steps) {
+    if (s?.verification?.checks.some((c) => !c.ok && AUTHORISATION_CHECKS.has(c.name)))
+      out.push(s.index);
+  }
+  return out;
+}
+
 /**
  * The verifier follows the whole trace in stream order (one consumer, every subject) and
  * folds each run with the shared state machine. Its decisions are a function of that state
@@ -79,14 +133,24 @@ export class Verifier {
   readonly #host: AgentHost;
   readonly #rt: ToolRuntime;
   readonly #policy: LoadedPolicy;
+  /** The executor's bucket, read-only: results that travelled by digest are read from it. */
+  readonly #effects: ResultStore | null;
+  /** The one place tools are looked up (an injected catalogue will replace the global map). */
+  readonly #catalogue: ReadonlyMap<string, ToolDef> = TOOLS;
   readonly #runs = new Map<string, RunCache>();
   /** Runs whose first stored message was refused: their history must come from the stream. */
   readonly #refusedFirst = new Set<string>();
 
-  constructor(host: AgentHost, rt: ToolRuntime, policy: LoadedPolicy) {
+  constructor(
+    host: AgentHost,
+    rt: ToolRuntime,
+    policy: LoadedPolicy,
+    effects: ResultStore | null = null,
+  ) {
     this.#host = host;
     this.#rt = rt;
     this.#policy = policy;
+    this.#effects = effects;
   }
 
   async start(): Promise<void> {
@@ -95,7 +159,7 @@ export class Verifier {
       onRefused: (d) => {
         const cached = this.#runs.get(runOf(d.subject));
         if (cached) cached.chain.add({ seq: d.seq, subject: d.subject, frame: d.data });
-        else this.#refusedFirst.add(runOf(d.subject));
+        else boundedAdd(this.#refusedFirst, runOf(d.subject), MAX_REFUSED_FIRST);
       },
     });
   }
@@ -193,7 +257,7 @@ export class Verifier {
           });
           return;
         }
-        await this.#verify(m);
+        await this.#verify(st, m);
         return;
       case "step_verified":
         if (violation || m.sender !== this.#host.signer.kid) return;
@@ -258,12 +322,37 @@ export class Verifier {
           return;
         }
         if (m.body.by !== "executor") return;
-        if (m.body.code === "quorum_not_met") {
-          await this.#apply(st, m, seq, {
-            kind: "close",
-            outcome: "rejected",
-            reason: m.body.reason,
-          });
+        if (
+          STEP_REFUSALS.has(m.body.code as ErrorCode) &&
+          !m.body.subject.includes(".recovery_decided.")
+        ) {
+          const reason = `the executor refused step ${st.current ?? 0} (${m.body.code}): ${m.body.reason}`;
+          // Closing is refused while the trace says the step may run (its quorum looks met,
+          // as with a forged light assignment): a quarantine halts it, then the run closes.
+          await this.#apply(
+            st,
+            m,
+            seq,
+            nextPhase(st.phase, "close_failed") !== null
+              ? { kind: "close", outcome: "rejected", reason }
+              : this.#quarantine(st, m.attempt, reason),
+          );
+        } else if (
+          m.body.subject.includes(".recovery_decided.") &&
+          unauthorisedSteps(st).length > 0 &&
+          st.phase !== "quarantined"
+        ) {
+          // The executor would not undo an unauthorised effect: halt the run as it is.
+          await this.#apply(
+            st,
+            m,
+            seq,
+            this.#quarantine(
+              st,
+              m.attempt,
+              `an unauthorised execution could not be compensated (${m.body.code}: ${m.body.reason})`,
+            ),
+          );
         } else if (m.body.subject.includes(".recovery_decided.") && st.phase !== "escalated") {
           // The executor refused a recovery order: recovery cannot go on by itself.
           const digest = st.current === null ? "" : (st.steps[st.current]?.digest ?? "");
@@ -287,18 +376,20 @@ export class Verifier {
     }
   }
 
-  async #verify(m: MessageOf<"step_executed">): Promise<void> {
+  async #verify(st: RunState, m: MessageOf<"step_executed">): Promise<void> {
     const b = m.body;
     const audit =
       b.compensationOf === null
-        ? auditExecution(this.#host.registry, m)
-        : auditCompensation(this.#host.registry, m);
+        ? auditExecution(this.#host.registry, m, this.#policy, runView(st, m.step ?? 0))
+        : auditCompensation(this.#host.registry, m, await this.#declaredUndos(b));
     let checks: Check[] = [...audit];
     let uncertain = false;
     if (b.outcome === "ok") {
       try {
+        const tool = this.#catalogue.get(b.tool);
+        if (!tool) throw new Error(`no tool named "${b.tool}" in the verifier's tool pack`);
         checks = checks.concat(
-          await getTool(b.tool).verify(this.#rt, b.args, b.result, {
+          await tool.verify(this.#rt, b.args, await resolveResult(this.#effects, b.result), {
             effectId: b.effectId,
             attempt: m.attempt,
           }),
@@ -353,19 +444,23 @@ export class Verifier {
   async #afterVerification(st: RunState, m: MessageOf<"step_verified">): Promise<Decision> {
     const b = m.body;
     const unauthorised = b.checks.filter((x) => !x.ok && AUTHORISATION_CHECKS.has(x.name));
-    if (unauthorised.length > 0) {
-      // Not a failed outcome but an effect without valid authorisation: halt the run.
-      return {
-        kind: "recover",
-        action: "quarantine",
-        reason: `step ${b.index} executed without valid authorisation: ${unauthorised.map((x) => `${x.name}: ${x.detail}`).join("; ")}`,
-        digest: b.digest,
-        nextAttempt: m.attempt,
-        notBefore: null,
-        avoid: [b.digest],
-        compensation: null,
-        evidence: null,
-      };
+    if (unauthorised.length > 0 && b.compensationOf === null) {
+      // Not a failed outcome but an effect without valid authorisation: undo it where the
+      // tool pack can, then halt the run and close it (DESIGN.md invariants 5 and 12).
+      const why = `step ${b.index} executed without valid authorisation: ${unauthorised.map((x) => `${x.name}: ${x.detail}`).join("; ")}`;
+      const undo = (await this.#undoPlan(st)).filter((u) => u.effect.digest === b.digest);
+      const c = nextCompensation(st, undo);
+      if (c.kind === "recover") return { ...c, reason: `${why}; undoing it before quarantine` };
+      return this.#quarantine(st, m.attempt, `${why}; nothing of it can be undone`, b.digest);
+    }
+    if (b.compensationOf !== null && unauthorisedSteps(st).length > 0) {
+      // The undo of an unauthorised effect: whatever it gave, the run halts here.
+      return this.#quarantine(
+        st,
+        m.attempt,
+        `an unauthorised execution was found; its compensation ${b.verdict}`,
+        b.digest,
+      );
     }
     if (b.compensationOf !== null) {
       if (b.verdict !== "passed") {
@@ -423,6 +518,52 @@ export class Verifier {
     }
   }
 
+  /** A quarantine order: the run halts (nothing more executes), then closes with `reason`. */
+  #quarantine(st: RunState, attempt: number, reason: string, digest?: string): Decision {
+    const cur = st.current === null ? undefined : st.steps[st.current];
+    const d = digest ?? cur?.digest ?? "0".repeat(64);
+    return {
+      kind: "recover",
+      action: "quarantine",
+      reason,
+      digest: d,
+      nextAttempt: attempt,
+      notBefore: null,
+      avoid: [d],
+      compensation: null,
+      evidence: null,
+    };
+  }
+
+  /** What the tool pack says undoes an effect; its result is read back when it travelled by digest. */
+  async #declaredUndo(original: MessageOf<"step_executed">): Promise<DeclaredUndo | null> {
+    const tool = this.#catalogue.get(original.body.tool);
+    if (!tool) return null;
+    try {
+      return tool.compensate(
+        original.body.args,
+        await resolveResult(this.#effects, original.body.result),
+      );
+    } catch {
+      return null;
+    }
+  }
+
+  /** The declared undo of the effect a compensation's evidence carries, for the pure audit. */
+  async #declaredUndos(
+    b: MessageOf<"step_executed">["body"],
+  ): Promise<(o: MessageOf<"step_executed">) => DeclaredUndo | null> {
+    let declared: DeclaredUndo | null = null;
+    try {
+      const bytes = b.evidence.approvals[0];
+      const original = bytes ? this.#host.registry.open(bytes).message : null;
+      if (original?.kind === "step_executed") declared = await this.#declaredUndo(original);
+    } catch {
+      // The audit opens the evidence itself and reports why it does not verify.
+    }
+    return () => declared;
+  }
+
   /** Every effect of the run with how to undo it, read from the executor's signed frames. */
   async #undoPlan(st: RunState): Promise<EffectUndo[]> {
     if (st.effects.length === 0) return [];
@@ -435,13 +576,12 @@ export class Verifier {
       if (!stored) continue;
       const opened = this.#host.registry.open(stored.data).message;
       if (opened.kind !== "step_executed") continue;
-      const tool = TOOLS.get(opened.body.tool);
       const op = this.#policy.doc.tools[opened.body.tool]?.op;
       out.push({
         effect,
         frame: stored.data,
         readOnly: op === "read",
-        order: tool ? tool.compensate(opened.body.args, opened.body.result) : null,
+        order: await this.#declaredUndo(opened),
       });
     }
     return out;

@@ -46,5 +46,15 @@ export {
   type ExplainInput,
   type PolicyDiffRow,
 } from "./explain.js";
+export {
+  deriveStep,
+  checkAssignment,
+  unknownRun,
+  type StepIdentity,
+  type RunView,
+  type Derivation,
+  type AssignedRequirement,
+  type AssignmentCheck,
+} from "./derive.js";
 export { checkBudget, RateLimiter, type BudgetUsage } from "./limits.js";
 export { benchPolicy, type PolicyBenchResult } from "./bench.js";

@@ -52,6 +52,7 @@ export {
   encode,
   decode,
   canonicalBytes,
+  canonicalEqual,
   sha256Hex,
   proposalDigest,
   parseMessage,
@@ -69,7 +70,15 @@ export {
   REVIEW_TOKEN,
   runFilter,
   parseSubject,
+  recordsRefusal,
   type SubjectParts,
 } from "./subjects.js";
 export { messageJsonSchemas } from "./json-schema.js";
 export { boundedSet, boundedAdd } from "./bounded.js";
+export {
+  EXECUTION_RESERVE_BYTES,
+  ASSIGNMENT_OVERHEAD_BYTES,
+  VERDICT_OVERHEAD_BYTES,
+  executionBound,
+  executionFits,
+} from "./sizes.js";
