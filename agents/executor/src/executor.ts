@@ -124,6 +124,7 @@ export class Executor {
       approvals.push(x.verdict);
       sizes.push(x.verdict.bytes.length);
     }
+    const params = this.#policy.doc.tiers[m.body.tier];
     return checkStep({
       policy: this.#policy,
       assignment: m.body,
@@ -138,6 +139,7 @@ export class Executor {
       approvals,
       veto: c.veto,
       windowClosed,
+      windowMs: m.body.requires.human ? params.humanTimeoutMs : params.reviewTimeoutMs,
       executionBytes: executionBound(a.bytes.length, m.body.proposal.length, sizes),
       maxFrameBytes: MAX_FRAME_BYTES,
       catalogue: this.#catalogue,

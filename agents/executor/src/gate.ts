@@ -30,6 +30,8 @@ export interface GateInput {
   veto: string | null;
   /** The step's review window has closed (its assignment came back as a timer). */
   windowClosed: boolean;
+  /** How long that window is, for the refusal's reason. */
+  windowMs: number;
   /** An upper bound of the execution record's size without its result (see executionBound). */
   executionBytes: number;
   maxFrameBytes: number;
@@ -69,7 +71,7 @@ export function checkStep(g: GateInput): GateDecision {
     return {
       kind: "refuse",
       code: "quorum_not_met",
-      reason: `${quorum.reason} within the review window: step ${g.step.step} of run ${g.step.run} will not execute`,
+      reason: `${quorum.reason} within ${g.windowMs} ms: step ${g.step.step} of run ${g.step.run} will not execute`,
     };
   }
   const scope = checkScope(g.policy, g.catalogue, g.step.tool, g.step.args);
