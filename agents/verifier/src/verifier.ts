@@ -455,12 +455,15 @@ export class Verifier {
     }
     if (b.compensationOf !== null && unauthorisedSteps(st).length > 0) {
       // The undo of an unauthorised effect: whatever it gave, the run halts here.
-      return this.#quarantine(
-        st,
-        m.attempt,
-        `an unauthorised execution was found; its compensation ${b.verdict}`,
-        b.digest,
-      );
+      const why = unauthorisedSteps(st)
+        .map((i) => {
+          const bad = st.steps[i]?.verification?.checks.filter(
+            (c) => !c.ok && AUTHORISATION_CHECKS.has(c.name),
+          );
+          return `step ${i} executed without valid authorisation (${(bad ?? []).map((c) => c.name).join(", ")})`;
+        })
+        .join("; ");
+      return this.#quarantine(st, m.attempt, `${why}; its compensation ${b.verdict}`, b.digest);
     }
     if (b.compensationOf !== null) {
       if (b.verdict !== "passed") {
