@@ -7,3 +7,12 @@ export {
   type EffectUndo,
   type VerificationFacts,
 } from "./recovery.js";
+export {
+  react,
+  needsUndo,
+  runView,
+  unauthorisedSteps,
+  STEP_REFUSALS,
+  type Reaction,
+  type ReactContext,
+} from "./react.js";

@@ -2,25 +2,21 @@ import type { StoredMessage } from "@trias/bus";
 import {
   boundedAdd,
   boundedSet,
-  maxTier,
   runFilter,
   subjectFor,
   type Check,
-  type ErrorCode,
   type Message,
   type MessageOf,
   type RunOutcome,
-  type Tier,
   type Topology,
   type VerificationVerdict,
 } from "@trias/protocol";
-import type { LoadedPolicy, RunView, TierParams } from "@trias/policy";
+import type { LoadedPolicy, TierParams } from "@trias/policy";
 import {
   assessTopology,
   ReceiptChain,
   advance,
   foldRun,
-  nextPhase,
   linearBaseline,
   topologyMetrics,
   type RunState,
@@ -36,8 +32,9 @@ import {
   type ResultStore,
 } from "@trias/runtime";
 import { metrics, recordRecovery, setActiveAttribute } from "@trias/telemetry";
-import { AUTHORISATION_CHECKS, auditCompensation, auditExecution } from "./audit.js";
-import { decideRecovery, nextCompensation, type Decision, type EffectUndo } from "./recovery.js";
+import { auditCompensation, auditExecution } from "./audit.js";
+import type { Decision, EffectUndo } from "./recovery.js";
+import { needsUndo, react, runView } from "./react.js";
 
 /** The check recorded when a tool's postconditions could not be read at all. */
 export const POSTCONDITIONS_UNREADABLE = "postconditions readable";
@@ -82,45 +79,6 @@ const MAX_OPEN_RUNS = 1_000;
 
 /** Runs remembered as "first stored message refused" (a junk flood names a new run per frame). */
 const MAX_REFUSED_FIRST = 5_000;
-
-/**
- * Executor refusals that mean the step as routed will never run: the run ends there, with
- * the executor's reason, instead of waiting for an execution that cannot come.
- */
-export const STEP_REFUSALS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  "quorum_not_met",
-  "tier_downgrade",
-  "policy_denied",
-  "policy_digest_mismatch",
-  "payload_too_large",
-  "scope_denied",
-]);
-
-/**
- * Pure: what the verifier knows of a run that bears on a step's requirement, from its state
- * (the facts the router counted when it routed the step: proposals, failed verifications,
- * the tiers earlier attempts of the step were given).
- */
-export function runView(st: RunState, step: number): RunView {
-  let floor: Tier = "light";
-  for (const h of st.steps[step]?.history ?? [])
-    if (h.tier !== null) floor = maxTier(floor, h.tier);
-  return {
-    proposals: Math.max(1, st.counts.proposals),
-    failures: st.counts.notPassed,
-    stepFloor: floor,
-  };
-}
-
-/** Pure: the steps of a run whose execution failed an authorisation check (not an outcome check). */
-export function unauthorisedSteps(st: RunState): number[] {
-  const out: number[] = [];
-  for (const s of st.steps) {
-    if (s?.verification?.checks.some((c) => !c.ok && AUTHORISATION_CHECKS.has(c.name)))
-      out.push(s.index);
-  }
-  return out;
-}
 
 /**
  * The verifier follows the whole trace in stream order (one consumer, every subject) and
@@ -168,11 +126,16 @@ export class Verifier {
    * The run's state up to (not including) `seq`. A run's first message needs no history; a
    * run this process has not followed (a restart, an eviction) is folded from the stream.
    */
-  async #load(run: string, seq: number, first: boolean): Promise<RunCache> {
+  async #load(run: string, seq: number, first: boolean, record = false): Promise<RunCache> {
     const cached = this.#runs.get(run);
     if (cached) return cached;
     const c: RunCache = { state: foldRun([], run), seen: seq - 1, chain: new ReceiptChain(run) };
-    if (!first || this.#refusedFirst.delete(run)) {
+    // A rejection record about a run never submitted (junk naming a new run per frame) has
+    // no history to fold: one direct read says so, instead of a scan of the stream per record.
+    const unknown =
+      record &&
+      (await this.#host.bus.lastBySubject(subjectFor("console", "task_submitted", run))) === null;
+    if (!unknown && (!first || this.#refusedFirst.delete(run))) {
       const events: TraceEvent[] = [];
       for (const stored of await this.#host.bus.readAll(runFilter(run))) {
         if (stored.seq >= seq) break;
@@ -202,7 +165,12 @@ export class Verifier {
   async onMessage(inc: Incoming): Promise<void> {
     const m = inc.message;
     const seq = inc.delivery.seq;
-    let c = await this.#load(m.run, seq, m.kind === "task_submitted");
+    let c = await this.#load(
+      m.run,
+      seq,
+      m.kind === "task_submitted",
+      m.kind === "message_rejected",
+    );
     if (seq <= c.seen) return;
     c.chain.add({ seq, subject: inc.delivery.subject, frame: inc.delivery.data });
     const before = c.state.violations.length;
@@ -240,140 +208,22 @@ export class Verifier {
     seq: number,
     violation: string | undefined,
   ): Promise<void> {
-    switch (m.kind) {
-      case "step_executed":
-        if (violation) {
-          // An effect that the trace does not authorise: halt the run before anything else runs.
-          await this.#apply(st, m, seq, {
-            kind: "recover",
-            action: "quarantine",
-            reason: `execution not backed by the trace: ${violation}`,
-            digest: m.body.digest,
-            nextAttempt: m.attempt,
-            notBefore: null,
-            avoid: [m.body.digest],
-            compensation: null,
-            evidence: null,
-          });
-          return;
-        }
-        await this.#verify(st, m);
-        return;
-      case "step_verified":
-        if (violation || m.sender !== this.#host.signer.kid) return;
-        await this.#apply(st, m, seq, await this.#afterVerification(st, m));
-        return;
-      case "recovery_decided":
-        if (violation) return;
-        await this.#apply(st, m, seq, await this.#afterRecovery(st, m));
-        return;
-      case "tier_assigned":
-        if (m.body.denied !== null && !violation)
-          await this.#apply(st, m, seq, {
-            kind: "close",
-            outcome: "rejected",
-            reason: `step ${m.step} denied by policy: ${m.body.denied}`,
-          });
-        return;
-      case "verdict": {
-        const step = st.current === null ? undefined : st.steps[st.current];
-        if (
-          m.body.decision !== "approve" &&
-          !violation &&
-          step?.digest === m.body.digest &&
-          st.phase === "vetoed"
-        ) {
-          await this.#apply(st, m, seq, {
-            kind: "close",
-            outcome: "rejected",
-            reason: `step ${m.step} ${m.body.decision} by ${m.sender.split(":")[0] ?? m.sender}: ${m.body.reasons.join("; ")}`,
-          });
-        }
-        return;
-      }
-      case "message_rejected":
-        if (m.body.subject.includes(".task_submitted.") && m.body.by === "proposer") {
-          // The proposer cannot plan the task: nothing will ever be proposed for it.
-          await this.#apply(st, m, seq, {
-            kind: "close",
-            outcome: "rejected",
-            reason: `the proposer refused the task: ${m.body.reason}`,
-          });
-          return;
-        }
-        if (
-          m.body.by === "proposer" &&
-          m.body.subject.includes(".recovery_decided.") &&
-          st.phase !== "escalated"
-        ) {
-          // The proposer cannot carry out the recovery (no replan possible): a human decides.
-          const cur = st.current === null ? undefined : st.steps[st.current];
-          await this.#apply(st, m, seq, {
-            kind: "recover",
-            action: "escalate",
-            reason: `the proposer could not carry out the recovery (${m.body.reason}): a human decides`,
-            digest: cur?.digest ?? "0".repeat(64),
-            nextAttempt: cur?.attempt ?? 0,
-            notBefore: null,
-            avoid: [],
-            compensation: null,
-            evidence: null,
-          });
-          return;
-        }
-        if (m.body.by !== "executor") return;
-        if (
-          STEP_REFUSALS.has(m.body.code as ErrorCode) &&
-          !m.body.subject.includes(".recovery_decided.")
-        ) {
-          const reason = `the executor refused step ${st.current ?? 0} (${m.body.code}): ${m.body.reason}`;
-          // Closing is refused while the trace says the step may run (its quorum looks met,
-          // as with a forged light assignment): a quarantine halts it, then the run closes.
-          await this.#apply(
-            st,
-            m,
-            seq,
-            nextPhase(st.phase, "close_failed") !== null
-              ? { kind: "close", outcome: "rejected", reason }
-              : this.#quarantine(st, m.attempt, reason),
-          );
-        } else if (
-          m.body.subject.includes(".recovery_decided.") &&
-          unauthorisedSteps(st).length > 0 &&
-          st.phase !== "quarantined"
-        ) {
-          // The executor would not undo an unauthorised effect: halt the run as it is.
-          await this.#apply(
-            st,
-            m,
-            seq,
-            this.#quarantine(
-              st,
-              m.attempt,
-              `an unauthorised execution could not be compensated (${m.body.code}: ${m.body.reason})`,
-            ),
-          );
-        } else if (m.body.subject.includes(".recovery_decided.") && st.phase !== "escalated") {
-          // The executor refused a recovery order: recovery cannot go on by itself.
-          const digest = st.current === null ? "" : (st.steps[st.current]?.digest ?? "");
-          await this.#apply(st, m, seq, {
-            kind: "recover",
-            action: "escalate",
-            reason: `the executor refused a recovery order (${m.body.code}: ${m.body.reason}): a human decides`,
-            digest: digest || "0".repeat(64),
-            nextAttempt: st.current === null ? 0 : (st.steps[st.current]?.attempt ?? 0),
-            notBefore: null,
-            avoid: [],
-            compensation: null,
-            evidence: null,
-          });
-        }
-        return;
-      case "task_submitted":
-      case "step_proposed":
-      case "run_closed":
-        return;
+    if (m.kind === "recovery_decided" && !violation) {
+      recordRecovery({ action: m.body.action, reason: m.body.reason });
+      metrics.recoveryAction(m.body.action);
     }
+    const r = react(st, m, {
+      self: this.#host.signer.kid,
+      violation,
+      policy: this.#policy,
+      now: this.#host.now(),
+      undo: needsUndo(m) ? await this.#undoPlan(st) : [],
+    });
+    if (r.kind === "verify") {
+      if (m.kind === "step_executed") await this.#verify(st, m);
+      return;
+    }
+    await this.#apply(st, m, seq, r);
   }
 
   async #verify(st: RunState, m: MessageOf<"step_executed">): Promise<void> {
@@ -439,103 +289,6 @@ export class Verifier {
       },
       trace: m.trace,
     });
-  }
-
-  async #afterVerification(st: RunState, m: MessageOf<"step_verified">): Promise<Decision> {
-    const b = m.body;
-    const unauthorised = b.checks.filter((x) => !x.ok && AUTHORISATION_CHECKS.has(x.name));
-    if (unauthorised.length > 0 && b.compensationOf === null) {
-      // Not a failed outcome but an effect without valid authorisation: undo it where the
-      // tool pack can, then halt the run and close it (DESIGN.md invariants 5 and 12).
-      const why = `step ${b.index} executed without valid authorisation: ${unauthorised.map((x) => `${x.name}: ${x.detail}`).join("; ")}`;
-      const undo = (await this.#undoPlan(st)).filter((u) => u.effect.digest === b.digest);
-      const c = nextCompensation(st, undo);
-      if (c.kind === "recover") return { ...c, reason: `${why}; undoing it before quarantine` };
-      return this.#quarantine(st, m.attempt, `${why}; nothing of it can be undone`, b.digest);
-    }
-    if (b.compensationOf !== null && unauthorisedSteps(st).length > 0) {
-      // The undo of an unauthorised effect: whatever it gave, the run halts here.
-      const why = unauthorisedSteps(st)
-        .map((i) => {
-          const bad = st.steps[i]?.verification?.checks.filter(
-            (c) => !c.ok && AUTHORISATION_CHECKS.has(c.name),
-          );
-          return `step ${i} executed without valid authorisation (${(bad ?? []).map((c) => c.name).join(", ")})`;
-        })
-        .join("; ");
-      return this.#quarantine(st, m.attempt, `${why}; its compensation ${b.verdict}`, b.digest);
-    }
-    if (b.compensationOf !== null) {
-      if (b.verdict !== "passed") {
-        return {
-          kind: "recover",
-          action: "escalate",
-          reason: `compensation of step ${b.index} ${b.verdict}: a human decides`,
-          digest: b.digest,
-          nextAttempt: m.attempt,
-          notBefore: null,
-          avoid: [],
-          compensation: null,
-          evidence: null,
-        };
-      }
-      return nextCompensation(st, await this.#undoPlan(st));
-    }
-    if (b.verdict === "passed") {
-      return b.index + 1 >= b.total
-        ? {
-            kind: "close",
-            outcome: "completed",
-            reason: `all ${b.total} step(s) executed and verified`,
-          }
-        : { kind: "none" };
-    }
-    const step = st.steps[b.index];
-    if (!step || step.digest !== b.digest) return { kind: "none" };
-    const failed = b.checks.filter((x) => !x.ok).map((x) => `${x.name}: ${x.detail}`);
-    const outcome = step.execution?.outcome ?? "error";
-    const tier = step.tier ?? "full";
-    return decideRecovery(
-      step,
-      { verdict: b.verdict, outcome, reason: failed.join("; ") || b.verdict },
-      this.#policy.doc.tiers[tier],
-      await this.#undoPlan(st),
-      this.#host.now(),
-      st.program === "freeform",
-    );
-  }
-
-  async #afterRecovery(st: RunState, m: MessageOf<"recovery_decided">): Promise<Decision> {
-    recordRecovery({ action: m.body.action, reason: m.body.reason });
-    metrics.recoveryAction(m.body.action);
-    switch (m.body.action) {
-      case "rollback":
-        return nextCompensation(st, await this.#undoPlan(st));
-      case "quarantine":
-        return { kind: "close", outcome: "quarantined", reason: m.body.reason };
-      case "retry":
-      case "replan":
-      case "compensate":
-      case "escalate":
-        return { kind: "none" };
-    }
-  }
-
-  /** A quarantine order: the run halts (nothing more executes), then closes with `reason`. */
-  #quarantine(st: RunState, attempt: number, reason: string, digest?: string): Decision {
-    const cur = st.current === null ? undefined : st.steps[st.current];
-    const d = digest ?? cur?.digest ?? "0".repeat(64);
-    return {
-      kind: "recover",
-      action: "quarantine",
-      reason,
-      digest: d,
-      nextAttempt: attempt,
-      notBefore: null,
-      avoid: [d],
-      compensation: null,
-      evidence: null,
-    };
   }
 
   /** What the tool pack says undoes an effect; its result is read back when it travelled by digest. */
