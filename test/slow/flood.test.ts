@@ -3,13 +3,13 @@ import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REVIEW_TOKEN, type MessageOf } from "@trias/protocol";
 import { waitFor } from "@trias/testing";
-import { startHarness, type Harness } from "./helpers/harness.js";
+import { startHarness, type Harness } from "../helpers/harness.js";
 
 // A junk flood through a raw NATS client (no signing, no Trias code): every agent refuses
 // what reaches it, one rejection record per bad message at most (the agent it is addressed
 // to records it; the others count it), past a burst only an aggregate per second, and no
 // agent's memory runs away (docs/security.md).
-const JUNK = Number(process.env["FLOOD_JUNK"] ?? 10_000);
+const JUNK = 10_000;
 const RSS_CEILING_BYTES = 150 * 1024 * 1024;
 const SUBJECTS = [
   "console.task_submitted",
