@@ -36,18 +36,17 @@ import {
   type OpenedVerdict,
 } from "@trias/runtime";
 import { checkScope, checkStep, type Catalogue, type GateDecision } from "./gate.js";
+import {
+  ASSIGNMENT_MAX_DELIVER,
+  CACHE_ENTRIES,
+  FIRST_SIGHT_SLACK_MS,
+  MAX_ERROR_CHARS,
+  MAX_RETRY_DELAY_MS,
+  MAX_STORED_RESULT_BYTES,
+  WINDOW_CLOSE_SLACK_MS,
+} from "./config.js";
 
 export { EFFECTS_BUCKET };
-
-/** A tool's refusal text kept in the record, at most (the record must fit a frame). */
-const MAX_ERROR_CHARS = 1_000;
-
-/**
- * Results larger than this are not kept at all (the record says so and the verifier finds
- * the step's postconditions unreadable): a KV value must fit the server's max_payload.
- * @default 768 KiB
- */
-export const MAX_STORED_RESULT_BYTES = 768 * 1024;
 
 interface StepCase {
   assignment: OpenedAssignment;
@@ -100,7 +99,10 @@ export class Executor {
       // A reviewed step's assignment comes back when its review window closes (the durable
       // timer below); when this process already ran the step, that costs nothing to skip.
       // Skipping on the unverified envelope is safe: a skip never runs anything.
-      { maxDeliver: 100, wanted: (env) => !this.#done.has(envelopeEffectKey(env)) },
+      {
+        maxDeliver: ASSIGNMENT_MAX_DELIVER,
+        wanted: (env) => !this.#done.has(envelopeEffectKey(env)),
+      },
     );
     await this.#host.listen("executor-verdicts", "trias.*.verdict.*", (inc) => this.onVerdict(inc));
     await this.#host.listen("executor-recovery", "trias.*.recovery_decided.*", (inc) =>
@@ -157,7 +159,7 @@ export class Executor {
     let c = this.#cases.get(key);
     if (!c) {
       c = { assignment: a, approvals: new Map(), veto: null, hydrated: false, refused: false };
-      boundedSet(this.#cases, key, c, 5_000);
+      boundedSet(this.#cases, key, c, CACHE_ENTRIES);
     }
     return c;
   }
@@ -168,7 +170,7 @@ export class Executor {
    * process is the only executor.
    */
   #firstSight(issuedAt: number, d: Delivery): boolean {
-    return issuedAt > this.#startedAt + 5_000 && d.deliveryCount === 1;
+    return issuedAt > this.#startedAt + FIRST_SIGHT_SLACK_MS && d.deliveryCount === 1;
   }
 
   async onAssignment(inc: Incoming): Promise<HandlerResult> {
@@ -199,7 +201,8 @@ export class Executor {
     const windowMs = requires.human ? params.humanTimeoutMs : params.reviewTimeoutMs;
     const left = a.message.issuedAt + windowMs - this.#host.now();
     const r = await this.#tryExecute(c, left <= 0);
-    if (r === "waiting") return { retryInMs: Math.min(left + 50, 24 * 3600_000) };
+    if (r === "waiting")
+      return { retryInMs: Math.min(left + WINDOW_CLOSE_SLACK_MS, MAX_RETRY_DELAY_MS) };
     return;
   }
 
@@ -340,7 +343,7 @@ export class Executor {
     // Done: the effects bucket answers for this step from now on, not memory; after the
     // plan's last step, for the run too.
     this.#cases.delete(m.body.digest);
-    boundedAdd(this.#done, effectKey(a), 5_000);
+    boundedAdd(this.#done, effectKey(a), CACHE_ENTRIES);
     if (proposal.index + 1 >= proposal.total) this.#clean.delete(m.run);
     return "ran";
   }
@@ -499,7 +502,7 @@ export class Executor {
     if (!this.#quarantined.has(run) && !this.#clean.has(run)) {
       const e = await this.#effects.get(`${run}.quarantine`);
       if (e && e.operation === "PUT" && e.value.length > 0) this.#quarantined.add(run);
-      else boundedAdd(this.#clean, run, 5_000);
+      else boundedAdd(this.#clean, run, CACHE_ENTRIES);
     }
     if (this.#quarantined.has(run))
       throw new GateError("run_quarantined", `run ${run} is quarantined: nothing more executes`);

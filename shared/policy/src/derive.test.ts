@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { tierRank, type Tier } from "@trias/protocol";
 import { checkAssignment, deriveStep, unknownRun } from "./derive.js";
-import { loadPolicy, shippedPolicyFile } from "./load.js";
+import { loadPolicy } from "./load.js";
+import { shippedPolicyFile } from "./paths.js";
 
 // What a step requires, derived by one function for the router, the executor and the
 // verifier; and the comparison a gatekeeper makes with a signed assignment.

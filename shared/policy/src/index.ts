@@ -9,8 +9,6 @@ export {
 } from "./schema.js";
 export {
   loadPolicy,
-  SHIPPED_POLICY_DIR,
-  shippedPolicyFile,
   parsePolicy,
   policyDigest,
   policyJsonSchema,
@@ -18,6 +16,7 @@ export {
   type LoadedPolicy,
   type PolicyProblem,
 } from "./load.js";
+export { SHIPPED_POLICY_DIR, shippedPolicyFile } from "./paths.js";
 export {
   compileCondition,
   ConditionError,
@@ -57,4 +56,3 @@ export {
   type AssignmentCheck,
 } from "./derive.js";
 export { checkBudget, RateLimiter, type BudgetUsage } from "./limits.js";
-export { benchPolicy, type PolicyBenchResult } from "./bench.js";

@@ -82,3 +82,4 @@ export {
   executionBound,
   executionFits,
 } from "./sizes.js";
+export { readEnv, envPositiveInt, envNonNegative, envEnum, envText, type Env } from "./env.js";

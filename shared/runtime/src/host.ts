@@ -30,6 +30,7 @@ import {
   triasAttributes,
   withSpan,
 } from "@trias/telemetry";
+import { DEFAULT_ACK_WAIT_MS, DEFAULT_CLOCK_SKEW_MS, DEFAULT_MESSAGE_TTL_MS } from "./env.js";
 import { ReplayWindow } from "./replay.js";
 
 /**
@@ -103,24 +104,30 @@ export interface HostOptions {
   now?: () => number;
   newId?: () => string;
   maxFrameBytes?: number;
-  /** Tolerated clock difference between agents. */
+  /** Tolerated clock difference between agents. @default DEFAULT_CLOCK_SKEW_MS */
   clockSkewMs?: number;
+  /** Lifetime of a message this host signs. @default DEFAULT_MESSAGE_TTL_MS */
   defaultTtlMs?: number;
-  /** Default ack wait for consumers this host creates. */
+  /** Default ack wait for consumers this host creates. @default DEFAULT_ACK_WAIT_MS */
   ackWaitMs?: number;
   /**
    * Rejection records this agent may publish in a burst; past it, refusals are counted and
    * published as one aggregate record per second, so a junk flood cannot make the agents
    * write (and store, and follow) a record per junk message.
-   * @default 200
+   * @default DEFAULT_REJECTION_BURST
    */
   rejectionBurst?: number;
   /**
    * Rejection records per second, sustained, once the burst is spent.
-   * @default 50
+   * @default DEFAULT_REJECTIONS_PER_SECOND
    */
   rejectionsPerSecond?: number;
 }
+
+/** Rejection records an agent may publish at once before the rate applies. */
+export const DEFAULT_REJECTION_BURST = 200;
+/** Rejection records per second an agent publishes, sustained, past the burst. */
+export const DEFAULT_REJECTIONS_PER_SECOND = 50;
 
 /** Refusals counted but not recorded one by one, published as one record when the rate allows. */
 interface Suppressed {
@@ -183,11 +190,11 @@ export class AgentHost {
     this.now = o.now ?? Date.now;
     this.newId = o.newId ?? randomUUID;
     this.#maxFrameBytes = o.maxFrameBytes ?? MAX_FRAME_BYTES;
-    this.#skewMs = o.clockSkewMs ?? 5_000;
-    this.#ttlMs = o.defaultTtlMs ?? 5 * 60_000;
-    this.#ackWaitMs = o.ackWaitMs ?? 30_000;
-    this.#burst = o.rejectionBurst ?? 200;
-    this.#perSecond = o.rejectionsPerSecond ?? 50;
+    this.#skewMs = o.clockSkewMs ?? DEFAULT_CLOCK_SKEW_MS;
+    this.#ttlMs = o.defaultTtlMs ?? DEFAULT_MESSAGE_TTL_MS;
+    this.#ackWaitMs = o.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
+    this.#burst = o.rejectionBurst ?? DEFAULT_REJECTION_BURST;
+    this.#perSecond = o.rejectionsPerSecond ?? DEFAULT_REJECTIONS_PER_SECOND;
     this.#tokens = this.#burst;
   }
 
