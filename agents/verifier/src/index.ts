@@ -16,3 +16,4 @@ export {
   type Reaction,
   type ReactContext,
 } from "./react.js";
+export { ReceiptAnchor, type ToAnchor } from "./anchor.js";

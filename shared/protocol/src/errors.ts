@@ -30,6 +30,8 @@ export type ErrorCode =
   /** A message that could not be carried within the frame limit (refused before any effect). */
   | "payload_too_large"
   | "run_quarantined"
+  | "run_closed"
+  | "input_unreadable"
   | "illegal_transition"
   | "policy_invalid"
   | "policy_denied"
