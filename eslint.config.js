@@ -12,6 +12,7 @@ export default tseslint.config(
       "**/*.js",
       "**/*.mjs",
       "vitest.config.ts",
+      "vitest.slow.config.ts",
     ],
   },
   ...tseslint.configs.recommendedTypeChecked,

@@ -8,7 +8,8 @@ export default defineConfig({
       "test/**/*.test.ts",
       "bench/src/**/*.test.ts",
     ],
-    exclude: ["**/node_modules/**", "**/dist/**"],
+    // Slow suites run with `pnpm test:slow` (vitest.slow.config.ts).
+    exclude: ["**/node_modules/**", "**/dist/**", "test/slow/**"],
     // Cross-process tests start a nats-server and seven agents each: two files at a time
     // is what a 2-core machine carries without timing noise.
     pool: "forks",

@@ -19,6 +19,8 @@ describe("executor gate", () => {
   let policy: LoadedPolicy;
   const std = { reviewers: 1, strategies: ["rules" as const], human: false };
   const full = { reviewers: 2, strategies: ["rules" as const], human: false };
+  /** A read, which the policy makes light: the only step a light assignment may carry. */
+  const READ = { tool: "ledger.balance", args: { account: "alice" } };
 
   beforeAll(async () => {
     const file = policyVariant("dev", "gate-test", (doc) => {
@@ -64,7 +66,7 @@ describe("executor gate", () => {
     const run = uniqueRun("squat");
     const light = { reviewers: 0, strategies: [], human: false };
     await h.forge.send("reviewer", "verdict", run, new Uint8Array([1, 2, 3]), `exec-${run}-0-0`);
-    const p = h.forge.proposal(run);
+    const p = h.forge.proposal(run, READ);
     const a = h.forge.assignment(p, policy.digest, "light", light);
     await h.forge.send("router", "tier_assigned", run, a.bytes);
     const exec = await waitForKind(h, run, "step_executed");
@@ -271,7 +273,7 @@ describe("executor gate", () => {
     const big = await waitForRejection(h, run, "executor", "frame_oversized");
     expect(big.body.reason).toMatch(/over the limit/);
 
-    const a = h.forge.assignment(h.forge.proposal(run), policy.digest, "light", {
+    const a = h.forge.assignment(h.forge.proposal(run, READ), policy.digest, "light", {
       reviewers: 0,
       strategies: [],
       human: false,

@@ -37,3 +37,18 @@ export const MAX_RETRY_DELAY_MS = 24 * 3600_000;
  * @default 50 ms
  */
 export const WINDOW_CLOSE_SLACK_MS = 50;
+
+/**
+ * A tool's refusal text kept in an execution record, at most: the record must fit a frame
+ * (docs/security.md, bounded messages).
+ * @default 1_000 characters
+ */
+export const MAX_ERROR_CHARS = 1_000;
+
+/**
+ * A result too large for its execution record travels by digest, its bytes in the effects
+ * bucket; past this size they are not kept (the record says so and the verifier finds the
+ * step's postconditions unreadable): a KV value must fit the server's max_payload.
+ * @default 786_432 bytes (768 KiB)
+ */
+export const MAX_STORED_RESULT_BYTES = 768 * 1024;

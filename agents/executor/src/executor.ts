@@ -1,11 +1,13 @@
 import type { KV } from "@nats-io/kv";
 import { isRevisionConflict, type Delivery } from "@trias/bus";
 import {
+  EXECUTION_RESERVE_BYTES,
   GateError,
+  MAX_FRAME_BYTES,
+  executionBound,
   assignmentFilter,
   boundedAdd,
   boundedSet,
-  canonicalBytes,
   decode,
   encode,
   subjectFor,
@@ -15,12 +17,16 @@ import {
   type Tier,
   type TraceContext,
 } from "@trias/protocol";
-import type { LoadedPolicy } from "@trias/policy";
-import { checkArgs, TOOLS, ToolRefusal, type ToolRuntime } from "@trias/tools";
+import { unknownRun, type LoadedPolicy } from "@trias/policy";
+import { TOOLS, ToolRefusal, type ToolDef, type ToolRuntime } from "@trias/tools";
 import { SpanKind, setActiveAttribute, triasAttributes, withSpan } from "@trias/telemetry";
 import {
-  countQuorum,
+  EFFECTS_BUCKET,
+  checkCompensationOrder,
   faultPoint,
+  resolveResult,
+  resultKey,
+  resultRef,
   openAssignment,
   openVerdict,
   type AgentHost,
@@ -29,27 +35,32 @@ import {
   type OpenedAssignment,
   type OpenedVerdict,
 } from "@trias/runtime";
+import { checkScope, checkStep, type Catalogue, type GateDecision } from "./gate.js";
 import {
   ASSIGNMENT_MAX_DELIVER,
   CACHE_ENTRIES,
   FIRST_SIGHT_SLACK_MS,
+  MAX_ERROR_CHARS,
   MAX_RETRY_DELAY_MS,
+  MAX_STORED_RESULT_BYTES,
   WINDOW_CLOSE_SLACK_MS,
 } from "./config.js";
 
-export const EFFECTS_BUCKET = "trias_effects";
+export { EFFECTS_BUCKET };
 
 interface StepCase {
   assignment: OpenedAssignment;
   approvals: Map<string, { verdict: OpenedVerdict; seq: number }>;
   veto: string | null;
   hydrated: boolean;
+  /** The gate refused the step (and that was recorded once): later messages for it change nothing. */
+  refused: boolean;
 }
 
 type EffectRecord =
-  | { status: "started"; at: number; by: string }
-  | { status: "done"; frame: Uint8Array }
-  | { status: "vetoed"; reason: string };
+  | { status: "started"; at: number; by: string; order?: string }
+  | { status: "done"; frame: Uint8Array; order?: string }
+  | { status: "vetoed"; reason: string; order?: undefined };
 
 /**
  * The tool gateway. A tool runs only after every check passes, in this order:
@@ -62,6 +73,8 @@ export class Executor {
   readonly #policy: LoadedPolicy;
   readonly #rt: ToolRuntime;
   readonly #effects: KV;
+  /** The one place tools are looked up (an injected catalogue will replace the global map). */
+  readonly #catalogue: Catalogue = TOOLS;
   readonly #cases = new Map<string, StepCase>();
   readonly #quarantined = new Set<string>();
   /** Effect keys of steps this process saw through (bounded): late verdicts stop here. */
@@ -97,20 +110,55 @@ export class Executor {
     );
   }
 
-  #checkPolicy(a: OpenedAssignment): void {
-    if (a.message.body.policyDigest !== this.#policy.digest) {
-      throw new GateError(
-        "policy_digest_mismatch",
-        `step was routed under policy ${a.message.body.policyDigest.slice(0, 12)} but this executor enforces ${this.#policy.doc.environment} policy ${this.#policy.digest.slice(0, 12)}`,
-      );
+  /**
+   * The gate (gate.ts) over what this process holds of the step. The run facts are lower
+   * bounds (no trace read on the hot path): the policy's own requirement for the step's
+   * facts is never undercut, and floors the router saw above it are taken from the
+   * assignment; the verifier re-derives with the whole run (docs/security.md).
+   */
+  #gate(c: StepCase, windowClosed: boolean): GateDecision {
+    const a = c.assignment;
+    const m = a.message;
+    const p = a.proposal.message;
+    const approvals: OpenedVerdict[] = [];
+    const sizes: number[] = [];
+    for (const x of c.approvals.values()) {
+      approvals.push(x.verdict);
+      sizes.push(x.verdict.bytes.length);
     }
+    const params = this.#policy.doc.tiers[m.body.tier];
+    return checkStep({
+      policy: this.#policy,
+      assignment: m.body,
+      step: {
+        tool: p.body.tool,
+        args: p.body.args,
+        run: m.run,
+        step: m.step ?? 0,
+        attempt: m.attempt,
+      },
+      view: unknownRun(),
+      approvals,
+      veto: c.veto,
+      windowClosed,
+      windowMs: m.body.requires.human ? params.humanTimeoutMs : params.reviewTimeoutMs,
+      executionBytes: executionBound(a.bytes.length, m.body.proposal.length, sizes),
+      maxFrameBytes: MAX_FRAME_BYTES,
+      catalogue: this.#catalogue,
+    });
+  }
+
+  /** A refusal is recorded once (by the message that met it); the step then stays refused here. */
+  #refuse(c: StepCase, d: { code: GateError["code"]; reason: string }): never {
+    c.refused = true;
+    throw new GateError(d.code, d.reason);
   }
 
   #case(a: OpenedAssignment): StepCase {
     const key = a.message.body.digest;
     let c = this.#cases.get(key);
     if (!c) {
-      c = { assignment: a, approvals: new Map(), veto: null, hydrated: false };
+      c = { assignment: a, approvals: new Map(), veto: null, hydrated: false, refused: false };
       boundedSet(this.#cases, key, c, CACHE_ENTRIES);
     }
     return c;
@@ -129,14 +177,17 @@ export class Executor {
     // The filter takes every router subject: its rejection notices come too.
     if (inc.message.kind !== "tier_assigned") return;
     const a = openAssignment(this.#host.registry, inc.delivery.data);
-    this.#checkPolicy(a);
-    if (a.message.body.denied !== null) return;
     const c = this.#case(a);
-    const { requires } = a.message.body;
-    if (requires.reviewers === 0 && !requires.human) {
-      await this.#tryExecute(c, this.#firstSight(a.message.issuedAt, inc.delivery));
+    if (c.refused) return;
+    const { requires, denied } = a.message.body;
+    if (requires.reviewers === 0 && !requires.human && denied === null) {
+      await this.#tryExecute(c, true, this.#firstSight(a.message.issuedAt, inc.delivery));
       return;
     }
+    // Refusals that need no verdict (policy digest, a downgrade) before anything is read.
+    const pre = this.#gate(c, false);
+    if (pre.kind === "refuse") this.#refuse(c, pre);
+    if (pre.kind === "skip") return;
     // A step waiting for reviewers: this message doubles as a durable timer. It is
     // redelivered when the review window closes; if nothing ran by then, the step is refused.
     if (this.#done.has(effectKey(a))) return;
@@ -146,27 +197,21 @@ export class Executor {
     // Vetoed here already (the verdict came first): recorded as such, nothing more to do.
     if (c.veto !== null) return;
     await this.#hydrate(c, inc.delivery);
-    if (await this.#tryExecute(c)) return;
     const params = this.#policy.doc.tiers[a.message.body.tier];
     const windowMs = requires.human ? params.humanTimeoutMs : params.reviewTimeoutMs;
     const left = a.message.issuedAt + windowMs - this.#host.now();
-    if (left > 0 && c.veto === null)
+    const r = await this.#tryExecute(c, left <= 0);
+    if (r === "waiting")
       return { retryInMs: Math.min(left + WINDOW_CLOSE_SLACK_MS, MAX_RETRY_DELAY_MS) };
-    const q = countQuorum(
-      requires,
-      [...c.approvals.values()].map((x) => x.verdict),
-    );
-    throw new GateError(
-      "quorum_not_met",
-      c.veto ??
-        `${q.reason} within ${windowMs} ms: step ${a.message.step} of run ${a.message.run} will not execute`,
-    );
+    return;
   }
 
   async onVerdict(inc: Incoming): Promise<void> {
     const { verdict, assignment } = openVerdict(this.#host.registry, inc.delivery.data);
-    this.#checkPolicy(assignment);
     const c = this.#case(assignment);
+    if (c.refused) return;
+    const pre = this.#gate(c, false);
+    if (pre.kind === "refuse") this.#refuse(c, pre);
     await this.#hydrate(c, inc.delivery);
     // A verdict after the step ran (a reviewer the quorum did not need) changes nothing. What
     // this process ran it remembers; anything else the claim in #runOnce settles, so the
@@ -191,7 +236,7 @@ export class Executor {
       return;
     }
     c.approvals.set(kid, { verdict, seq: inc.delivery.seq });
-    await this.#tryExecute(c);
+    await this.#tryExecute(c, false);
   }
 
   /**
@@ -228,17 +273,23 @@ export class Executor {
   }
 
   /**
-   * Returns true when the step has executed (now or before). `firstSight`: the step's
-   * assignment is on its first sight here (see #firstSight), so no claim is needed.
+   * Runs the step when the gate says so: "ran" when it has executed (now or before),
+   * "waiting" while its quorum may still come, "skipped" when it never will run here.
+   * `firstSight`: the step's assignment is on its first sight here (see #firstSight), so no
+   * claim is needed.
    */
-  async #tryExecute(c: StepCase, firstSight = false): Promise<boolean> {
+  async #tryExecute(
+    c: StepCase,
+    windowClosed: boolean,
+    firstSight = false,
+  ): Promise<"ran" | "waiting" | "skipped"> {
+    const d = this.#gate(c, windowClosed);
+    if (d.kind === "refuse") this.#refuse(c, d);
+    if (d.kind === "wait") return "waiting";
+    if (d.kind === "skip") return "skipped";
     const a = c.assignment;
     const m = a.message;
-    const q = countQuorum(
-      m.body.requires,
-      [...c.approvals.values()].map((x) => x.verdict),
-    );
-    if (!q.met || c.veto !== null) return false;
+    const q = d.quorum;
     // A quarantine only ever follows an execution: the run's very first step cannot be in one.
     if (m.step !== 0 || m.attempt !== 0) await this.#checkNotQuarantined(m.run);
     const proposal = a.proposal.message.body;
@@ -253,11 +304,16 @@ export class Executor {
       step,
       attempt: m.attempt,
       trace: m.trace,
-      tool: proposal.tool,
+      tool: this.#tool(proposal.tool),
       args: proposal.args,
       tier: m.body.tier,
       policyDigest: m.body.policyDigest,
       effectId: `${m.run}:${step}:${m.attempt}`,
+      reserved: executionBound(
+        a.bytes.length,
+        m.body.proposal.length,
+        [...c.approvals.values()].map((x) => x.verdict.bytes.length),
+      ),
       body: (r) => ({
         digest: m.body.digest,
         tool: proposal.tool,
@@ -283,17 +339,25 @@ export class Executor {
         total: proposal.total,
       }),
     });
-    if (!ran) return false;
+    if (!ran) return "skipped";
     // Done: the effects bucket answers for this step from now on, not memory; after the
     // plan's last step, for the run too.
     this.#cases.delete(m.body.digest);
     boundedAdd(this.#done, effectKey(a), CACHE_ENTRIES);
     if (proposal.index + 1 >= proposal.total) this.#clean.delete(m.run);
-    return true;
+    return "ran";
+  }
+
+  /** The gate checked the tool is in the catalogue; a missing one here is a bug, not input. */
+  #tool(name: string): ToolDef {
+    const t = this.#catalogue.get(name);
+    if (!t)
+      throw new GateError("scope_denied", `tool "${name}" is not in this gateway's tool pack`);
+    return t;
   }
 
   /**
-   * Scope, then idempotency, then the effect: the tool runs at most once per effect id.
+   * Idempotency, then the effect (the gate checked scope): the tool runs at most once per effect id.
    * The outcome is recorded durably (effects bucket) before the message that triggered it
    * is acked; a finished effect is only re-announced, with the same message id, which the
    * server drops as a duplicate.
@@ -306,25 +370,21 @@ export class Executor {
     step: number;
     attempt: number;
     trace: TraceContext | null;
-    tool: string;
+    tool: ToolDef;
     args: JsonObject;
     tier: Tier;
     policyDigest: string;
     effectId: string;
+    /** An upper bound of the record's size without its result (gate.ts executionBound). */
+    reserved: number;
+    /**
+     * The id of the order that asked for this effect (compensations): a claim or a record
+     * made under another order's id means that order is refused, not run again.
+     */
+    order?: string;
     body: (r: { outcome: "ok" | "error"; result: JsonValue; error: string | null }) => StepExecuted;
   }): Promise<boolean> {
-    const tool = TOOLS.get(x.tool);
-    if (!tool)
-      throw new GateError("scope_denied", `tool "${x.tool}" is not in this gateway's tool pack`);
-    if (!this.#policy.doc.tools[x.tool]) {
-      throw new GateError(
-        "scope_denied",
-        `tool "${x.tool}" is not in the ${this.#policy.doc.environment} policy catalogue`,
-      );
-    }
-    const args = checkArgs(tool, x.args);
-    if (!args.ok)
-      throw new GateError("scope_denied", `arguments for ${x.tool} are invalid: ${args.reason}`);
+    const tool = x.tool;
 
     // Claim first (one round trip on the happy path); only a failed claim reads the record.
     // A step on its first sight cannot have run: its claim would only ever succeed, so the
@@ -339,6 +399,7 @@ export class Executor {
             status: "started",
             at: this.#host.now(),
             by: this.#host.name,
+            ...(x.order !== undefined ? { order: x.order } : {}),
           } satisfies EffectRecord),
         );
       } catch {
@@ -351,6 +412,12 @@ export class Executor {
         stored && stored.operation === "PUT" && stored.value.length > 0
           ? (decode(stored.value) as EffectRecord)
           : null;
+      if (x.order !== undefined && prior?.order !== undefined && prior.order !== x.order) {
+        throw new GateError(
+          "already_executed",
+          `${tool.name} (${x.effectId}) was already applied on order ${prior.order}: each effect is compensated at most once, whatever the number of orders`,
+        );
+      }
       if (prior?.status === "done") {
         await this.#republish(prior.frame, x.run);
         return true;
@@ -365,7 +432,7 @@ export class Executor {
     let error: string | null = null;
     try {
       result = await withSpan(
-        `tool ${x.tool}`,
+        `tool ${tool.name}`,
         () => ({
           kind: SpanKind.CLIENT,
           attributes: triasAttributes({
@@ -373,7 +440,7 @@ export class Executor {
             step: x.step,
             attempt: x.attempt,
             tier: x.tier,
-            tool: x.tool,
+            tool: tool.name,
             policyDigest: x.policyDigest,
           }),
         }),
@@ -385,6 +452,18 @@ export class Executor {
       error = e.message;
     }
     faultPoint(this.#host.name, "after-effect");
+    // A result that would not fit the record travels by digest, its bytes in the effects
+    // bucket first: the record always fits, so the run is always verified (DESIGN.md, 12).
+    if (error !== null && error.length > MAX_ERROR_CHARS)
+      error = `${error.slice(0, MAX_ERROR_CHARS)}…`;
+    if (outcome === "ok" && result !== null) {
+      const encoded = encode(result);
+      if (x.reserved + encoded.length + EXECUTION_RESERVE_BYTES > MAX_FRAME_BYTES) {
+        const stored = encoded.length <= MAX_STORED_RESULT_BYTES;
+        if (stored) await this.#effects.put(resultKey(x.key), encoded);
+        result = resultRef(resultKey(x.key), encoded, stored) as unknown as JsonValue;
+      }
+    }
     // Announce and record at once (one round trip, not two): either may land without the
     // other if the process dies here, and the redelivery repairs both. A record without its
     // message is republished from the record; a message without its record runs the tool
@@ -398,7 +477,11 @@ export class Executor {
       body: x.body({ outcome, result, error }),
       trace: x.trace,
       alongside: async (frame) => {
-        const done = encode({ status: "done", frame } satisfies EffectRecord);
+        const done = encode({
+          status: "done",
+          frame,
+          ...(x.order !== undefined ? { order: x.order } : {}),
+        } satisfies EffectRecord);
         if (!x.firstSight) return this.#effects.put(x.key, done);
         try {
           return await this.#effects.create(x.key, done);
@@ -445,51 +528,53 @@ export class Executor {
         "scope_denied",
         "a compensate order must name the compensation and carry the effect it undoes",
       );
-    const original = this.#host.registry.open(m.body.evidence);
-    const o = original.message;
-    if (
-      o.kind !== "step_executed" ||
-      o.run !== m.run ||
-      o.body.digest !== c.of ||
-      o.step !== c.step ||
-      o.body.outcome !== "ok" ||
-      o.body.compensationOf !== null
-    ) {
+    // The effect is the one this executor recorded, not the order's word for it: the
+    // evidence must be byte for byte the frame this process stored when it ran the step.
+    const original = this.#host.registry.open(m.body.evidence).message;
+    if (original.kind !== "step_executed")
+      throw new GateError("scope_denied", "a compensate order's evidence must be an execution");
+    const key = keyOf(original);
+    const own = await this.#effects.get(key);
+    const record =
+      own && own.operation === "PUT" && own.value.length > 0
+        ? (decode(own.value) as EffectRecord)
+        : null;
+    if (record?.status !== "done" || !sameBytes(record.frame, m.body.evidence)) {
       throw new GateError(
         "scope_denied",
-        `the order's evidence is not the executed effect of step ${c.step} (${c.of.slice(0, 12)})`,
+        `this executor has no record of the effect ${original.body.effectId} the order would undo`,
       );
     }
-    const declared = TOOLS.get(o.body.tool)?.compensate(o.body.args, o.body.result) ?? null;
-    if (
-      !declared ||
-      declared.tool !== c.tool ||
-      !Buffer.from(canonicalBytes(declared.args)).equals(Buffer.from(canonicalBytes(c.args)))
-    ) {
-      throw new GateError(
-        "scope_denied",
-        `${c.tool} is not the compensation ${o.body.tool} declares for this effect`,
-      );
-    }
-    const key = `${m.run}.${c.step}.c.${m.id}`;
-    const effectId = `${m.run}:${c.step}:c:${m.id}`;
+    const undone = await resolveResult(this.#effects, original.body.result);
+    const declared =
+      this.#catalogue.get(original.body.tool)?.compensate(original.body.args, undone) ?? null;
+    const check = checkCompensationOrder({ run: m.run, compensation: c }, original, declared);
+    if (!check.ok) throw new GateError(check.code, check.reason);
+    const scope = checkScope(this.#policy, this.#catalogue, c.tool, c.args);
+    if (scope) throw new GateError("scope_denied", scope);
+    // Keyed by the effect, not the order: each effect is compensated at most once.
+    const ckey = `${key}.c`;
+    const effectId = `${original.body.effectId}:c`;
+    const step = c.step;
     await this.#runOnce({
-      key,
-      emitId: `comp-${m.run}-${c.step}-${m.id}`,
+      key: ckey,
+      emitId: `comp-${m.run}-${step}-${original.attempt}`,
       run: m.run,
-      step: c.step,
-      attempt: o.attempt,
+      step,
+      attempt: original.attempt,
       trace: m.trace,
-      tool: c.tool,
+      tool: this.#tool(c.tool),
       args: c.args,
-      tier: o.body.tier,
+      tier: original.body.tier,
       policyDigest: this.#policy.digest,
       effectId,
+      reserved: executionBound(inc.delivery.data.length, m.body.evidence.length, []),
+      order: m.id,
       body: (r) => ({
         digest: c.of,
         tool: c.tool,
         args: c.args,
-        tier: o.body.tier,
+        tier: original.body.tier,
         ...r,
         approvals: [],
         effectId,
@@ -499,7 +584,7 @@ export class Executor {
         },
         compensationOf: c.of,
         index: c.step,
-        total: o.body.total,
+        total: original.body.total,
       }),
     });
   }
@@ -518,6 +603,12 @@ export function effectKey(a: OpenedAssignment): string {
 
 function keyOf(m: { run: string; step: number | null; attempt: number }): string {
   return `${m.run}.${m.step ?? 0}.${m.attempt}`;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(
+    Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+  );
 }
 
 /** effectKey from an unverified envelope, or "" when it does not look like an assignment. */

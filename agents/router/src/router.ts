@@ -1,4 +1,5 @@
 import {
+  executionFits,
   maxTier,
   proposalDigest,
   runFilter,
@@ -9,7 +10,7 @@ import {
   type Tier,
   type TierAssigned,
 } from "@trias/protocol";
-import { checkBudget, decideTier, RateLimiter, type LoadedPolicy } from "@trias/policy";
+import { checkBudget, deriveStep, RateLimiter, type LoadedPolicy } from "@trias/policy";
 import type { AgentHost, Incoming } from "@trias/runtime";
 import { triasAttributes, withSpan } from "@trias/telemetry";
 import { RUN_CACHE_ENTRIES } from "./config.js";
@@ -44,27 +45,31 @@ export function assign(
   rateRefusal: string | null = null,
 ): TierAssigned {
   const step = proposal.step ?? 0;
-  const facts = {
-    tool: proposal.body.tool,
-    args: proposal.body.args,
-    run: {
-      id: proposal.run,
+  const { decision: d, unraised } = deriveStep(
+    policy,
+    {
+      tool: proposal.body.tool,
+      args: proposal.body.args,
+      run: proposal.run,
       step,
       attempt: proposal.attempt,
-      failures: ctx.failures,
-      proposals: ctx.proposals,
     },
-  };
-  let floor: Tier = ctx.floors.get(step) ?? "light";
-  if (ctx.failures > 0) floor = maxTier(floor, policy.doc.escalation.afterFailure);
-  const d = decideTier(policy, facts, floor);
-  const unraised = floor === "light" ? d.tier : decideTier(policy, facts).tier;
+    {
+      proposals: ctx.proposals,
+      failures: ctx.failures,
+      stepFloor: ctx.floors.get(step) ?? "light",
+    },
+  );
   const budget = checkBudget(policy, {
     steps: ctx.proposals,
     tokens: ctx.tokens,
     costUsd: ctx.costUsd,
   });
-  const denied = d.denied ?? budget ?? rateRefusal;
+  const approvals = d.requires.reviewers + (d.requires.human ? 1 : 0);
+  const oversized = executionFits(proposalFrame.length, approvals)
+    ? null
+    : `the step's arguments (a ${proposalFrame.length}-byte proposal) would not fit its execution record with ${approvals} approval(s): refused before any effect; send smaller arguments`;
+  const denied = d.denied ?? budget ?? rateRefusal ?? oversized;
   const explanation = [...d.explanation];
   if (tierRank(d.tier) > tierRank(unraised)) {
     explanation.push(
@@ -73,6 +78,7 @@ export function assign(
   }
   if (budget) explanation.push(budget);
   if (rateRefusal) explanation.push(rateRefusal);
+  if (oversized) explanation.push(oversized);
   return {
     proposal: proposalFrame,
     digest: proposalDigest({

@@ -1,13 +1,20 @@
-import { GateError, canonicalBytes, type Check, type MessageOf } from "@trias/protocol";
-import { getTool } from "@trias/tools";
+import { GateError, canonicalEqual, type Check, type MessageOf } from "@trias/protocol";
+import { checkAssignment, type LoadedPolicy, type RunView } from "@trias/policy";
 import type { KeyRegistry } from "@trias/signing";
-import { countQuorum, openAssignment, openVerdict } from "@trias/runtime";
+import {
+  checkCompensationOrder,
+  countQuorum,
+  openAssignment,
+  openVerdict,
+  type DeclaredUndo,
+} from "@trias/runtime";
 
 /** Checks about authorisation rather than outcome: failing one means quarantine, not retry. */
 export const AUTHORISATION_CHECKS: ReadonlySet<string> = new Set([
   "execution matches the approved proposal",
   "execution is for the assigned step",
   "step was not denied",
+  "tier is at least the policy's",
   "quorum of distinct approvals",
   "authorisation evidence verifies",
   "compensation matches its signed order",
@@ -17,19 +24,24 @@ export const AUTHORISATION_CHECKS: ReadonlySet<string> = new Set([
 
 /**
  * Re-check, independently of the executor, that an execution was authorised: the signed
- * assignment and proposal it carries, the same digest, the same tool and arguments, and a
- * quorum of distinct approvals bound to that digest. Pure given the registry.
+ * assignment and proposal it carries, the same digest, the same tool and arguments, a tier
+ * and requirement no weaker than the verifier's own derivation from its policy and the run
+ * it has followed (`view`), and a quorum of distinct approvals bound to that digest, counted
+ * against the stricter of the two. Pure given the registry and the policy.
  */
-export function auditExecution(registry: KeyRegistry, m: MessageOf<"step_executed">): Check[] {
+export function auditExecution(
+  registry: KeyRegistry,
+  m: MessageOf<"step_executed">,
+  policy: LoadedPolicy,
+  view: RunView,
+): Check[] {
   const checks: Check[] = [];
   const b = m.body;
   try {
     const a = openAssignment(registry, b.evidence.assignment);
     const p = a.proposal.message.body;
     const same =
-      a.message.body.digest === b.digest &&
-      p.tool === b.tool &&
-      JSON.stringify(p.args) === JSON.stringify(b.args);
+      a.message.body.digest === b.digest && p.tool === b.tool && canonicalEqual(p.args, b.args);
     checks.push({
       name: "execution matches the approved proposal",
       ok: same,
@@ -54,7 +66,20 @@ export function auditExecution(registry: KeyRegistry, m: MessageOf<"step_execute
       if (v.message.body.digest !== b.digest)
         throw new GateError("digest_mismatch", `approval by ${v.key.name} is for another digest`);
     }
-    const q = countQuorum(a.message.body.requires, verdicts);
+    const derived = checkAssignment(
+      policy,
+      { tool: p.tool, args: p.args, run: m.run, step: m.step ?? 0, attempt: m.attempt },
+      view,
+      a.message.body,
+    );
+    checks.push({
+      name: "tier is at least the policy's",
+      ok: derived.ok,
+      detail: derived.ok
+        ? `${a.message.body.tier} under ${policy.doc.environment} policy ${policy.digest.slice(0, 12)}`
+        : `${derived.code}: ${derived.reason}`,
+    });
+    const q = countQuorum(derived.ok ? derived.requires : a.message.body.requires, verdicts);
     checks.push({ name: "quorum of distinct approvals", ok: q.met, detail: q.reason });
   } catch (e) {
     checks.push({
@@ -69,9 +94,15 @@ export function auditExecution(registry: KeyRegistry, m: MessageOf<"step_execute
 /**
  * A compensation is authorised by a signed compensate order (verifier or human) that names
  * it exactly, and it must be the undo the tool pack declares for the original effect, whose
- * executor-signed frame travels with it.
+ * executor-signed frame travels with it: the rule the executor applies before running it
+ * (checkCompensationOrder). `declaredFor` is the tool pack's `compensate` over the original
+ * effect (its result resolved when it travelled by digest).
  */
-export function auditCompensation(registry: KeyRegistry, m: MessageOf<"step_executed">): Check[] {
+export function auditCompensation(
+  registry: KeyRegistry,
+  m: MessageOf<"step_executed">,
+  declaredFor: (original: MessageOf<"step_executed">) => DeclaredUndo | null,
+): Check[] {
   const b = m.body;
   try {
     const order = registry.open(b.evidence.assignment).message;
@@ -94,23 +125,13 @@ export function auditCompensation(registry: KeyRegistry, m: MessageOf<"step_exec
     const originalBytes = b.evidence.approvals[0];
     if (!originalBytes)
       throw new GateError("scope_denied", "compensation carries no original effect");
-    const original = registry.open(originalBytes).message;
-    if (
-      original.kind !== "step_executed" ||
-      original.body.digest !== b.compensationOf ||
-      original.body.outcome !== "ok"
-    ) {
-      throw new GateError(
-        "scope_denied",
-        "the effect being undone is not an executed step of this digest",
-      );
-    }
-    const declared = getTool(original.body.tool).compensate(
-      original.body.args,
-      original.body.result,
+    const opened = registry.open(originalBytes).message;
+    const original = opened.kind === "step_executed" ? opened : null;
+    const check = checkCompensationOrder(
+      { run: order.run, compensation: c },
+      original,
+      original ? declaredFor(original) : null,
     );
-    const matches =
-      declared !== null && declared.tool === b.tool && canonicalEqual(declared.args, b.args);
     return [
       {
         name: "compensation matches its signed order",
@@ -119,10 +140,8 @@ export function auditCompensation(registry: KeyRegistry, m: MessageOf<"step_exec
       },
       {
         name: "compensation is the declared undo",
-        ok: matches,
-        detail: matches
-          ? `${original.body.tool} is undone by ${b.tool}`
-          : "not the undo the tool declares",
+        ok: check.ok,
+        detail: check.ok ? `${original?.body.tool} is undone by ${b.tool}` : check.reason,
       },
     ];
   } catch (e) {
@@ -130,8 +149,4 @@ export function auditCompensation(registry: KeyRegistry, m: MessageOf<"step_exec
       { name: "compensation authorisation verifies", ok: false, detail: (e as Error).message },
     ];
   }
-}
-
-function canonicalEqual(a: unknown, b: unknown): boolean {
-  return Buffer.from(canonicalBytes(a)).equals(Buffer.from(canonicalBytes(b)));
 }

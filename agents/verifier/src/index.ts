@@ -15,4 +15,13 @@ export {
   stepFailure,
   type StepFailure,
 } from "./reasons.js";
+export {
+  react,
+  needsUndo,
+  runView,
+  unauthorisedSteps,
+  STEP_REFUSALS,
+  type Reaction,
+  type ReactContext,
+} from "./react.js";
 export { ReceiptAnchor, type ToAnchor } from "./anchor.js";

@@ -1,6 +1,6 @@
 import { RECEIPTS_BUCKET } from "@trias/bus";
 import { loadPolicy } from "@trias/policy";
-import { bootAgent, drainOnSignal, fatal } from "@trias/runtime";
+import { EFFECTS_BUCKET, bootAgent, drainOnSignal, fatal } from "@trias/runtime";
 import { LEDGER_BUCKET, Ledger } from "@trias/tools";
 import { Verifier } from "./verifier.js";
 import { ReceiptAnchor } from "./anchor.js";
@@ -9,6 +9,8 @@ try {
   const b = await bootAgent("verifier");
   // Read-only: the verifier's NATS user may read the ledger bucket but not write it.
   const ledger = new Ledger(await b.bus.kv(LEDGER_BUCKET));
+  // Read-only too: results too large for their record are read back from it.
+  const effects = await b.bus.kv(EFFECTS_BUCKET);
   const policy = loadPolicy(b.env.policyFile);
   drainOnSignal(b);
   let anchor: ReceiptAnchor | null = null;
@@ -23,7 +25,7 @@ try {
       "no receipts bucket: closed runs are not anchored, so a purged run goes unnoticed by `trias audit --all`; `trias setup` (admin) creates it",
     );
   }
-  await new Verifier(b.host, { ledger }, policy, anchor).start();
+  await new Verifier(b.host, { ledger }, policy, anchor, effects).start();
   b.log.info({}, "verifier ready");
 } catch (e) {
   fatal("verifier", e);

@@ -1,5 +1,6 @@
 import { isTransientFailure, type StoredMessage } from "@trias/bus";
 import {
+  boundedAdd,
   GateError,
   boundedSet,
   runFilter,
@@ -24,13 +25,20 @@ import {
   type RunState,
   type TraceEvent,
 } from "@trias/runstate";
-import { getTool, TOOLS, type ToolRuntime } from "@trias/tools";
-import { openAssignment, type AgentHost, type Incoming } from "@trias/runtime";
+import { TOOLS, type ToolDef, type ToolRuntime } from "@trias/tools";
+import {
+  openAssignment,
+  resolveResult,
+  type AgentHost,
+  type DeclaredUndo,
+  type Incoming,
+  type ResultStore,
+} from "@trias/runtime";
 import { metrics, recordRecovery, setActiveAttribute } from "@trias/telemetry";
-import { AUTHORISATION_CHECKS, auditCompensation, auditExecution } from "./audit.js";
-import { decideRecovery, nextCompensation, type Decision, type EffectUndo } from "./recovery.js";
-import { TOOL_SUCCEEDED, policyDenial, reviewStop, stepFailure } from "./reasons.js";
-import { closeOnPolicyRollout } from "./rollout.js";
+import { auditCompensation, auditExecution } from "./audit.js";
+import type { Decision, EffectUndo } from "./recovery.js";
+import { needsUndo, react, runView } from "./react.js";
+import { TOOL_SUCCEEDED } from "./reasons.js";
 import type { ReceiptAnchor } from "./anchor.js";
 
 /** The check recorded when a tool's postconditions could not be read at all. */
@@ -74,6 +82,9 @@ interface RunCache {
  */
 const MAX_OPEN_RUNS = 1_000;
 
+/** Runs remembered as "first stored message refused" (a junk flood names a new run per frame). */
+const MAX_REFUSED_FIRST = 5_000;
+
 /**
  * Sealed runs remembered (run -> its run_closed), so a message for one is refused without
  * folding the run again; past this many the fold (which also refuses it) answers.
@@ -93,6 +104,10 @@ export class Verifier {
   readonly #host: AgentHost;
   readonly #rt: ToolRuntime;
   readonly #policy: LoadedPolicy;
+  /** The executor's bucket, read-only: results that travelled by digest are read from it. */
+  readonly #effects: ResultStore | null;
+  /** The one place tools are looked up (an injected catalogue will replace the global map). */
+  readonly #catalogue: ReadonlyMap<string, ToolDef> = TOOLS;
   readonly #runs = new Map<string, RunCache>();
   /** Runs whose first stored message was refused: their history must come from the stream. */
   readonly #refusedFirst = new Set<string>();
@@ -112,11 +127,13 @@ export class Verifier {
     rt: ToolRuntime,
     policy: LoadedPolicy,
     anchor: ReceiptAnchor | null = null,
+    effects: ResultStore | null = null,
   ) {
     this.#host = host;
     this.#rt = rt;
     this.#policy = policy;
     this.#anchor = anchor;
+    this.#effects = effects;
   }
 
   async start(): Promise<void> {
@@ -125,7 +142,7 @@ export class Verifier {
       onRefused: (d) => {
         const cached = this.#runs.get(runOf(d.subject));
         if (cached) cached.chain.add({ seq: d.seq, subject: d.subject, frame: d.data });
-        else this.#refusedFirst.add(runOf(d.subject));
+        else boundedAdd(this.#refusedFirst, runOf(d.subject), MAX_REFUSED_FIRST);
       },
     });
   }
@@ -134,11 +151,16 @@ export class Verifier {
    * The run's state up to (not including) `seq`. A run's first message needs no history; a
    * run this process has not followed (a restart, an eviction) is folded from the stream.
    */
-  async #load(run: string, seq: number, first: boolean): Promise<RunCache> {
+  async #load(run: string, seq: number, first: boolean, record = false): Promise<RunCache> {
     const cached = this.#runs.get(run);
     if (cached) return cached;
     const c: RunCache = { state: foldRun([], run), seen: seq - 1, chain: new ReceiptChain(run) };
-    if (!first || this.#refusedFirst.delete(run)) {
+    // A rejection record about a run never submitted (junk naming a new run per frame) has
+    // no history to fold: one direct read says so, instead of a scan of the stream per record.
+    const unknown =
+      record &&
+      (await this.#host.bus.lastBySubject(subjectFor("console", "task_submitted", run))) === null;
+    if (!unknown && (!first || this.#refusedFirst.delete(run))) {
       const events: TraceEvent[] = [];
       for (const stored of await this.#host.bus.readAll(runFilter(run))) {
         if (stored.seq >= seq) break;
@@ -183,7 +205,12 @@ export class Verifier {
       if (reason !== null) throw new GateError("run_closed", reason);
       return;
     }
-    let c = await this.#load(m.run, seq, m.kind === "task_submitted");
+    let c = await this.#load(
+      m.run,
+      seq,
+      m.kind === "task_submitted",
+      m.kind === "message_rejected",
+    );
     if (seq <= c.seen) return;
     c.chain.add({ seq, subject: inc.delivery.subject, frame: inc.delivery.data });
     const before = c.state.violations.length;
@@ -247,141 +274,38 @@ export class Verifier {
     seq: number,
     violation: string | undefined,
   ): Promise<void> {
-    switch (m.kind) {
-      case "step_executed":
-        if (violation) {
-          // An effect that the trace does not authorise: halt the run before anything else runs.
-          await this.#apply(st, m, seq, {
-            kind: "recover",
-            action: "quarantine",
-            reason: `execution not backed by the trace: ${violation}`,
-            digest: m.body.digest,
-            nextAttempt: m.attempt,
-            notBefore: null,
-            avoid: [m.body.digest],
-            compensation: null,
-            evidence: null,
-          });
-          return;
-        }
-        await this.#verify(m);
-        return;
-      case "step_verified":
-        if (violation || m.sender !== this.#host.signer.kid) return;
-        await this.#apply(st, m, seq, await this.#afterVerification(st, m));
-        return;
-      case "recovery_decided":
-        if (violation) return;
-        await this.#apply(st, m, seq, await this.#afterRecovery(st, m));
-        return;
-      case "tier_assigned":
-        if (m.body.denied !== null && !violation)
-          await this.#apply(st, m, seq, {
-            kind: "close",
-            outcome: "rejected",
-            reason: policyDenial(m.step, m.body.environment, m.body.denied),
-          });
-        return;
-      case "verdict": {
-        const step = st.current === null ? undefined : st.steps[st.current];
-        if (
-          m.body.decision !== "approve" &&
-          !violation &&
-          step?.digest === m.body.digest &&
-          st.phase === "vetoed"
-        ) {
-          await this.#apply(st, m, seq, {
-            kind: "close",
-            outcome: "rejected",
-            reason: reviewStop(
-              this.#host.registry.get(m.sender)?.name ?? m.sender,
-              m.body.decision,
-              m.step,
-              m.body.reasons,
-            ),
-          });
-        }
-        return;
-      }
-      case "message_rejected":
-        if (m.body.subject.includes(".task_submitted.") && m.body.by === "proposer") {
-          // The proposer cannot plan the task: nothing will ever be proposed for it.
-          await this.#apply(st, m, seq, {
-            kind: "close",
-            outcome: "rejected",
-            reason: `the proposer refused the task: ${m.body.reason}`,
-          });
-          return;
-        }
-        if (
-          m.body.by === "proposer" &&
-          m.body.subject.includes(".recovery_decided.") &&
-          st.phase !== "escalated"
-        ) {
-          // The proposer cannot carry out the recovery (no replan possible): a human decides.
-          const cur = st.current === null ? undefined : st.steps[st.current];
-          await this.#apply(st, m, seq, {
-            kind: "recover",
-            action: "escalate",
-            reason: `the proposer could not carry out the recovery (${m.body.reason}): a human decides`,
-            digest: cur?.digest ?? "0".repeat(64),
-            nextAttempt: cur?.attempt ?? 0,
-            notBefore: null,
-            avoid: [],
-            compensation: null,
-            evidence: null,
-          });
-          return;
-        }
-        if (m.body.by !== "executor") return;
-        {
-          const rollout = closeOnPolicyRollout(st, m.body);
-          if (rollout) {
-            await this.#apply(st, m, seq, rollout);
-            return;
-          }
-        }
-        if (m.body.code === "quorum_not_met") {
-          await this.#apply(st, m, seq, {
-            kind: "close",
-            outcome: "rejected",
-            reason: m.body.reason,
-          });
-        } else if (m.body.subject.includes(".recovery_decided.") && st.phase !== "escalated") {
-          // The executor refused a recovery order: recovery cannot go on by itself.
-          const digest = st.current === null ? "" : (st.steps[st.current]?.digest ?? "");
-          await this.#apply(st, m, seq, {
-            kind: "recover",
-            action: "escalate",
-            reason: `the executor refused a recovery order (${m.body.code}: ${m.body.reason}): a human decides`,
-            digest: digest || "0".repeat(64),
-            nextAttempt: st.current === null ? 0 : (st.steps[st.current]?.attempt ?? 0),
-            notBefore: null,
-            avoid: [],
-            compensation: null,
-            evidence: null,
-          });
-        }
-        return;
-      case "task_submitted":
-      case "step_proposed":
-      case "run_closed":
-        return;
+    if (m.kind === "recovery_decided" && !violation) {
+      recordRecovery({ action: m.body.action, reason: m.body.reason });
+      metrics.recoveryAction(m.body.action);
     }
+    const r = react(st, m, {
+      self: this.#host.signer.kid,
+      violation,
+      policy: this.#policy,
+      now: this.#host.now(),
+      undo: needsUndo(m) ? await this.#undoPlan(st) : [],
+    });
+    if (r.kind === "verify") {
+      if (m.kind === "step_executed") await this.#verify(st, m);
+      return;
+    }
+    await this.#apply(st, m, seq, r);
   }
 
-  async #verify(m: MessageOf<"step_executed">): Promise<void> {
+  async #verify(st: RunState, m: MessageOf<"step_executed">): Promise<void> {
     const b = m.body;
     const audit =
       b.compensationOf === null
-        ? auditExecution(this.#host.registry, m)
-        : auditCompensation(this.#host.registry, m);
+        ? auditExecution(this.#host.registry, m, this.#policy, runView(st, m.step ?? 0))
+        : auditCompensation(this.#host.registry, m, await this.#declaredUndos(b));
     let checks: Check[] = [...audit];
     let uncertain = false;
     if (b.outcome === "ok") {
       try {
+        const tool = this.#catalogue.get(b.tool);
+        if (!tool) throw new Error(`no tool named "${b.tool}" in the verifier's tool pack`);
         checks = checks.concat(
-          await getTool(b.tool).verify(this.#rt, b.args, b.result, {
+          await tool.verify(this.#rt, b.args, await resolveResult(this.#effects, b.result), {
             effectId: b.effectId,
             attempt: m.attempt,
           }),
@@ -436,87 +360,33 @@ export class Verifier {
     });
   }
 
-  async #afterVerification(st: RunState, m: MessageOf<"step_verified">): Promise<Decision> {
-    const b = m.body;
-    const unauthorised = b.checks.filter((x) => !x.ok && AUTHORISATION_CHECKS.has(x.name));
-    if (unauthorised.length > 0) {
-      // Not a failed outcome but an effect without valid authorisation: halt the run.
-      return {
-        kind: "recover",
-        action: "quarantine",
-        reason: `step ${b.index} executed without valid authorisation: ${unauthorised.map((x) => `${x.name}: ${x.detail}`).join("; ")}`,
-        digest: b.digest,
-        nextAttempt: m.attempt,
-        notBefore: null,
-        avoid: [b.digest],
-        compensation: null,
-        evidence: null,
-      };
+  /** What the tool pack says undoes an effect; its result is read back when it travelled by digest. */
+  async #declaredUndo(original: MessageOf<"step_executed">): Promise<DeclaredUndo | null> {
+    const tool = this.#catalogue.get(original.body.tool);
+    if (!tool) return null;
+    try {
+      return tool.compensate(
+        original.body.args,
+        await resolveResult(this.#effects, original.body.result),
+      );
+    } catch {
+      return null;
     }
-    if (b.compensationOf !== null) {
-      if (b.verdict !== "passed") {
-        return {
-          kind: "recover",
-          action: "escalate",
-          reason: `compensation of step ${b.index} ${b.verdict}: a human decides`,
-          digest: b.digest,
-          nextAttempt: m.attempt,
-          notBefore: null,
-          avoid: [],
-          compensation: null,
-          evidence: null,
-        };
-      }
-      return nextCompensation(st, await this.#undoPlan(st));
-    }
-    if (b.verdict === "passed") {
-      return b.index + 1 >= b.total
-        ? {
-            kind: "close",
-            outcome: "completed",
-            reason: `all ${b.total} step(s) executed and verified`,
-          }
-        : { kind: "none" };
-    }
-    const step = st.steps[b.index];
-    if (!step || step.digest !== b.digest) return { kind: "none" };
-    const outcome = step.execution?.outcome ?? "error";
-    const tier = step.tier ?? "full";
-    return decideRecovery(
-      step,
-      {
-        verdict: b.verdict,
-        outcome,
-        reason: stepFailure({
-          index: b.index,
-          tool: b.tool,
-          attempt: m.attempt,
-          verdict: b.verdict,
-          outcome,
-          checks: b.checks,
-        }),
-      },
-      this.#policy.doc.tiers[tier],
-      await this.#undoPlan(st),
-      this.#host.now(),
-      st.program === "freeform",
-    );
   }
 
-  async #afterRecovery(st: RunState, m: MessageOf<"recovery_decided">): Promise<Decision> {
-    recordRecovery({ action: m.body.action, reason: m.body.reason });
-    metrics.recoveryAction(m.body.action);
-    switch (m.body.action) {
-      case "rollback":
-        return nextCompensation(st, await this.#undoPlan(st));
-      case "quarantine":
-        return { kind: "close", outcome: "quarantined", reason: m.body.reason };
-      case "retry":
-      case "replan":
-      case "compensate":
-      case "escalate":
-        return { kind: "none" };
+  /** The declared undo of the effect a compensation's evidence carries, for the pure audit. */
+  async #declaredUndos(
+    b: MessageOf<"step_executed">["body"],
+  ): Promise<(o: MessageOf<"step_executed">) => DeclaredUndo | null> {
+    let declared: DeclaredUndo | null = null;
+    try {
+      const bytes = b.evidence.approvals[0];
+      const original = bytes ? this.#host.registry.open(bytes).message : null;
+      if (original?.kind === "step_executed") declared = await this.#declaredUndo(original);
+    } catch {
+      // The audit opens the evidence itself and reports why it does not verify.
     }
+    return () => declared;
   }
 
   /** Every effect of the run with how to undo it, read from the executor's signed frames. */
@@ -531,13 +401,12 @@ export class Verifier {
       if (!stored) continue;
       const opened = this.#host.registry.open(stored.data).message;
       if (opened.kind !== "step_executed") continue;
-      const tool = TOOLS.get(opened.body.tool);
       const op = this.#policy.doc.tools[opened.body.tool]?.op;
       out.push({
         effect,
         frame: stored.data,
         readOnly: op === "read",
-        order: tool ? tool.compensate(opened.body.args, opened.body.result) : null,
+        order: await this.#declaredUndo(opened),
       });
     }
     return out;

@@ -394,6 +394,16 @@ export class Bus {
     else this.#ackTimer ??= setTimeout(() => this.#flushAcks(), this.#ackLingerMs);
   }
 
+  #termReason: boolean | undefined;
+  /** Whether the server accepts `+TERM <reason>` (nats-server 2.10 and later). */
+  #termTakesReason(): boolean {
+    if (this.#termReason === undefined) {
+      const [major = 0, minor = 0] = (this.#nc.info?.version ?? "0.0.0").split(".").map(Number);
+      this.#termReason = major > 2 || (major === 2 && minor >= 10);
+    }
+    return this.#termReason;
+  }
+
   /** Send the acks waiting (see #ack). */
   #flushAcks(): void {
     if (this.#ackTimer !== undefined) {
@@ -554,7 +564,10 @@ export class Bus {
           break;
         case "term":
           position.settled(d.seq);
-          m.term(disp.reason.slice(0, 200));
+          // nats-server before 2.10 takes only a bare +TERM: one with a reason is ignored,
+          // and the message comes back at every ack wait until max_deliver.
+          if (this.#termTakesReason()) m.term(disp.reason.slice(0, 200));
+          else m.term();
           break;
         default: {
           const never: never = disp;

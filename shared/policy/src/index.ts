@@ -55,4 +55,14 @@ export {
   runPolicyCases,
   type CaseResult,
 } from "./cases.js";
+export {
+  deriveStep,
+  checkAssignment,
+  unknownRun,
+  type StepIdentity,
+  type RunView,
+  type Derivation,
+  type AssignedRequirement,
+  type AssignmentCheck,
+} from "./derive.js";
 export { checkBudget, RateLimiter, type BudgetUsage } from "./limits.js";

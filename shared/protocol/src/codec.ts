@@ -44,6 +44,18 @@ export function canonicalBytes(value: unknown): Uint8Array {
   return packr.pack(sortKeys(value));
 }
 
+/**
+ * The one argument-equality rule: two values are the same when their canonical encodings
+ * are byte for byte equal (key order does not matter, types do: 1 and "1" differ).
+ */
+export function canonicalEqual(a: unknown, b: unknown): boolean {
+  const x = canonicalBytes(a);
+  const y = canonicalBytes(b);
+  if (x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
 export function sha256Hex(bytes: Uint8Array | string): string {
   return hash("sha256", bytes, "hex");
 }

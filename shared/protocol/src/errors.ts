@@ -18,6 +18,8 @@ export type ErrorCode =
   | "message_replayed"
   | "tier_missing"
   | "tier_invalid"
+  /** A signed tier assignment asks for less than the policy the gatekeeper enforces. */
+  | "tier_downgrade"
   | "quorum_not_met"
   | "duplicate_reviewer"
   | "self_approval"
@@ -25,6 +27,8 @@ export type ErrorCode =
   | "policy_digest_mismatch"
   | "scope_denied"
   | "already_executed"
+  /** A message that could not be carried within the frame limit (refused before any effect). */
+  | "payload_too_large"
   | "run_quarantined"
   | "run_closed"
   | "input_unreadable"

@@ -54,6 +54,7 @@ export {
   encode,
   decode,
   canonicalBytes,
+  canonicalEqual,
   sha256Hex,
   proposalDigest,
   parseMessage,
@@ -78,8 +79,16 @@ export {
   REVIEW_TOKEN,
   runFilter,
   parseSubject,
+  recordsRefusal,
   type SubjectParts,
 } from "./subjects.js";
 export { messageJsonSchemas } from "./json-schema.js";
 export { boundedSet, boundedAdd } from "./bounded.js";
+export {
+  EXECUTION_RESERVE_BYTES,
+  ASSIGNMENT_OVERHEAD_BYTES,
+  VERDICT_OVERHEAD_BYTES,
+  executionBound,
+  executionFits,
+} from "./sizes.js";
 export { readEnv, envPositiveInt, envNonNegative, envEnum, envText, type Env } from "./env.js";

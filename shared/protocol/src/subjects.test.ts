@@ -1,5 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { REVIEW_TOKEN, assignmentFilter, parseSubject, subjectOf, type BodyOf } from "./index.js";
+import {
+  REVIEW_TOKEN,
+  assignmentFilter,
+  parseSubject,
+  recordsRefusal,
+  subjectOf,
+  type BodyOf,
+  type Role,
+} from "./index.js";
 
 function assignment(reviewers: number, denied: string | null = null): BodyOf<"tier_assigned"> {
   return {
@@ -50,5 +58,27 @@ describe("subjects", () => {
     expect(subjectOf("verifier", "run_closed", "r1", {} as BodyOf<"run_closed">)).toBe(
       "trias.verifier.run_closed.r1",
     );
+  });
+});
+
+describe("who records a refusal at admission", () => {
+  const ROLES: Role[] = ["proposer", "router", "reviewer", "executor", "verifier"];
+  const CASES: [string, Role[]][] = [
+    ["trias.console.task_submitted.r1", ["proposer"]],
+    ["trias.proposer.step_proposed.r1", ["router"]],
+    ["trias.router.tier_assigned.r1", ["executor"]],
+    [`trias.router.${REVIEW_TOKEN}.r1`, ["reviewer", "executor"]],
+    ["trias.reviewer.verdict.r1", ["executor"]],
+    ["trias.human.verdict.r1", ["executor"]],
+    ["trias.executor.step_executed.r1", ["verifier"]],
+    ["trias.verifier.step_verified.r1", ["proposer"]],
+    ["trias.verifier.recovery_decided.r1", ["executor"]],
+    ["trias.verifier.run_closed.r1", ["verifier"]],
+    ["trias.executor.message_rejected.r1", ["verifier"]],
+    ["trias.junk", ["verifier"]],
+    ["trias.a.b.c.d", ["verifier"]],
+  ];
+  it.each(CASES)("subjects - %s is recorded by %j alone", (subject, want) => {
+    expect(ROLES.filter((r) => recordsRefusal(r, subject)).sort()).toEqual([...want].sort());
   });
 });

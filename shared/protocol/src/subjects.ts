@@ -60,3 +60,31 @@ export function parseSubject(subject: string): SubjectParts | null {
   const [, role, token, run] = parts as [string, string, string, string];
   return { role, kind: token === REVIEW_TOKEN ? "tier_assigned" : token, run };
 }
+
+/**
+ * Who records the refusal of a message that fails admission (a bad frame, signature, key,
+ * freshness): the role the subject is addressed to, not every agent whose consumer sees it,
+ * so a junk message yields one record, not one per agent (the verifier follows every subject
+ * and records only what no one else consumes). A step that asks for review is addressed to
+ * the executor and to the reviewers.
+ */
+export function recordsRefusal(role: Role, subject: string): boolean {
+  const parts = subject.split(".");
+  const token = parts.length === 4 && parts[0] === SUBJECT_ROOT ? parts[2] : undefined;
+  switch (token) {
+    case "task_submitted":
+      return role === "proposer";
+    case "step_proposed":
+      return role === "router";
+    case REVIEW_TOKEN:
+      return role === "executor" || role === "reviewer";
+    case "tier_assigned":
+    case "verdict":
+    case "recovery_decided":
+      return role === "executor";
+    case "step_verified":
+      return role === "proposer";
+    default:
+      return role === "verifier";
+  }
+}

@@ -17,6 +17,7 @@ import {
   decode,
   decodeFrame,
   parseSubject,
+  recordsRefusal,
   subjectOf,
   toTriasError,
   type BodyOf,
@@ -120,6 +121,32 @@ export interface HostOptions {
    * @default DEFAULT_ACK_WAIT_MS (3 s; see there)
    */
   ackWaitMs?: number;
+  /**
+   * Rejection records this agent may publish in a burst; past it, refusals are counted and
+   * published as one aggregate record per second, so a junk flood cannot make the agents
+   * write (and store, and follow) a record per junk message.
+   * @default DEFAULT_REJECTION_BURST
+   */
+  rejectionBurst?: number;
+  /**
+   * Rejection records per second, sustained, once the burst is spent.
+   * @default DEFAULT_REJECTIONS_PER_SECOND
+   */
+  rejectionsPerSecond?: number;
+}
+
+/** Rejection records an agent may publish at once before the rate applies. */
+export const DEFAULT_REJECTION_BURST = 200;
+/** Rejection records per second an agent publishes, sustained, past the burst. */
+export const DEFAULT_REJECTIONS_PER_SECOND = 50;
+
+/** Refusals counted but not recorded one by one, published as one record when the rate allows. */
+interface Suppressed {
+  total: number;
+  byCode: Map<string, number>;
+  firstSeq: number;
+  lastSeq: number;
+  lastSubject: string;
 }
 
 export interface ListenOptions {
@@ -158,6 +185,12 @@ export class AgentHost {
   readonly #ackWaitMs: number;
   readonly #seen = new ReplayWindow(MAX_SEEN);
   readonly #subs: Subscription[] = [];
+  readonly #burst: number;
+  readonly #perSecond: number;
+  #tokens: number;
+  #refilledAt = 0;
+  #suppressed: Suppressed | null = null;
+  #flushTimer: ReturnType<typeof setInterval> | null = null;
 
   constructor(o: HostOptions) {
     this.name = o.name;
@@ -171,6 +204,71 @@ export class AgentHost {
     this.#skewMs = o.clockSkewMs ?? DEFAULT_CLOCK_SKEW_MS;
     this.#ttlMs = o.defaultTtlMs ?? DEFAULT_MESSAGE_TTL_MS;
     this.#ackWaitMs = o.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
+    this.#burst = o.rejectionBurst ?? DEFAULT_REJECTION_BURST;
+    this.#perSecond = o.rejectionsPerSecond ?? DEFAULT_REJECTIONS_PER_SECOND;
+    this.#tokens = this.#burst;
+  }
+
+  /** Take one token of the rejection-record budget (a token bucket on this host's clock). */
+  #takeToken(): boolean {
+    const now = this.now();
+    if (this.#refilledAt === 0) this.#refilledAt = now;
+    const earned = ((now - this.#refilledAt) / 1000) * this.#perSecond;
+    if (earned >= 1) {
+      this.#tokens = Math.min(this.#burst, this.#tokens + Math.floor(earned));
+      this.#refilledAt = now;
+    }
+    if (this.#tokens < 1) return false;
+    this.#tokens--;
+    return true;
+  }
+
+  #suppress(d: Delivery, code: string): void {
+    const s = (this.#suppressed ??= {
+      total: 0,
+      byCode: new Map(),
+      firstSeq: d.seq,
+      lastSeq: d.seq,
+      lastSubject: d.subject,
+    });
+    s.total++;
+    s.byCode.set(code, (s.byCode.get(code) ?? 0) + 1);
+    s.lastSeq = d.seq;
+    s.lastSubject = d.subject;
+    this.#flushTimer ??= setInterval(() => void this.#flushSuppressed(), 1000);
+    this.#flushTimer.unref?.();
+  }
+
+  /** Publish the aggregate of refusals not recorded one by one, when the budget allows. */
+  async #flushSuppressed(): Promise<void> {
+    const s = this.#suppressed;
+    if (!s) {
+      if (this.#flushTimer) clearInterval(this.#flushTimer);
+      this.#flushTimer = null;
+      return;
+    }
+    if (!this.#takeToken()) return;
+    this.#suppressed = null;
+    const codes = [...s.byCode].map(([c, n]) => `${c} x${n}`).join(", ");
+    try {
+      await this.emit("message_rejected", {
+        id: `rej-${this.name}-agg-${s.firstSeq}-${s.lastSeq}`,
+        run: "_unknown",
+        step: null,
+        attempt: 0,
+        body: {
+          code: "rate_limited",
+          reason: `${s.total} further refusal(s) between sequences ${s.firstSeq} and ${s.lastSeq} not recorded one by one (over ${this.#perSecond}/s): ${codes}`,
+          subject: s.lastSubject,
+          seq: null,
+          messageId: null,
+          sender: null,
+          by: this.name,
+        },
+      });
+    } catch (pubErr) {
+      this.log.error({ err: String(pubErr) }, "could not publish aggregate rejection record");
+    }
   }
 
   /** Sign and publish one message. The envelope id is the JetStream dedupe id. */
@@ -282,12 +380,19 @@ export class AgentHost {
   }
 
   /**
-   * Publish the signed rejection record for a delivery. Never throws; false when the record
-   * could not be published (the bus is down), so the caller retries rather than drop the
-   * message without a visible reason.
+   * Publish the signed rejection record for a delivery (or count it for the aggregate record,
+   * over the rate). Never throws; false when the record could not be published (the bus is
+   * down), so the caller retries rather than drop the message without a visible reason.
    */
   async recordRejection(d: Delivery, err: unknown): Promise<boolean> {
     const e = toTriasError(err);
+    recordRejection({ code: e.code, reason: e.message });
+    metrics.gateRejection(e.code);
+    if (this.#suppressed !== null || !this.#takeToken()) {
+      // Over the rate (or behind earlier ones still to be flushed, so order holds): counted.
+      this.#suppress(d, e.code);
+      return true;
+    }
     const parts = parseSubject(d.subject);
     const run = parts && /^[A-Za-z0-9_-]{1,64}$/.test(parts.run) ? parts.run : "_unknown";
     let messageId: string | null = null;
@@ -303,8 +408,6 @@ export class AgentHost {
       { code: e.code, reason: e.message, subject: d.subject, seq: d.seq, run },
       "message rejected",
     );
-    recordRejection({ code: e.code, reason: e.message });
-    metrics.gateRejection(e.code);
     try {
       await this.emit("message_rejected", {
         id: `rej-${this.name}-${d.seq}`,
@@ -383,8 +486,10 @@ export class AgentHost {
               span.setAttribute("trias.skipped", true);
               return { type: "ack" };
             }
+            let admitted = false;
             try {
               const inc = this.admit(d);
+              admitted = true;
               const m = inc.message;
               if (span.isRecording()) {
                 span.setAttributes(
@@ -440,8 +545,14 @@ export class AgentHost {
                       { cause: e },
                     )
                   : e;
-              if (!(await this.recordRejection(d, refused))) {
-                return { type: "nak", delayMs: backoffMs(d.deliveryCount) };
+              if (admitted || recordsRefusal(this.signer.role, d.subject)) {
+                if (!(await this.recordRejection(d, refused)))
+                  return { type: "nak", delayMs: backoffMs(d.deliveryCount) };
+              } else {
+                // Another agent is addressed and records it: counted here, not recorded twice.
+                const code = toTriasError(refused).code;
+                metrics.gateRejection(code);
+                this.log.debug({ code, subject: d.subject, seq: d.seq }, "message refused");
               }
               o.onRefused?.(d);
               return { type: "term", reason: toTriasError(refused).code };
@@ -483,6 +594,8 @@ export class AgentHost {
   }
 
   async stop(): Promise<void> {
+    if (this.#flushTimer) clearInterval(this.#flushTimer);
+    this.#flushTimer = null;
     await Promise.allSettled(this.#subs.map((s) => s.stop()));
   }
 }

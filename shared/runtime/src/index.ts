@@ -36,3 +36,13 @@ export {
   type OpenedVerdict,
   type QuorumResult,
 } from "./evidence.js";
+export { checkCompensationOrder, type DeclaredUndo, type OrderCheck } from "./compensation.js";
+export {
+  EFFECTS_BUCKET,
+  resultRef,
+  isResultRef,
+  resultKey,
+  resolveResult,
+  type ResultRef,
+  type ResultStore,
+} from "./results.js";

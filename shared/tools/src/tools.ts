@@ -283,6 +283,31 @@ const noop = (name: string, description: string): ToolDef => ({
   verify: () => Promise.resolve([{ name: "noop", ok: true, detail: "nothing to check" }]),
 });
 
+const BlobArgs = z.object({ bytes: z.number().int().min(0).max(1_000_000) }).strict();
+/**
+ * A read that answers with `bytes` characters: results larger than a frame (which travel by
+ * digest) and the verifier reading them back. Its check is that the whole result arrived.
+ */
+const blob: ToolDef = {
+  name: "noop.blob",
+  description: "Do nothing and answer with `bytes` characters (test: large results).",
+  input: BlobArgs,
+  run: (_rt, args) => Promise.resolve({ blob: "x".repeat(BlobArgs.parse(args).bytes) }),
+  compensate: () => null,
+  verify: (_rt, args, result) => {
+    const want = BlobArgs.parse(args).bytes;
+    const got = (result as { blob?: unknown } | null)?.blob;
+    const ok = typeof got === "string" && got.length === want;
+    return Promise.resolve([
+      {
+        name: "whole result",
+        ok,
+        detail: ok ? `${want} characters` : `expected ${want} characters`,
+      },
+    ]);
+  },
+};
+
 const flaky: ToolDef = {
   name: "flaky.write",
   description:
@@ -346,6 +371,7 @@ export const TOOLS: ReadonlyMap<string, ToolDef> = new Map(
     noop("noop.echo", "Do nothing (read)."),
     noop("noop.write", "Do nothing (write)."),
     noop("noop.batch", "Do nothing (batch)."),
+    blob,
     flaky,
     flakyUndo,
   ].map((t) => [t.name, t]),

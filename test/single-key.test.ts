@@ -1,0 +1,222 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { subjectFor, type MessageOf } from "@trias/protocol";
+import { loadPolicy, shippedPolicyFile } from "@trias/policy";
+import { waitFor } from "@trias/testing";
+import { startHarness, waitForKind, waitForRejection, type Harness } from "./helpers/harness.js";
+
+// One compromised identity at a time, against real processes, real keys and a real
+// nats-server (docs/security.md). Every agent runs but the router: the test holds the
+// router's real key and routes each step itself, as a stolen key would.
+const LIGHT = { reviewers: 0, strategies: [], human: false };
+
+describe("single key", () => {
+  let h: Harness;
+  const policy = loadPolicy(shippedPolicyFile("dev"));
+
+  beforeAll(async () => {
+    h = await startHarness({
+      agents: [
+        { name: "proposer", role: "proposer" },
+        { name: "reviewer-1", role: "reviewer" },
+        { name: "reviewer-2", role: "reviewer" },
+        { name: "executor", role: "executor" },
+        { name: "verifier", role: "verifier" },
+      ],
+    });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  async function submit(steps: { tool: string; args: Record<string, unknown> }[]) {
+    const { run } = await h.client.submit({
+      goal: "single key",
+      program: "steps",
+      input: { steps: steps as never },
+      requestedBy: "test",
+    });
+    return run;
+  }
+
+  /** The proposer's stored proposal of a step (attempt), as the router would receive it. */
+  async function proposal(run: string, attempt = 0, step = 0) {
+    const message = await waitForKind(
+      h,
+      run,
+      "step_proposed",
+      20_000,
+      (m) => m.attempt === attempt && m.step === step,
+    );
+    const stored = (await h.bus.readAll(subjectFor("proposer", "step_proposed", run))).find(
+      (s) => h.registry.open(s.data).message.id === message.id,
+    );
+    if (!stored) throw new Error("the proposal is not in the trace");
+    return { bytes: stored.data, message };
+  }
+
+  async function kinds(run: string, k: string) {
+    return (await h.trace(run)).map((o) => o.message).filter((m) => m.kind === k);
+  }
+
+  it("single key - the router's key alone: a batch payout assigned light with no reviewer is refused (tier_downgrade), no money moves, the run ends with the reason", async () => {
+    const before = (await h.ledger.read()).state.accounts;
+    const run = await submit([
+      {
+        tool: "ledger.batch_payout",
+        args: { batch: "b-downgrade", payouts: [{ account: "bob", amount: 7 }] },
+      },
+    ]);
+    const p = await proposal(run);
+    const forged = h.forge.assignment(p, policy.digest, "light", LIGHT);
+    await h.forge.send("router", "tier_assigned", run, forged.bytes);
+
+    const r = await waitForRejection(h, run, "executor", "tier_downgrade");
+    expect(r.body.reason).toMatch(/assigned light .*ledger\.batch_payout at least full/);
+    const closed = await waitForKind(h, run, "run_closed");
+    expect(closed.body.reason).toMatch(/tier_downgrade/);
+    expect(["quarantined", "rejected"]).toContain(closed.body.outcome);
+    // Recorded once, by the agent it was addressed to.
+    expect((await h.rejections(run)).filter((x) => x.body.code === "tier_downgrade")).toHaveLength(
+      1,
+    );
+    expect(await kinds(run, "step_executed")).toHaveLength(0);
+    const { state } = await h.ledger.read();
+    expect(Object.keys(state.applied).filter((k) => k.startsWith(`${run}:`))).toEqual([]);
+    expect(state.accounts).toEqual(before);
+  });
+
+  it("single key - the router's key alone: a retry routed below the run's floor gets past the executor but not the verifier, which undoes it, quarantines and closes the run", async () => {
+    const key = `floor-${Date.now().toString(36)}`;
+    const run = await submit([{ tool: "flaky.write", args: { key, passFromAttempt: 1 } }]);
+    // Attempt 0 routed light, as the policy says; its postcondition fails.
+    const p0 = await proposal(run, 0);
+    await h.forge.send(
+      "router",
+      "tier_assigned",
+      run,
+      h.forge.assignment(p0, policy.digest, "light", LIGHT).bytes,
+    );
+    // The retry must be at least the policy's after-failure tier; the stolen key says light.
+    // The executor cannot see the failure without reading the run: it runs the step.
+    const p1 = await proposal(run, 1);
+    await h.forge.send(
+      "router",
+      "tier_assigned",
+      run,
+      h.forge.assignment(p1, policy.digest, "light", LIGHT).bytes,
+    );
+    const closed = await waitForKind(h, run, "run_closed", 30_000);
+    expect(closed.body.outcome).toBe("quarantined");
+    expect(closed.body.reason).toMatch(/without valid authorisation/);
+    const trace = (await h.trace(run)).map((o) => o.message);
+    const verified = trace.filter(
+      (m): m is MessageOf<"step_verified"> =>
+        m.kind === "step_verified" && m.body.compensationOf === null && m.attempt === 1,
+    );
+    expect(verified[0]?.body.checks.find((c) => !c.ok)?.name).toBe("tier is at least the policy's");
+    const actions = trace
+      .filter((m): m is MessageOf<"recovery_decided"> => m.kind === "recovery_decided")
+      .map((m) => m.body.action);
+    expect(actions).toEqual(["retry", "compensate", "quarantine"]);
+    const comps = trace.filter(
+      (m): m is MessageOf<"step_executed"> =>
+        m.kind === "step_executed" && m.body.compensationOf !== null,
+    );
+    expect(comps.map((c) => `${c.body.tool}:${c.body.outcome}:${c.body.effectId}`)).toEqual([
+      `flaky.undo:ok:${run}:0:1:c`,
+    ]);
+    expect((await h.ledger.read()).state.applied[`${run}:0:1:c`]).toBeDefined();
+  });
+
+  /** A run whose step 0 (flaky.write, light) has executed and passed; step 1 is left unrouted, so the run stays open. */
+  async function oneEffect(): Promise<{ run: string; frame: Uint8Array; key: string }> {
+    const key = `comp-${Date.now().toString(36)}`;
+    const run = await submit([
+      { tool: "flaky.write", args: { key, passFromAttempt: 0 } },
+      { tool: "ledger.balance", args: { account: "bob" } },
+    ]);
+    const p = await proposal(run);
+    await h.forge.send(
+      "router",
+      "tier_assigned",
+      run,
+      h.forge.assignment(p, policy.digest, "light", LIGHT).bytes,
+    );
+    await waitForKind(h, run, "step_verified");
+    await proposal(run, 0, 1);
+    const [stored] = await h.bus.readAll(subjectFor("executor", "step_executed", run));
+    if (!stored) throw new Error("no execution");
+    return { run, frame: stored.data, key };
+  }
+
+  function order(
+    run: string,
+    frame: Uint8Array,
+    compensation: { tool: string; args: Record<string, unknown> },
+  ): Uint8Array {
+    const executed = h.registry.open(frame).message as MessageOf<"step_executed">;
+    const m = h.forge.envelope("verifier", "recovery_decided", {
+      run,
+      step: 0,
+      body: {
+        digest: executed.body.digest,
+        action: "compensate",
+        reason: "test",
+        compensation: { step: 0, of: executed.body.digest, ...compensation } as never,
+        avoid: [],
+        nextAttempt: 0,
+        notBefore: null,
+        evidence: frame,
+      },
+    });
+    return h.forge.seal("verifier", m);
+  }
+
+  it("single key - the verifier's key alone: compensation orders under different ids for one effect apply it once", async () => {
+    const { run, frame, key } = await oneEffect();
+    const subject = subjectFor("verifier", "recovery_decided", run);
+    const undo = { tool: "flaky.undo", args: { key, attempt: 0 } };
+    await h.forge.publish(subject, order(run, frame, undo));
+    await waitFor(
+      "the compensation",
+      async () =>
+        (await h.bus.readAll(subjectFor("executor", "step_executed", run))).length === 2 || null,
+      20_000,
+    );
+    await h.forge.publish(subject, order(run, frame, undo));
+    await h.forge.publish(subject, order(run, frame, undo));
+    const r = await waitForRejection(h, run, "executor", "already_executed");
+    expect(r.body.reason).toMatch(/compensated at most once/);
+    await waitFor(
+      "both later orders answered",
+      async () =>
+        (await h.rejections(run, "executor")).filter((x) => x.body.code === "already_executed")
+          .length === 2 || null,
+      20_000,
+    );
+    const comps = (await h.trace(run))
+      .map((o) => o.message)
+      .filter(
+        (m): m is MessageOf<"step_executed"> =>
+          m.kind === "step_executed" && m.body.compensationOf !== null,
+      );
+    expect(comps).toHaveLength(1);
+    expect((await h.ledger.read()).state.applied[`${run}:0:0:c`]).toBeDefined();
+  });
+
+  it("single key - the verifier's key alone: an order for anything but the effect's declared undo is refused and moves nothing", async () => {
+    const before = (await h.ledger.read()).state.accounts;
+    const { run, frame } = await oneEffect();
+    await h.forge.publish(
+      subjectFor("verifier", "recovery_decided", run),
+      order(run, frame, {
+        tool: "ledger.transfer",
+        args: { from: "treasury", to: "mallory", amount: 500 },
+      }),
+    );
+    const r = await waitForRejection(h, run, "executor", "scope_denied");
+    expect(r.body.reason).toMatch(/not the compensation flaky\.write declares/);
+    expect((await h.ledger.read()).state.accounts).toEqual(before);
+    expect(await h.bus.readAll(subjectFor("executor", "step_executed", run))).toHaveLength(1);
+  });
+});
