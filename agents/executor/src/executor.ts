@@ -16,7 +16,7 @@ import {
   type TraceContext,
 } from "@trias/protocol";
 import type { LoadedPolicy } from "@trias/policy";
-import { checkArgs, TOOLS, ToolRefusal, type ToolRuntime } from "@trias/tools";
+import { checkArgs, ToolRefusal, type Catalogue } from "@trias/tools";
 import { SpanKind, setActiveAttribute, triasAttributes, withSpan } from "@trias/telemetry";
 import {
   countQuorum,
@@ -53,7 +53,7 @@ type EffectRecord =
 export class Executor {
   readonly #host: AgentHost;
   readonly #policy: LoadedPolicy;
-  readonly #rt: ToolRuntime;
+  readonly #tools: Catalogue;
   readonly #effects: KV;
   readonly #cases = new Map<string, StepCase>();
   readonly #quarantined = new Set<string>();
@@ -63,10 +63,10 @@ export class Executor {
   readonly #clean = new Set<string>();
   #startedAt = Number.MAX_SAFE_INTEGER;
 
-  constructor(host: AgentHost, policy: LoadedPolicy, rt: ToolRuntime, effects: KV) {
+  constructor(host: AgentHost, policy: LoadedPolicy, tools: Catalogue, effects: KV) {
     this.#host = host;
     this.#policy = policy;
-    this.#rt = rt;
+    this.#tools = tools;
     this.#effects = effects;
   }
 
@@ -302,7 +302,7 @@ export class Executor {
     effectId: string;
     body: (r: { outcome: "ok" | "error"; result: JsonValue; error: string | null }) => StepExecuted;
   }): Promise<boolean> {
-    const tool = TOOLS.get(x.tool);
+    const tool = this.#tools.get(x.tool);
     if (!tool)
       throw new GateError("scope_denied", `tool "${x.tool}" is not in this gateway's tool pack`);
     if (!this.#policy.doc.tools[x.tool]) {
@@ -366,7 +366,7 @@ export class Executor {
             policyDigest: x.policyDigest,
           }),
         }),
-        () => tool.run(this.#rt, x.args, { effectId: x.effectId, attempt: x.attempt }),
+        () => tool.run(x.args, { effectId: x.effectId, attempt: x.attempt }),
       );
     } catch (e) {
       if (!(e instanceof ToolRefusal)) throw e;
@@ -449,7 +449,7 @@ export class Executor {
         `the order's evidence is not the executed effect of step ${c.step} (${c.of.slice(0, 12)})`,
       );
     }
-    const declared = TOOLS.get(o.body.tool)?.compensate(o.body.args, o.body.result) ?? null;
+    const declared = this.#tools.get(o.body.tool)?.compensate(o.body.args, o.body.result) ?? null;
     if (
       !declared ||
       declared.tool !== c.tool ||

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { type TaskSubmitted } from "@trias/protocol";
 import { project, type LlmClient, type Usage } from "@trias/llm";
-import { TOOLS } from "@trias/tools";
+import type { Catalogue } from "@trias/tools";
 import type { PlannedStep } from "./planner.js";
 
 export interface HistoryItem {
@@ -25,8 +25,8 @@ const Answer = z.object({
 });
 
 /** The tool catalogue as the model sees it: names, what they do, their argument schemas. */
-export function catalogue(): string {
-  return [...TOOLS.values()]
+export function catalogue(tools: Catalogue | null): string {
+  return (tools?.tools() ?? [])
     .filter((t) => !t.name.startsWith("noop.") && !t.name.startsWith("flaky."))
     .map(
       (t) =>
@@ -47,6 +47,7 @@ Use only these tools:
  */
 export async function planNextWithLlm(
   llm: LlmClient,
+  tools: Catalogue | null,
   task: TaskSubmitted,
   history: readonly HistoryItem[],
   replacing: HistoryItem | null = null,
@@ -65,7 +66,7 @@ export async function planNextWithLlm(
   const { value, usage } = await llm.json(
     "plan",
     [
-      { role: "system", content: SYSTEM + catalogue() },
+      { role: "system", content: SYSTEM + catalogue(tools) },
       { role: "user", content: user },
     ],
     Answer,

@@ -2,6 +2,7 @@ import type { KV } from "@nats-io/kv";
 import { REVIEW_CLAIMS_BUCKET } from "@trias/bus";
 import { LlmClient, llmConfigFromEnv } from "@trias/llm";
 import { bootAgent, drainOnSignal, fatal } from "@trias/runtime";
+import { loadAgentCatalogue } from "@trias/tools";
 import { Reviewer, STAND_IN_MS, type ReviewerStrategy } from "./reviewer.js";
 
 try {
@@ -38,7 +39,9 @@ try {
     }
   }
   const llm = llmConfigFromEnv();
+  const { catalogue } = await loadAgentCatalogue({ host: null });
   const reviewer = new Reviewer(b.host, {
+    tools: catalogue,
     strategy,
     llm: strategy === "llm" && llm ? new LlmClient(llm) : null,
     claims,

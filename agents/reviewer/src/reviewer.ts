@@ -2,6 +2,7 @@ import type { KV } from "@nats-io/kv";
 import { isRevisionConflict } from "@trias/bus";
 import { assignmentFilter, subjectFor, ValidationError, type BodyOf } from "@trias/protocol";
 import type { LlmClient } from "@trias/llm";
+import type { Catalogue } from "@trias/tools";
 import {
   countQuorum,
   openAssignment,
@@ -19,6 +20,8 @@ import { reviewByRules } from "./rules.js";
 export type ReviewerStrategy = "rules" | "llm";
 
 export interface ReviewerOptions {
+  /** The loaded tools (from the project configuration): arguments are judged by their schemas. */
+  tools: Catalogue;
   strategy?: ReviewerStrategy;
   llm?: LlmClient | null;
   /**
@@ -46,8 +49,9 @@ export class Reviewer {
   readonly #llm: LlmClient | null;
   readonly #claims: KV | null;
   readonly #standInMs: number;
+  readonly #tools: Catalogue;
 
-  constructor(host: AgentHost, o: ReviewerOptions = {}) {
+  constructor(host: AgentHost, o: ReviewerOptions) {
     const strategy = o.strategy ?? "rules";
     const llm = o.llm ?? null;
     if (strategy === "llm" && !llm) {
@@ -61,6 +65,7 @@ export class Reviewer {
     this.#llm = llm;
     this.#claims = o.claims ?? null;
     this.#standInMs = o.standInMs ?? STAND_IN_MS;
+    this.#tools = o.tools;
   }
 
   async start(): Promise<void> {
@@ -83,8 +88,8 @@ export class Reviewer {
     const proposal = a.proposal.message.body;
     const v =
       this.#strategy === "llm" && this.#llm
-        ? await reviewWithLlm(this.#llm, proposal)
-        : reviewByRules(proposal);
+        ? await reviewWithLlm(this.#llm, proposal, this.#tools)
+        : reviewByRules(proposal, this.#tools);
     setActiveAttribute("trias.verdict", v.decision);
     setActiveAttribute("trias.tier", a.message.body.tier);
     setActiveAttribute("trias.policy_digest", a.message.body.policyDigest);

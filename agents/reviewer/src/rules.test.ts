@@ -1,5 +1,8 @@
 import { describe, expect, it } from "vitest";
+import { Catalogue, ledgerPack } from "@trias/tools";
 import { reviewByRules } from "./index.js";
+
+const tools = await Catalogue.open([ledgerPack], null);
 
 const p = (tool: string, args: Record<string, unknown>, over: Record<string, unknown> = {}) =>
   ({
@@ -53,7 +56,7 @@ describe("reviewer rules", () => {
       "approve",
     ],
   ])("reviewer - %s gets %s", (_name, proposal, decision) => {
-    const v = reviewByRules(proposal);
+    const v = reviewByRules(proposal, tools);
     expect(v.decision).toBe(decision);
     expect(v.reasons.length).toBeGreaterThan(0);
   });

@@ -1,5 +1,5 @@
 import type { ReviewDecision, StepProposed } from "@trias/protocol";
-import { checkArgs, getTool, TOOLS } from "@trias/tools";
+import { checkArgs, type Catalogue } from "@trias/tools";
 
 export interface RuleVerdict {
   decision: ReviewDecision;
@@ -17,10 +17,11 @@ export const RULE_LIMITS = {
  * The deterministic reviewer. Pure: the same proposal always gets the same verdict, with
  * every reason spelled out. It judges the action, never the tier (that is the router's).
  */
-export function reviewByRules(p: StepProposed): RuleVerdict {
+export function reviewByRules(p: StepProposed, tools: Catalogue): RuleVerdict {
   const reasons: string[] = [];
-  if (!TOOLS.has(p.tool)) return { decision: "reject", reasons: [`unknown tool "${p.tool}"`] };
-  const args = checkArgs(getTool(p.tool), p.args);
+  const tool = tools.get(p.tool);
+  if (!tool) return { decision: "reject", reasons: [`unknown tool "${p.tool}"`] };
+  const args = checkArgs(tool, p.args);
   if (!args.ok) return { decision: "reject", reasons: [`arguments invalid: ${args.reason}`] };
   if (p.rationale.trim().length === 0) reasons.push("no rationale given");
   if (p.expected.trim().length === 0) reasons.push("no expected outcome given");

@@ -1,5 +1,5 @@
 import { GateError, canonicalBytes, type Check, type MessageOf } from "@trias/protocol";
-import { getTool } from "@trias/tools";
+import type { Catalogue } from "@trias/tools";
 import type { KeyRegistry } from "@trias/signing";
 import { countQuorum, openAssignment, openVerdict } from "@trias/runtime";
 
@@ -71,7 +71,11 @@ export function auditExecution(registry: KeyRegistry, m: MessageOf<"step_execute
  * it exactly, and it must be the undo the tool pack declares for the original effect, whose
  * executor-signed frame travels with it.
  */
-export function auditCompensation(registry: KeyRegistry, m: MessageOf<"step_executed">): Check[] {
+export function auditCompensation(
+  registry: KeyRegistry,
+  m: MessageOf<"step_executed">,
+  tools: Catalogue,
+): Check[] {
   const b = m.body;
   try {
     const order = registry.open(b.evidence.assignment).message;
@@ -105,10 +109,9 @@ export function auditCompensation(registry: KeyRegistry, m: MessageOf<"step_exec
         "the effect being undone is not an executed step of this digest",
       );
     }
-    const declared = getTool(original.body.tool).compensate(
-      original.body.args,
-      original.body.result,
-    );
+    const declared = tools
+      .require(original.body.tool)
+      .compensate(original.body.args, original.body.result);
     const matches =
       declared !== null && declared.tool === b.tool && canonicalEqual(declared.args, b.args);
     return [

@@ -21,7 +21,7 @@ import {
   type RunState,
   type TraceEvent,
 } from "@trias/runstate";
-import { getTool, TOOLS, type ToolRuntime } from "@trias/tools";
+import type { Catalogue } from "@trias/tools";
 import { openAssignment, type AgentHost, type Incoming } from "@trias/runtime";
 import { metrics, recordRecovery, setActiveAttribute } from "@trias/telemetry";
 import { AUTHORISATION_CHECKS, auditCompensation, auditExecution } from "./audit.js";
@@ -77,15 +77,15 @@ const MAX_OPEN_RUNS = 1_000;
  */
 export class Verifier {
   readonly #host: AgentHost;
-  readonly #rt: ToolRuntime;
+  readonly #tools: Catalogue;
   readonly #policy: LoadedPolicy;
   readonly #runs = new Map<string, RunCache>();
   /** Runs whose first stored message was refused: their history must come from the stream. */
   readonly #refusedFirst = new Set<string>();
 
-  constructor(host: AgentHost, rt: ToolRuntime, policy: LoadedPolicy) {
+  constructor(host: AgentHost, tools: Catalogue, policy: LoadedPolicy) {
     this.#host = host;
-    this.#rt = rt;
+    this.#tools = tools;
     this.#policy = policy;
   }
 
@@ -292,13 +292,13 @@ export class Verifier {
     const audit =
       b.compensationOf === null
         ? auditExecution(this.#host.registry, m)
-        : auditCompensation(this.#host.registry, m);
+        : auditCompensation(this.#host.registry, m, this.#tools);
     let checks: Check[] = [...audit];
     let uncertain = false;
     if (b.outcome === "ok") {
       try {
         checks = checks.concat(
-          await getTool(b.tool).verify(this.#rt, b.args, b.result, {
+          await this.#tools.require(b.tool).verify(b.args, b.result, {
             effectId: b.effectId,
             attempt: m.attempt,
           }),
@@ -435,7 +435,7 @@ export class Verifier {
       if (!stored) continue;
       const opened = this.#host.registry.open(stored.data).message;
       if (opened.kind !== "step_executed") continue;
-      const tool = TOOLS.get(opened.body.tool);
+      const tool = this.#tools.get(opened.body.tool);
       const op = this.#policy.doc.tools[opened.body.tool]?.op;
       out.push({
         effect,

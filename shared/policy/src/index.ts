@@ -15,6 +15,8 @@ export {
   policyDigest,
   policyJsonSchema,
   PolicyError,
+  parseYamlAs,
+  type ParsedYaml,
   type LoadedPolicy,
   type PolicyProblem,
 } from "./load.js";
@@ -32,6 +34,7 @@ export {
 } from "./conditions.js";
 export {
   decideTier,
+  unknownToolReason,
   type StepFacts,
   type TierDecision,
   type RiskTerms,
@@ -48,3 +51,4 @@ export {
 } from "./explain.js";
 export { checkBudget, RateLimiter, type BudgetUsage } from "./limits.js";
 export { benchPolicy, type PolicyBenchResult } from "./bench.js";
+export { policyCatalogueProblems } from "./catalogue-check.js";
