@@ -29,6 +29,8 @@ import {
 import { describe } from "./format.js";
 import { traceTree } from "./trace.js";
 import { runDemo, DEFAULT_KEY_DIR, DEFAULT_LOG_ROOT } from "./demo.js";
+import { mcpCommand } from "./mcp-command.js";
+import { scaffoldCommand } from "./policy-scaffold.js";
 
 const USAGE = `trias: a governed execution runtime for AI agents
 
@@ -48,11 +50,13 @@ usage:
   trias policy check <file>                              validate a policy: digest and summary, or every error with its line
   trias policy explain <file> --step <json>              score terms, matched rules, tier and why, for one step
   trias policy diff <a> <b>                              which tools change tier between two environments
+  trias policy scaffold [--policy <file>] [--full]       policy entries for loaded tools the policy does not rate yet
+  trias mcp [--http [--port N]] [--upstream <server>]    Trias as an MCP server: control tools, and a governing proxy for <server>
   trias ledger                                           the demo ledger's balances
   trias setup [--max-age-days N] [--replicas N] [--seed-ledger]   create the trace stream and buckets (admin)
   trias nats-config                                      print the per-role NATS server configuration for deploy/
 
-environment: NATS_URL (NATS_USER, NATS_PASSWORD), TRIAS_KEY_DIR, TRIAS_ENV, LOG_LEVEL, OTEL_*`;
+environment: NATS_URL (NATS_USER, NATS_PASSWORD), TRIAS_KEY_DIR, TRIAS_ENV, TRIAS_CONFIG, LOG_LEVEL, OTEL_*`;
 
 function policyCommand(rest: string[]): number {
   const [sub, ...args] = rest;
@@ -360,7 +364,10 @@ async function main(argv: string[]): Promise<number> {
       }
     }
     case "policy":
+      if (rest[0] === "scaffold") return scaffoldCommand(rest.slice(1), out);
       return policyCommand(rest);
+    case "mcp":
+      return mcpCommand(rest);
     case "setup": {
       const { values } = parseArgs({
         args: rest,

@@ -16,6 +16,8 @@ export interface ToolDef {
   readonly pack: string;
   readonly description: string;
   readonly input: z.ZodType;
+  /** The input as JSON Schema: what a model or an MCP client is shown. */
+  readonly jsonSchema: Record<string, unknown>;
   readonly op: Operation;
   readonly domains: readonly string[];
   readonly objects: ObjectsSpec;
@@ -132,6 +134,7 @@ function bind(t: Tool, p: OpenPack): ToolDef {
     pack: p.pack.name,
     description: t.description,
     input: t.input,
+    jsonSchema: t.jsonSchema,
     op: t.op,
     domains: t.domains,
     objects: t.objects,

@@ -323,6 +323,7 @@ function mcpTool(server: string, t: McpTool, tc: McpToolConfig | undefined, op: 
     name,
     description: t.description ?? t.title ?? t.name,
     input,
+    jsonSchema: t.inputSchema,
     output: undefined,
     op,
     domains:

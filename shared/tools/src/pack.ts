@@ -70,6 +70,8 @@ export interface Tool {
   readonly name: string;
   readonly description: string;
   readonly input: z.ZodType;
+  /** The input as JSON Schema: what a model or an MCP client is shown. */
+  readonly jsonSchema: Record<string, unknown>;
   readonly output: z.ZodType | undefined;
   readonly op: Operation;
   readonly domains: readonly string[];
@@ -106,6 +108,7 @@ export function defineTool<I, O extends JsonValue, R = unknown>(
     name: def.name,
     description: def.description,
     input: def.input,
+    jsonSchema: z.toJSONSchema(def.input, { io: "input", unrepresentable: "any" }),
     output: def.output,
     op: def.op,
     domains: def.domains,
