@@ -115,7 +115,7 @@ describe("governed tool packs and MCP servers", () => {
 
   const submit = async (steps: { tool: string; args: Record<string, unknown> }[]) => {
     const { run } = await h.client.submit(
-      { goal: "governed tools", program: "steps", input: { steps }, requestedBy: "test" },
+      { goal: "governed tools", program: "steps", input: { steps } as never, requestedBy: "test" },
       uniqueRun("tools"),
     );
     const closed = await h.client.waitForClose([run], 45_000);

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { initTelemetry, type Telemetry } from "@trias/telemetry";
-import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "@trias/telemetry/testing";
+import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "@trias/testing";
 import { startHarness, type Harness } from "./helpers/harness.js";
 
 // Every agent process exports OTLP/HTTP protobuf to a real receiver on loopback, which

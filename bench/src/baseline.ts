@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import { createInterface } from "node:readline";
 import { join } from "node:path";
@@ -10,6 +9,7 @@ import { type Segment } from "./governed.js";
 import { CpuMeter } from "./proc.js";
 import { payloadOf, sealFrame } from "./signed-frame.js";
 import { closedLoop, type Waiting } from "./stats.js";
+import { Supervisor } from "@trias/supervise";
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
 
@@ -46,7 +46,7 @@ export class Baseline {
   readonly signed: boolean;
   readonly #stream: string;
   readonly #prefix: string;
-  readonly #children: ChildProcess[];
+  readonly #hops: Supervisor;
   readonly pids: Map<string, number>;
   readonly #sink: Subscription;
   readonly #waiting = new Map<string, Waiting>();
@@ -56,7 +56,7 @@ export class Baseline {
   private constructor(
     bus: Bus,
     shape: { stream: string; prefix: string; driverKey: SigningKey | null },
-    children: ChildProcess[],
+    hops: Supervisor,
     sink: Subscription,
     waiting: Map<string, Waiting>,
   ) {
@@ -65,10 +65,10 @@ export class Baseline {
     this.#stream = shape.stream;
     this.#prefix = shape.prefix;
     this.#driverKey = shape.driverKey;
-    this.#children = children;
+    this.#hops = hops;
     this.#sink = sink;
     this.#waiting = waiting;
-    this.pids = new Map(children.map((c, i) => [`${shape.prefix}-${i}`, c.pid ?? -1]));
+    this.pids = new Map(hops.names().map((n) => [n, hops.get(n)?.pid ?? -1]));
   }
 
   static async start(
@@ -116,12 +116,12 @@ export class Baseline {
     const main = join(import.meta.dirname, "..", "dist", "baseline-hop.js");
     // keys[0] is the driver's; hop i checks keys[i] and signs with keys[i + 1].
     const keys = signed ? Array.from({ length: HOPS + 1 }, keyPair) : [];
-    const children: ChildProcess[] = [];
+    const hops = new Supervisor();
     const ready: Promise<void>[] = [];
     for (let i = 0; i < HOPS; i++) {
       const own = keys[i + 1];
       const prev = keys[i];
-      const child = spawn(process.execPath, [main], {
+      const { child } = hops.spawn(`${prefix}-${i}`, process.execPath, [main], {
         env: {
           ...process.env,
           NATS_URL: natsUrl,
@@ -141,9 +141,9 @@ export class Baseline {
         },
         stdio: ["ignore", "pipe", "inherit"],
       });
-      children.push(child);
       ready.push(
         new Promise<void>((resolve, reject) => {
+          if (!child.stdout) return reject(new Error(`${prefix} ${i} has no stdout`));
           const rl = createInterface({ input: child.stdout });
           rl.once("line", () => resolve());
           child.once("exit", (code) =>
@@ -157,7 +157,7 @@ export class Baseline {
     const driverKey = driver
       ? ed25519.signingKey(Buffer.from(driver.seed, "hex"), Buffer.from(driver.pub, "hex"))
       : null;
-    return new Baseline(bus, { stream, prefix, driverKey }, children, sink, waiting);
+    return new Baseline(bus, { stream, prefix, driverKey }, hops, sink, waiting);
   }
 
   /** One message through the four hops; resolves with its latency in milliseconds. */
@@ -242,20 +242,7 @@ export class Baseline {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    await Promise.all(
-      this.#children.map(
-        (c) =>
-          new Promise<void>((resolve) => {
-            if (c.exitCode !== null || c.signalCode !== null) return resolve();
-            const t = setTimeout(() => c.kill("SIGKILL"), 5000);
-            c.once("exit", () => {
-              clearTimeout(t);
-              resolve();
-            });
-            c.kill("SIGTERM");
-          }),
-      ),
-    );
+    await this.#hops.stopAll("SIGTERM");
     for (const w of this.#waiting.values()) clearTimeout(w.timer);
     await this.#sink.stop();
     await this.bus.jsm.streams.delete(this.#stream).catch(() => undefined);

@@ -23,9 +23,9 @@ import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { findNatsServer } from "@trias/bus";
 import { REPO_ROOT } from "@trias/console";
-import * as policy from "@trias/policy";
 import { Baseline, HOP_PHASES } from "./baseline.js";
 import { Governed, PHASES, TIERS, type Segment, type Tier } from "./governed.js";
+import { benchPolicy, type PolicyBenchResult } from "./policy-bench.js";
 import { MACHINE, rssBytes } from "./proc.js";
 import { benchRecovery } from "./recovery.js";
 import { dist, ratio, round, type Dist } from "./stats.js";
@@ -360,18 +360,8 @@ function printVsSigned(cases: readonly CaseResult[]): void {
   }
 }
 
-async function policyBench(): Promise<{ rows: unknown[] } | { skipped: string }> {
-  const fn = (policy as Record<string, unknown>)["benchPolicy"];
-  if (typeof fn !== "function") {
-    out("policy micro-benchmark: skipped (@trias/policy has no benchPolicy export)");
-    return { skipped: "@trias/policy has no benchPolicy export" };
-  }
-  const rows = (await (fn as () => Promise<unknown[]>)()) as {
-    name: string;
-    p50us: number;
-    p99us: number;
-    perSecond: number;
-  }[];
+async function policyBench(): Promise<{ rows: PolicyBenchResult[] }> {
+  const rows = await benchPolicy();
   out("policy micro-benchmark (decideTier, in this process):");
   for (const r of rows)
     out(

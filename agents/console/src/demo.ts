@@ -3,6 +3,7 @@ import { join } from "node:path";
 import type { StoredMessage } from "@trias/bus";
 import type { MessageOf, TaskSubmitted } from "@trias/protocol";
 import { KeyRegistry, Signer, keyFileName, type Opened } from "@trias/signing";
+import { onShutdown } from "@trias/supervise";
 import { LEDGER_BUCKET, Ledger } from "@trias/tools";
 import { auditEvents, exportTrace, readRun } from "./audit.js";
 import { ConsoleClient } from "./client.js";
@@ -76,12 +77,17 @@ export async function runDemo(o: DemoOptions): Promise<number> {
   o.out(bold("Trias: governed runs across separate signed processes"));
   o.out(dim(`  environment ${o.environment} · keys ${o.keyDir} · logs ${logDir}`));
   const t0 = Date.now();
+  // Installed before the stack starts: a signal during the start still stops what exists
+  // (the agents and nats-server are tracked by @trias/supervise and signalled on exit).
+  const started: { stack?: Stack } = {};
+  const off = onShutdown(() => started.stack?.stop());
   const stack = await Stack.start({
     keyDir: o.keyDir,
     logDir,
     environment: o.environment,
     ...(o.natsUrl ? { natsUrl: o.natsUrl } : {}),
   });
+  started.stack = stack;
   try {
     o.out(
       dim(
@@ -184,6 +190,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     );
     return bad === 0 ? 0 : 1;
   } finally {
+    off();
     await stack.stop();
   }
 }

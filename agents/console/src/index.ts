@@ -23,3 +23,5 @@ export {
 export { pendingHuman, decideAsHuman, type WaitingStep } from "./human.js";
 export { setupTrace, deployNatsConfig, type SetupOptions } from "./setup.js";
 export { traceTree } from "./trace.js";
+export { buildProgram, normalizeArgv } from "./program.js";
+export { EXIT, CliError, classify } from "./cli-kit.js";

@@ -1,5 +1,4 @@
 import { isAbsolute, join, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { parseDocument } from "yaml";
 import { readFileSync } from "node:fs";
 import { loadPolicy, SHIPPED_POLICY_DIR } from "@trias/policy";
@@ -13,27 +12,17 @@ export function policyFileFromEnv(env: Record<string, string | undefined> = proc
 }
 
 /**
- * `trias policy scaffold [--policy <file>] [--full]`: policy entries for the loaded tools
- * (packs and MCP servers of the project configuration) that the policy does not rate yet;
- * with --full, the whole policy with them added, comments kept.
+ * `trias policy scaffold`: policy entries for the loaded tools (packs and MCP servers of the
+ * project configuration) that the policy does not rate yet; with `full`, the whole policy
+ * with them added, comments kept.
  */
-export async function scaffoldCommand(args: string[], out: (s: string) => void): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: { policy: { type: "string" }, full: { type: "boolean" } },
-  });
-  const file = values.policy ?? policyFileFromEnv();
+export async function scaffold(file: string, full: boolean): Promise<string> {
   const policy = loadPolicy(file);
   const { catalogue, config } = await loadCatalogue({ host: null });
   try {
     const rated = new Set(Object.keys(policy.doc.tools));
-    const entries = scaffoldEntries(catalogue, rated);
-    if (!values.full) {
-      out(
-        `# tools loaded from ${config.file ?? "the default configuration"} that ${file} does not rate yet;\n# review op, objects and domains, then add these under \`tools:\` in the policy\n${entries}`,
-      );
-      return 0;
-    }
+    if (!full)
+      return `# tools loaded from ${config.file ?? "the default configuration"} that ${file} does not rate yet;\n# review op, objects and domains, then add these under \`tools:\` in the policy\n${scaffoldEntries(catalogue, rated)}`;
     const doc = parseDocument(readFileSync(file, "utf8"));
     for (const t of catalogue.tools()) {
       if (rated.has(t.name)) continue;
@@ -41,8 +30,7 @@ export async function scaffoldCommand(args: string[], out: (s: string) => void):
       node.flow = true;
       doc.setIn(["tools", t.name], node);
     }
-    out(doc.toString());
-    return 0;
+    return doc.toString();
   } finally {
     await catalogue.close();
   }

@@ -19,14 +19,20 @@ export interface SetupOptions {
  * What an operator (admin credentials) creates once per environment: the trace stream, the
  * executor's buckets and the reviewers' claims. Agents have no right to create or change them.
  */
+/**
+ * How long a reviewer's claim on a step is kept. A claim matters only while its step waits
+ * for review; an hour covers any review window.
+ * @default 3_600_000 ms (one hour)
+ */
+export const REVIEW_CLAIM_TTL_MS = 3_600_000;
+
 export async function setupTrace(admin: Bus, o: SetupOptions = {}): Promise<{ seeded: boolean }> {
   await admin.ensureStream({
     ...(o.maxAgeMs !== undefined ? { maxAgeMs: o.maxAgeMs } : {}),
     ...(o.replicas ? { replicas: o.replicas } : {}),
   });
   const kvs = await Promise.all(EXECUTOR_BUCKETS.map((b) => admin.kv(b, { create: true })));
-  // A claim matters only while its step waits for review; an hour covers any review window.
-  await admin.kv(REVIEW_CLAIMS_BUCKET, { create: true, ttlMs: 3_600_000 });
+  await admin.kv(REVIEW_CLAIMS_BUCKET, { create: true, ttlMs: REVIEW_CLAIM_TTL_MS });
   const ledgerKv = kvs[EXECUTOR_BUCKETS.indexOf(LEDGER_BUCKET)];
   const seeded =
     (o.seedLedger ?? false) && ledgerKv !== undefined ? await new Ledger(ledgerKv).seed() : false;

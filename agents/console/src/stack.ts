@@ -1,12 +1,12 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, openSync, closeSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Bus, LocalNatsServer, type NatsUser, type NatsUserRole } from "@trias/bus";
 import { TransientError } from "@trias/protocol";
 import { initKeyDir, REGISTRY_FILE, type Identity } from "@trias/signing";
 import { SHIPPED_POLICY_DIR } from "@trias/policy";
+import { Supervisor } from "@trias/supervise";
 import { setupTrace } from "./setup.js";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
@@ -101,12 +101,6 @@ export interface NatsHandle {
   stop(): Promise<void>;
 }
 
-interface Running {
-  spec: AgentSpec;
-  child: ChildProcess;
-  exited: Promise<number | null>;
-}
-
 /**
  * A whole Trias deployment on one machine: an embedded nats-server (unless one is given),
  * keys, the trace stream and buckets, and every agent as its own OS process.
@@ -117,7 +111,8 @@ export class Stack {
   readonly natsUrl: string;
   readonly admin: Bus;
   readonly #users: Map<NatsUserRole, NatsUser>;
-  readonly #running = new Map<string, Running>();
+  /** Every agent process; stopping the stack stops each one (docs/cli.md, "signals"). */
+  readonly #agents = new Supervisor();
 
   private constructor(
     opts: StackOptions,
@@ -210,29 +205,21 @@ export class Stack {
     const main = join(REPO_ROOT, "agents", a.role, "dist", "main.js");
     if (!existsSync(main))
       throw new TransientError("internal", `${main} is missing: run \`pnpm build\` first`);
-    const fd = openSync(join(this.opts.logDir, `${a.name}.log`), "a");
     const env = { ...this.agentEnv(a), ...(a.env ?? {}), ...extraEnv };
-    const child = spawn(process.execPath, [...agentNodeFlags(env["NODE_OPTIONS"]), main], {
+    this.#agents.spawn(a.name, process.execPath, [...agentNodeFlags(env["NODE_OPTIONS"]), main], {
       env,
-      stdio: ["ignore", fd, fd],
       cwd: REPO_ROOT,
+      logFile: join(this.opts.logDir, `${a.name}.log`),
     });
-    closeSync(fd);
-    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-    this.#running.set(a.name, { spec: a, child, exited });
   }
 
   pid(name: string): number | undefined {
-    return this.#running.get(name)?.child.pid;
+    return this.#agents.get(name)?.pid;
   }
 
   /** Kill an agent abruptly (no drain), as a crash would. */
   async kill(name: string, signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
-    const r = this.#running.get(name);
-    if (!r) return;
-    r.child.kill(signal);
-    await r.exited;
-    this.#running.delete(name);
+    await this.#agents.stop(name, signal);
   }
 
   /** Kill an agent and start it again (with extra environment, e.g. a TRIAS_FAULT to arm). */
@@ -245,20 +232,20 @@ export class Stack {
 
   /** Kill every agent at once, as a power cut would (no drain). */
   async killAll(): Promise<void> {
-    await Promise.all([...this.#running.keys()].map((n) => this.kill(n)));
+    await Promise.all(this.#agents.names().map((n) => this.kill(n)));
   }
 
   /** Start every configured agent that is not running, and wait until they are ready. */
   async startAll(): Promise<void> {
-    for (const a of this.opts.agents ?? []) if (!this.#running.has(a.name)) this.spawnAgent(a);
+    for (const a of this.opts.agents ?? []) if (!this.#agents.has(a.name)) this.spawnAgent(a);
     await this.waitReady();
   }
 
   /** Resolves with the exit code when the agent's process ends (a crash, or a fault point). */
   async exited(name: string): Promise<number | null> {
-    const r = this.#running.get(name);
+    const r = this.#agents.get(name);
     if (!r) return null;
-    return r.exited;
+    return (await r.exited).code;
   }
 
   async waitReady(timeoutMs = 30_000): Promise<void> {
@@ -273,11 +260,14 @@ export class Stack {
           missing.push(d);
         }
       }
-      const dead = [...this.#running.values()].filter((r) => r.child.exitCode !== null);
+      const dead = this.#agents
+        .names()
+        .flatMap((n) => this.#agents.get(n) ?? [])
+        .filter((r) => r.child.exitCode !== null);
       if (dead.length > 0) {
         throw new TransientError(
           "internal",
-          `agent(s) exited during start: ${dead.map((r) => `${r.spec.name} (code ${r.child.exitCode}, see ${join(this.opts.logDir, r.spec.name + ".log")})`).join(", ")}`,
+          `agent(s) exited during start: ${dead.map((r) => `${r.name} (code ${r.child.exitCode}, see ${join(this.opts.logDir, r.name + ".log")})`).join(", ")}`,
         );
       }
       if (missing.length === 0) return;
@@ -290,18 +280,9 @@ export class Stack {
     }
   }
 
-  /** SIGTERM every agent (they drain), then stop the embedded server. */
+  /** SIGTERM every agent (they drain; SIGKILL after the grace period), then stop the embedded server. */
   async stop(): Promise<void> {
-    const all = [...this.#running.values()];
-    for (const r of all) r.child.kill("SIGTERM");
-    await Promise.all(
-      all.map((r) =>
-        Promise.race([r.exited, new Promise((res) => setTimeout(res, 5000))]).then(() => {
-          if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill("SIGKILL");
-        }),
-      ),
-    );
-    this.#running.clear();
+    await this.#agents.stopAll("SIGTERM");
     await this.admin.drain();
     await this.server?.stop();
   }

@@ -29,6 +29,13 @@ import {
   type OpenedAssignment,
   type OpenedVerdict,
 } from "@trias/runtime";
+import {
+  ASSIGNMENT_MAX_DELIVER,
+  CACHE_ENTRIES,
+  FIRST_SIGHT_SLACK_MS,
+  MAX_RETRY_DELAY_MS,
+  WINDOW_CLOSE_SLACK_MS,
+} from "./config.js";
 
 export const EFFECTS_BUCKET = "trias_effects";
 
@@ -79,7 +86,10 @@ export class Executor {
       // A reviewed step's assignment comes back when its review window closes (the durable
       // timer below); when this process already ran the step, that costs nothing to skip.
       // Skipping on the unverified envelope is safe: a skip never runs anything.
-      { maxDeliver: 100, wanted: (env) => !this.#done.has(envelopeEffectKey(env)) },
+      {
+        maxDeliver: ASSIGNMENT_MAX_DELIVER,
+        wanted: (env) => !this.#done.has(envelopeEffectKey(env)),
+      },
     );
     await this.#host.listen("executor-verdicts", "trias.*.verdict.*", (inc) => this.onVerdict(inc));
     await this.#host.listen("executor-recovery", "trias.*.recovery_decided.*", (inc) =>
@@ -101,7 +111,7 @@ export class Executor {
     let c = this.#cases.get(key);
     if (!c) {
       c = { assignment: a, approvals: new Map(), veto: null, hydrated: false };
-      boundedSet(this.#cases, key, c, 5_000);
+      boundedSet(this.#cases, key, c, CACHE_ENTRIES);
     }
     return c;
   }
@@ -112,7 +122,7 @@ export class Executor {
    * process is the only executor.
    */
   #firstSight(issuedAt: number, d: Delivery): boolean {
-    return issuedAt > this.#startedAt + 5_000 && d.deliveryCount === 1;
+    return issuedAt > this.#startedAt + FIRST_SIGHT_SLACK_MS && d.deliveryCount === 1;
   }
 
   async onAssignment(inc: Incoming): Promise<HandlerResult> {
@@ -140,7 +150,8 @@ export class Executor {
     const params = this.#policy.doc.tiers[a.message.body.tier];
     const windowMs = requires.human ? params.humanTimeoutMs : params.reviewTimeoutMs;
     const left = a.message.issuedAt + windowMs - this.#host.now();
-    if (left > 0 && c.veto === null) return { retryInMs: Math.min(left + 50, 24 * 3600_000) };
+    if (left > 0 && c.veto === null)
+      return { retryInMs: Math.min(left + WINDOW_CLOSE_SLACK_MS, MAX_RETRY_DELAY_MS) };
     const q = countQuorum(
       requires,
       [...c.approvals.values()].map((x) => x.verdict),
@@ -276,7 +287,7 @@ export class Executor {
     // Done: the effects bucket answers for this step from now on, not memory; after the
     // plan's last step, for the run too.
     this.#cases.delete(m.body.digest);
-    boundedAdd(this.#done, effectKey(a), 5_000);
+    boundedAdd(this.#done, effectKey(a), CACHE_ENTRIES);
     if (proposal.index + 1 >= proposal.total) this.#clean.delete(m.run);
     return true;
   }
@@ -408,7 +419,7 @@ export class Executor {
     if (!this.#quarantined.has(run) && !this.#clean.has(run)) {
       const e = await this.#effects.get(`${run}.quarantine`);
       if (e && e.operation === "PUT" && e.value.length > 0) this.#quarantined.add(run);
-      else boundedAdd(this.#clean, run, 5_000);
+      else boundedAdd(this.#clean, run, CACHE_ENTRIES);
     }
     if (this.#quarantined.has(run))
       throw new GateError("run_quarantined", `run ${run} is quarantined: nothing more executes`);

@@ -10,6 +10,7 @@ import type { LlmClient } from "@trias/llm";
 import type { Catalogue } from "@trias/tools";
 import type { AgentHost, HandlerResult, Incoming } from "@trias/runtime";
 import { subjectFor } from "@trias/protocol";
+import { PLAN_CACHE_RUNS } from "./config.js";
 import { planTask, type PlannedStep } from "./planner.js";
 import { planNextWithLlm, type HistoryItem } from "./llm-planner.js";
 
@@ -105,7 +106,7 @@ export class Proposer {
     let plan = this.#plans.get(run)?.plan;
     if (!plan) {
       plan = planTask(task.body);
-      boundedSet(this.#plans, run, { plan, task }, 2_000);
+      boundedSet(this.#plans, run, { plan, task }, PLAN_CACHE_RUNS);
     }
     const step = plan[index];
     return step ? { step, total: plan.length, usage: null } : null;

@@ -3,28 +3,14 @@ import { REVIEW_CLAIMS_BUCKET } from "@trias/bus";
 import { LlmClient, llmConfigFromEnv } from "@trias/llm";
 import { bootAgent, drainOnSignal, fatal } from "@trias/runtime";
 import { loadAgentCatalogue } from "@trias/tools";
-import { Reviewer, STAND_IN_MS, type ReviewerStrategy } from "./reviewer.js";
+import { readReviewerConfig } from "./config.js";
+import { Reviewer } from "./reviewer.js";
 
 try {
+  const { strategy, claims: claimsOn, standInMs } = readReviewerConfig();
   const b = await bootAgent("reviewer");
-  const strategy = (process.env["TRIAS_REVIEWER_STRATEGY"] ?? "rules") as ReviewerStrategy;
-  if (strategy !== "rules" && strategy !== "llm")
-    throw new Error(`TRIAS_REVIEWER_STRATEGY must be rules or llm, not ${String(strategy)}`);
-  const rawStandIn = process.env["TRIAS_REVIEW_STANDIN_MS"];
-  const standInMs =
-    rawStandIn === undefined || rawStandIn === "" ? STAND_IN_MS : Number(rawStandIn);
-  if (!Number.isInteger(standInMs) || standInMs <= 0)
-    throw new Error(
-      `TRIAS_REVIEW_STANDIN_MS must be a positive whole number of milliseconds, not ${String(rawStandIn)}`,
-    );
-  // Claims pay for themselves when a review costs a model call. A rules review costs
-  // microseconds: measured, claiming and standing by cost the server and the reviewers more
-  // CPU than a second rules verdict does, so rules reviewers all judge unless told otherwise.
-  const rawClaims = process.env["TRIAS_REVIEW_CLAIMS"] ?? (strategy === "llm" ? "on" : "off");
-  if (rawClaims !== "on" && rawClaims !== "off")
-    throw new Error(`TRIAS_REVIEW_CLAIMS must be on or off, not ${rawClaims}`);
   let claims: KV | null = null;
-  if (rawClaims === "on") {
+  if (claimsOn) {
     try {
       claims = await b.bus.kv(REVIEW_CLAIMS_BUCKET);
       // Opening a bucket does not look for it: ask, so a missing one is known now.

@@ -12,6 +12,7 @@ import {
 import { checkBudget, decideTier, RateLimiter, type LoadedPolicy } from "@trias/policy";
 import type { AgentHost, Incoming } from "@trias/runtime";
 import { triasAttributes, withSpan } from "@trias/telemetry";
+import { RUN_CACHE_ENTRIES } from "./config.js";
 
 /** What the router knows of a run when a proposal arrives: all derived from the trace. */
 export interface RunContext {
@@ -131,7 +132,7 @@ export class Router {
     // Least recently routed out first. After a plan's last step the context is not needed:
     // a retry or replan of it rebuilds the context from the trace anyway.
     this.#runs.delete(m.run);
-    if (m.body.index + 1 < m.body.total) boundedSet(this.#runs, m.run, ctx, 5_000);
+    if (m.body.index + 1 < m.body.total) boundedSet(this.#runs, m.run, ctx, RUN_CACHE_ENTRIES);
     return ctx;
   }
 

@@ -4,6 +4,7 @@ import { createServer, connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { TransientError, ValidationError } from "@trias/protocol";
+import { track } from "@trias/supervise";
 import { natsConfig, type NatsUser } from "./nats-config.js";
 
 export const NATS_INSTALL_HINT =
@@ -116,6 +117,8 @@ export class LocalNatsServer {
     const args = ["-c", this.#confPath];
     if (logFile) args.push("-l", logFile);
     const child = spawn(this.#bin, args, { stdio: ["ignore", "ignore", "pipe"] });
+    // Signalled if this process exits without stopping the server (docs/cli.md, "signals").
+    track(child);
     let stderr = "";
     child.stderr?.on("data", (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-4000);

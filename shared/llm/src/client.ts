@@ -1,6 +1,14 @@
 import OpenAI from "openai";
 import { z } from "zod";
-import { TransientError, ValidationError } from "@trias/protocol";
+import {
+  TransientError,
+  ValidationError,
+  envNonNegative,
+  envPositiveInt,
+  envText,
+  readEnv,
+  type Env,
+} from "@trias/protocol";
 import { SpanKind, genAiAttributes, withSpan } from "@trias/telemetry";
 
 export interface LlmConfig {
@@ -15,21 +23,52 @@ export interface LlmConfig {
   usdPer1kOutput: number;
 }
 
-type Env = Record<string, string | undefined>;
+/** @default "https://api.openai.com/v1" when only an API key is set (TRIAS_LLM_BASE_URL) */
+export const DEFAULT_LLM_BASE_URL = "https://api.openai.com/v1";
+/** @default "gpt-4o-mini" (TRIAS_LLM_MODEL) */
+export const DEFAULT_LLM_MODEL = "gpt-4o-mini";
+/** How long one model call may take before it fails as retryable. @default 30_000 ms (TRIAS_LLM_TIMEOUT_MS) */
+export const DEFAULT_LLM_TIMEOUT_MS = 30_000;
+/** Provider name for telemetry (gen_ai.system). @default "openai" (TRIAS_LLM_SYSTEM) */
+export const DEFAULT_LLM_SYSTEM = "openai";
 
-/** Config from TRIAS_LLM_* (or the OpenAI SDK's OPENAI_*), or null when no model is configured. */
+/** The model settings a proposer or llm reviewer reads. Unset or empty means the default. */
+export const LlmEnvSchema = z.object({
+  /** Any chat-completions server. @default OPENAI_BASE_URL, else DEFAULT_LLM_BASE_URL */
+  TRIAS_LLM_BASE_URL: envText,
+  OPENAI_BASE_URL: envText,
+  /** @default OPENAI_API_KEY, else "none" (a local server that asks for none) */
+  TRIAS_LLM_API_KEY: envText,
+  OPENAI_API_KEY: envText,
+  /** @default DEFAULT_LLM_MODEL */
+  TRIAS_LLM_MODEL: envText,
+  /** @default DEFAULT_LLM_TIMEOUT_MS */
+  TRIAS_LLM_TIMEOUT_MS: envPositiveInt(DEFAULT_LLM_TIMEOUT_MS, "milliseconds"),
+  /** @default DEFAULT_LLM_SYSTEM */
+  TRIAS_LLM_SYSTEM: envText,
+  /** Price per 1,000 input tokens, so run budgets count cost. @default 0 */
+  TRIAS_LLM_USD_PER_1K_INPUT: envNonNegative(0, "US dollars"),
+  /** Price per 1,000 output tokens. @default 0 */
+  TRIAS_LLM_USD_PER_1K_OUTPUT: envNonNegative(0, "US dollars"),
+});
+
+/**
+ * Config from TRIAS_LLM_* (or the OpenAI SDK's OPENAI_*), or null when no model is
+ * configured. A wrong value throws `config_invalid`, naming the variable.
+ */
 export function llmConfigFromEnv(env: Env = process.env): LlmConfig | null {
-  const baseURL = env["TRIAS_LLM_BASE_URL"] ?? env["OPENAI_BASE_URL"];
-  const apiKey = env["TRIAS_LLM_API_KEY"] ?? env["OPENAI_API_KEY"];
+  const e = readEnv(LlmEnvSchema, env);
+  const baseURL = e.TRIAS_LLM_BASE_URL ?? e.OPENAI_BASE_URL;
+  const apiKey = e.TRIAS_LLM_API_KEY ?? e.OPENAI_API_KEY;
   if (!baseURL && !apiKey) return null;
   return {
-    baseURL: baseURL ?? "https://api.openai.com/v1",
+    baseURL: baseURL ?? DEFAULT_LLM_BASE_URL,
     apiKey: apiKey ?? "none",
-    model: env["TRIAS_LLM_MODEL"] ?? "gpt-4o-mini",
-    timeoutMs: Number(env["TRIAS_LLM_TIMEOUT_MS"] ?? 30_000),
-    system: env["TRIAS_LLM_SYSTEM"] ?? "openai",
-    usdPer1kInput: Number(env["TRIAS_LLM_USD_PER_1K_INPUT"] ?? 0),
-    usdPer1kOutput: Number(env["TRIAS_LLM_USD_PER_1K_OUTPUT"] ?? 0),
+    model: e.TRIAS_LLM_MODEL ?? DEFAULT_LLM_MODEL,
+    timeoutMs: e.TRIAS_LLM_TIMEOUT_MS,
+    system: e.TRIAS_LLM_SYSTEM ?? DEFAULT_LLM_SYSTEM,
+    usdPer1kInput: e.TRIAS_LLM_USD_PER_1K_INPUT,
+    usdPer1kOutput: e.TRIAS_LLM_USD_PER_1K_OUTPUT,
   };
 }
 

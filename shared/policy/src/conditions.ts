@@ -1,5 +1,8 @@
 import { Environment, serialize, type ASTNode } from "@marcbachmann/cel-js";
 import { compileFast, withFallback } from "./fast.js";
+import type { ConditionFacts } from "./facts.js";
+
+export type { ConditionFacts } from "./facts.js";
 
 /**
  * Rule conditions are CEL, compiled once when a policy loads and type-checked against the
@@ -53,15 +56,6 @@ const COMPREHENSIONS: ReadonlySet<string> = new Set([
 
 /** Longer conditions belong in several rules; the cap also bounds load-time work on hostile files. */
 export const MAX_CONDITION_LENGTH = 2000;
-
-export interface ConditionFacts {
-  tool: string;
-  op: string;
-  domains: readonly string[];
-  args: Record<string, unknown>;
-  run: Record<string, unknown>;
-  env: string;
-}
 
 const celEnv = (() => {
   const e = new Environment({

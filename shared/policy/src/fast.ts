@@ -1,5 +1,5 @@
 import type { ASTNode } from "@marcbachmann/cel-js";
-import type { ConditionFacts } from "./conditions.js";
+import type { ConditionFacts } from "./facts.js";
 
 /**
  * A fast path for the common condition shapes (field reads, comparisons, `in`, `has`,

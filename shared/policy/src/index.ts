@@ -9,8 +9,6 @@ export {
 } from "./schema.js";
 export {
   loadPolicy,
-  SHIPPED_POLICY_DIR,
-  shippedPolicyFile,
   parsePolicy,
   policyDigest,
   policyJsonSchema,
@@ -20,6 +18,7 @@ export {
   type LoadedPolicy,
   type PolicyProblem,
 } from "./load.js";
+export { SHIPPED_POLICY_DIR, shippedPolicyFile } from "./paths.js";
 export {
   compileCondition,
   ConditionError,
@@ -50,5 +49,4 @@ export {
   type PolicyDiffRow,
 } from "./explain.js";
 export { checkBudget, RateLimiter, type BudgetUsage } from "./limits.js";
-export { benchPolicy, type PolicyBenchResult } from "./bench.js";
 export { policyCatalogueProblems } from "./catalogue-check.js";

@@ -1,6 +1,4 @@
 import { readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import {
   LineCounter,
   parseDocument,
@@ -35,25 +33,6 @@ export class PolicyError extends ValidationError {
     );
     this.problems = problems;
   }
-}
-
-/**
- * The environments shipped in deploy/policies. Found from this module's own location (src/
- * or dist/ sit at the same depth), so it holds in a checkout and in the container image,
- * whatever the working directory.
- */
-export const SHIPPED_POLICY_DIR = join(
-  dirname(fileURLToPath(import.meta.url)),
-  "..",
-  "..",
-  "..",
-  "deploy",
-  "policies",
-);
-
-/** The shipped policy file of one environment. */
-export function shippedPolicyFile(environment: string): string {
-  return join(SHIPPED_POLICY_DIR, `${environment}.yaml`);
 }
 
 export interface LoadedPolicy {

@@ -73,3 +73,4 @@ export {
 } from "./subjects.js";
 export { messageJsonSchemas } from "./json-schema.js";
 export { boundedSet, boundedAdd } from "./bounded.js";
+export { readEnv, envPositiveInt, envNonNegative, envEnum, envText, type Env } from "./env.js";

@@ -2,7 +2,7 @@ import { Bus } from "@trias/bus";
 import { ValidationError, type Role } from "@trias/protocol";
 import { watchFile } from "node:fs";
 import { KeyRegistry, Signer, readJwks } from "@trias/signing";
-import { readAgentEnv, type AgentEnv } from "./env.js";
+import { DEFAULT_LOG_LEVEL, readAgentEnv, type AgentEnv } from "./env.js";
 import { AgentHost, type Logger } from "./host.js";
 import {
   createLogger as createTelemetryLogger,
@@ -21,7 +21,7 @@ export interface Booted {
 export function createLogger(
   name: string,
   role: Role,
-  level = process.env["LOG_LEVEL"] ?? "info",
+  level = process.env["LOG_LEVEL"] || DEFAULT_LOG_LEVEL,
 ): Logger {
   return createTelemetryLogger({ agent: name, role, level });
 }

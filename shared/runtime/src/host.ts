@@ -29,6 +29,7 @@ import {
   triasAttributes,
   withSpan,
 } from "@trias/telemetry";
+import { DEFAULT_ACK_WAIT_MS, DEFAULT_CLOCK_SKEW_MS, DEFAULT_MESSAGE_TTL_MS } from "./env.js";
 import { ReplayWindow } from "./replay.js";
 
 /**
@@ -102,10 +103,11 @@ export interface HostOptions {
   now?: () => number;
   newId?: () => string;
   maxFrameBytes?: number;
-  /** Tolerated clock difference between agents. */
+  /** Tolerated clock difference between agents. @default DEFAULT_CLOCK_SKEW_MS */
   clockSkewMs?: number;
+  /** Lifetime of a message this host signs. @default DEFAULT_MESSAGE_TTL_MS */
   defaultTtlMs?: number;
-  /** Default ack wait for consumers this host creates. */
+  /** Default ack wait for consumers this host creates. @default DEFAULT_ACK_WAIT_MS */
   ackWaitMs?: number;
 }
 
@@ -155,9 +157,9 @@ export class AgentHost {
     this.now = o.now ?? Date.now;
     this.newId = o.newId ?? randomUUID;
     this.#maxFrameBytes = o.maxFrameBytes ?? MAX_FRAME_BYTES;
-    this.#skewMs = o.clockSkewMs ?? 5_000;
-    this.#ttlMs = o.defaultTtlMs ?? 5 * 60_000;
-    this.#ackWaitMs = o.ackWaitMs ?? 30_000;
+    this.#skewMs = o.clockSkewMs ?? DEFAULT_CLOCK_SKEW_MS;
+    this.#ttlMs = o.defaultTtlMs ?? DEFAULT_MESSAGE_TTL_MS;
+    this.#ackWaitMs = o.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
   }
 
   /** Sign and publish one message. The envelope id is the JetStream dedupe id. */

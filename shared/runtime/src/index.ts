@@ -1,4 +1,15 @@
-export { readAgentEnv, type AgentEnv } from "./env.js";
+export {
+  readAgentEnv,
+  AgentEnvSchema,
+  DEFAULT_NATS_URL,
+  DEFAULT_KEY_DIR,
+  DEFAULT_ENVIRONMENT,
+  DEFAULT_LOG_LEVEL,
+  DEFAULT_ACK_WAIT_MS,
+  DEFAULT_CLOCK_SKEW_MS,
+  DEFAULT_MESSAGE_TTL_MS,
+  type AgentEnv,
+} from "./env.js";
 export {
   AgentHost,
   faultPoint,

@@ -1,6 +1,6 @@
 // @trias/telemetry: tracing, metrics and logs for Trias agents.
 // Library code may use everything here except initTelemetry, which only agents' main.ts
-// calls. The receiver used by tests is in the separate entry `@trias/telemetry/testing`.
+// calls. The OTLP receiver the tests read exports with is in @trias/testing.
 
 export {
   initTelemetry,

@@ -40,7 +40,7 @@ import {
   withSpan,
   type Telemetry,
 } from "./index.js";
-import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./testing.js";
+import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "@trias/testing";
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

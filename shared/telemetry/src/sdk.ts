@@ -36,6 +36,11 @@ export interface Telemetry {
   shutdown(): Promise<void>;
 }
 
+/** The OpenTelemetry specification's default. @default 60_000 ms (OTEL_METRIC_EXPORT_INTERVAL) */
+const OTEL_METRIC_EXPORT_INTERVAL_MS = 60_000;
+/** The OpenTelemetry specification's default. @default 30_000 ms (OTEL_METRIC_EXPORT_TIMEOUT) */
+const OTEL_METRIC_EXPORT_TIMEOUT_MS = 30_000;
+
 function list(name: string): string[] {
   const raw = process.env[name];
   if (raw === undefined) return [];
@@ -163,8 +168,11 @@ export async function initTelemetry(o: TelemetryOptions): Promise<Telemetry> {
       if (protocol !== "http/protobuf")
         diag.warn(`OTLP metrics protocol ${protocol} is not supported here; using http/protobuf`);
       const { OTLPMetricExporter } = await import("@opentelemetry/exporter-metrics-otlp-proto");
-      const interval = positiveInt("OTEL_METRIC_EXPORT_INTERVAL") ?? 60_000;
-      const timeout = Math.min(positiveInt("OTEL_METRIC_EXPORT_TIMEOUT") ?? 30_000, interval);
+      const interval = positiveInt("OTEL_METRIC_EXPORT_INTERVAL") ?? OTEL_METRIC_EXPORT_INTERVAL_MS;
+      const timeout = Math.min(
+        positiveInt("OTEL_METRIC_EXPORT_TIMEOUT") ?? OTEL_METRIC_EXPORT_TIMEOUT_MS,
+        interval,
+      );
       readers.push(
         new sdkMetrics.PeriodicExportingMetricReader({
           exporter: new OTLPMetricExporter(),

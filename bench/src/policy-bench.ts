@@ -1,5 +1,4 @@
-import { decideTier, type StepFacts } from "./decide.js";
-import { parsePolicy, type LoadedPolicy } from "./load.js";
+import { decideTier, parsePolicy, type LoadedPolicy, type StepFacts } from "@trias/policy";
 
 export interface PolicyBenchResult {
   name: string;

@@ -1,11 +1,11 @@
 /**
  * Measures the two CEL libraries on the cases policy conditions need, and their speed on a
- * typical rule. Run: `node shared/policy/dist/cel-compare.js`. The figures in README.md
- * come from this script; it is not part of the package's API.
+ * typical rule. Run: `node bench/dist/cel-compare.js`. The figures in docs/decisions/004-cel-js.md
+ * come from this script.
  */
 import { Environment } from "@marcbachmann/cel-js";
 import { celEnv, CelScalar, isCelError, listType, mapType, parse, plan } from "@bufbuild/cel";
-import { CONDITION_VARIABLES, compileCondition, ConditionError } from "./conditions.js";
+import { CONDITION_VARIABLES, compileCondition, ConditionError } from "@trias/policy";
 
 type Outcome =
   { ok: true; value: unknown } | { ok: false; stage: "parse" | "check" | "eval"; error: string };

@@ -1,6 +1,6 @@
 // The OTLP v1 message definitions (opentelemetry-proto: common, resource, trace,
 // metrics, logs and the three collector export requests), as one proto3 schema that
-// protobufjs parses at run time. Only the receiver in ./testing.ts uses it, to decode
+// protobufjs parses at run time. Only the receiver in ./otlp.ts uses it, to decode
 // what the real OTLP/HTTP protobuf exporters send. Field numbers and types follow the
 // published opentelemetry-proto files (Apache-2.0); the package names are kept so the
 // wire format is identical.

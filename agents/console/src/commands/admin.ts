@@ -1,0 +1,49 @@
+import { Option, type Command } from "commander";
+import { LEDGER_BUCKET, Ledger } from "@trias/tools";
+import { deployNatsConfig, setupTrace } from "../setup.js";
+import { nonNegativeInt, out, withOperator } from "../cli-kit.js";
+
+export function registerAdmin(program: Command): void {
+  program
+    .command("setup")
+    .description("create the trace stream and buckets (admin credentials)")
+    .option(
+      "--max-age-days <n>",
+      "keep the trace this many days (0: forever)",
+      nonNegativeInt("--max-age-days"),
+    )
+    .option("--replicas <n>", "stream replicas", nonNegativeInt("--replicas"))
+    .option("--seed-ledger", "seed the demo ledger's accounts")
+    .action(async (o: { maxAgeDays?: number; replicas?: number; seedLedger?: boolean }) =>
+      withOperator(async ({ bus }) => {
+        const r = await setupTrace(bus, {
+          ...(o.maxAgeDays !== undefined ? { maxAgeMs: o.maxAgeDays * 86_400_000 } : {}),
+          ...(o.replicas ? { replicas: o.replicas } : {}),
+          seedLedger: o.seedLedger ?? false,
+        });
+        out(
+          `trace stream ${bus.stream} and buckets ready${r.seeded ? "; demo ledger seeded" : ""}`,
+        );
+      }),
+    );
+  program
+    .command("nats-config")
+    .description("print the per-role NATS server configuration for deploy/")
+    .action(() => out(deployNatsConfig()));
+  program
+    .command("ledger")
+    .description("the demo ledger's balances")
+    .addOption(new Option("--json", "balances as JSON"))
+    .action(async (o: { json?: boolean }) =>
+      withOperator(async ({ bus }) => {
+        const { state } = await new Ledger(await bus.kv(LEDGER_BUCKET)).read();
+        if (o.json) {
+          out(JSON.stringify(state.accounts));
+          return;
+        }
+        for (const [name, a] of Object.entries(state.accounts))
+          out(`${name.padEnd(12)} ${String(a.balance).padStart(10)}${a.open ? "" : "  (closed)"}`);
+        out(`${Object.keys(state.applied).length} effects applied`);
+      }),
+    );
+}

@@ -1,0 +1,26 @@
+import type { Command } from "commander";
+import { registerAdmin } from "./admin.js";
+import { registerDemo } from "./demo.js";
+import { registerHuman } from "./human.js";
+import { registerKeys } from "./keys.js";
+import { registerPolicy } from "./policy.js";
+import { registerSubmit } from "./submit.js";
+import { registerTools } from "./tools.js";
+import { registerTrace } from "./trace.js";
+import { registerWatch } from "./watch.js";
+
+/**
+ * Every command, in the order `trias --help` lists them. A new command is one module in
+ * this folder and one line here.
+ */
+export const COMMANDS: readonly ((program: Command) => void)[] = [
+  registerDemo,
+  registerKeys,
+  registerSubmit,
+  registerWatch,
+  registerTrace,
+  registerHuman,
+  registerPolicy,
+  registerTools,
+  registerAdmin,
+];

@@ -1,0 +1,204 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildProgram, EXIT, normalizeArgv } from "@trias/console";
+import { Supervisor } from "@trias/supervise";
+import { waitFor } from "@trias/testing";
+import { REPO, startHarness, type Harness } from "./helpers/harness.js";
+
+const CLI = join(REPO, "agents", "console", "dist", "cli.js");
+
+function cliSync(args: string[], env: Record<string, string | undefined> = {}) {
+  const r = spawnSync(process.execPath, [CLI, ...args], {
+    env: { ...process.env, NATS_URL: undefined, ...env },
+    encoding: "utf8",
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Every command path of the program: ["demo"], ["keys", "init"], ... */
+type Command = ReturnType<typeof buildProgram>;
+function commandPaths(c: Command, prefix: string[] = []): string[][] {
+  return c.commands.flatMap((sub) => {
+    const path = [...prefix, sub.name()];
+    return [path, ...commandPaths(sub, path)];
+  });
+}
+
+describe("cli without a server", () => {
+  it("cli - every command answers --help from its definition, exit 0", () => {
+    const paths = commandPaths(buildProgram());
+    expect(paths.length).toBeGreaterThan(15);
+    for (const path of paths) {
+      const r = cliSync([...path, "--help"]);
+      expect(r.code, `${path.join(" ")} --help: ${r.stderr}`).toBe(EXIT.ok);
+      expect(r.stdout).toContain(`Usage: trias ${path.join(" ")}`);
+    }
+  });
+
+  it("cli - usage errors exit 2 with a message and no stack trace", () => {
+    const cases: [string[], RegExp][] = [
+      [["frobnicate"], /unknown command 'frobnicate'/],
+      [["approve", "run-1", "first"], /step must be a whole number/],
+      [["reject", "run-1", "0"], /required option '--reason <text>'/],
+      [["demo", "--env", "moon"], /Allowed choices are dev, staging, prod/],
+      [["submit", "transfer", "{not json"], /input is not JSON/],
+    ];
+    for (const [args, message] of cases) {
+      const r = cliSync(args);
+      expect(r.code, args.join(" ")).toBe(EXIT.usage);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+    const bare = cliSync([]);
+    expect(bare.code).toBe(EXIT.usage);
+    expect(bare.stdout).toContain("Usage: trias");
+  });
+
+  it("cli - `pnpm start -- --env prod` passes a `--` that is dropped", () => {
+    expect(normalizeArgv(["demo", "--", "--env", "prod"])).toEqual(["demo", "--env", "prod"]);
+    expect(normalizeArgv(["--", "audit", "r"])).toEqual(["audit", "r"]);
+    // Parsed as the demo's option, not as a stray argument: an unknown environment is refused by name.
+    const r = cliSync(["demo", "--", "--env", "moon"]);
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.stderr).toMatch(/option '--env <environment>' argument 'moon' is invalid/);
+  });
+
+  it("cli - a missing environment or file is named, exit 4 or 3", () => {
+    const noNats = cliSync(["ledger"]);
+    expect(noNats.code).toBe(EXIT.unavailable);
+    expect(noNats.stderr).toMatch(/NATS_URL is not set/);
+    const noFile = cliSync(["audit", "--file", "/nonexistent/run.trace"]);
+    expect(noFile.code).toBe(EXIT.usage);
+    expect(noFile.stderr).toMatch(/no such file: \/nonexistent\/run.trace/);
+  });
+
+  it("cli - a reader that goes away (| true) is not an error: no EPIPE stack trace", () => {
+    const r = spawnSync(
+      "bash",
+      [
+        "-c",
+        `"${process.execPath}" "${CLI}" nats-config | true; echo "status=\${PIPESTATUS[0]}" >&2`,
+      ],
+      {
+        encoding: "utf8",
+      },
+    );
+    expect(r.stderr).not.toMatch(/EPIPE|\n\s+at /);
+    expect(r.stderr).toMatch(/status=0/);
+  });
+});
+
+/** Every process descending from `pid`, from /proc. */
+function descendants(pid: number): number[] {
+  const parent = new Map<number, number>();
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      parent.set(Number(d), ppid);
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number) => {
+    for (const [child, pp] of parent)
+      if (pp === p) {
+        out.push(child);
+        walk(child);
+      }
+  };
+  walk(pid);
+  return out;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe("cli signals", () => {
+  it("cli - SIGTERM to `trias demo` stops nats-server and every agent it started, exit 143", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "trias-cli-demo-"));
+    const sup = new Supervisor();
+    try {
+      const { child: demo } = sup.spawn(
+        "demo",
+        process.execPath,
+        [CLI, "demo", "--", "--env", "prod"],
+        {
+          env: {
+            ...process.env,
+            NATS_URL: undefined,
+            NO_COLOR: "1",
+            TRIAS_KEY_DIR: join(dir, "keys"),
+          },
+          stdio: ["ignore", "pipe", "pipe"],
+        },
+      );
+      let out = "";
+      demo.stdout?.on("data", (d: Buffer) => (out += d.toString()));
+      demo.stderr?.on("data", (d: Buffer) => (out += d.toString()));
+      const exited = new Promise<number | null>((r) => demo.once("exit", (c) => r(c)));
+      await waitFor(
+        "the demo's stack to run",
+        () => (out.includes("running as separate processes") ? true : undefined),
+        60_000,
+      );
+      expect(out).toContain("environment prod");
+      const started = descendants(demo.pid!);
+      // nats-server and six agents (proposer, router, two reviewers, executor, verifier).
+      expect(started.length).toBeGreaterThanOrEqual(7);
+      demo.kill("SIGTERM");
+      expect(await exited).toBe(143);
+      await waitFor(
+        "every child to be gone",
+        () => (started.some(alive) ? undefined : true),
+        15_000,
+      );
+    } finally {
+      await sup.stopAll();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("cli against a stack", () => {
+  let h: Harness;
+  const cli = (args: string[]) => {
+    const admin = h.stack.natsCredentials("admin");
+    return cliSync(args, {
+      NATS_URL: h.stack.natsUrl,
+      NATS_USER: admin.user ?? "",
+      NATS_PASSWORD: admin.pass ?? "",
+      TRIAS_KEY_DIR: h.keyDir,
+    });
+  };
+  beforeAll(async () => {
+    h = await startHarness();
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it("cli - audit, replay, trace and export of an unknown run say `no such run`, exit 3", () => {
+    for (const args of [
+      ["audit", "run-nope"],
+      ["replay", "run-nope"],
+      ["trace", "run-nope"],
+      ["export", "run-nope", "/tmp/x.trace"],
+    ]) {
+      const r = cli(args);
+      expect(r.code, args.join(" ")).toBe(EXIT.notFound);
+      expect(r.stderr).toMatch(/no such run: run-nope/);
+    }
+  });
+});
