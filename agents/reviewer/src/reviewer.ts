@@ -2,6 +2,7 @@ import type { KV } from "@nats-io/kv";
 import { isRevisionConflict } from "@trias/bus";
 import { assignmentFilter, subjectFor, ValidationError, type BodyOf } from "@trias/protocol";
 import type { LlmClient } from "@trias/llm";
+import type { LoadedPolicy } from "@trias/policy";
 import type { Catalogue } from "@trias/tools";
 import {
   countQuorum,
@@ -22,6 +23,8 @@ export type ReviewerStrategy = "rules" | "llm";
 export interface ReviewerOptions {
   /** The loaded tools (from the project configuration): arguments are judged by their schemas. */
   tools: Catalogue;
+  /** The policy whose per-tool argument checks the rules strategy applies. */
+  policy: LoadedPolicy;
   strategy?: ReviewerStrategy;
   llm?: LlmClient | null;
   /**
@@ -50,6 +53,7 @@ export class Reviewer {
   readonly #claims: KV | null;
   readonly #standInMs: number;
   readonly #tools: Catalogue;
+  readonly #policy: LoadedPolicy;
 
   constructor(host: AgentHost, o: ReviewerOptions) {
     const strategy = o.strategy ?? "rules";
@@ -66,6 +70,7 @@ export class Reviewer {
     this.#claims = o.claims ?? null;
     this.#standInMs = o.standInMs ?? STAND_IN_MS;
     this.#tools = o.tools;
+    this.#policy = o.policy;
   }
 
   async start(): Promise<void> {
@@ -89,7 +94,7 @@ export class Reviewer {
     const v =
       this.#strategy === "llm" && this.#llm
         ? await reviewWithLlm(this.#llm, proposal, this.#tools)
-        : reviewByRules(proposal, this.#tools);
+        : reviewByRules(proposal, this.#tools, this.#policy);
     setActiveAttribute("trias.verdict", v.decision);
     setActiveAttribute("trias.tier", a.message.body.tier);
     setActiveAttribute("trias.policy_digest", a.message.body.policyDigest);

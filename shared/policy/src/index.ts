@@ -2,6 +2,7 @@ export {
   Operation,
   TierParams,
   ToolEntry,
+  ArgCheck,
   Rule,
   Budgets,
   PolicyDocument,
@@ -16,6 +17,7 @@ export {
   parseYamlAs,
   type ParsedYaml,
   type LoadedPolicy,
+  type CompiledArgCheck,
   type PolicyProblem,
 } from "./load.js";
 export { SHIPPED_POLICY_DIR, shippedPolicyFile } from "./paths.js";
@@ -50,3 +52,4 @@ export {
 } from "./explain.js";
 export { checkBudget, RateLimiter, type BudgetUsage } from "./limits.js";
 export { policyCatalogueProblems } from "./catalogue-check.js";
+export { checkArguments, type ArgCheckVerdict } from "./arg-checks.js";

@@ -10,7 +10,7 @@ import {
 } from "yaml";
 import { z } from "zod";
 import { ValidationError, canonicalBytes, sha256Hex } from "@trias/protocol";
-import { PolicyDocument } from "./schema.js";
+import { PolicyDocument, type ArgCheck } from "./schema.js";
 import { compileCondition, ConditionError, type CompiledCondition } from "./conditions.js";
 
 export interface PolicyProblem {
@@ -35,12 +35,19 @@ export class PolicyError extends ValidationError {
   }
 }
 
+export interface CompiledArgCheck {
+  check: ArgCheck;
+  condition: CompiledCondition;
+}
+
 export interface LoadedPolicy {
   file: string;
   doc: PolicyDocument;
   /** SHA-256 over the canonical encoding of the validated document. */
   digest: string;
   conditions: ReadonlyMap<string, CompiledCondition>;
+  /** Each tool's compiled argument checks (absent for a policy built in memory). */
+  argChecks?: ReadonlyMap<string, readonly CompiledArgCheck[]>;
   /** Where each `tools:` entry is in the file (absent for a policy built in memory). */
   toolLines?: ReadonlyMap<string, { line: number; column: number }>;
 }
@@ -248,6 +255,25 @@ export function parsePolicy(text: string, file = "<policy>"): LoadedPolicy {
       });
     }
   });
+  const argChecks = new Map<string, CompiledArgCheck[]>();
+  for (const [tool, entry] of Object.entries(policy.tools)) {
+    const list: CompiledArgCheck[] = [];
+    (entry.checks ?? []).forEach((check, idx) => {
+      try {
+        list.push({ check, condition: compileCondition(check.when) });
+      } catch (e) {
+        const node = nodeAt(["tools", tool, "checks", idx, "when"]);
+        const ce = e instanceof ConditionError ? e : undefined;
+        problems.push({
+          file,
+          ...conditionPos(text, lc, node, check.when, ce?.offset),
+          path: `tools.${tool}.checks.${idx}.when`,
+          message: `check "${check.id}": ${ce ? ce.message : String((e as Error)?.message ?? e)}`,
+        });
+      }
+    });
+    if (list.length > 0) argChecks.set(tool, list);
+  }
   for (const [tier, params] of Object.entries(policy.tiers)) {
     if (params.reviewers > 0 && params.strategies.length === 0) {
       const node = nodeAt(["tiers", tier, "strategies"]);
@@ -263,7 +289,7 @@ export function parsePolicy(text: string, file = "<policy>"): LoadedPolicy {
   const toolLines = new Map<string, Pos>();
   for (const name of Object.keys(policy.tools))
     toolLines.set(name, parsed.keyPosOf(["tools"], name));
-  return { file, doc: policy, digest: policyDigest(policy), conditions, toolLines };
+  return { file, doc: policy, digest: policyDigest(policy), conditions, toolLines, argChecks };
 }
 
 export function policyDigest(doc: PolicyDocument): string {

@@ -28,10 +28,20 @@ const TransferArgs = z
 const RefundArgs = z
   .object({ account: Name, amount: Amount, reference: z.string().min(1).max(64) })
   .strict();
+/** The most one batch may move: a bound of the pack, whatever a policy allows. */
+const MAX_BATCH_TOTAL = 50_000;
 const Payouts = z
   .array(z.object({ account: Name, amount: Amount }).strict())
   .min(1)
-  .max(100);
+  .max(100)
+  .refine(
+    (ps) => new Set(ps.map((p) => p.account)).size === ps.length,
+    "an account appears twice in the batch",
+  )
+  .refine(
+    (ps) => ps.reduce((n, p) => n + p.amount, 0) <= MAX_BATCH_TOTAL,
+    `a batch moves at most ${MAX_BATCH_TOTAL} in all`,
+  );
 const BatchArgs = z.object({ payouts: Payouts, batch: z.string().min(1).max(64) }).strict();
 const FlakyArgs = z
   .object({
