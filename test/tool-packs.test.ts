@@ -1,9 +1,11 @@
+import { spawnSync } from "node:child_process";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MessageOf } from "@trias/protocol";
+import { loadPolicy, shippedPolicyFile } from "@trias/policy";
 import { loadAgentCatalogue } from "@trias/tools";
-import { policyVariant, startHarness, uniqueRun, type Harness } from "./helpers/harness.js";
+import { REPO, policyVariant, startHarness, uniqueRun, type Harness } from "./helpers/harness.js";
 import {
   BAD_SERVER,
   FS_SERVER,
@@ -12,6 +14,8 @@ import {
   userProject,
   writeConfig,
 } from "./helpers/tool-project.js";
+
+const CLI = join(REPO, "agents", "console", "dist", "cli.js");
 
 const of = <K extends string>(ms: { message: { kind: string } }[], k: K) =>
   ms.filter((o) => o.message.kind === k).map((o) => o.message) as MessageOf<never>[];
@@ -25,13 +29,15 @@ describe("governed tool packs and MCP servers", () => {
   let h: Harness;
   let dir: string;
   let files: string;
+  let config: string;
+  let policyFile: string;
   beforeAll(async () => {
     dir = userProject();
     files = join(dir, "files");
     writeFileSync(join(dir, "notes-pack.mjs"), NOTES_PACK);
     const { mkdirSync } = await import("node:fs");
     mkdirSync(files);
-    const config = writeConfig(dir, {
+    config = writeConfig(dir, {
       version: 1,
       packs: ["trias:ledger", "trias:test", "./notes-pack.mjs"],
       mcp: {
@@ -81,7 +87,7 @@ describe("governed tool packs and MCP servers", () => {
         bad: { command: process.execPath, args: [BAD_SERVER], timeoutMs: 5_000 },
       },
     });
-    const policyFile = policyVariant("dev", "tools", (doc) => {
+    policyFile = policyVariant("dev", "tools", (doc) => {
       const tools = doc["tools"] as Record<string, unknown>;
       const entry = (op: string, domain: string) => ({
         op,
@@ -144,6 +150,17 @@ describe("governed tool packs and MCP servers", () => {
     );
     expect(comps.map((c) => `${c.body.tool}:${c.body.outcome}`)).toEqual(["notes.remove:ok"]);
     expect(JSON.parse(readFileSync(join(dir, "notes.json"), "utf8"))).toEqual({});
+  });
+
+  it("trias policy scaffold prints an entry for each loaded tool the policy does not rate", () => {
+    const r = spawnSync(process.execPath, [CLI, "policy", "scaffold", "--policy", policyFile], {
+      env: { ...process.env, TRIAS_CONFIG: config },
+      encoding: "utf8",
+    });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("notes.wipe:");
+    expect(r.stdout).toContain("op: delete");
+    expect(r.stdout).not.toContain("notes.add:");
   });
 
   it("a loaded tool the policy does not rate is denied, with how to add it", async () => {
@@ -263,6 +280,31 @@ describe("bad configuration", () => {
       new RegExp(`trias.config.yaml:3:\\d+: ${message.source}`),
     );
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("the start-up check refuses a policy naming a tool no pack provides, on the entry's line", () => {
+    const dir = userProject();
+    const config = writeConfig(dir, { version: 1, packs: ["trias:ledger"] });
+    // The dev policy names the test tools (noop.*, flaky.*) that this configuration leaves out.
+    const r = spawnSync(process.execPath, [CLI, "policy", "scaffold"], {
+      env: { ...process.env, TRIAS_CONFIG: config },
+      encoding: "utf8",
+    });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("every loaded tool already has a policy entry");
+    return loadAgentCatalogue({
+      host: null,
+      env: { TRIAS_CONFIG: config },
+      policy: loadPolicy(shippedPolicyFile("dev")),
+    }).then(
+      () => expect.unreachable(),
+      (e: Error) => {
+        expect(e.message).toMatch(
+          /dev\.yaml:\d+:\d+: tools\.noop\.echo: the policy names tool "noop\.echo" but no loaded pack provides it/,
+        );
+        rmSync(dir, { recursive: true, force: true });
+      },
+    );
   });
 
   it("an MCP server that cannot start is refused at start, naming the server", async () => {
