@@ -6,6 +6,7 @@ import { registerKeys } from "./keys.js";
 import { registerPolicy } from "./policy.js";
 import { registerSubmit } from "./submit.js";
 import { registerTools } from "./tools.js";
+import { registerUp } from "./up.js";
 import { registerTrace } from "./trace.js";
 import { registerWatch } from "./watch.js";
 
@@ -15,6 +16,7 @@ import { registerWatch } from "./watch.js";
  */
 export const COMMANDS: readonly ((program: Command) => void)[] = [
   registerDemo,
+  registerUp,
   registerKeys,
   registerSubmit,
   registerWatch,
