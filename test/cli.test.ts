@@ -36,7 +36,9 @@ describe("cli without a server", () => {
       expect(r.code, `${path.join(" ")} --help: ${r.stderr}`).toBe(EXIT.ok);
       expect(r.stdout).toContain(`Usage: trias ${path.join(" ")}`);
     }
-  });
+    // One process per command, one after the other: on a loaded 2-core machine that is
+    // more than the default minute.
+  }, 240_000);
 
   it("cli - usage errors exit 2 with a message and no stack trace", () => {
     const cases: [string[], RegExp][] = [

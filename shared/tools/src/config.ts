@@ -13,7 +13,7 @@ import {
 } from "@trias/policy";
 import { Catalogue } from "./catalogue.js";
 import { ledgerPack, testPack } from "./ledger-pack.js";
-import { McpServerConfig, mcpPack } from "./mcp.js";
+import { McpServerConfig } from "./mcp-config.js";
 import { isToolPack, type PackHost, type ToolPack } from "./pack.js";
 
 /** The packs shipped with Trias, named `trias:<name>` in a configuration. */
@@ -171,7 +171,11 @@ async function importPack(cfg: LoadedConfig, ref: string, idx: number): Promise<
 export async function loadPacks(cfg: LoadedConfig): Promise<ToolPack[]> {
   const out: ToolPack[] = [];
   for (const [i, ref] of cfg.config.packs.entries()) out.push(await importPack(cfg, ref, i));
-  for (const [name, server] of Object.entries(cfg.config.mcp)) {
+  const servers = Object.entries(cfg.config.mcp);
+  // The MCP SDK is loaded only for a configuration that names servers.
+  if (servers.length === 0) return out;
+  const { mcpPack } = await import("./mcp.js");
+  for (const [name, server] of servers) {
     try {
       out.push(await mcpPack(name, server, cfg.dir));
     } catch (e) {

@@ -23,16 +23,14 @@ export {
 export { Catalogue, checkArgs, type ToolDef } from "./catalogue.js";
 export { ledgerPack, testPack, type LedgerResources } from "./ledger-pack.js";
 export {
-  McpConnection,
   McpServerConfig,
   McpToolConfig,
   McpCall,
-  mcpPack,
   operationFromAnnotations,
   fillTemplate,
   valueAt,
   type McpOutcome,
-} from "./mcp.js";
+} from "./mcp-config.js";
 export {
   TriasConfig,
   ConfigError,

@@ -5,7 +5,6 @@ import { loadCatalogue } from "@trias/tools";
 import { ConsoleClient } from "../client.js";
 import { out } from "../cli-kit.js";
 import { connectOperator, loadSigner } from "../connect.js";
-import { McpOptions, serveMcp } from "../mcp.js";
 import { policyFileFromEnv, scaffold } from "../policy-scaffold.js";
 
 /** `trias policy scaffold` and `trias mcp`: the commands of the tool packs (docs/tools.md). */
@@ -44,6 +43,8 @@ export function registerTools(program: Command): void {
         upstream?: string;
         callTimeoutMs?: string;
       }) => {
+        // Loaded on demand: the MCP SDK is not part of every CLI command's start-up.
+        const { McpOptions, serveMcp } = await import("../mcp.js");
         const o = McpOptions.parse({
           transport: v.http ? "http" : "stdio",
           ...(v.port !== undefined ? { port: Number(v.port) } : {}),
