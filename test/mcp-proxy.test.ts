@@ -54,12 +54,28 @@ describe("trias mcp: a governing proxy", () => {
     const policyFile = policyVariant("dev", "proxy", (doc) => {
       const tools = doc["tools"] as Record<string, unknown>;
       tools["fs.read_text_file"] = { op: "read", objects: { count: 1 }, domains: ["files"] };
-      tools["fs.write_file"] = { op: "write", objects: { count: 1 }, domains: ["files"] };
+      tools["fs.write_file"] = {
+        op: "write",
+        objects: { count: 1 },
+        domains: ["files"],
+        checks: [
+          {
+            id: "no-sql-in-files",
+            when: 'args.content.contains("DROP TABLE")',
+            message: "SQL statements are not written to shared files",
+          },
+        ],
+      };
       (doc["rules"] as unknown[]).push(
         {
           id: "no-secret-files",
           when: 'tool == "fs.write_file" && args.path.contains("secret")',
           deny: "files named secret are never written by an agent",
+        },
+        {
+          id: "file-writes-are-reviewed",
+          when: 'tool == "fs.write_file"',
+          tier: "standard",
         },
         {
           id: "file-writes-need-a-human",
@@ -131,6 +147,17 @@ describe("trias mcp: a governing proxy", () => {
     expect(denied.isError).toBe(true);
     expect(textOf(denied)).toMatch(/denied by the proxy policy: rule no-secret-files/);
 
+    // A call the rules reviewer rejects returns the reviewer and its reason.
+    const rejected = await client.callTool({
+      name: "write_file",
+      arguments: { path, content: "DROP TABLE users;" },
+    });
+    expect(rejected.isError).toBe(true);
+    expect(textOf(rejected)).toMatch(
+      /rejected by reviewer reviewer-\d \(rules, said reject\): no-sql-in-files: SQL statements/,
+    );
+    expect(readFileSync(path, "utf8")).toBe(`changed ${tag}\n`);
+
     // Why a step gets its tier.
     const why = await client.callTool({
       name: "trias_explain_tier",
@@ -139,7 +166,7 @@ describe("trias mcp: a governing proxy", () => {
     expect(textOf(why)).toMatch(/file-writes-need-a-human/);
   }
 
-  it("over stdio, via the SDK client: a read passes, a write waits for a human, a denied call returns the rule", async () => {
+  it("over stdio, via the SDK client: a read passes, a write waits for review and a human, a rejected call names the reviewer, a denied call returns the rule", async () => {
     const transport = new StdioClientTransport({
       command: process.execPath,
       args: [CLI, "mcp", "--upstream", "fs"],

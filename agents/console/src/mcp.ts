@@ -184,7 +184,21 @@ export function callOutcome(
     const err = last?.body.error ? ` (the tool said: ${last.body.error})` : "";
     return text(`run ${run} ${closed.body.outcome}: ${closed.body.reason}${err}`, true);
   }
-  if (waitingHuman)
+  // A human is asked only once the step's automated reviewers have all answered (a veto
+  // from one of them is the answer, above).
+  const assigned = msgs.filter(
+    (m): m is MessageOf<"tier_assigned"> => m.kind === "tier_assigned" && m.body.denied === null,
+  );
+  const current = assigned.at(-1);
+  const reviewed = current
+    ? msgs.filter(
+        (m) =>
+          m.kind === "verdict" &&
+          m.body.digest === current.body.digest &&
+          m.body.strategy !== "human",
+      ).length >= current.body.requires.reviewers
+    : false;
+  if (waitingHuman && reviewed)
     return text(
       `waiting for a human: the call is step 0 of run ${run}, which needs a human's approval (\`trias approve ${run} 0\`); follow it with trias_run_status {"run": "${run}"}`,
       true,
