@@ -86,7 +86,7 @@ function live(self: Phase, row: Row): Row {
 
 /**
  * Closing is refused while an effect may be in flight or unverified (approved, executed,
- * a compensation ordered or executed): invariant 5, no executed step ends silently.
+ * a compensation ordered or executed): docs/design.md invariant 5, no executed step ends silently.
  */
 export const TRANSITIONS: Readonly<Record<Phase, Readonly<Row>>> = {
   new: { submit: "open" },
