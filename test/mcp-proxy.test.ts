@@ -10,6 +10,7 @@ import { decideAsHuman } from "@trias/console";
 import { waitFor } from "@trias/testing";
 import { REPO, policyVariant, startHarness, type Harness } from "./helpers/harness.js";
 import { FS_SERVER, userProject, writeConfig } from "./helpers/tool-project.js";
+import { MCP_READY_MS } from "./helpers/tool-project.js";
 
 const CLI = join(REPO, "agents", "console", "dist", "cli.js");
 
@@ -84,7 +85,11 @@ describe("trias mcp: a governing proxy", () => {
         },
       );
     });
-    h = await startHarness({ policyFile, env: { TRIAS_CONFIG: config } });
+    h = await startHarness({
+      policyFile,
+      env: { TRIAS_CONFIG: config },
+      readyTimeoutMs: MCP_READY_MS,
+    });
     const creds = h.stack.natsCredentials("admin");
     env = {
       ...(process.env as Record<string, string>),
@@ -95,7 +100,7 @@ describe("trias mcp: a governing proxy", () => {
       TRIAS_CONFIG: config,
       TRIAS_POLICY: policyFile,
     };
-  });
+  }, MCP_READY_MS + 60_000);
   afterAll(async () => {
     await h?.close();
     rmSync(dir, { recursive: true, force: true });

@@ -14,6 +14,7 @@ import {
   userProject,
   writeConfig,
 } from "./helpers/tool-project.js";
+import { MCP_READY_MS } from "./helpers/tool-project.js";
 
 const CLI = join(REPO, "agents", "console", "dist", "cli.js");
 
@@ -112,8 +113,12 @@ describe("governed tool packs and MCP servers", () => {
         tier: "standard",
       });
     });
-    h = await startHarness({ policyFile, env: { TRIAS_CONFIG: config } });
-  });
+    h = await startHarness({
+      policyFile,
+      env: { TRIAS_CONFIG: config },
+      readyTimeoutMs: MCP_READY_MS,
+    });
+  }, MCP_READY_MS + 60_000);
   afterAll(async () => {
     await h?.close();
     rmSync(dir, { recursive: true, force: true });

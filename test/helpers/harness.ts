@@ -50,6 +50,8 @@ export interface Harness {
 }
 
 export interface HarnessOptions {
+  /** See StackOptions.readyTimeoutMs. */
+  readyTimeoutMs?: number;
   agents?: AgentSpec[];
   environment?: string;
   policyFile?: string;
@@ -73,6 +75,7 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
     ...(o.agents ? { agents: o.agents } : {}),
     ...(o.env ? { env: o.env } : {}),
     natsFactory: (users) => startTestNats(users),
+    ...(o.readyTimeoutMs !== undefined ? { readyTimeoutMs: o.readyTimeoutMs } : {}),
   });
   const registry = KeyRegistry.load(stack.registryFile);
   const signers = new Map<string, Signer>();

@@ -23,6 +23,12 @@ export const MEMORY_SERVER = join(
   "dist",
   "index.js",
 );
+/**
+ * Readiness for a stack whose agents each list MCP servers' tools at start (one server
+ * process per agent and server): on a loaded 2-core machine that takes well past 30 s.
+ */
+export const MCP_READY_MS = 120_000;
+
 export const BAD_SERVER = join(REPO, "test", "fixtures", "bad-mcp-server.mjs");
 
 /**

@@ -90,6 +90,12 @@ export interface StackOptions {
   storeDir?: string;
   /** Seed the demo ledger accounts. */
   seedLedger?: boolean;
+  /**
+   * How long the agents may take to be ready. Agents that list MCP servers' tools at start
+   * take longer on a loaded machine.
+   * @default 30000
+   */
+  readyTimeoutMs?: number;
   /** Start the server (tests pass the testcontainers-or-binary harness); the local binary by default. */
   natsFactory?: (users: readonly NatsUser[]) => Promise<NatsHandle>;
 }
@@ -173,7 +179,7 @@ export class Stack {
 
     const stack = new Stack({ ...opts, agents }, server, url, admin, users);
     for (const a of agents) stack.spawnAgent(a);
-    await stack.waitReady();
+    await stack.waitReady(opts.readyTimeoutMs);
     return stack;
   }
 

@@ -177,9 +177,11 @@ export const TRANSITIONS: Readonly<Record<Phase, Readonly<Row>>> = {
     escalate: "escalated",
     close_failed: "closed",
   }),
+  // Terminal: a slow reviewer's verdict is recorded as late and changes nothing.
   closed: { late_verdict: "closed" },
-  // The verifier may seal a quarantined run once, so it still gets a signed receipt.
-  quarantined: { close_quarantined: "quarantined" },
+  // The verifier may seal a quarantined run once, so it still gets a signed receipt; a slow
+  // reviewer's verdict is recorded as late, as in any other phase.
+  quarantined: { close_quarantined: "quarantined", late_verdict: "quarantined" },
 };
 
 /** The phase the table allows after `event` in `phase`, or null when it is illegal. */
