@@ -52,6 +52,13 @@ export const McpServerConfig = z
      * reported as a tool failure, and recovery decides). @default 30000
      */
     timeoutMs: z.number().int().positive().default(30_000),
+    /**
+     * How long starting (or reaching) the server and listing its tools may take: a server
+     * process on a loaded machine starts slowly. @default 60000
+     */
+    startTimeoutMs: z.number().int().positive().default(60_000),
+    /** Attempts to start the server and list its tools before the configuration is refused. @default 3 */
+    startAttempts: z.number().int().min(1).max(10).default(3),
     /** A result larger than this (as JSON) fails the call: results travel in signed frames. @default 262144 */
     maxResultBytes: z
       .number()

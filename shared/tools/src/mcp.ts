@@ -55,7 +55,7 @@ export class McpConnection {
         if (this.#client === holder.p) this.#client = null;
       };
       try {
-        await c.connect(this.#transport(), { timeout: this.#cfg.timeoutMs });
+        await c.connect(this.#transport(), { timeout: this.#cfg.startTimeoutMs });
       } catch (e) {
         if (this.#client === holder.p) this.#client = null;
         await c.close().catch(() => undefined);
@@ -77,7 +77,9 @@ export class McpConnection {
     const out: McpTool[] = [];
     let cursor: string | undefined;
     do {
-      const r = await c.listTools(cursor ? { cursor } : {}, { timeout: this.#cfg.timeoutMs });
+      const r = await c.listTools(cursor ? { cursor } : {}, {
+        timeout: this.#cfg.startTimeoutMs,
+      });
       out.push(...r.tools);
       cursor = r.nextCursor;
     } while (cursor);
@@ -144,12 +146,19 @@ export async function mcpPack(
   cfg: McpServerConfig,
   baseDir: string,
 ): Promise<ToolPack<McpResources>> {
-  const lister = new McpConnection(server, cfg, baseDir);
-  let listed: McpTool[];
-  try {
-    listed = await lister.list();
-  } finally {
-    await lister.close();
+  let listed: McpTool[] = [];
+  for (let attempt = 1; ; attempt++) {
+    const lister = new McpConnection(server, cfg, baseDir);
+    try {
+      listed = await lister.list();
+      break;
+    } catch (e) {
+      // A server process that fails to start once (a loaded machine) gets another chance;
+      // the last failure is the one reported.
+      if (attempt >= cfg.startAttempts) throw e;
+    } finally {
+      await lister.close();
+    }
   }
   const byName = new Map(listed.map((t) => [t.name, t]));
   for (const name of [...(cfg.include ?? []), ...Object.keys(cfg.tools)]) {
