@@ -55,7 +55,7 @@ describe("cli without a server", () => {
       }
     };
     await Promise.all([worker(), worker(), worker(), worker()]);
-  }, 180_000);
+  }, 240_000);
 
   it("cli - usage errors exit 2 with a message and no stack trace", () => {
     const cases: [string[], RegExp][] = [

@@ -1,58 +1,39 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MessageOf } from "@trias/protocol";
 import { loadPolicy } from "@trias/policy";
-import { ChatServer, type ChatRequest } from "./helpers/chat-server.js";
+import { ChatServer, toolCalls, type ChatRequest } from "./helpers/chat-server.js";
 import { policyVariant, startHarness, type Harness } from "./helpers/harness.js";
 
-// A planner that pays as asked: first check the balance, then transfer (and say it is last).
+// A planner that pays as asked, through tool calling: first check the balance, then transfer
+// (and finish beside it). Replans offer another payer.
 function answer(req: ChatRequest): unknown {
   const system = req.messages[0]?.content ?? "";
-  const user = JSON.parse(req.messages[1]?.content ?? "{}") as {
+  const userText = req.messages[1]?.content ?? "{}";
+  const user = JSON.parse(userText) as {
     done_so_far?: unknown[];
     failed_step_to_replace?: unknown;
   };
-  if (system.startsWith("You plan") && (req.messages[1]?.content ?? "").includes("from dave")) {
-    // Replan: the model sees the refused step and offers another payer.
+  if (system.startsWith("You plan") && userText.includes("from dave")) {
     if (user.failed_step_to_replace)
-      return {
-        step: {
-          tool: "ledger.transfer",
-          args: { from: "alice", to: "bob", amount: 50 },
-          rationale: "dave cannot pay; alice covers it",
-          expected: "bob +50",
-        },
-        last: true,
-      };
-    return {
-      step: {
-        tool: "ledger.transfer",
-        args: { from: "dave", to: "bob", amount: 50 },
-        rationale: "pay bob from dave",
-        expected: "bob +50",
-      },
-      last: true,
-    };
+      return toolCalls(
+        "dave cannot pay; alice covers it",
+        ["ledger__transfer", { from: "alice", to: "bob", amount: 50 }],
+        ["finish_task", { summary: "paid" }],
+      );
+    return toolCalls(
+      "pay bob from dave",
+      ["ledger__transfer", { from: "dave", to: "bob", amount: 50 }],
+      ["finish_task", { summary: "paid" }],
+    );
   }
   if (system.startsWith("You plan")) {
     if ((user.done_so_far ?? []).length === 0)
-      return {
-        step: {
-          tool: "ledger.balance",
-          args: { account: "alice" },
-          rationale: "check funds",
-          expected: "a balance",
-        },
-        last: false,
-      };
-    return {
-      step: {
-        tool: "ledger.transfer",
-        args: { from: "alice", to: "bob", amount: 5 },
-        rationale: "pay bob as asked",
-        expected: "bob +5",
-      },
-      last: true,
-    };
+      return toolCalls("check funds", ["ledger__balance", { account: "alice" }]);
+    return toolCalls(
+      "pay bob as asked",
+      ["ledger__transfer", { from: "alice", to: "bob", amount: 5 }],
+      ["finish_task", { summary: "paid" }],
+    );
   }
   return { decision: "approve", reasons: ["the transfer matches the stated purpose"] };
 }

@@ -4,6 +4,7 @@
  *   pnpm bench                      baseline 4-hop, signed 4-hop and governed light/standard/full,
  *                                   1 and 32 in flight
  *   pnpm bench --memory [--steps N] RSS of each agent over N light steps (default 100,000)
+ *   pnpm bench --mcp                a governed MCP tool call against the same call made directly
  *
  * A governed step is a step of a run of --steps-per-run (20) no-op steps: its latency is
  * from the previous step's verification to its own, once around proposer, router,
@@ -28,11 +29,13 @@ import { Governed, PHASES, TIERS, type Segment, type Tier } from "./governed.js"
 import { benchPolicy, type PolicyBenchResult } from "./policy-bench.js";
 import { MACHINE, rssBytes } from "./proc.js";
 import { benchRecovery } from "./recovery.js";
+import { benchMcp, type McpBenchResult } from "./mcp.js";
 import { dist, ratio, round, type Dist } from "./stats.js";
 
 const USAGE = `usage: pnpm bench [--rounds N] [--seconds S] [--inflight 1,32] [--tiers light,standard,full]
                   [--steps-per-run N] [--profile DIR] [--node-options=...] [--no-policy] [--keep] [--verbose] [--out FILE]
-       pnpm bench --memory [--steps N] [--steps-per-run N]`;
+       pnpm bench --memory [--steps N] [--steps-per-run N]
+       pnpm bench --mcp                (only the governed vs direct MCP tool call)`;
 
 function parseOptions() {
   try {
@@ -45,6 +48,7 @@ function parseOptions() {
 
 const OPTIONS = {
   memory: { type: "boolean", default: false },
+  mcp: { type: "boolean", default: false },
   steps: { type: "string" },
   "steps-per-run": { type: "string", default: "20" },
   rounds: { type: "string", default: "3" },
@@ -553,8 +557,10 @@ async function mainBench(): Promise<number> {
     out(
       `recovery cost (${rec.name}, ${rec.runs} runs, ${rec.compensations} compensations): failed verification -> rolled back p50 ${fmt(rec.totalMs.p50)} ms  p99 ${fmt(rec.totalMs.p99)} ms; per compensation (order -> verified) p50 ${fmt(rec.perCompensationMs.p50)} ms`,
     );
+    const mcp = await mcpBench();
     const file = args.out ? resolve(args.out) : join(REPO_ROOT, "bench", "results", "latest.json");
     writeJson(file, {
+      mcp,
       when: new Date().toISOString(),
       command: `pnpm bench ${process.argv.slice(2).join(" ")}`.trim(),
       machine: m,
@@ -583,6 +589,14 @@ async function mainBench(): Promise<number> {
     await stopGoverned(gov, failures);
   }
   return exitCode(failures);
+}
+
+async function mcpBench(): Promise<McpBenchResult> {
+  const r = await benchMcp();
+  out(
+    `MCP tool call (${r.name}, ${r.calls} calls one at a time): governed p50 ${fmt(r.governedMs.p50)} ms  p99 ${fmt(r.governedMs.p99)} ms; direct p50 ${fmt(r.directMs.p50)} ms  p99 ${fmt(r.directMs.p99)} ms`,
+  );
+  return r;
 }
 
 async function memoryBench(): Promise<number> {
@@ -699,7 +713,11 @@ function exitCode(failures: readonly string[]): number {
 }
 
 try {
-  process.exitCode = args.memory ? await memoryBench() : await mainBench();
+  process.exitCode = args.memory
+    ? await memoryBench()
+    : args.mcp
+      ? await mcpBench().then(() => 0)
+      : await mainBench();
 } catch (e) {
   process.stderr.write(`trias bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
   process.exitCode = 1;

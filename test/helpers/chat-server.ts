@@ -2,7 +2,24 @@ import { createServer, type Server } from "node:http";
 
 export interface ChatRequest {
   model: string;
-  messages: { role: string; content: string }[];
+  messages: { role: string; content: string | null }[];
+  tools?: { type: "function"; function: { name: string; parameters: unknown } }[];
+}
+
+/** What `answer` returns to answer with tool calls instead of content. */
+export interface ToolCallsAnswer {
+  toolCalls: { name: string; arguments: unknown }[];
+  /** The assistant's text beside the calls. */
+  content?: string;
+}
+
+/** Answer with tool calls (chat-completions tool calling). */
+export function toolCalls(content: string, ...calls: [string, unknown][]): ToolCallsAnswer {
+  return { content, toolCalls: calls.map(([name, args]) => ({ name, arguments: args })) };
+}
+
+function isToolCalls(v: unknown): v is ToolCallsAnswer {
+  return typeof v === "object" && v !== null && Array.isArray((v as ToolCallsAnswer).toolCalls);
 }
 
 /**
@@ -29,17 +46,39 @@ export class ChatServer {
           return;
         }
         const parsed = JSON.parse(body) as ChatRequest;
-        const content = JSON.stringify(this.answer(parsed));
+        const a = this.answer(parsed);
+        const content = isToolCalls(a) ? (a.content ?? null) : JSON.stringify(a);
+        const message = isToolCalls(a)
+          ? {
+              role: "assistant",
+              content,
+              tool_calls: a.toolCalls.map((c, i) => ({
+                id: `call_${this.requests.length}_${i}`,
+                type: "function",
+                function: {
+                  name: c.name,
+                  arguments:
+                    typeof c.arguments === "string" ? c.arguments : JSON.stringify(c.arguments),
+                },
+              })),
+            }
+          : { role: "assistant", content };
         res.writeHead(200, { "content-type": "application/json" }).end(
           JSON.stringify({
             id: `chatcmpl-${this.requests.length}`,
             object: "chat.completion",
             created: Math.floor(Date.now() / 1000),
             model: parsed.model,
-            choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: "stop" }],
+            choices: [
+              {
+                index: 0,
+                message,
+                finish_reason: isToolCalls(a) ? "tool_calls" : "stop",
+              },
+            ],
             usage: {
               prompt_tokens: Math.ceil(body.length / 4),
-              completion_tokens: Math.ceil(content.length / 4),
+              completion_tokens: Math.ceil(JSON.stringify(message).length / 4),
               total_tokens: 0,
             },
           }),

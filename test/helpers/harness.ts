@@ -39,6 +39,8 @@ export interface Harness {
 }
 
 export interface HarnessOptions {
+  /** See StackOptions.readyTimeoutMs. */
+  readyTimeoutMs?: number;
   agents?: AgentSpec[];
   environment?: string;
   policyFile?: string;
@@ -64,6 +66,7 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
     ...(o.agents ? { agents: o.agents } : {}),
     ...(o.env ? { env: o.env } : {}),
     natsFactory: o.natsFactory ?? ((users) => startTestNats(users)),
+    ...(o.readyTimeoutMs !== undefined ? { readyTimeoutMs: o.readyTimeoutMs } : {}),
   });
   const registry = KeyRegistry.load(stack.registryFile);
   const signers = new Map<string, Signer>();

@@ -97,6 +97,12 @@ export interface StackOptions {
   seedLedger?: boolean;
   /** Replicas of the trace stream and buckets (3 on a 3-node cluster). @default 1 */
   replicas?: number;
+  /**
+   * How long the agents may take to be ready. Agents that list MCP servers' tools at start
+   * take longer on a loaded machine.
+   * @default 30000
+   */
+  readyTimeoutMs?: number;
   /** Start the server (tests pass the testcontainers-or-binary harness); the local binary by default. */
   natsFactory?: (users: readonly NatsUser[]) => Promise<NatsHandle>;
 }
@@ -177,7 +183,7 @@ export class Stack {
 
     const stack = new Stack({ ...opts, agents }, server, url, admin, users);
     for (const a of agents) stack.spawnAgent(a);
-    await stack.waitReady();
+    await stack.waitReady(opts.readyTimeoutMs);
     return stack;
   }
 

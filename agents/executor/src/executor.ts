@@ -18,7 +18,7 @@ import {
   type TraceContext,
 } from "@trias/protocol";
 import { unknownRun, type LoadedPolicy } from "@trias/policy";
-import { TOOLS, ToolRefusal, type ToolDef, type ToolRuntime } from "@trias/tools";
+import { ToolRefusal, type Catalogue, type ToolDef } from "@trias/tools";
 import { SpanKind, setActiveAttribute, triasAttributes, withSpan } from "@trias/telemetry";
 import {
   EFFECTS_BUCKET,
@@ -35,7 +35,7 @@ import {
   type OpenedAssignment,
   type OpenedVerdict,
 } from "@trias/runtime";
-import { checkScope, checkStep, type Catalogue, type GateDecision } from "./gate.js";
+import { checkScope, checkStep, type GateDecision } from "./gate.js";
 import {
   ASSIGNMENT_MAX_DELIVER,
   CACHE_ENTRIES,
@@ -71,10 +71,8 @@ type EffectRecord =
 export class Executor {
   readonly #host: AgentHost;
   readonly #policy: LoadedPolicy;
-  readonly #rt: ToolRuntime;
+  readonly #tools: Catalogue;
   readonly #effects: KV;
-  /** The one place tools are looked up (an injected catalogue will replace the global map). */
-  readonly #catalogue: Catalogue = TOOLS;
   readonly #cases = new Map<string, StepCase>();
   readonly #quarantined = new Set<string>();
   /** Effect keys of steps this process saw through (bounded): late verdicts stop here. */
@@ -83,10 +81,10 @@ export class Executor {
   readonly #clean = new Set<string>();
   #startedAt = Number.MAX_SAFE_INTEGER;
 
-  constructor(host: AgentHost, policy: LoadedPolicy, rt: ToolRuntime, effects: KV) {
+  constructor(host: AgentHost, policy: LoadedPolicy, tools: Catalogue, effects: KV) {
     this.#host = host;
     this.#policy = policy;
-    this.#rt = rt;
+    this.#tools = tools;
     this.#effects = effects;
   }
 
@@ -144,7 +142,7 @@ export class Executor {
       windowMs: m.body.requires.human ? params.humanTimeoutMs : params.reviewTimeoutMs,
       executionBytes: executionBound(a.bytes.length, m.body.proposal.length, sizes),
       maxFrameBytes: MAX_FRAME_BYTES,
-      catalogue: this.#catalogue,
+      catalogue: this.#tools,
     });
   }
 
@@ -350,7 +348,7 @@ export class Executor {
 
   /** The gate checked the tool is in the catalogue; a missing one here is a bug, not input. */
   #tool(name: string): ToolDef {
-    const t = this.#catalogue.get(name);
+    const t = this.#tools.get(name);
     if (!t)
       throw new GateError("scope_denied", `tool "${name}" is not in this gateway's tool pack`);
     return t;
@@ -444,7 +442,7 @@ export class Executor {
             policyDigest: x.policyDigest,
           }),
         }),
-        () => tool.run(this.#rt, x.args, { effectId: x.effectId, attempt: x.attempt }),
+        () => tool.run(x.args, { effectId: x.effectId, attempt: x.attempt }),
       );
     } catch (e) {
       if (!(e instanceof ToolRefusal)) throw e;
@@ -547,10 +545,10 @@ export class Executor {
     }
     const undone = await resolveResult(this.#effects, original.body.result);
     const declared =
-      this.#catalogue.get(original.body.tool)?.compensate(original.body.args, undone) ?? null;
+      this.#tools.get(original.body.tool)?.compensate(original.body.args, undone) ?? null;
     const check = checkCompensationOrder({ run: m.run, compensation: c }, original, declared);
     if (!check.ok) throw new GateError(check.code, check.reason);
-    const scope = checkScope(this.#policy, this.#catalogue, c.tool, c.args);
+    const scope = checkScope(this.#policy, this.#tools, c.tool, c.args);
     if (scope) throw new GateError("scope_denied", scope);
     // Keyed by the effect, not the order: each effect is compensated at most once.
     const ckey = `${key}.c`;

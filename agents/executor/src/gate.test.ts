@@ -7,8 +7,11 @@ import {
   type Tier,
 } from "@trias/protocol";
 import type { OpenedVerdict } from "@trias/runtime";
-import { TOOLS } from "@trias/tools";
+import { Catalogue, ledgerPack, testPack, type ToolDef } from "@trias/tools";
 import { checkStep, type GateDecision, type GateInput } from "./gate.js";
+
+// The shipped packs, unopened: the gate only looks tools up, it runs none.
+const TOOLS = await Catalogue.open([ledgerPack, testPack], null);
 
 // The gate as data in, decision out: no server, no keys (the keys are checked before the
 // gate, by the host and openVerdict; what reaches it is already opened).
@@ -69,7 +72,9 @@ function input(o: {
   };
 }
 
-const without = (name: string) => new Map([...TOOLS].filter(([n]) => n !== name));
+const without = (name: string) => ({
+  get: (n: string): ToolDef | undefined => (n === name ? undefined : TOOLS.get(n)),
+});
 
 const CASES: [string, GateInput, GateDecision["kind"], string | RegExp][] = [
   ["a light read with no approval runs", input({}), "run", ""],

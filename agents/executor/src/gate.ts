@@ -6,10 +6,11 @@ import {
 } from "@trias/protocol";
 import { checkAssignment, type LoadedPolicy, type RunView, type StepIdentity } from "@trias/policy";
 import { countQuorum, type OpenedVerdict, type QuorumResult } from "@trias/runtime";
-import { checkArgs, type ToolDef } from "@trias/tools";
+import { checkArgs, type Catalogue as ToolCatalogue } from "@trias/tools";
 
 /** The tools this gateway can run, by name. */
-export type Catalogue = ReadonlyMap<string, ToolDef>;
+/** The tools the gate may find a step's tool in (the injected catalogue, docs/tools.md). */
+export type Catalogue = Pick<ToolCatalogue, "get">;
 
 /** What the gate sees of one step: the signed assignment, its proposal and its approvals. */
 export interface GateInput {

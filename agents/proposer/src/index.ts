@@ -1,3 +1,3 @@
 export { planTask, PROGRAM_NAMES, type PlannedStep } from "./planner.js";
 export { Proposer, proposalFor, type NextStep } from "./proposer.js";
-export { planNextWithLlm, catalogue, type HistoryItem } from "./llm-planner.js";
+export { planNextWithLlm, offeredTools, type HistoryItem } from "./llm-planner.js";

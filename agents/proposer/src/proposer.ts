@@ -7,6 +7,7 @@ import {
   type StepProposed,
 } from "@trias/protocol";
 import type { LlmClient } from "@trias/llm";
+import type { Catalogue } from "@trias/tools";
 import type { AgentHost, HandlerResult, Incoming } from "@trias/runtime";
 import { subjectFor } from "@trias/protocol";
 import { PLAN_CACHE_RUNS } from "./config.js";
@@ -50,12 +51,14 @@ export interface NextStep {
 export class Proposer {
   readonly #host: AgentHost;
   readonly #llm: LlmClient | null;
+  readonly #tools: Catalogue | null;
   /** Each run's plan with its task, so a step reads neither from the trace. */
   readonly #plans = new Map<string, { plan: PlannedStep[]; task: MessageOf<"task_submitted"> }>();
 
-  constructor(host: AgentHost, llm: LlmClient | null = null) {
+  constructor(host: AgentHost, llm: LlmClient | null = null, tools: Catalogue | null = null) {
     this.#host = host;
     this.#llm = llm;
+    this.#tools = tools;
   }
 
   async start(): Promise<void> {
@@ -85,7 +88,7 @@ export class Proposer {
         );
       }
       const history = index === 0 ? [] : await this.#history(run);
-      const next = await planNextWithLlm(this.#llm, task.body, history);
+      const next = await planNextWithLlm(this.#llm, this.#tools, task.body, history);
       // The model may find the task done after a step it did not mark last: close it with a
       // step that changes nothing, so the run still ends verified.
       const step = next?.step ?? {
@@ -236,7 +239,7 @@ export class Proposer {
           (h) =>
             h.tool === last.body.tool && JSON.stringify(h.args) === JSON.stringify(last.body.args),
         ) ?? null;
-    const next = await planNextWithLlm(this.#llm, task.body, history, failed);
+    const next = await planNextWithLlm(this.#llm, this.#tools, task.body, history, failed);
     if (!next)
       throw new ValidationError(
         "unsupported",

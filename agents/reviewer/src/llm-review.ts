@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { ReviewDecision, type StepProposed } from "@trias/protocol";
 import { project, type LlmClient } from "@trias/llm";
-import { TOOLS } from "@trias/tools";
+import type { Catalogue } from "@trias/tools";
 import type { RuleVerdict } from "./rules.js";
 
 const Answer = z.object({ decision: ReviewDecision, reasons: z.array(z.string()).min(1) });
@@ -15,8 +15,12 @@ sound, necessary and proportionate for its stated rationale. Answer only JSON:
  * secrets, personal data masked), and the tool's description; never who proposed it, the
  * tier, the policy or the other reviewers (evaluator blindness).
  */
-export async function reviewWithLlm(llm: LlmClient, p: StepProposed): Promise<RuleVerdict> {
-  const tool = TOOLS.get(p.tool);
+export async function reviewWithLlm(
+  llm: LlmClient,
+  p: StepProposed,
+  tools: Catalogue,
+): Promise<RuleVerdict> {
+  const tool = tools.get(p.tool);
   const user = JSON.stringify({
     tool: p.tool,
     tool_description: tool?.description ?? "unknown tool",

@@ -2,6 +2,8 @@ import type { KV } from "@nats-io/kv";
 import { REVIEW_CLAIMS_BUCKET } from "@trias/bus";
 import { LlmClient, llmConfigFromEnv } from "@trias/llm";
 import { bootAgent, drainOnSignal, fatal } from "@trias/runtime";
+import { loadPolicy } from "@trias/policy";
+import { loadAgentCatalogue } from "@trias/tools";
 import { readReviewerConfig } from "./config.js";
 import { Reviewer } from "./reviewer.js";
 
@@ -24,7 +26,11 @@ try {
     }
   }
   const llm = llmConfigFromEnv();
+  const policy = loadPolicy(b.env.policyFile);
+  const { catalogue } = await loadAgentCatalogue({ host: null, policy });
   const reviewer = new Reviewer(b.host, {
+    tools: catalogue,
+    policy,
     strategy,
     llm: strategy === "llm" && llm ? new LlmClient(llm) : null,
     claims,

@@ -2,6 +2,8 @@ import type { KV } from "@nats-io/kv";
 import { isRevisionConflict } from "@trias/bus";
 import { assignmentFilter, subjectFor, ValidationError, type BodyOf } from "@trias/protocol";
 import type { LlmClient } from "@trias/llm";
+import type { LoadedPolicy } from "@trias/policy";
+import type { Catalogue } from "@trias/tools";
 import {
   countQuorum,
   openAssignment,
@@ -19,6 +21,10 @@ import { reviewByRules } from "./rules.js";
 export type ReviewerStrategy = "rules" | "llm";
 
 export interface ReviewerOptions {
+  /** The loaded tools (from the project configuration): arguments are judged by their schemas. */
+  tools: Catalogue;
+  /** The policy whose per-tool argument checks the rules strategy applies. */
+  policy: LoadedPolicy;
   strategy?: ReviewerStrategy;
   llm?: LlmClient | null;
   /**
@@ -46,8 +52,10 @@ export class Reviewer {
   readonly #llm: LlmClient | null;
   readonly #claims: KV | null;
   readonly #standInMs: number;
+  readonly #tools: Catalogue;
+  readonly #policy: LoadedPolicy;
 
-  constructor(host: AgentHost, o: ReviewerOptions = {}) {
+  constructor(host: AgentHost, o: ReviewerOptions) {
     const strategy = o.strategy ?? "rules";
     const llm = o.llm ?? null;
     if (strategy === "llm" && !llm) {
@@ -61,6 +69,8 @@ export class Reviewer {
     this.#llm = llm;
     this.#claims = o.claims ?? null;
     this.#standInMs = o.standInMs ?? STAND_IN_MS;
+    this.#tools = o.tools;
+    this.#policy = o.policy;
   }
 
   async start(): Promise<void> {
@@ -83,8 +93,8 @@ export class Reviewer {
     const proposal = a.proposal.message.body;
     const v =
       this.#strategy === "llm" && this.#llm
-        ? await reviewWithLlm(this.#llm, proposal)
-        : reviewByRules(proposal);
+        ? await reviewWithLlm(this.#llm, proposal, this.#tools)
+        : reviewByRules(proposal, this.#tools, this.#policy);
     setActiveAttribute("trias.verdict", v.decision);
     setActiveAttribute("trias.tier", a.message.body.tier);
     setActiveAttribute("trias.policy_digest", a.message.body.policyDigest);

@@ -1,5 +1,10 @@
 import { describe, expect, it } from "vitest";
+import { loadPolicy, shippedPolicyFile } from "@trias/policy";
+import { Catalogue, ledgerPack } from "@trias/tools";
 import { reviewByRules } from "./index.js";
+
+const tools = await Catalogue.open([ledgerPack], null);
+const policy = loadPolicy(shippedPolicyFile("dev"));
 
 const p = (tool: string, args: Record<string, unknown>, over: Record<string, unknown> = {}) =>
   ({
@@ -39,7 +44,34 @@ describe("reviewer rules", () => {
           { account: "bob", amount: 2 },
         ],
       }),
-      "revise",
+      "reject",
+    ],
+    [
+      "a batch paying the treasury (policy check)",
+      p("ledger.batch_payout", {
+        batch: "b",
+        payouts: [{ account: "treasury", amount: 1 }],
+      }),
+      "reject",
+    ],
+    [
+      "a batch of 51 (policy check)",
+      p("ledger.batch_payout", {
+        batch: "b",
+        payouts: Array.from({ length: 51 }, (_, i) => ({ account: `a${i}`, amount: 1 })),
+      }),
+      "reject",
+    ],
+    [
+      "a batch over the pack's total",
+      p("ledger.batch_payout", {
+        batch: "b",
+        payouts: [
+          { account: "bob", amount: 30_000 },
+          { account: "carol", amount: 30_000 },
+        ],
+      }),
+      "reject",
     ],
     [
       "a valid batch",
@@ -53,8 +85,20 @@ describe("reviewer rules", () => {
       "approve",
     ],
   ])("reviewer - %s gets %s", (_name, proposal, decision) => {
-    const v = reviewByRules(proposal);
+    const v = reviewByRules(proposal, tools, policy);
     expect(v.decision).toBe(decision);
     expect(v.reasons.length).toBeGreaterThan(0);
+  });
+
+  it("a policy check's id and message are the reason", () => {
+    const v = reviewByRules(
+      p("ledger.transfer", { from: "alice", to: "bob", amount: 20_000 }),
+      tools,
+      policy,
+    );
+    expect(v).toEqual({
+      decision: "reject",
+      reasons: ["transfer-limit: transfers above 10,000 are refused"],
+    });
   });
 });

@@ -1,18 +1,22 @@
 import { RECEIPTS_BUCKET } from "@trias/bus";
 import { loadPolicy } from "@trias/policy";
 import { EFFECTS_BUCKET, bootAgent, drainOnSignal, fatal } from "@trias/runtime";
-import { LEDGER_BUCKET, Ledger } from "@trias/tools";
+import { loadAgentCatalogue } from "@trias/tools";
 import { Verifier } from "./verifier.js";
 import { ReceiptAnchor } from "./anchor.js";
 
 try {
   const b = await bootAgent("verifier");
-  // Read-only: the verifier's NATS user may read the ledger bucket but not write it.
-  const ledger = new Ledger(await b.bus.kv(LEDGER_BUCKET));
-  // Read-only too: results too large for their record are read back from it.
+  // Read-only: results too large for their record are read back from the effects bucket.
   const effects = await b.bus.kv(EFFECTS_BUCKET);
   const policy = loadPolicy(b.env.policyFile);
-  drainOnSignal(b);
+  // Opened for reading: the verifier's NATS user may read the ledger bucket but not write
+  // it, and an MCP tool's verification reads are checked read-only when the config loads.
+  const { catalogue, config } = await loadAgentCatalogue({
+    host: { role: "verifier", kv: (bucket) => b.bus.kv(bucket) },
+    policy,
+  });
+  drainOnSignal(b, () => catalogue.close());
   let anchor: ReceiptAnchor | null = null;
   try {
     const kv = await b.bus.kv(RECEIPTS_BUCKET);
@@ -25,8 +29,8 @@ try {
       "no receipts bucket: closed runs are not anchored, so a purged run goes unnoticed by `trias audit --all`; `trias setup` (admin) creates it",
     );
   }
-  await new Verifier(b.host, { ledger }, policy, anchor, effects).start();
-  b.log.info({}, "verifier ready");
+  await new Verifier(b.host, catalogue, policy, anchor, effects).start();
+  b.log.info({ config: config.file, packs: catalogue.packs() }, "verifier ready");
 } catch (e) {
   fatal("verifier", e);
 }

@@ -25,7 +25,7 @@ import {
   type RunState,
   type TraceEvent,
 } from "@trias/runstate";
-import { TOOLS, type ToolDef, type ToolRuntime } from "@trias/tools";
+import type { Catalogue } from "@trias/tools";
 import {
   openAssignment,
   resolveResult,
@@ -102,12 +102,10 @@ const MAX_SEALED_RUNS = 10_000;
  */
 export class Verifier {
   readonly #host: AgentHost;
-  readonly #rt: ToolRuntime;
+  readonly #tools: Catalogue;
   readonly #policy: LoadedPolicy;
   /** The executor's bucket, read-only: results that travelled by digest are read from it. */
   readonly #effects: ResultStore | null;
-  /** The one place tools are looked up (an injected catalogue will replace the global map). */
-  readonly #catalogue: ReadonlyMap<string, ToolDef> = TOOLS;
   readonly #runs = new Map<string, RunCache>();
   /** Runs whose first stored message was refused: their history must come from the stream. */
   readonly #refusedFirst = new Set<string>();
@@ -124,13 +122,13 @@ export class Verifier {
 
   constructor(
     host: AgentHost,
-    rt: ToolRuntime,
+    tools: Catalogue,
     policy: LoadedPolicy,
     anchor: ReceiptAnchor | null = null,
     effects: ResultStore | null = null,
   ) {
     this.#host = host;
-    this.#rt = rt;
+    this.#tools = tools;
     this.#policy = policy;
     this.#anchor = anchor;
     this.#effects = effects;
@@ -302,10 +300,10 @@ export class Verifier {
     let uncertain = false;
     if (b.outcome === "ok") {
       try {
-        const tool = this.#catalogue.get(b.tool);
+        const tool = this.#tools.get(b.tool);
         if (!tool) throw new Error(`no tool named "${b.tool}" in the verifier's tool pack`);
         checks = checks.concat(
-          await tool.verify(this.#rt, b.args, await resolveResult(this.#effects, b.result), {
+          await tool.verify(b.args, await resolveResult(this.#effects, b.result), {
             effectId: b.effectId,
             attempt: m.attempt,
           }),
@@ -362,7 +360,7 @@ export class Verifier {
 
   /** What the tool pack says undoes an effect; its result is read back when it travelled by digest. */
   async #declaredUndo(original: MessageOf<"step_executed">): Promise<DeclaredUndo | null> {
-    const tool = this.#catalogue.get(original.body.tool);
+    const tool = this.#tools.get(original.body.tool);
     if (!tool) return null;
     try {
       return tool.compensate(

@@ -3,6 +3,7 @@ import { z } from "zod";
 import {
   TransientError,
   ValidationError,
+  envEnum,
   envNonNegative,
   envPositiveInt,
   envText,
@@ -21,6 +22,10 @@ export interface LlmConfig {
   /** Prices, so that run budgets can count cost as well as tokens. */
   usdPer1kInput: number;
   usdPer1kOutput: number;
+  /** Hold the server to the answer's JSON Schema (response_format json_schema, strict tools). */
+  structuredOutputs: boolean;
+  /** Answers asked for in all when one is invalid (the error goes back to the model). */
+  maxAttempts: number;
 }
 
 /** @default "https://api.openai.com/v1" when only an API key is set (TRIAS_LLM_BASE_URL) */
@@ -31,6 +36,9 @@ export const DEFAULT_LLM_MODEL = "gpt-4o-mini";
 export const DEFAULT_LLM_TIMEOUT_MS = 30_000;
 /** Provider name for telemetry (gen_ai.system). @default "openai" (TRIAS_LLM_SYSTEM) */
 export const DEFAULT_LLM_SYSTEM = "openai";
+
+/** Answers asked for in all when the model's answer is invalid. @default 3 (TRIAS_LLM_ATTEMPTS) */
+export const DEFAULT_LLM_ATTEMPTS = 3;
 
 /** The model settings a proposer or llm reviewer reads. Unset or empty means the default. */
 export const LlmEnvSchema = z.object({
@@ -50,6 +58,13 @@ export const LlmEnvSchema = z.object({
   TRIAS_LLM_USD_PER_1K_INPUT: envNonNegative(0, "US dollars"),
   /** Price per 1,000 output tokens. @default 0 */
   TRIAS_LLM_USD_PER_1K_OUTPUT: envNonNegative(0, "US dollars"),
+  /**
+   * Structured outputs (json_schema answers, strict tool schemas): on for servers that
+   * support them (OpenAI, vLLM, llama.cpp recent); off sends json_object. @default "off"
+   */
+  TRIAS_LLM_STRUCTURED_OUTPUTS: envEnum(["on", "off"]),
+  /** @default DEFAULT_LLM_ATTEMPTS */
+  TRIAS_LLM_ATTEMPTS: envPositiveInt(DEFAULT_LLM_ATTEMPTS, "answers"),
 });
 
 /**
@@ -69,6 +84,8 @@ export function llmConfigFromEnv(env: Env = process.env): LlmConfig | null {
     system: e.TRIAS_LLM_SYSTEM ?? DEFAULT_LLM_SYSTEM,
     usdPer1kInput: e.TRIAS_LLM_USD_PER_1K_INPUT,
     usdPer1kOutput: e.TRIAS_LLM_USD_PER_1K_OUTPUT,
+    structuredOutputs: e.TRIAS_LLM_STRUCTURED_OUTPUTS === "on",
+    maxAttempts: e.TRIAS_LLM_ATTEMPTS,
   };
 }
 
@@ -100,11 +117,11 @@ export class LlmClient {
     });
   }
 
-  async json<S extends z.ZodType>(
+  /** One chat-completions call, with its span and its usage counted. */
+  async #complete(
     operation: string,
-    messages: readonly ChatMessage[],
-    schema: S,
-  ): Promise<{ value: z.infer<S>; usage: Usage }> {
+    params: Omit<OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming, "model">,
+  ): Promise<{ message: OpenAI.Chat.Completions.ChatCompletionMessage; usage: Usage }> {
     return withSpan(
       `${operation} ${this.config.model}`,
       {
@@ -120,9 +137,8 @@ export class LlmClient {
         try {
           res = await this.#client.chat.completions.create({
             model: this.config.model,
-            messages: messages.map((m) => ({ role: m.role, content: m.content })),
-            response_format: { type: "json_object" },
             temperature: 0,
+            ...params,
           });
         } catch (e) {
           throw new TransientError(
@@ -152,24 +168,266 @@ export class LlmClient {
             outputTokens: usage.outputTokens,
           }),
         );
-        const text = res.choices[0]?.message.content ?? "";
-        let raw: unknown;
-        try {
-          raw = JSON.parse(text);
-        } catch {
-          throw new ValidationError(
-            "schema_invalid",
-            `the model's answer is not JSON: ${text.slice(0, 120)}`,
-          );
-        }
-        const parsed = schema.safeParse(raw);
-        if (!parsed.success)
-          throw new ValidationError(
-            "schema_invalid",
-            `the model's answer does not match the expected shape: ${z.prettifyError(parsed.error)}`,
-          );
-        return { value: parsed.data, usage };
+        const message = res.choices[0]?.message;
+        if (!message)
+          throw new ValidationError("schema_invalid", "the model's answer has no message");
+        return { message, usage };
       },
     );
   }
+
+  /**
+   * A JSON answer validated by `schema`. With structured outputs on, the server is held to
+   * the schema (response_format json_schema); either way an invalid answer is sent back with
+   * the validation error, at most `maxAttempts` times in all.
+   */
+  async json<S extends z.ZodType>(
+    operation: string,
+    messages: readonly ChatMessage[],
+    schema: S,
+  ): Promise<{ value: z.infer<S>; usage: Usage }> {
+    const convo: OpenAI.Chat.Completions.ChatCompletionMessageParam[] = messages.map((m) => ({
+      role: m.role,
+      content: m.content,
+    }));
+    const total: Usage = { inputTokens: 0, outputTokens: 0, costUsd: 0 };
+    let last = "";
+    for (let attempt = 0; attempt < this.config.maxAttempts; attempt++) {
+      const { message, usage } = await this.#complete(operation, {
+        messages: convo,
+        response_format: this.config.structuredOutputs
+          ? {
+              type: "json_schema",
+              json_schema: {
+                name: operation.replace(/[^a-zA-Z0-9_-]/g, "_"),
+                schema: z.toJSONSchema(schema, { io: "output", unrepresentable: "any" }),
+                strict: false,
+              },
+            }
+          : { type: "json_object" },
+      });
+      addUsage(total, usage);
+      const text = message.content ?? "";
+      const r = parseAnswer(text, schema);
+      if (r.ok) return { value: r.value, usage: total };
+      last = r.error;
+      convo.push({ role: "assistant", content: text });
+      convo.push({
+        role: "user",
+        content: `Your answer was refused: ${r.error}. Answer again, only JSON of the asked shape.`,
+      });
+    }
+    throw new ValidationError(
+      "schema_invalid",
+      `the model's answer was invalid ${this.config.maxAttempts} time(s); last: ${last}`,
+    );
+  }
+
+  /**
+   * The model picks one of `tools` through chat-completions tool calling (or `finish` when
+   * the task is done). Arguments are validated with the tool's own zod schema; an invalid
+   * call (unknown tool, arguments that are not JSON or do not validate) goes back to the
+   * model as the tool's answer with the error, at most `maxAttempts` times in all.
+   */
+  async chooseTool(
+    operation: string,
+    messages: readonly ChatMessage[],
+    tools: readonly OfferedTool[],
+  ): Promise<{ choice: ToolChoice; usage: Usage }> {
+    const byFn = new Map(tools.map((t) => [functionName(t.name), t]));
+    const defs: OpenAI.Chat.Completions.ChatCompletionTool[] = [
+      ...tools.map((t) => ({
+        type: "function" as const,
+        function: {
+          name: functionName(t.name),
+          description: t.description,
+          parameters: t.parameters,
+          ...(this.config.structuredOutputs && strictCompatible(t.parameters)
+            ? { strict: true }
+            : {}),
+        },
+      })),
+      {
+        type: "function",
+        function: {
+          name: FINISH,
+          description: "Call when the task is complete and no further tool call is needed.",
+          parameters: {
+            type: "object",
+            properties: { summary: { type: "string" } },
+            required: ["summary"],
+            additionalProperties: false,
+          },
+        },
+      },
+    ];
+    const convo: OpenAI.Chat.Completions.ChatCompletionMessageParam[] = messages.map((m) => ({
+      role: m.role,
+      content: m.content,
+    }));
+    const total: Usage = { inputTokens: 0, outputTokens: 0, costUsd: 0 };
+    let last = "";
+    for (let attempt = 0; attempt < this.config.maxAttempts; attempt++) {
+      const { message, usage } = await this.#complete(operation, {
+        messages: convo,
+        tools: defs,
+        tool_choice: "required",
+      });
+      addUsage(total, usage);
+      const calls = (message.tool_calls ?? []).filter((c) => c.type === "function");
+      // The tool to call; `finish_task` beside it says this call completes the task.
+      const call = calls.find((c) => c.function.name !== FINISH) ?? calls[0];
+      if (!call) {
+        last = "no tool was called";
+        convo.push({ role: "assistant", content: message.content ?? "" });
+        convo.push({
+          role: "user",
+          content: `Your answer was refused: ${last}. Call exactly one of the offered tools, or ${FINISH}.`,
+        });
+        continue;
+      }
+      const rationale = (message.content ?? "").trim();
+      const r = checkCall(call.function.name, call.function.arguments, byFn);
+      if (r.ok) {
+        const finishing = calls.some((c) => c.function.name === FINISH);
+        return {
+          choice:
+            r.choice.kind === "call"
+              ? { ...r.choice, rationale, last: finishing }
+              : { ...r.choice, rationale },
+          usage: total,
+        };
+      }
+      last = r.error;
+      convo.push({ role: "assistant", content: message.content ?? null, tool_calls: [call] });
+      convo.push({
+        role: "tool",
+        tool_call_id: call.id,
+        content: JSON.stringify({ error: r.error }),
+      });
+    }
+    throw new ValidationError(
+      "schema_invalid",
+      `the model's tool call was invalid ${this.config.maxAttempts} time(s); last: ${last}`,
+    );
+  }
+}
+
+/** A tool as a model is offered it. */
+export interface OfferedTool {
+  name: string;
+  description: string;
+  /** JSON Schema of the arguments (zod 4: z.toJSONSchema of the tool's input). */
+  parameters: Record<string, unknown>;
+  /** The arguments are validated with this, not with what the model says they are. */
+  input: z.ZodType;
+}
+
+export type ToolChoice =
+  | {
+      kind: "call";
+      tool: string;
+      args: Record<string, unknown>;
+      rationale: string;
+      /** The model called finish_task beside it: this call completes the task. */
+      last: boolean;
+    }
+  | { kind: "finish"; summary: string; rationale: string };
+
+/** The function the model calls to say the task is done. */
+export const FINISH = "finish_task";
+
+/** Function names allow letters, digits, '_' and '-': a tool's dots become "__". */
+export function functionName(tool: string): string {
+  return tool.replace(/\./g, "__");
+}
+
+/**
+ * Pure: a tool call from the model, checked. The one place a model's tool call becomes a
+ * step: the tool must be one offered, the arguments JSON that the tool's schema accepts.
+ */
+export function checkCall(
+  fn: string,
+  rawArgs: string,
+  offered: ReadonlyMap<string, OfferedTool>,
+):
+  | {
+      ok: true;
+      choice:
+        | { kind: "call"; tool: string; args: Record<string, unknown> }
+        | { kind: "finish"; summary: string };
+    }
+  | { ok: false; error: string } {
+  let args: unknown;
+  try {
+    args = rawArgs.trim() === "" ? {} : JSON.parse(rawArgs);
+  } catch {
+    return { ok: false, error: `the arguments of ${fn} are not JSON: ${rawArgs.slice(0, 120)}` };
+  }
+  if (fn === FINISH) {
+    const summary = (args as { summary?: unknown } | null)?.summary;
+    return {
+      ok: true,
+      choice: { kind: "finish", summary: typeof summary === "string" ? summary : "" },
+    };
+  }
+  const tool = offered.get(fn);
+  if (!tool)
+    return {
+      ok: false,
+      error: `no tool named ${fn}; offered: ${[...offered.keys(), FINISH].join(", ")}`,
+    };
+  const r = tool.input.safeParse(args);
+  if (!r.success)
+    return {
+      ok: false,
+      error: `arguments for ${fn} are invalid: ${z.prettifyError(r.error).replace(/\n/g, "; ")}`,
+    };
+  return {
+    ok: true,
+    choice: { kind: "call", tool: tool.name, args: args as Record<string, unknown> },
+  };
+}
+
+/**
+ * Pure: whether a JSON Schema meets strict mode's rules (every object closed, every property
+ * required), so `strict: true` is only asked where the server can honour it.
+ */
+export function strictCompatible(schema: unknown): boolean {
+  if (schema === null || typeof schema !== "object") return true;
+  const s = schema as Record<string, unknown>;
+  if (s["type"] === "object") {
+    const props = (s["properties"] ?? {}) as Record<string, unknown>;
+    const required = new Set((s["required"] as string[] | undefined) ?? []);
+    if (s["additionalProperties"] !== false) return false;
+    if (Object.keys(props).some((k) => !required.has(k))) return false;
+  }
+  return Object.values(s).every((v) =>
+    Array.isArray(v) ? v.every(strictCompatible) : strictCompatible(v),
+  );
+}
+
+function parseAnswer<S extends z.ZodType>(
+  text: string,
+  schema: S,
+): { ok: true; value: z.infer<S> } | { ok: false; error: string } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return { ok: false, error: `the answer is not JSON: ${text.slice(0, 120)}` };
+  }
+  const parsed = schema.safeParse(raw);
+  return parsed.success
+    ? { ok: true, value: parsed.data }
+    : {
+        ok: false,
+        error: `the answer does not match the expected shape: ${z.prettifyError(parsed.error)}`,
+      };
+}
+
+function addUsage(total: Usage, u: Usage): void {
+  total.inputTokens += u.inputTokens;
+  total.outputTokens += u.outputTokens;
+  total.costUsd += u.costUsd;
 }

@@ -154,6 +154,14 @@ type RuleEvent =
   | { kind: "deny"; rule: Rule }
   | { kind: "error"; rule: Rule; reason: string };
 
+/**
+ * Why a step for a tool no policy entry names is refused, and how to allow it: the tool may
+ * well be loaded (a pack, an MCP server), but nothing routes a tool the policy does not rate.
+ */
+export function unknownToolReason(tool: string, environment: string): string {
+  return `tool "${tool}" is not in the ${environment} policy's tool catalogue: add an entry for it under \`tools:\` in the policy (\`trias policy scaffold\` prints one for every loaded tool)`;
+}
+
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
@@ -201,8 +209,7 @@ export function decideTier(
     terms = { op: 0, objects: 0, crossDomain: 0, historicalFailure: 0 };
     score = 1;
     scoreTier = "full";
-    if (doc.unknownTools === "deny")
-      denied = `tool "${toolName}" is not in the ${doc.environment} policy's tool catalogue`;
+    if (doc.unknownTools === "deny") denied = unknownToolReason(toolName, doc.environment);
     candidates = plan.allRules;
   } else {
     op = tp.entry.op;

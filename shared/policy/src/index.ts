@@ -3,6 +3,7 @@ export {
   TierParams,
   HumanRequirement,
   ToolEntry,
+  ArgCheck,
   Rule,
   Budgets,
   PolicyDocument,
@@ -14,7 +15,10 @@ export {
   policyDigest,
   policyJsonSchema,
   PolicyError,
+  parseYamlAs,
+  type ParsedYaml,
   type LoadedPolicy,
+  type CompiledArgCheck,
   type PolicyProblem,
 } from "./load.js";
 export { SHIPPED_POLICY_DIR, shippedPolicyFile } from "./paths.js";
@@ -33,6 +37,7 @@ export {
 export {
   decideTier,
   humanText,
+  unknownToolReason,
   type StepFacts,
   type TierDecision,
   type RiskTerms,
@@ -66,3 +71,5 @@ export {
   type AssignmentCheck,
 } from "./derive.js";
 export { checkBudget, RateLimiter, type BudgetUsage } from "./limits.js";
+export { policyCatalogueProblems } from "./catalogue-check.js";
+export { checkArguments, type ArgCheckVerdict } from "./arg-checks.js";

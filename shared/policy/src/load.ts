@@ -10,7 +10,7 @@ import {
 } from "yaml";
 import { z } from "zod";
 import { ValidationError, canonicalBytes, sha256Hex } from "@trias/protocol";
-import { PolicyDocument } from "./schema.js";
+import { PolicyDocument, type ArgCheck } from "./schema.js";
 import { compileCondition, ConditionError, type CompiledCondition } from "./conditions.js";
 
 export interface PolicyProblem {
@@ -35,12 +35,21 @@ export class PolicyError extends ValidationError {
   }
 }
 
+export interface CompiledArgCheck {
+  check: ArgCheck;
+  condition: CompiledCondition;
+}
+
 export interface LoadedPolicy {
   file: string;
   doc: PolicyDocument;
   /** SHA-256 over the canonical encoding of the validated document. */
   digest: string;
   conditions: ReadonlyMap<string, CompiledCondition>;
+  /** Each tool's compiled argument checks (absent for a policy built in memory). */
+  argChecks?: ReadonlyMap<string, readonly CompiledArgCheck[]>;
+  /** Where each `tools:` entry is in the file (absent for a policy built in memory). */
+  toolLines?: ReadonlyMap<string, { line: number; column: number }>;
 }
 
 export function loadPolicy(file: string): LoadedPolicy {
@@ -100,7 +109,29 @@ function conditionPos(
   return base;
 }
 
-export function parsePolicy(text: string, file = "<policy>"): LoadedPolicy {
+/** A parsed YAML document validated by a schema, with the means to point back into the file. */
+export interface ParsedYaml<T> {
+  value: T;
+  /** Position of the node at `path` (or its nearest existing parent). */
+  posOf: (path: readonly PropertyKey[]) => { line: number; column: number };
+  /** Position of a map key (a missing key falls back to its parent). */
+  keyPosOf: (path: readonly PropertyKey[], key: string) => { line: number; column: number };
+  /** The node at `path` or its nearest existing parent. */
+  nodeAt: (path: readonly PropertyKey[]) => Node | undefined;
+  lineCounter: LineCounter;
+}
+
+/**
+ * Parse YAML and validate it with `schema`; every problem carries file, line and column.
+ * `fail` builds the error thrown for the problems (each file kind has its own error code).
+ * Policies and the project configuration (trias.config.yaml) report errors the same way.
+ */
+export function parseYamlAs<S extends z.ZodType>(
+  text: string,
+  file: string,
+  schema: S,
+  fail: (problems: PolicyProblem[]) => Error,
+): ParsedYaml<z.output<S>> {
   const lc = new LineCounter();
   const at = (offset: number | undefined): Pos => {
     const p = lc.linePos(offset ?? 0);
@@ -110,7 +141,7 @@ export function parsePolicy(text: string, file = "<policy>"): LoadedPolicy {
   try {
     doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   } catch (e) {
-    throw wholeDocumentError(file, e);
+    throw fail([wholeDocumentProblem(file, e)]);
   }
   if (doc.errors.length > 0) {
     // After the first YAML error the parser mostly reports its own confusion, token by
@@ -120,7 +151,7 @@ export function parsePolicy(text: string, file = "<policy>"): LoadedPolicy {
       doc.errors.length > 1
         ? ` (${doc.errors.length - 1} more error(s) follow from it or after it)`
         : "";
-    throw new PolicyError([
+    throw fail([
       {
         file,
         ...at(e.pos[0]),
@@ -156,11 +187,11 @@ export function parsePolicy(text: string, file = "<policy>"): LoadedPolicy {
     raw = doc.toJS({ maxAliasCount: 100 });
   } catch (e) {
     // Alias bombs and other documents that cannot become plain data.
-    throw wholeDocumentError(file, e);
+    throw fail([wholeDocumentProblem(file, e)]);
   }
-  const r = PolicyDocument.safeParse(raw);
+  const r = schema.safeParse(raw);
   if (!r.success) {
-    throw new PolicyError(
+    throw fail(
       r.error.issues.map((i) => {
         if (i.code === "unrecognized_keys") {
           const node = keyAt(i.path, i.keys[0] ?? "");
@@ -176,7 +207,24 @@ export function parsePolicy(text: string, file = "<policy>"): LoadedPolicy {
       }),
     );
   }
-  const policy = r.data;
+  return {
+    value: r.data,
+    posOf: (path) => at(nodeAt(path)?.range?.[0]),
+    keyPosOf: (path, key) => at(keyAt(path, key)?.range?.[0]),
+    nodeAt,
+    lineCounter: lc,
+  };
+}
+
+export function parsePolicy(text: string, file = "<policy>"): LoadedPolicy {
+  const parsed = parseYamlAs(text, file, PolicyDocument, (p) => new PolicyError(p));
+  const lc = parsed.lineCounter;
+  const at = (offset: number | undefined): Pos => {
+    const p = lc.linePos(offset ?? 0);
+    return { line: p.line, column: p.col };
+  };
+  const nodeAt = parsed.nodeAt;
+  const policy = parsed.value;
   const problems: PolicyProblem[] = [];
   const conditions = new Map<string, CompiledCondition>();
   const seen = new Map<string, number>();
@@ -207,6 +255,25 @@ export function parsePolicy(text: string, file = "<policy>"): LoadedPolicy {
       });
     }
   });
+  const argChecks = new Map<string, CompiledArgCheck[]>();
+  for (const [tool, entry] of Object.entries(policy.tools)) {
+    const list: CompiledArgCheck[] = [];
+    (entry.checks ?? []).forEach((check, idx) => {
+      try {
+        list.push({ check, condition: compileCondition(check.when) });
+      } catch (e) {
+        const node = nodeAt(["tools", tool, "checks", idx, "when"]);
+        const ce = e instanceof ConditionError ? e : undefined;
+        problems.push({
+          file,
+          ...conditionPos(text, lc, node, check.when, ce?.offset),
+          path: `tools.${tool}.checks.${idx}.when`,
+          message: `check "${check.id}": ${ce ? ce.message : String((e as Error)?.message ?? e)}`,
+        });
+      }
+    });
+    if (list.length > 0) argChecks.set(tool, list);
+  }
   for (const [tier, params] of Object.entries(policy.tiers)) {
     if (params.reviewers > 0 && params.strategies.length === 0) {
       const node = nodeAt(["tiers", tier, "strategies"]);
@@ -219,7 +286,10 @@ export function parsePolicy(text: string, file = "<policy>"): LoadedPolicy {
     }
   }
   if (problems.length > 0) throw new PolicyError(problems);
-  return { file, doc: policy, digest: policyDigest(policy), conditions };
+  const toolLines = new Map<string, Pos>();
+  for (const name of Object.keys(policy.tools))
+    toolLines.set(name, parsed.keyPosOf(["tools"], name));
+  return { file, doc: policy, digest: policyDigest(policy), conditions, toolLines, argChecks };
 }
 
 export function policyDigest(doc: PolicyDocument): string {
@@ -236,14 +306,12 @@ export function policyJsonSchema(): unknown {
 }
 
 /** A YAML failure that has no position in the file (the parser gave up, an alias bomb). */
-function wholeDocumentError(file: string, e: unknown): PolicyError {
-  return new PolicyError([
-    {
-      file,
-      line: 1,
-      column: 1,
-      path: "",
-      message: `YAML: ${String((e as Error)?.message ?? e).split("\n")[0]}`,
-    },
-  ]);
+function wholeDocumentProblem(file: string, e: unknown): PolicyProblem {
+  return {
+    file,
+    line: 1,
+    column: 1,
+    path: "",
+    message: `YAML: ${String((e as Error)?.message ?? e).split("\n")[0]}`,
+  };
 }

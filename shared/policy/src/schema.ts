@@ -41,6 +41,25 @@ export const TierParams = z
   .strict();
 export type TierParams = z.infer<typeof TierParams>;
 
+/**
+ * An argument check the rules reviewer applies to every proposal of one tool: when the CEL
+ * condition (over `tool`, `args`, `op`, `domains`, `run`, `env`) holds, the proposal gets
+ * `decision` with `message`. Deployment limits live here, not in the reviewer's code.
+ */
+export const ArgCheck = z
+  .object({
+    id: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9_-]*$/, "check ids are lowercase letters, digits, '_' and '-'"),
+    /** The proposal is refused when this holds. */
+    when: z.string().min(1),
+    message: z.string().min(1),
+    /** reject: refused; revise: sent back to the proposer. @default "reject" */
+    decision: z.enum(["reject", "revise"]).default("reject"),
+  })
+  .strict();
+export type ArgCheck = z.infer<typeof ArgCheck>;
+
 export const ToolEntry = z
   .object({
     op: Operation,
@@ -54,6 +73,8 @@ export const ToolEntry = z
     historicalFailure: z.number().min(0).max(1).default(0),
     /** At most this many calls per minute across all runs; absent means unlimited. */
     ratePerMinute: z.number().int().positive().optional(),
+    /** Argument checks of the rules reviewer (see ArgCheck). */
+    checks: z.array(ArgCheck).optional(),
   })
   .strict();
 export type ToolEntry = z.infer<typeof ToolEntry>;

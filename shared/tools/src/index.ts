@@ -1,6 +1,5 @@
 export {
   Ledger,
-  ToolRefusal,
   LEDGER_BUCKET,
   DEMO_ACCOUNTS,
   account,
@@ -8,11 +7,41 @@ export {
   type LedgerState,
 } from "./ledger.js";
 export {
-  TOOLS,
-  getTool,
-  checkArgs,
-  type ToolDef,
-  type ToolRuntime,
+  defineTool,
+  defineToolPack,
+  isToolPack,
+  ToolRefusal,
+  type Tool,
+  type ToolDefinition,
+  type ToolPack,
+  type ToolContext,
   type EffectContext,
   type CompensationOrder,
-} from "./tools.js";
+  type ObjectsSpec,
+  type PackHost,
+} from "./pack.js";
+export { Catalogue, checkArgs, type ToolDef } from "./catalogue.js";
+export { ledgerPack, testPack, type LedgerResources } from "./ledger-pack.js";
+export {
+  McpServerConfig,
+  McpToolConfig,
+  McpCall,
+  operationFromAnnotations,
+  fillTemplate,
+  valueAt,
+  type McpOutcome,
+} from "./mcp-config.js";
+export {
+  TriasConfig,
+  ConfigError,
+  BUILTIN_PACKS,
+  CONFIG_FILE_NAME,
+  configFileFrom,
+  parseConfig,
+  loadConfig,
+  loadPacks,
+  loadCatalogue,
+  loadAgentCatalogue,
+  type LoadedConfig,
+} from "./config.js";
+export { scaffoldEntries } from "./scaffold.js";

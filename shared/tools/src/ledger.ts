@@ -1,6 +1,7 @@
 import type { KV } from "@nats-io/kv";
 import { isRevisionConflict } from "@trias/bus";
-import { TransientError, ValidationError, type JsonValue } from "@trias/protocol";
+import { TransientError, type JsonValue } from "@trias/protocol";
+import { ToolRefusal } from "./pack.js";
 
 export interface Account {
   balance: number;
@@ -26,13 +27,6 @@ export const DEMO_ACCOUNTS: Record<string, Account> = {
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-
-/** A business-rule failure inside a tool: the tool ran and said no. Not retryable as is. */
-export class ToolRefusal extends ValidationError {
-  constructor(message: string) {
-    super("tool_failed", message);
-  }
-}
 
 /**
  * The demo ledger: one JSON document in a KV bucket, changed only by compare-and-set on its

@@ -9,6 +9,8 @@ import { registerLab } from "./lab.js";
 import { registerPolicy } from "./policy.js";
 import { registerRuns } from "./runs.js";
 import { registerSubmit } from "./submit.js";
+import { registerTools } from "./tools.js";
+import { registerUp } from "./up.js";
 import { registerTrace } from "./trace.js";
 import { registerWatch } from "./watch.js";
 
@@ -18,6 +20,7 @@ import { registerWatch } from "./watch.js";
  */
 export const COMMANDS: readonly ((program: Command) => void)[] = [
   registerDemo,
+  registerUp,
   registerKeys,
   registerSubmit,
   registerWatch,
@@ -26,6 +29,7 @@ export const COMMANDS: readonly ((program: Command) => void)[] = [
   registerHuman,
   registerConsole,
   registerPolicy,
+  registerTools,
   registerAdmin,
   registerLab,
   registerEval,

@@ -1,38 +1,20 @@
 import { z } from "zod";
-import { ValidationError, type Check, type JsonObject, type JsonValue } from "@trias/protocol";
-import { account, ToolRefusal, type Ledger, type LedgerState } from "./ledger.js";
+import type { Check, JsonValue } from "@trias/protocol";
+import { account, Ledger, LEDGER_BUCKET, type LedgerState } from "./ledger.js";
+import {
+  defineTool,
+  defineToolPack,
+  ToolRefusal,
+  type PackHost,
+  type ToolContext,
+} from "./pack.js";
 
-export interface ToolRuntime {
+/** What the ledger tools share in a process: the ledger bucket (read-only for a verifier). */
+export interface LedgerResources {
   ledger: Ledger;
 }
 
-export interface EffectContext {
-  /** `<run>:<step>:<attempt>`: the idempotency key of this effect. */
-  effectId: string;
-  attempt: number;
-}
-
-export interface CompensationOrder {
-  tool: string;
-  args: JsonObject;
-}
-
-export interface ToolDef {
-  name: string;
-  description: string;
-  input: z.ZodType<Record<string, unknown>>;
-  /** Apply the effect at most once per effect id. Throws ToolRefusal when the world says no. */
-  run(rt: ToolRuntime, args: JsonObject, ctx: EffectContext): Promise<JsonValue>;
-  /** The order that undoes this effect, or null when it cannot be undone (escalate instead). */
-  compensate(args: JsonObject, result: JsonValue): CompensationOrder | null;
-  /** Read-only checks of the world after the effect, run by the verifier. */
-  verify(
-    rt: ToolRuntime,
-    args: JsonObject,
-    result: JsonValue,
-    ctx: EffectContext,
-  ): Promise<Check[]>;
-}
+type Ctx = ToolContext<LedgerResources>;
 
 const Name = z
   .string()
@@ -46,10 +28,20 @@ const TransferArgs = z
 const RefundArgs = z
   .object({ account: Name, amount: Amount, reference: z.string().min(1).max(64) })
   .strict();
+/** The most one batch may move: a bound of the pack, whatever a policy allows. */
+const MAX_BATCH_TOTAL = 50_000;
 const Payouts = z
   .array(z.object({ account: Name, amount: Amount }).strict())
   .min(1)
-  .max(100);
+  .max(100)
+  .refine(
+    (ps) => new Set(ps.map((p) => p.account)).size === ps.length,
+    "an account appears twice in the batch",
+  )
+  .refine(
+    (ps) => ps.reduce((n, p) => n + p.amount, 0) <= MAX_BATCH_TOTAL,
+    `a batch moves at most ${MAX_BATCH_TOTAL} in all`,
+  );
 const BatchArgs = z.object({ payouts: Payouts, batch: z.string().min(1).max(64) }).strict();
 const FlakyArgs = z
   .object({
@@ -59,17 +51,19 @@ const FlakyArgs = z
     readableFromAttempt: z.number().int().min(0).max(100).default(0),
   })
   .strict();
+const FlakyUndoArgs = z
+  .object({ key: z.string().min(1).max(64), attempt: z.number().int().min(0) })
+  .strict();
 
 function sameJson(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
 async function recorded(
-  rt: ToolRuntime,
   result: JsonValue,
-  ctx: EffectContext,
+  ctx: Ctx,
 ): Promise<{ state: LedgerState; checks: Check[] }> {
-  const { state } = await rt.ledger.read();
+  const { state } = await ctx.resources.ledger.read();
   const prior = state.applied[ctx.effectId];
   const negative = Object.entries(state.accounts).filter(([, a]) => a.balance < 0);
   return {
@@ -111,20 +105,23 @@ function move(s: LedgerState, from: string, to: string, amount: number): void {
   b.balance += amount;
 }
 
-const balance: ToolDef = {
+const checksOf = async (result: JsonValue, ctx: Ctx) => (await recorded(result, ctx)).checks;
+
+const balance = defineTool({
   name: "ledger.balance",
   description: "Read one account's balance.",
   input: AccountArgs,
-  async run(rt, args) {
-    const { state } = await rt.ledger.read();
-    const { account: name } = AccountArgs.parse(args);
+  op: "read",
+  domains: ["ledger"],
+  objects: { count: 1 },
+  idempotent: true,
+  async run({ account: name }, ctx: Ctx) {
+    const { state } = await ctx.resources.ledger.read();
     const a = account(state, name);
     return { account: name, balance: a.balance };
   },
-  compensate: () => null,
-  async verify(rt, args, result) {
-    const { state } = await rt.ledger.read();
-    const { account: name } = AccountArgs.parse(args);
+  async verify({ account: name }, result, ctx: Ctx) {
+    const { state } = await ctx.resources.ledger.read();
     const exists = state.accounts[name] !== undefined;
     const r = result as { account?: unknown; balance?: unknown } | null;
     return [
@@ -140,15 +137,18 @@ const balance: ToolDef = {
       },
     ];
   },
-};
+});
 
-const transfer: ToolDef = {
+const transfer = defineTool({
   name: "ledger.transfer",
   description: "Move an amount from one account to another.",
   input: TransferArgs,
-  async run(rt, args, ctx) {
-    const { from, to, amount } = TransferArgs.parse(args);
-    const { result } = await rt.ledger.apply(ctx.effectId, (s) => {
+  op: "write",
+  domains: ["ledger"],
+  objects: { count: 2 },
+  idempotent: true,
+  async run({ from, to, amount }, ctx: Ctx) {
+    const { result } = await ctx.resources.ledger.apply(ctx.effectId, (s) => {
       move(s, from, to, amount);
       return {
         from,
@@ -162,25 +162,21 @@ const transfer: ToolDef = {
   },
   compensate: (args) => ({
     tool: "ledger.transfer",
-    args: {
-      from: args["to"] ?? "",
-      to: args["from"] ?? "",
-      amount: args["amount"] ?? 0,
-      memo: "compensation",
-    },
+    args: { from: args.to, to: args.from, amount: args.amount, memo: "compensation" },
   }),
-  async verify(rt, _args, result, ctx) {
-    return (await recorded(rt, result, ctx)).checks;
-  },
-};
+  verify: (_args, result, ctx: Ctx) => checksOf(result, ctx),
+});
 
-const refund: ToolDef = {
+const refund = defineTool({
   name: "ledger.refund",
   description: "Refund an amount from the treasury to a customer account.",
   input: RefundArgs,
-  async run(rt, args, ctx) {
-    const { account: to, amount, reference } = RefundArgs.parse(args);
-    const { result } = await rt.ledger.apply(ctx.effectId, (s) => {
+  op: "write",
+  domains: ["ledger"],
+  objects: { count: 1 },
+  idempotent: true,
+  async run({ account: to, amount, reference }, ctx: Ctx) {
+    const { result } = await ctx.resources.ledger.apply(ctx.effectId, (s) => {
       move(s, "treasury", to, amount);
       return { account: to, amount, balance: account(s, to).balance, reference };
     });
@@ -188,25 +184,21 @@ const refund: ToolDef = {
   },
   compensate: (args) => ({
     tool: "ledger.transfer",
-    args: {
-      from: args["account"] ?? "",
-      to: "treasury",
-      amount: args["amount"] ?? 0,
-      memo: "refund reversed",
-    },
+    args: { from: args.account, to: "treasury", amount: args.amount, memo: "refund reversed" },
   }),
-  async verify(rt, _args, result, ctx) {
-    return (await recorded(rt, result, ctx)).checks;
-  },
-};
+  verify: (_args, result, ctx: Ctx) => checksOf(result, ctx),
+});
 
-const closeAccount: ToolDef = {
+const closeAccount = defineTool({
   name: "ledger.close_account",
   description: "Close an account, sweeping its balance to the treasury. Irreversible.",
   input: AccountArgs,
-  async run(rt, args, ctx) {
-    const { account: name } = AccountArgs.parse(args);
-    const { result } = await rt.ledger.apply(ctx.effectId, (s) => {
+  op: "delete",
+  domains: ["ledger"],
+  objects: { count: 1 },
+  idempotent: true,
+  async run({ account: name }, ctx: Ctx) {
+    const { result } = await ctx.resources.ledger.apply(ctx.effectId, (s) => {
       const a = account(s, name);
       const swept = a.balance;
       if (name === "treasury") throw new ToolRefusal("the treasury cannot be closed");
@@ -216,10 +208,9 @@ const closeAccount: ToolDef = {
     });
     return result;
   },
-  compensate: () => null,
-  async verify(rt, args, result, ctx) {
-    const { state, checks } = await recorded(rt, result, ctx);
-    const a = state.accounts[AccountArgs.parse(args).account];
+  async verify({ account: name }, result, ctx: Ctx) {
+    const { state, checks } = await recorded(result, ctx);
+    const a = state.accounts[name];
     return [
       ...checks,
       {
@@ -229,15 +220,18 @@ const closeAccount: ToolDef = {
       },
     ];
   },
-};
+});
 
-const batchPayout: ToolDef = {
+const batchPayout = defineTool({
   name: "ledger.batch_payout",
   description: "Pay several accounts from the treasury (and notify the bank).",
   input: BatchArgs,
-  async run(rt, args, ctx) {
-    const { payouts, batch } = BatchArgs.parse(args);
-    const { result } = await rt.ledger.apply(ctx.effectId, (s) => {
+  op: "batch_write",
+  domains: ["ledger", "bank"],
+  objects: { countOf: "payouts" },
+  idempotent: true,
+  async run({ payouts, batch }, ctx: Ctx) {
+    const { result } = await ctx.resources.ledger.apply(ctx.effectId, (s) => {
       for (const p of payouts) move(s, "treasury", p.account, p.amount);
       return { batch, paid: payouts.length, total: payouts.reduce((n, p) => n + p.amount, 0) };
     });
@@ -245,91 +239,115 @@ const batchPayout: ToolDef = {
   },
   compensate: (args) => ({
     tool: "ledger.batch_reverse",
-    args: { payouts: args["payouts"] ?? [], batch: args["batch"] ?? "" },
+    args: { payouts: args.payouts, batch: args.batch },
   }),
-  async verify(rt, _args, result, ctx) {
-    return (await recorded(rt, result, ctx)).checks;
-  },
-};
+  verify: (_args, result, ctx: Ctx) => checksOf(result, ctx),
+});
 
-const batchReverse: ToolDef = {
+const batchReverse = defineTool({
   name: "ledger.batch_reverse",
   description: "Reverse a batch payout: each account pays its amount back to the treasury.",
   input: BatchArgs,
-  async run(rt, args, ctx) {
-    const { payouts, batch } = BatchArgs.parse(args);
-    const { result } = await rt.ledger.apply(ctx.effectId, (s) => {
+  op: "batch_write",
+  domains: ["ledger", "bank"],
+  objects: { countOf: "payouts" },
+  idempotent: true,
+  async run({ payouts, batch }, ctx: Ctx) {
+    const { result } = await ctx.resources.ledger.apply(ctx.effectId, (s) => {
       for (const p of payouts) move(s, p.account, "treasury", p.amount);
       return { batch, reversed: payouts.length };
     });
     return result;
   },
-  compensate: () => null,
-  async verify(rt, _args, result, ctx) {
-    return (await recorded(rt, result, ctx)).checks;
-  },
-};
+  verify: (_args, result, ctx: Ctx) => checksOf(result, ctx),
+});
+
+async function openLedger(host: PackHost): Promise<LedgerResources> {
+  return { ledger: new Ledger(await host.kv(LEDGER_BUCKET)) };
+}
+
+/** The demo ledger (a JetStream KV bucket): one pack among others. */
+export const ledgerPack = defineToolPack<LedgerResources>({
+  name: "ledger",
+  tools: [balance, transfer, refund, closeAccount, batchPayout, batchReverse],
+  open: openLedger,
+});
 
 /**
  * Test tools. `noop.*` do nothing (benchmarks measure governance, not the tool). `flaky.write`
  * records an effect whose postcondition fails until `passFromAttempt`, to drive recovery.
  */
-const noop = (name: string, description: string): ToolDef => ({
-  name,
-  description,
-  input: z.record(z.string(), z.json()),
-  run: () => Promise.resolve({ ok: true }),
-  compensate: (args) => (name === "noop.echo" ? null : { tool: "noop.echo", args }),
-  verify: () => Promise.resolve([{ name: "noop", ok: true, detail: "nothing to check" }]),
-});
+const noop = (
+  name: string,
+  description: string,
+  op: "read" | "write" | "batch_write",
+  objects: number,
+  domains: string[],
+) =>
+  defineTool({
+    name,
+    description,
+    input: z.record(z.string(), z.json()),
+    op,
+    domains,
+    objects: { count: objects },
+    idempotent: true,
+    run: () => Promise.resolve({ ok: true }),
+    compensate: (args) => (name === "noop.echo" ? null : { tool: "noop.echo", args }),
+    verify: () => Promise.resolve([{ name: "noop", ok: true, detail: "nothing to check" }]),
+  });
 
 const BlobArgs = z.object({ bytes: z.number().int().min(0).max(1_000_000) }).strict();
 /**
  * A read that answers with `bytes` characters: results larger than a frame (which travel by
  * digest) and the verifier reading them back. Its check is that the whole result arrived.
  */
-const blob: ToolDef = {
+const blob = defineTool({
   name: "noop.blob",
   description: "Do nothing and answer with `bytes` characters (test: large results).",
   input: BlobArgs,
-  run: (_rt, args) => Promise.resolve({ blob: "x".repeat(BlobArgs.parse(args).bytes) }),
-  compensate: () => null,
-  verify: (_rt, args, result) => {
-    const want = BlobArgs.parse(args).bytes;
+  op: "read",
+  domains: ["test"],
+  objects: { count: 0 },
+  idempotent: true,
+  run: ({ bytes }) => Promise.resolve({ blob: "x".repeat(bytes) }),
+  verify: ({ bytes }, result) => {
     const got = (result as { blob?: unknown } | null)?.blob;
-    const ok = typeof got === "string" && got.length === want;
+    const ok = typeof got === "string" && got.length === bytes;
     return Promise.resolve([
       {
         name: "whole result",
         ok,
-        detail: ok ? `${want} characters` : `expected ${want} characters`,
+        detail: ok ? `${bytes} characters` : `expected ${bytes} characters`,
       },
     ]);
   },
-};
+});
 
-const flaky: ToolDef = {
+const flaky = defineTool({
   name: "flaky.write",
   description:
     "Records an effect; its postcondition fails for attempts before passFromAttempt and cannot be read before readableFromAttempt.",
   input: FlakyArgs,
-  async run(rt, args, ctx) {
-    const { key } = FlakyArgs.parse(args);
-    const { result } = await rt.ledger.apply(ctx.effectId, () => ({ key, attempt: ctx.attempt }));
+  op: "write",
+  domains: ["test"],
+  objects: { count: 1 },
+  idempotent: true,
+  async run({ key }, ctx: Ctx) {
+    const { result } = await ctx.resources.ledger.apply(ctx.effectId, () => ({
+      key,
+      attempt: ctx.attempt,
+    }));
     return result;
   },
   compensate: (args, result) => ({
     tool: "flaky.undo",
-    args: {
-      key: FlakyArgs.parse(args).key,
-      attempt: (result as { attempt?: number } | null)?.attempt ?? 0,
-    },
+    args: { key: args.key, attempt: (result as { attempt?: number } | null)?.attempt ?? 0 },
   }),
-  async verify(rt, args, result, ctx) {
-    const a = FlakyArgs.parse(args);
+  async verify(a, result, ctx: Ctx) {
     if (ctx.attempt < a.readableFromAttempt)
       throw new Error(`downstream unreachable: cannot confirm attempt ${ctx.attempt}`);
-    const { checks } = await recorded(rt, result, ctx);
+    const { checks } = await recorded(result, ctx);
     const ok = ctx.attempt >= a.passFromAttempt;
     return [
       ...checks,
@@ -340,60 +358,36 @@ const flaky: ToolDef = {
       },
     ];
   },
-};
+});
 
-const FlakyUndoArgs = z
-  .object({ key: z.string().min(1).max(64), attempt: z.number().int().min(0) })
-  .strict();
-const flakyUndo: ToolDef = {
+const flakyUndo = defineTool({
   name: "flaky.undo",
   description: "Records that a flaky.write effect was undone.",
   input: FlakyUndoArgs,
-  async run(rt, args, ctx) {
-    const { key, attempt } = FlakyUndoArgs.parse(args);
-    const { result } = await rt.ledger.apply(ctx.effectId, () => ({ undone: key, attempt }));
+  op: "write",
+  domains: ["test"],
+  objects: { count: 1 },
+  idempotent: true,
+  async run({ key, attempt }, ctx: Ctx) {
+    const { result } = await ctx.resources.ledger.apply(ctx.effectId, () => ({
+      undone: key,
+      attempt,
+    }));
     return result;
   },
-  compensate: () => null,
-  async verify(rt, _args, result, ctx) {
-    return (await recorded(rt, result, ctx)).checks;
-  },
-};
+  verify: (_args, result, ctx: Ctx) => checksOf(result, ctx),
+});
 
-export const TOOLS: ReadonlyMap<string, ToolDef> = new Map(
-  [
-    balance,
-    transfer,
-    refund,
-    closeAccount,
-    batchPayout,
-    batchReverse,
-    noop("noop.echo", "Do nothing (read)."),
-    noop("noop.write", "Do nothing (write)."),
-    noop("noop.batch", "Do nothing (batch)."),
+/** Tools for tests and benchmarks (no-ops and a flaky write); shipped, named in the policies. */
+export const testPack = defineToolPack<LedgerResources>({
+  name: "test",
+  tools: [
+    noop("noop.echo", "Do nothing (read).", "read", 0, ["test"]),
+    noop("noop.write", "Do nothing (write).", "write", 2, ["test"]),
+    noop("noop.batch", "Do nothing (batch).", "batch_write", 4, ["test", "bank"]),
     blob,
     flaky,
     flakyUndo,
-  ].map((t) => [t.name, t]),
-);
-
-export function getTool(name: string): ToolDef {
-  const t = TOOLS.get(name);
-  if (!t)
-    throw new ValidationError(
-      "tool_unknown",
-      `no tool named "${name}" in the tool pack (known: ${[...TOOLS.keys()].join(", ")})`,
-    );
-  return t;
-}
-
-/** Validate arguments against the tool's input schema; the error names each bad field. */
-export function checkArgs(
-  tool: ToolDef,
-  args: JsonObject,
-): { ok: true } | { ok: false; reason: string } {
-  const r = tool.input.safeParse(args);
-  return r.success
-    ? { ok: true }
-    : { ok: false, reason: z.prettifyError(r.error).replace(/\n/g, "; ") };
-}
+  ],
+  open: openLedger,
+});
