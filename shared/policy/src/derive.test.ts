@@ -137,6 +137,35 @@ describe("checkAssignment", () => {
     else expect(!r.ok && r.code).toBe(want);
   });
 
+  it("assignment - the policy's groups of humans can be neither dropped nor lowered", () => {
+    const close = step("ledger.close_account", { account: "dave" });
+    const d = deriveStep(prod, close, unknownRun()).decision;
+    expect(d.requires.humans).toEqual([{ group: "treasury", count: 2 }]);
+    const anyHuman = { ...d.requires, humans: undefined };
+    const oneOfTreasury = { ...d.requires, humans: [{ group: "treasury", count: 1 }] };
+    for (const requires of [anyHuman, oneOfTreasury]) {
+      const r = checkAssignment(prod, close, unknownRun(), {
+        tier: d.tier,
+        requires,
+        denied: null,
+      });
+      expect(!r.ok && r.code).toBe("tier_downgrade");
+    }
+    const more = { ...d.requires, humans: [{ group: "treasury", count: 3 }] };
+    const r = checkAssignment(prod, close, unknownRun(), {
+      tier: d.tier,
+      requires: more,
+      denied: null,
+    });
+    expect(r.ok && r.requires.humans).toEqual([{ group: "treasury", count: 3 }]);
+    const own = checkAssignment(prod, close, unknownRun(), {
+      tier: d.tier,
+      requires: d.requires,
+      denied: null,
+    });
+    expect(own.ok && own.requires.humans).toEqual([{ group: "treasury", count: 2 }]);
+  });
+
   it("assignment - acts on the policy's strategies at the tier acted on, not the signer's", () => {
     const r = checkAssignment(dev, PAYOUT, unknownRun(), {
       tier: "full",

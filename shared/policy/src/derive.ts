@@ -5,7 +5,7 @@ import {
   type ReviewStrategy,
   type Tier,
 } from "@trias/protocol";
-import { decideTier, type TierDecision } from "./decide.js";
+import { decideTier, humanText, type TierDecision } from "./decide.js";
 import type { LoadedPolicy } from "./load.js";
 
 /** The step a requirement is derived for: exactly what the signed proposal says. */
@@ -126,7 +126,7 @@ export function checkAssignment(
           .decision;
   const want = atTier.requires;
   const got = assigned.requires;
-  if (got.reviewers < want.reviewers || (want.human && !got.human)) {
+  if (got.reviewers < want.reviewers || (want.human && !got.human) || fewerHumans(got, want)) {
     return {
       ok: false,
       code: "tier_downgrade",
@@ -140,8 +140,29 @@ export function checkAssignment(
       reviewers: Math.max(got.reviewers, want.reviewers),
       strategies: narrower(got.strategies, want.strategies),
       human: got.human || want.human,
+      ...humanGroups(got, want),
     },
   };
+}
+
+/** Whether `got` asks fewer humans of some group than `want` does. */
+function fewerHumans(got: ReviewRequirement, want: ReviewRequirement): boolean {
+  return (want.humans ?? []).some(
+    (w) => ((got.humans ?? []).find((g) => g.group === w.group)?.count ?? 0) < w.count,
+  );
+}
+
+/** The groups of humans both ask for, each at the larger count: an assignment adds, never removes. */
+function humanGroups(
+  got: ReviewRequirement,
+  want: ReviewRequirement,
+): Pick<ReviewRequirement, "humans"> {
+  const counts = new Map<string, number>();
+  for (const q of [...(want.humans ?? []), ...(got.humans ?? [])])
+    counts.set(q.group, Math.max(counts.get(q.group) ?? 0, q.count));
+  return counts.size === 0
+    ? {}
+    : { humans: [...counts].map(([group, count]) => ({ group, count })) };
 }
 
 /**
@@ -157,5 +178,5 @@ function narrower(
 }
 
 function describe(r: ReviewRequirement): string {
-  return `${r.reviewers} reviewer(s) [${r.strategies.join(", ") || "none"}]${r.human ? " + human" : ""}`;
+  return `${r.reviewers} reviewer(s) [${r.strategies.join(", ") || "none"}]${humanText(r)}`;
 }
