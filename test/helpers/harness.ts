@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Bus, StoredMessage } from "@trias/bus";
-import { Stack, type AgentSpec, ConsoleClient } from "@trias/console";
+import { Stack, type AgentSpec, ConsoleClient, type StackOptions } from "@trias/console";
 import {
   PROTOCOL_VERSION,
   decode,
@@ -58,6 +58,8 @@ export interface HarnessOptions {
   /** Identities revoked before the agents start. */
   revoked?: string[];
   env?: Record<string, string>;
+  /** The server to start instead of the shared test server (e.g. one whose store dir a test reads). */
+  natsFactory?: StackOptions["natsFactory"];
 }
 
 export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
@@ -72,7 +74,7 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
     ...(o.policyFile ? { policyFile: o.policyFile } : {}),
     ...(o.agents ? { agents: o.agents } : {}),
     ...(o.env ? { env: o.env } : {}),
-    natsFactory: (users) => startTestNats(users),
+    natsFactory: o.natsFactory ?? ((users) => startTestNats(users)),
   });
   const registry = KeyRegistry.load(stack.registryFile);
   const signers = new Map<string, Signer>();

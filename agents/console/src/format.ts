@@ -59,6 +59,8 @@ export function describe(m: Message, key: RegisteredKey): string | null {
     }
     case "message_rejected":
       return `  ${yellow("rejected")} by ${m.body.by}: ${m.body.code}: ${m.body.reason} ${dim(`(${m.body.subject} #${m.body.seq ?? "?"})`)}`;
+    case "subject_erased":
+      return `${bold(m.run)} ${red("erased")} the personal data of ${m.body.subject} (${m.body.keyDestroyed ? "key destroyed" : "no key was held"}): ${m.body.reason} ${who}`;
     default: {
       const never: never = m;
       return String(never);

@@ -1,6 +1,7 @@
 import {
   EXECUTOR_BUCKETS,
   REVIEW_CLAIMS_BUCKET,
+  SUBJECT_KEYS_BUCKET,
   natsConfig,
   type Bus,
   type NatsUserRole,
@@ -33,10 +34,24 @@ export async function setupTrace(admin: Bus, o: SetupOptions = {}): Promise<{ se
   });
   const kvs = await Promise.all(EXECUTOR_BUCKETS.map((b) => admin.kv(b, { create: true })));
   await admin.kv(REVIEW_CLAIMS_BUCKET, { create: true, ttlMs: REVIEW_CLAIM_TTL_MS });
+  await setupKeyStore(admin);
   const ledgerKv = kvs[EXECUTOR_BUCKETS.indexOf(LEDGER_BUCKET)];
   const seeded =
     (o.seedLedger ?? false) && ledgerKv !== undefined ? await new Ledger(ledgerKv).seed() : false;
   return { seeded };
+}
+
+/**
+ * The key store of crypto-shredding (docs/privacy.md). A KV bucket's stream refuses single
+ * deletes by default; erasure needs one that overwrites the key's bytes on the server, so
+ * the admin allows deletes on this stream (only the admin may publish to its API).
+ */
+async function setupKeyStore(admin: Bus): Promise<void> {
+  await admin.kv(SUBJECT_KEYS_BUCKET, { create: true });
+  const stream = `KV_${SUBJECT_KEYS_BUCKET}`;
+  const info = await admin.jsm.streams.info(stream);
+  if (info.config.deny_delete)
+    await admin.jsm.streams.update(stream, { ...info.config, deny_delete: false });
 }
 
 /** The server configuration deploy/ ships: one user per role, passwords from the environment. */

@@ -16,6 +16,9 @@ export {
 export {
   natsConfig,
   publishAllow,
+  publishDeny,
+  SUBJECT_KEYS_BUCKET,
+  SUBJECT_KEYS_READS,
   AGENT_NATS_ROLES,
   EXECUTOR_BUCKETS,
   REVIEW_CLAIMS_BUCKET,

@@ -15,7 +15,31 @@ export const AGENT_NATS_ROLES: readonly NatsUserRole[] = [
 ];
 
 /** KV buckets the executor (the only holder of tool credentials) may write. */
-export const EXECUTOR_BUCKETS = ["trias_ledger", "trias_effects"] as const;
+export const EXECUTOR_BUCKETS = ["trias_ledger", "trias_effects", "trias_kyc"] as const;
+
+/**
+ * The key store of crypto-shredding (docs/privacy.md): one AES key per data subject. Only
+ * the admin (the console, which seals personal data at submission and erases keys) and the
+ * executor (whose tools need clear values) may read it; every other role is denied the
+ * JetStream reads of its stream below, and only the admin may write it.
+ */
+export const SUBJECT_KEYS_BUCKET = "trias_subject_keys";
+
+/** Every JetStream API subject that reads the key store's stream: denied to roles without clear data. */
+export const SUBJECT_KEYS_READS = [
+  `$JS.API.STREAM.MSG.GET.KV_${SUBJECT_KEYS_BUCKET}`,
+  `$JS.API.DIRECT.GET.KV_${SUBJECT_KEYS_BUCKET}`,
+  `$JS.API.DIRECT.GET.KV_${SUBJECT_KEYS_BUCKET}.>`,
+  `$JS.API.CONSUMER.*.KV_${SUBJECT_KEYS_BUCKET}`,
+  `$JS.API.CONSUMER.*.KV_${SUBJECT_KEYS_BUCKET}.>`,
+  `$JS.API.CONSUMER.*.*.KV_${SUBJECT_KEYS_BUCKET}.>`,
+  `$JS.API.CONSUMER.*.*.KV_${SUBJECT_KEYS_BUCKET}`,
+];
+
+/** What a role may not publish although `publishAllow` matches it (deny wins in NATS). */
+export function publishDeny(role: NatsUserRole): string[] {
+  return role === "admin" || role === "executor" ? [] : SUBJECT_KEYS_READS;
+}
 
 /** Where reviewers claim a step that needs fewer reviewers than there are (first come, first judge). */
 export const REVIEW_CLAIMS_BUCKET = "trias_reviews";
@@ -81,8 +105,9 @@ export function natsConfig(o: NatsConfigOptions): string {
     lines.push("authorization {", "  users: [");
     for (const u of o.users) {
       const allow = publishAllow(u.role).map(quote).join(", ");
+      const deny = publishDeny(u.role).map(quote).join(", ");
       lines.push(
-        `    { user: ${quote(u.user)}, password: ${o.passwordsFromEnv ? `$${u.role.toUpperCase()}_PASSWORD` : quote(u.password)}, permissions: { publish: { allow: [${allow}] } } }`,
+        `    { user: ${quote(u.user)}, password: ${o.passwordsFromEnv ? `$${u.role.toUpperCase()}_PASSWORD` : quote(u.password)}, permissions: { publish: { allow: [${allow}]${deny ? `, deny: [${deny}]` : ""} } } }`,
       );
     }
     lines.push("  ]", "}");

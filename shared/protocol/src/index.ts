@@ -40,6 +40,7 @@ export {
   Topology,
   RunClosed,
   MessageRejected,
+  SubjectErased,
   TraceContext,
   Message,
   KINDS,

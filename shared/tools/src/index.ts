@@ -47,3 +47,28 @@ export {
   type LoadedConfig,
 } from "./config.js";
 export { scaffoldEntries } from "./scaffold.js";
+export {
+  kycPack,
+  kycRisk,
+  screenName,
+  KYC_BUCKET,
+  KYC_LISTS,
+  MEDIUM_RISK_VOLUME,
+  HIGH_RISK_VOLUME,
+  type KycLists,
+  type KycResources,
+  type Risk,
+} from "./kyc.js";
+export {
+  SubjectKeys,
+  SUBJECT_ID,
+  checkSubject,
+  isSealed,
+  sealedSubject,
+  seal,
+  unseal,
+  sealFields,
+  maskSealed,
+  subjectsIn,
+  type KeyState,
+} from "./privacy.js";
