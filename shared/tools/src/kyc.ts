@@ -117,6 +117,7 @@ const collect = defineTool({
     await ctx.resources.store.put(keyOf("doc", subject), JSON.stringify({ document, dob }));
     return { subject, collected: ["document", "dob"] };
   },
+  compensate: ({ subject }) => ({ tool: "kyc.discard_documents", args: { subject } }),
   async verify({ subject }, _r, ctx: Ctx) {
     return [
       present(
@@ -125,6 +126,25 @@ const collect = defineTool({
         "KYC file",
       ),
     ];
+  },
+});
+
+const discard = defineTool({
+  name: "kyc.discard_documents",
+  description:
+    "Remove a customer's KYC file (the undo of kyc.collect_documents, e.g. after a refusal).",
+  input: z.object({ subject: Subject }).strict(),
+  op: "write",
+  domains: ["kyc"],
+  objects: { count: 1 },
+  idempotent: true,
+  async run({ subject }, ctx: Ctx) {
+    await ctx.resources.store.purge(keyOf("doc", subject));
+    return { subject, discarded: true };
+  },
+  async verify({ subject }, _r, ctx: Ctx) {
+    const gone = !(await readJson(ctx.resources.store, keyOf("doc", subject)));
+    return [{ name: "KYC file removed", ok: gone, detail: gone ? "no file" : "file still there" }];
   },
 });
 
@@ -278,7 +298,7 @@ const notify = defineTool({
 /** KYC onboarding (docs/privacy.md): personal arguments are sealed tokens, opened only by the executor. */
 export const kycPack = defineToolPack<KycResources>({
   name: "kyc",
-  tools: [collect, checkIdentity, screen, rateRisk, openAccount, closeAccount, notify],
+  tools: [collect, discard, checkIdentity, screen, rateRisk, openAccount, closeAccount, notify],
   async open(host) {
     return {
       store: await host.kv(KYC_BUCKET),
