@@ -173,6 +173,10 @@ describe("kyc onboarding and erasure", () => {
     expect((await cli(h, ["audit", "--file", exported])).code).toBe(0);
     const replay = await cli(h, ["trace", run]);
     expect(replay.code).toBe(0);
+    expect(replay.out).toMatch(/kyc\.check_identity .*"name":"\[erased\]"/);
+    expect(replay.out).not.toContain("pii:v1:");
+    const other = await cli(h, ["trace", refusedRun]);
+    expect(other.out).toContain("[personal data of c-2002]");
 
     // Nothing recoverable: no clear datum anywhere, and the key's bytes are gone from the server's store.
     await h.stack.killAll();

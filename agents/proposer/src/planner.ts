@@ -1,6 +1,12 @@
 import { z } from "zod";
-import { ValidationError, type JsonObject, type TaskSubmitted } from "@trias/protocol";
-import { isSealed, kycRisk, SUBJECT_ID } from "@trias/tools";
+import {
+  isSealed,
+  SUBJECT_ID,
+  ValidationError,
+  type JsonObject,
+  type TaskSubmitted,
+} from "@trias/protocol";
+import { kycRisk } from "@trias/tools";
 
 export interface PlannedStep {
   tool: string;

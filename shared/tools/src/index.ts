@@ -59,16 +59,4 @@ export {
   type KycResources,
   type Risk,
 } from "./kyc.js";
-export {
-  SubjectKeys,
-  SUBJECT_ID,
-  checkSubject,
-  isSealed,
-  sealedSubject,
-  seal,
-  unseal,
-  sealFields,
-  maskSealed,
-  subjectsIn,
-  type KeyState,
-} from "./privacy.js";
+export { SubjectKeys, checkSubject, seal, unseal, sealFields, type KeyState } from "./privacy.js";

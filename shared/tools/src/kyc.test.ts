@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { kycRisk, screenName } from "./kyc.js";
-import { isSealed, maskSealed, seal, sealedSubject, unseal } from "./privacy.js";
+import { isSealed, maskSealed, sealedSubject } from "@trias/protocol";
+import { seal, unseal } from "./privacy.js";
 
 describe("kyc rules", () => {
   it.each([

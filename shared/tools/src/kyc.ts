@@ -2,9 +2,9 @@ import { readFileSync } from "node:fs";
 import type { KV } from "@nats-io/kv";
 import { z } from "zod";
 import { SUBJECT_KEYS_BUCKET } from "@trias/bus";
-import type { Check } from "@trias/protocol";
+import { isSealed, SUBJECT_ID, type Check } from "@trias/protocol";
 import { defineTool, defineToolPack, ToolRefusal, type ToolContext } from "./pack.js";
-import { isSealed, SubjectKeys, SUBJECT_ID } from "./privacy.js";
+import { SubjectKeys } from "./privacy.js";
 
 /** Where the KYC pack keeps documents (sealed), accounts and the notification outbox. */
 export const KYC_BUCKET = "trias_kyc";

@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import type { KV } from "@nats-io/kv";
-import { ValidationError, type JsonValue } from "@trias/protocol";
+import { sealedSubject, SEALED_TOKEN, SUBJECT_ID, ValidationError } from "@trias/protocol";
 
 /**
  * Crypto-shredding (docs/privacy.md): a personal field travels and is stored only as a
@@ -9,9 +9,6 @@ import { ValidationError, type JsonValue } from "@trias/protocol";
  * token, keep verifying.
  */
 
-/** A data subject's id: also a KV key and part of each token, so never itself personal data. */
-export const SUBJECT_ID = /^[A-Za-z0-9_-]{1,64}$/;
-const TOKEN = /^pii:v1:([A-Za-z0-9_-]{1,64}):([A-Za-z0-9_-]+)$/;
 /** AES-256-GCM: a 32-byte key, the 12-byte nonce GCM is specified for, its 16-byte tag. */
 const KEY_BYTES = 32;
 const IV_BYTES = 12;
@@ -28,16 +25,6 @@ export function checkSubject(subject: string): string {
   return subject;
 }
 
-export function isSealed(v: unknown): v is string {
-  return typeof v === "string" && TOKEN.test(v);
-}
-
-/** The subject a token belongs to, or null when it is not a token. */
-export function sealedSubject(v: unknown): string | null {
-  if (typeof v !== "string") return null;
-  return TOKEN.exec(v)?.[1] ?? null;
-}
-
 /** Seal one clear value for `subject`; the subject is authenticated data, so a token cannot be moved to another subject. */
 export function seal(key: Uint8Array, subject: string, clear: string): string {
   const iv = randomBytes(IV_BYTES);
@@ -49,7 +36,7 @@ export function seal(key: Uint8Array, subject: string, clear: string): string {
 
 /** Open a token with its subject's key; a wrong key or a changed token throws. */
 export function unseal(key: Uint8Array, token: string): string {
-  const m = TOKEN.exec(token);
+  const m = SEALED_TOKEN.exec(token);
   if (!m) throw new ValidationError("schema_invalid", "not a sealed personal value (pii:v1:...)");
   const body = Buffer.from(m[2]!, "base64url");
   if (body.length < IV_BYTES + TAG_BYTES)
@@ -131,29 +118,4 @@ export async function sealFields(
 ): Promise<Record<string, string>> {
   const key = await keys.keyFor(subject);
   return Object.fromEntries(Object.entries(personal).map(([k, v]) => [k, seal(key, subject, v)]));
-}
-
-/**
- * Any JSON with each token replaced by what a reader may see: `[personal data of <subject>]`,
- * or `[erased]` once the subject's key is gone. What replay, exports and models show.
- */
-export function maskSealed(v: JsonValue, erased: ReadonlySet<string> = new Set()): JsonValue {
-  if (typeof v === "string") {
-    const s = sealedSubject(v);
-    if (s === null) return v;
-    return erased.has(s) ? "[erased]" : `[personal data of ${s}]`;
-  }
-  if (Array.isArray(v)) return v.map((x) => maskSealed(x, erased));
-  if (v && typeof v === "object")
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, maskSealed(x, erased)]));
-  return v;
-}
-
-/** Every subject whose tokens occur in `v`. */
-export function subjectsIn(v: unknown, into = new Set<string>()): Set<string> {
-  const s = sealedSubject(v);
-  if (s) into.add(s);
-  else if (Array.isArray(v)) for (const x of v) subjectsIn(x, into);
-  else if (v && typeof v === "object") for (const x of Object.values(v)) subjectsIn(x, into);
-  return into;
 }
