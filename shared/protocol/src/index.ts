@@ -75,4 +75,11 @@ export {
 export { messageJsonSchemas } from "./json-schema.js";
 export { boundedSet, boundedAdd } from "./bounded.js";
 export { readEnv, envPositiveInt, envNonNegative, envEnum, envText, type Env } from "./env.js";
-export { SUBJECT_ID, SEALED_TOKEN, isSealed, sealedSubject, maskSealed, subjectsIn } from "./sealed.js";
+export {
+  SUBJECT_ID,
+  SEALED_TOKEN,
+  isSealed,
+  sealedSubject,
+  maskSealed,
+  subjectsIn,
+} from "./sealed.js";
