@@ -1,4 +1,4 @@
-// `node scripts/check-refs.mjs` (run by .ci/run): every package's TypeScript project
+// `node scripts/check-refs.mjs [workspace-root]` (run by .ci/run): every package's TypeScript project
 // references are exactly its workspace dependencies (a devDependency serves only its tests,
 // which tsconfig.test.json checks), so `tsc -b <package>` builds on a clean
 // tree; the root solution references every package and the unit-test project; no package
@@ -8,7 +8,8 @@ import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+// The repository this script sits in, or the workspace given as the first argument.
+const root = resolve(process.argv[2] ?? join(dirname(fileURLToPath(import.meta.url)), ".."));
 const readJson = (file) => JSON.parse(readFileSync(join(root, file), "utf8"));
 const problems = [];
 

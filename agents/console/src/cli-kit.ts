@@ -21,6 +21,8 @@ export const EXIT = {
   notFound: 3,
   /** The environment is missing: NATS_URL unset or unreachable, no nats-server binary, no key registry, no build. */
   unavailable: 4,
+  /** The input exists but cannot be read as what it must be: not msgpack, truncated, not a trias export (docs/receipts.md). */
+  unreadable: 5,
   /** A bug: an error nobody anticipated (TRIAS_DEBUG=1 prints its stack). */
   internal: 70,
 } as const;
@@ -46,6 +48,7 @@ const TRIAS_EXIT: Partial<Record<ErrorCode, number>> = {
   timeout: EXIT.unavailable,
   schema_invalid: EXIT.usage,
   key_unknown: EXIT.notFound,
+  input_unreadable: EXIT.unreadable,
   internal: EXIT.internal,
 };
 

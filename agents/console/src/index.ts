@@ -12,11 +12,18 @@ export { ConsoleClient, newRunId } from "./client.js";
 export { describe } from "./format.js";
 export { DEMO_TASKS, runDemo, type DemoTask, type DemoOptions } from "./demo.js";
 export {
+  auditAll,
   auditEvents,
+  checkCheckpoint,
+  checkpointOf,
+  openCheckpoint,
+  openEvents,
   readRun,
   exportTrace,
   importTrace,
   replayLines,
+  UnreadableInput,
+  type AllReport,
   type AuditReport,
   type StoredEvent,
 } from "./audit.js";

@@ -11,7 +11,8 @@ Environment:
 
 Exit codes (docs/cli.md): 0 ok, 1 the answer is no (audit failed, run not completed, policy
 refused), 2 usage, 3 no such run/step/file/identity, 4 environment missing (NATS, nats-server,
-keys, build), 70 internal error, 130/143 stopped by SIGINT/SIGTERM.`;
+keys, build), 5 unreadable input (a trace file that is not msgpack, truncated, not an export),
+70 internal error, 130/143 stopped by SIGINT/SIGTERM.`;
 
 /** The `trias` command tree; every command's --help is generated from its definition here. */
 export function buildProgram(): Command {

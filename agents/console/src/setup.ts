@@ -1,5 +1,6 @@
 import {
   EXECUTOR_BUCKETS,
+  RECEIPTS_BUCKET,
   REVIEW_CLAIMS_BUCKET,
   SUBJECT_KEYS_BUCKET,
   natsConfig,
@@ -35,6 +36,8 @@ export async function setupTrace(admin: Bus, o: SetupOptions = {}): Promise<{ se
   const kvs = await Promise.all(EXECUTOR_BUCKETS.map((b) => admin.kv(b, { create: true })));
   await admin.kv(REVIEW_CLAIMS_BUCKET, { create: true, ttlMs: REVIEW_CLAIM_TTL_MS });
   await setupKeyStore(admin);
+  // Kept as long as the trace or longer: a checkpoint is what names a purged run.
+  await admin.kv(RECEIPTS_BUCKET, { create: true });
   const ledgerKv = kvs[EXECUTOR_BUCKETS.indexOf(LEDGER_BUCKET)];
   const seeded =
     (o.seedLedger ?? false) && ledgerKv !== undefined ? await new Ledger(ledgerKv).seed() : false;

@@ -29,7 +29,7 @@ const proposal = (tool: string, args: Record<string, unknown>): MessageOf<"step_
 });
 
 describe("router", () => {
-  it("router - assigns the paper's tiers and binds the digest to the policy", () => {
+  it("router - assigns the default tiers (docs/design.md) and binds the digest to the policy", () => {
     const frame = new Uint8Array([1]);
     const light = assign(policy, proposal("ledger.balance", { account: "a" }), frame);
     const standard = assign(

@@ -7,3 +7,4 @@ export {
   type EffectUndo,
   type VerificationFacts,
 } from "./recovery.js";
+export { ReceiptAnchor, type ToAnchor } from "./anchor.js";

@@ -1,7 +1,9 @@
+import { RECEIPTS_BUCKET } from "@trias/bus";
 import { loadPolicy } from "@trias/policy";
 import { bootAgent, drainOnSignal, fatal } from "@trias/runtime";
 import { loadAgentCatalogue } from "@trias/tools";
 import { Verifier } from "./verifier.js";
+import { ReceiptAnchor } from "./anchor.js";
 
 try {
   const b = await bootAgent("verifier");
@@ -13,7 +15,19 @@ try {
     policy,
   });
   drainOnSignal(b, () => catalogue.close());
-  await new Verifier(b.host, catalogue, policy).start();
+  let anchor: ReceiptAnchor | null = null;
+  try {
+    const kv = await b.bus.kv(RECEIPTS_BUCKET);
+    // Opening a bucket does not look for it: ask its status once, at start.
+    await kv.status();
+    anchor = new ReceiptAnchor(kv, b.host.signer, b.host.now);
+  } catch (e) {
+    b.log.warn(
+      { bucket: RECEIPTS_BUCKET, err: String(e) },
+      "no receipts bucket: closed runs are not anchored, so a purged run goes unnoticed by `trias audit --all`; `trias setup` (admin) creates it",
+    );
+  }
+  await new Verifier(b.host, catalogue, policy, anchor).start();
   b.log.info({ config: config.file, packs: catalogue.packs() }, "verifier ready");
 } catch (e) {
   fatal("verifier", e);

@@ -1,5 +1,6 @@
 import type { StoredMessage } from "@trias/bus";
 import {
+  GateError,
   boundedSet,
   runFilter,
   subjectFor,
@@ -15,6 +16,7 @@ import {
   assessTopology,
   ReceiptChain,
   advance,
+  afterClose,
   foldRun,
   linearBaseline,
   topologyMetrics,
@@ -26,6 +28,7 @@ import { openAssignment, type AgentHost, type Incoming } from "@trias/runtime";
 import { metrics, recordRecovery, setActiveAttribute } from "@trias/telemetry";
 import { AUTHORISATION_CHECKS, auditCompensation, auditExecution } from "./audit.js";
 import { decideRecovery, nextCompensation, type Decision, type EffectUndo } from "./recovery.js";
+import type { ReceiptAnchor } from "./anchor.js";
 
 /** The check recorded when a tool's postconditions could not be read at all. */
 export const POSTCONDITIONS_UNREADABLE = "postconditions readable";
@@ -69,6 +72,14 @@ interface RunCache {
 const MAX_OPEN_RUNS = 1_000;
 
 /**
+ * Sealed runs remembered (run -> its run_closed), so a message for one is refused without
+ * folding the run again; past this many the fold (which also refuses it) answers.
+ * About 100 bytes each.
+ * @default 10_000
+ */
+const MAX_SEALED_RUNS = 10_000;
+
+/**
  * The verifier follows the whole trace in stream order (one consumer, every subject) and
  * folds each run with the shared state machine. Its decisions are a function of that state
  * and the event at hand: verify an execution, then on its own verification decide what
@@ -82,11 +93,21 @@ export class Verifier {
   readonly #runs = new Map<string, RunCache>();
   /** Runs whose first stored message was refused: their history must come from the stream. */
   readonly #refusedFirst = new Set<string>();
+  /** Runs whose run_closed this process applied: seq and whether the run was quarantined. */
+  readonly #sealed = new Map<string, { seq: number; status: "closed" | "quarantined" }>();
+  /** Where closed runs' receipts are chained; null without the receipts bucket. */
+  readonly #anchor: ReceiptAnchor | null;
 
-  constructor(host: AgentHost, tools: Catalogue, policy: LoadedPolicy) {
+  constructor(
+    host: AgentHost,
+    tools: Catalogue,
+    policy: LoadedPolicy,
+    anchor: ReceiptAnchor | null = null,
+  ) {
     this.#host = host;
     this.#tools = tools;
     this.#policy = policy;
+    this.#anchor = anchor;
   }
 
   async start(): Promise<void> {
@@ -138,6 +159,14 @@ export class Verifier {
   async onMessage(inc: Incoming): Promise<void> {
     const m = inc.message;
     const seq = inc.delivery.seq;
+    const sealed = this.#sealed.get(m.run);
+    if (sealed !== undefined && seq > sealed.seq) {
+      // A closed run stays closed (docs/receipts.md, "After the receipt"): refusals and slow
+      // verdicts change nothing and are let be; anything else gets a signed refusal.
+      const reason = afterClose({ closed: sealed, status: sealed.status }, m.kind);
+      if (reason !== null) throw new GateError("run_closed", reason);
+      return;
+    }
     let c = await this.#load(m.run, seq, m.kind === "task_submitted");
     if (seq <= c.seen) return;
     c.chain.add({ seq, subject: inc.delivery.subject, frame: inc.delivery.data });
@@ -155,12 +184,28 @@ export class Verifier {
       c = await this.#load(m.run, seq + 1, false);
     }
     c.seen = seq;
+    const violation = c.state.violations.length > before ? c.state.violations.at(-1) : undefined;
+    // A run sealed before this process followed it (a restart, an eviction): the fold refuses.
+    if (violation?.code === "run_closed") throw new GateError("run_closed", violation.reason);
     if (m.kind === "run_closed") {
-      // Nothing follows a close; a late message for the run is folded from the stream.
       this.#runs.delete(m.run);
+      if (violation) return;
+      boundedSet(
+        this.#sealed,
+        m.run,
+        { seq, status: c.state.status === "quarantined" ? "quarantined" : "closed" },
+        MAX_SEALED_RUNS,
+      );
+      // Once per run, after its close is stored: the hot path per event is unchanged.
+      if (m.sender === this.#host.signer.kid)
+        await this.#anchor?.anchor({
+          run: m.run,
+          closeSeq: seq,
+          outcome: m.body.outcome,
+          receipt: m.body.receipt,
+        });
       return;
     }
-    const violation = c.state.violations.length > before ? c.state.violations.at(-1) : undefined;
     if (violation)
       this.#host.log.warn(
         { run: m.run, seq, kind: m.kind, reason: violation.reason },
@@ -486,7 +531,20 @@ export class Verifier {
     // The receipt covers the run's trace up to the event that closed it: a pure function
     // of the stream, so anyone can recompute it.
     const sealed = (this.#runs.get(cause.run)?.chain ?? new ReceiptChain(cause.run)).upTo(uptoSeq);
-    const receipt = { ...sealed.receipt, links: sealed.links };
+    const at = this.#host.now();
+    const digests = [
+      ...new Set([
+        ...st.steps.flatMap((s) => (s?.policyDigest ? [s.policyDigest] : [])),
+        this.#policy.digest,
+      ]),
+    ];
+    const receipt = {
+      ...sealed.receipt,
+      links: sealed.links,
+      // What the run was checked under, so an auditor knows which registry and policy to use.
+      keySet: { digest: this.#host.registry.keySetDigest(at), at },
+      policy: { digests, environment: this.#policy.doc.environment },
+    };
     const tm = topologyMetrics(st);
     const steps = st.steps.filter((s) => s !== undefined).length;
     const assessed = assessTopology(

@@ -87,7 +87,7 @@ export interface ConsumerOptions {
  * pull batch is): a message nak'd with a delay, such as the executor's review-window timer on
  * a tier assignment (60 s by default), stays pending until it comes back. At 1,024 the
  * consumer stopped delivering once about 17 reviewed steps/s had been seen for a minute, and
- * every tier waited for the timers (measured: light steps stalled 4-20 s after full ones).
+ * every tier waited for the timers (docs/performance.md, micro-measurements).
  */
 export const DEFAULT_MAX_ACK_PENDING = 65_536;
 
@@ -291,9 +291,9 @@ export class Bus {
   /**
    * Acks linger: they go out with this connection's next publish, in the same socket write,
    * or after the linger (ACK_LINGER_MS by default), whichever comes first. A write is a
-   * system call that cost an agent 50-80 us per delivery at one step in flight, about as
-   * much as a signature check, and no one waits for an ack: the next hop is driven by the
-   * publish. An ack still only ever follows its handler; a crash inside the linger is a
+   * system call that costs an agent about as much as a signature check
+   * (docs/decisions/002-ack-linger.md), and no one waits for an ack: the next hop is driven
+   * by the publish. An ack still only ever follows its handler; a crash inside the linger is a
    * redelivery, which every handler already absorbs (message ids, effect claims), as it
    * does a crash just before the ack.
    */
@@ -422,8 +422,7 @@ export class Bus {
   /**
    * The filter to give an ephemeral consumer: none when `filter` covers the whole stream.
    * nats-server 2.9 serves a filtered consumer by matching subjects block by block, at a
-   * cost that grows with the stream (measured on a ~60,000-message stream: 5,120 messages
-   * read in 33 ms unfiltered, 10 s with the stream's own subject as the filter).
+   * cost that grows with the stream (docs/performance.md, micro-measurements).
    */
   async #consumerFilter(filter: string): Promise<{ filter_subject?: string }> {
     if (filter === ">") return {};

@@ -22,6 +22,7 @@ export {
   AGENT_NATS_ROLES,
   EXECUTOR_BUCKETS,
   REVIEW_CLAIMS_BUCKET,
+  RECEIPTS_BUCKET,
   type NatsUser,
   type NatsUserRole,
   type NatsConfigOptions,

@@ -41,6 +41,12 @@ export function publishDeny(role: NatsUserRole): string[] {
   return role === "admin" || role === "executor" ? [] : SUBJECT_KEYS_READS;
 }
 
+/**
+ * Where the verifier anchors each closed run's receipt in a signed hash chain (docs/receipts.md,
+ * "The checkpoint"): only the verifier writes it, anyone with stream read access reads it.
+ */
+export const RECEIPTS_BUCKET = "trias_receipts";
+
 /** Where reviewers claim a step that needs fewer reviewers than there are (first come, first judge). */
 export const REVIEW_CLAIMS_BUCKET = "trias_reviews";
 
@@ -70,9 +76,10 @@ export function publishAllow(role: NatsUserRole): string[] {
       return [...jsRead, "trias.executor.>", ...EXECUTOR_BUCKETS.map((b) => `$KV.${b}.>`)];
     case "reviewer":
       return [...jsRead, "trias.reviewer.>", `$KV.${REVIEW_CLAIMS_BUCKET}.>`];
+    case "verifier":
+      return [...jsRead, "trias.verifier.>", `$KV.${RECEIPTS_BUCKET}.>`];
     case "proposer":
     case "router":
-    case "verifier":
       return [...jsRead, `trias.${role}.>`];
   }
 }

@@ -33,7 +33,7 @@ function outcome(src: string, f: ConditionFacts): boolean | string {
 
 describe("policy - conditions", () => {
   const ARGS = { amount: 15000, note: "hello", payouts: [1, 2, 3], nested: { k: 1 } };
-  // The cases policies need, measured against both CEL libraries (see README.md).
+  // The cases policies need, measured against both CEL libraries (docs/decisions/004-cel-js.md).
   const cases: [string, boolean | string][] = [
     ["args.amount > 10000", true], // a JSON number (double) against an int literal
     ["args.amount > 10000.0", true],

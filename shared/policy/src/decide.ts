@@ -175,7 +175,7 @@ function messageOf(e: unknown): string {
 }
 
 /**
- * The paper's risk score, then rules, which can only raise. Pure and total: it never
+ * The risk score (docs/design.md, Tiers), then rules, which can only raise (invariant 3). Pure and total: it never
  * throws, and whatever goes wrong (unknown tool, a condition that fails) moves the step
  * to the strict side, with the reason in the explanation.
  */

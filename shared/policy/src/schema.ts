@@ -13,12 +13,15 @@ export const TierParams = z
     human: z.boolean().default(false),
     /** How long a step may wait for its verdicts (and a human) before it is rejected. */
     reviewTimeoutMs: z.number().int().positive().default(60_000),
+    /** How long a step may wait for a human decision. @default 86_400_000 ms (one day) */
     humanTimeoutMs: z
       .number()
       .int()
       .positive()
       .default(24 * 3600_000),
+    /** Executions of a step before recovery gives up retrying it. @default 1 */
     maxAttempts: z.number().int().min(1).max(10).default(1),
+    /** First retry delay, doubled at each attempt. @default 500 ms */
     backoffMs: z.number().int().min(0).default(500),
     /**
      * strict: a step whose postconditions cannot be read is uncertain and goes to recovery.
@@ -58,7 +61,7 @@ export const ToolEntry = z
       z.object({ countOf: z.string().min(1) }).strict(),
     ]),
     domains: z.array(z.string().min(1)).min(1),
-    /** Failure rate seen for this tool over the last 30 days, 0..1 (the paper's fourth term). */
+    /** Failure rate seen for this tool over the last 30 days, 0..1 (the risk score's fourth term, docs/design.md). */
     historicalFailure: z.number().min(0).max(1).default(0),
     /** At most this many calls per minute across all runs; absent means unlimited. */
     ratePerMinute: z.number().int().positive().optional(),
@@ -153,7 +156,7 @@ export const PolicyDocument = z
       })
       .strict()
       .default({ entropyBits: 2.5, rollbackDensity: 0.3 }),
-    /** How long trace messages stay valid after they are issued. */
+    /** How long trace messages stay valid after they are issued. @default 300_000 ms */
     messageTtlMs: z
       .number()
       .int()

@@ -16,8 +16,7 @@ export function boundedAdd<K>(s: Set<K>, key: K, limit: number): void {
 /**
  * Past the limit, the oldest sixteenth goes in one pass. Dropping one entry per insert
  * costs a walk over every entry deleted since the table was last compacted (V8's ordered
- * tables keep deleted slots until they rehash): 2-2.6 us per insert on an 8,192-entry set,
- * against 0.2 us in chunks.
+ * tables keep deleted slots until they rehash): docs/decisions/007-chunked-eviction.md.
  */
 function evictOldest<K>(
   c: { size: number; keys(): IterableIterator<K>; delete(k: K): boolean },

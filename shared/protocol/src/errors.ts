@@ -26,6 +26,8 @@ export type ErrorCode =
   | "scope_denied"
   | "already_executed"
   | "run_quarantined"
+  | "run_closed"
+  | "input_unreadable"
   | "illegal_transition"
   | "policy_invalid"
   | "policy_denied"

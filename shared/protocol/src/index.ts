@@ -59,6 +59,13 @@ export {
   isKind,
   type ProposalBinding,
 } from "./codec.js";
+export {
+  ReceiptCheckpoint,
+  CHECKPOINT_TYP,
+  TRACE_FORMAT,
+  TraceExport,
+  parseTraceExport,
+} from "./checkpoint.js";
 export { encodeFrame, decodeFrame, FRAME_VERSION, MAX_FRAME_BYTES, type Frame } from "./frame.js";
 export {
   SUBJECT_ROOT,

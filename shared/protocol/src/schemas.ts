@@ -215,6 +215,13 @@ export const Receipt = z.object({
   lastSeq: z.number().int().nonnegative(),
   /** Every link h_1..h_n of the chain, so an audit can name the first event that changed. */
   links: z.array(Digest).optional(),
+  /**
+   * The keys the run was checked under: the key-set digest at `at` (ms since the epoch; see
+   * docs/receipts.md). Absent in receipts issued before receipts named their keys.
+   */
+  keySet: z.object({ digest: Digest, at: z.number().int().nonnegative() }).optional(),
+  /** The policies the run was routed and verified under, and the verifier's environment. */
+  policy: z.object({ digests: z.array(Digest), environment: z.string() }).optional(),
 });
 export type Receipt = z.infer<typeof Receipt>;
 

@@ -29,7 +29,15 @@ export {
   type Phase,
   type RunEvent,
 } from "./transitions.js";
-export { initialRunState, reduce, advance, foldRun, quorum, type QuorumStatus } from "./reduce.js";
+export {
+  initialRunState,
+  reduce,
+  advance,
+  foldRun,
+  quorum,
+  afterClose,
+  type QuorumStatus,
+} from "./reduce.js";
 export {
   RECEIPT_ALG,
   chainSeed,
@@ -37,12 +45,25 @@ export {
   chainLinks,
   computeReceipt,
   ReceiptChain,
-  auditTrace,
   type ChainInput,
+} from "./receipt.js";
+export {
+  ANCHOR_GENESIS,
+  ANCHOR_HEAD_KEY,
+  anchorLink,
+  anchoredRunKey,
+  checkpointKey,
+  checkAnchorChain,
+  type AnchorChainResult,
+} from "./anchor.js";
+export {
+  auditTrace,
+  type AuditEvent,
   type AuditOptions,
   type AuditResult,
+  type AfterReceipt,
   type BadEvent,
-} from "./receipt.js";
+} from "./audit.js";
 export {
   DEFAULT_TOPOLOGY_THRESHOLDS,
   topologyMetrics,

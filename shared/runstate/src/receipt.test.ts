@@ -89,8 +89,12 @@ describe("receipt - behaviour", () => {
     expect(r.problems).toEqual([]);
     expect(r.ok).toBe(true);
     expect(r.covered).toBe(sealed(t).covered.length);
-    // run_closed itself and the refusal after it are not under the receipt, and are listed.
-    expect(r.uncovered.map((u) => u.kind)).toEqual(["run_closed", "message_rejected"]);
+    // The refusal after the close is not under the receipt: listed as a record, a warning.
+    expect(r.after).toEqual([
+      expect.objectContaining({ kind: "message_rejected", verdict: "record" }),
+    ]);
+    expect(r.closedAt).toBe(sealed(t).covered.length + 1);
+    expect(r.warnings).toHaveLength(1);
   });
 
   it("changes the head on any single flipped byte, and audit names that event", () => {
@@ -188,5 +192,132 @@ describe("receipt - behaviour", () => {
     const odd = auditTrace([{ ...(t.events[0] as TraceEvent), seq: -3 }], computeReceipt(t.events));
     expect(odd.ok).toBe(false);
     expect(odd.firstBad?.index).toBe(0);
+  });
+});
+
+describe("audit - after the receipt", () => {
+  /** A clean 1-step full-tier run (two approvals of three reviewers), sealed. */
+  function sealedRun(run: string): TraceBuilder {
+    const t = new TraceBuilder(run);
+    t.submit();
+    t.step(0, 1, "full");
+    t.close();
+    return t;
+  }
+  /** Append a copy of `ev` at the next stream position (a duplicate or a splice). */
+  function appendCopy(t: TraceBuilder, ev: TraceEvent, subject = ev.subject): TraceEvent {
+    const last = t.events.at(-1) as TraceEvent;
+    const copy = { ...ev, seq: last.seq + 1, subject };
+    t.events.push(copy);
+    return copy;
+  }
+
+  const cases: {
+    name: string;
+    tamper: (t: TraceBuilder) => TraceEvent;
+    verdict: "late" | "record" | "tampering";
+    reason: RegExp;
+  }[] = [
+    {
+      name: "a slow reviewer's verdict",
+      tamper: (t) => t.verdict(0, "reviewer-3"),
+      verdict: "late",
+      reason: /late verdict by reviewer-3/,
+    },
+    {
+      name: "an agent's refusal record",
+      tamper: (t) => t.reject("executor", "run closed"),
+      verdict: "record",
+      reason: /executor recorded refusing/,
+    },
+    {
+      name: "an appended execution",
+      tamper: (t) => t.execute(0, { attempt: 1 }),
+      verdict: "tampering",
+      reason: /nothing may follow run_closed/,
+    },
+    {
+      name: "a second run_closed",
+      tamper: (t) => t.close("failed"),
+      verdict: "tampering",
+      reason: /nothing may follow run_closed/,
+    },
+    {
+      name: "a duplicate of a covered event",
+      tamper: (t) => appendCopy(t, t.events[3] as TraceEvent),
+      verdict: "tampering",
+      reason: /duplicate/,
+    },
+    {
+      name: "a verdict judged twice by one reviewer",
+      tamper: (t) =>
+        appendCopy(t, t.events.find((e) => e.message.kind === "verdict") as TraceEvent),
+      verdict: "tampering",
+      reason: /duplicate/,
+    },
+    {
+      name: "an event spliced from another run",
+      tamper: (t) => {
+        const other = sealedRun("run-other");
+        const ev = other.events[2] as TraceEvent;
+        return appendCopy(t, ev, ev.subject.replace("run-other", t.run));
+      },
+      verdict: "tampering",
+      reason: /belongs to run run-other/,
+    },
+    {
+      name: "a frame that does not verify",
+      tamper: (t) => {
+        const ev = { ...appendCopy(t, t.events[1] as TraceEvent), message: null };
+        t.events[t.events.length - 1] = ev as never;
+        return ev as never;
+      },
+      verdict: "tampering",
+      reason: /does not verify/,
+    },
+  ];
+
+  for (const c of cases) {
+    it(`audit - after the receipt, ${c.name} is ${c.verdict}`, () => {
+      const t = sealedRun("run-after");
+      expect(auditTrace(t.events).ok).toBe(true);
+      const ev = c.tamper(t);
+      const r = auditTrace(t.events);
+      expect(r.after).toEqual([
+        expect.objectContaining({
+          seq: ev.seq,
+          verdict: c.verdict,
+          reason: expect.stringMatching(c.reason),
+        }),
+      ]);
+      expect(r.ok).toBe(c.verdict !== "tampering");
+      if (c.verdict === "tampering") {
+        expect(r.firstBad).toMatchObject({ seq: ev.seq });
+        expect(r.problems.join("\n")).toMatch(c.reason);
+      } else {
+        expect(r.warnings).toHaveLength(1);
+      }
+      // The receipt itself still verifies: what fails is what was stored after it.
+      expect(r.recomputed.head).toBe(r.receipt?.head);
+    });
+  }
+
+  it("audit - a transition stored between the receipt and its run_closed is not covered: it fails", () => {
+    const t = new TraceBuilder("run-between");
+    t.submit();
+    t.step(0, 2, "light");
+    const receiptAt = t.events.length;
+    const next = t.propose(1, 2);
+    const close = t.emit("verifier", "run_closed", null, 0, {
+      outcome: "failed",
+      reason: "x",
+      steps: 1,
+      receipt: computeReceipt(t.events.slice(0, receiptAt)),
+      topology: null,
+    });
+    const r = auditTrace(t.events);
+    expect(r.closedAt).toBe(close.seq);
+    expect(r.after).toEqual([expect.objectContaining({ seq: next.seq, verdict: "tampering" })]);
+    expect(r.ok).toBe(false);
   });
 });

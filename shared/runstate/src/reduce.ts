@@ -31,7 +31,8 @@ interface Plan {
   apply: (s: RunState) => void;
 }
 
-type Classified = Plan | { illegal: string };
+/** An illegal event, with the violation code it is recorded under (default illegal_transition). */
+type Classified = Plan | { illegal: string; code?: Violation["code"] };
 
 export function initialRunState(run: string): RunState {
   return {
@@ -136,7 +137,7 @@ function applyEvent(s: RunState, ev: TraceEvent): "applied" | "violation" | "fai
     };
   }
   if ("illegal" in c) {
-    recordViolation(s, ev, c.illegal);
+    recordViolation(s, ev, c.illegal, c.code);
     return "violation";
   }
   const from = s.phase;
@@ -162,7 +163,12 @@ function applyEvent(s: RunState, ev: TraceEvent): "applied" | "violation" | "fai
   return "applied";
 }
 
-function recordViolation(s: RunState, ev: TraceEvent, reason: string): void {
+function recordViolation(
+  s: RunState,
+  ev: TraceEvent,
+  reason: string,
+  code: Violation["code"] = "illegal_transition",
+): void {
   // The event may be anything (that is one way to be illegal), so read it defensively.
   const m = ev.message as Partial<Message> | null | undefined;
   const v: Violation = {
@@ -170,7 +176,7 @@ function recordViolation(s: RunState, ev: TraceEvent, reason: string): void {
     kind: typeof m?.kind === "string" ? m.kind : "unknown",
     step: typeof m?.step === "number" ? m.step : null,
     sender: typeof m?.sender === "string" ? m.sender : "",
-    code: "illegal_transition",
+    code,
     phase: s.phase,
     reason,
   };
@@ -214,16 +220,8 @@ function classify(s: RunState, ev: TraceEvent): Classified {
     return { illegal: "event carries no message" };
   if (!Number.isSafeInteger(ev.seq) || ev.seq <= 0)
     return { illegal: `stream sequence ${String(ev.seq)} is not a positive integer` };
-  // A slow reviewer's verdict may land after the run closed (another's made the quorum): it
-  // is recorded as late, like one that lands while the run goes on, and changes nothing.
-  if (s.closed !== null && m.kind !== "message_rejected" && m.kind !== "verdict") {
-    return {
-      illegal: `run ${s.status === "quarantined" ? "quarantined and sealed" : "closed"} at seq ${s.closed.seq}: nothing may follow run_closed`,
-    };
-  }
-  if (s.status === "quarantined" && m.kind !== "message_rejected" && m.kind !== "run_closed") {
-    return { illegal: `run quarantined: no further ${m.kind} is accepted` };
-  }
+  // Where an event comes from is checked before whether the run may still take it, so a
+  // splice, a move or a duplicate is named as such even after the run closed.
   if (m.run !== s.run) return { illegal: `message belongs to run ${m.run}, not ${s.run}` };
   const subj = parseSubject(ev.subject);
   if (subj === null || subj.kind !== m.kind || subj.run !== m.run || subj.role !== m.role) {
@@ -239,6 +237,17 @@ function classify(s: RunState, ev: TraceEvent): Classified {
     };
   if (s.messageIds.includes(m.id))
     return { illegal: `message ${m.id} was already applied: duplicate` };
+  const after = afterClose(s, m.kind);
+  if (after !== null) return { illegal: after, code: "run_closed" };
+  // A verdict can only be late here (the phase is not under review): recorded, no effect.
+  if (
+    s.status === "quarantined" &&
+    m.kind !== "message_rejected" &&
+    m.kind !== "run_closed" &&
+    m.kind !== "verdict"
+  ) {
+    return { illegal: `run quarantined: no further ${m.kind} is accepted` };
+  }
 
   switch (m.kind) {
     case "message_rejected":
@@ -265,6 +274,21 @@ function classify(s: RunState, ev: TraceEvent): Classified {
         illegal: "subject_erased is recorded in its own erasure run, never in a task's run",
       };
   }
+}
+
+/**
+ * The one rule for what a sealed run (one whose run_closed is applied) still takes: a record
+ * of a refusal, and a slow reviewer's verdict, which the fold then records as late (or finds
+ * illegal) and which changes no phase. Everything else is refused with code `run_closed`:
+ * a closed run stays closed (docs/receipts.md, "After the receipt"). Returns the reason, or
+ * null when the run is not sealed or the kind may still come.
+ */
+export function afterClose(
+  s: { closed: { seq: number } | null; status: RunState["status"] },
+  kind: string,
+): string | null {
+  if (s.closed === null || kind === "message_rejected" || kind === "verdict") return null;
+  return `run ${s.status === "quarantined" ? "quarantined and sealed" : "closed"} at seq ${s.closed.seq}: nothing may follow run_closed, a ${kind} is refused`;
 }
 
 function rejected(m: MessageOf<"message_rejected">, ev: TraceEvent): Plan {

@@ -7,8 +7,10 @@ import {
   foldRun,
   initialRunState,
   reduce,
+  afterClose,
   type RunState,
   type TraceEvent,
+  type Violation,
 } from "./index.js";
 import { TraceBuilder } from "./test-support.js";
 
@@ -21,14 +23,19 @@ function withoutViolations(s: RunState): RunState {
  * Folding the trace with the illegal event must equal folding it without, plus exactly one
  * violation naming that event.
  */
-function expectOnlyViolation(events: TraceEvent[], illegal: TraceEvent, reason?: RegExp): RunState {
+function expectOnlyViolation(
+  events: TraceEvent[],
+  illegal: TraceEvent,
+  reason?: RegExp,
+  code: Violation["code"] = "illegal_transition",
+): RunState {
   const withIt = foldRun(events);
   const without = foldRun(events.filter((e) => e !== illegal));
   expect(withIt.violations).toHaveLength(1);
   const v = withIt.violations[0];
   expect(v?.seq).toBe(illegal.seq);
   expect(v?.kind).toBe(illegal.message.kind);
-  expect(v?.code).toBe("illegal_transition");
+  expect(v?.code).toBe(code);
   if (reason) expect(v?.reason).toMatch(reason);
   expect(withoutViolations(withIt)).toEqual(without);
   return withIt;
@@ -168,13 +175,58 @@ describe("runstate - behaviour", () => {
   it("records anything after run_closed, but still records refusals", () => {
     const t = TraceBuilder.linear("run-after-close", 1);
     const after = t.propose(1, 2);
-    expectOnlyViolation(t.events, after, /nothing may follow run_closed/);
+    expectOnlyViolation(t.events, after, /nothing may follow run_closed/, "run_closed");
     t.events.pop();
     t.reject("executor", "run is closed");
     const s = foldRun(t.events);
     expect(s.violations).toEqual([]);
     expect(s.rejections).toHaveLength(1);
     expect(s.status).toBe("closed");
+  });
+
+  it("runstate - afterClose: a sealed run takes only refusals and verdicts (then judged late)", () => {
+    const sealed = {
+      closed: {
+        seq: 9,
+        outcome: "completed" as const,
+        reason: "",
+        steps: 1,
+        receipt: null as never,
+      },
+    };
+    const table: [Pick<RunState, "closed" | "status">, string, RegExp | null][] = [
+      [{ closed: null, status: "open" }, "step_executed", null],
+      [{ closed: null, status: "quarantined" }, "step_executed", null],
+      [{ ...sealed, status: "closed" }, "message_rejected", null],
+      [{ ...sealed, status: "closed" }, "verdict", null],
+      [{ ...sealed, status: "closed" }, "step_executed", /closed at seq 9: nothing may follow/],
+      [{ ...sealed, status: "closed" }, "recovery_decided", /a recovery_decided is refused/],
+      [{ ...sealed, status: "closed" }, "run_closed", /nothing may follow run_closed/],
+      [{ ...sealed, status: "closed" }, "task_submitted", /nothing may follow/],
+      [{ ...sealed, status: "quarantined" }, "step_proposed", /quarantined and sealed/],
+      [{ ...sealed, status: "quarantined" }, "verdict", null],
+    ];
+    for (const [state, kind, want] of table) {
+      const got = afterClose(state, kind);
+      if (want === null) expect(got, kind).toBeNull();
+      else expect(got, kind).toMatch(want);
+    }
+  });
+
+  it("runstate - a slow verdict after a quarantined run is sealed is recorded late, not illegal", () => {
+    const t = new TraceBuilder("run-quarantine-late");
+    t.submit();
+    t.propose(0, 1);
+    t.assign(0, "full");
+    t.approveFor(0);
+    t.execute(0);
+    t.verify(0, "failed");
+    t.recover(0, "quarantine");
+    t.close("quarantined");
+    t.verdict(0, "reviewer-3");
+    const s = foldRun(t.events);
+    expect(s.violations).toEqual([]);
+    expect(s.steps[0]?.late).toEqual([expect.objectContaining({ kid: "reviewer-3:test" })]);
   });
 
   it("halts a quarantined run: any later message is illegal, except one sealing run_closed and refusals", () => {
@@ -447,7 +499,7 @@ describe("runstate - behaviour", () => {
     expect(s.steps[0]?.late).toEqual([expect.objectContaining({ kid: "reviewer-2:test" })]);
     // Only verdicts: any other message after the close still is a violation.
     const after = t.propose(1, 2);
-    expectOnlyViolation(t.events, after, /nothing may follow run_closed/);
+    expectOnlyViolation(t.events, after, /nothing may follow run_closed/, "run_closed");
   });
 
   it("vetoes a step on any non-approving verdict before execution", () => {
@@ -555,7 +607,11 @@ describe("runstate - behaviour", () => {
     }
     // A closed run takes nothing but a slow reviewer's verdict, which changes nothing.
     expect(TRANSITIONS.closed).toEqual({ late_verdict: "closed" });
-    expect(Object.keys(TRANSITIONS.quarantined)).toEqual(["close_quarantined"]);
+    // A quarantined run takes its sealing run_closed, and records a slow verdict as late.
+    expect(TRANSITIONS.quarantined).toEqual({
+      close_quarantined: "quarantined",
+      late_verdict: "quarantined",
+    });
   });
 });
 

@@ -38,7 +38,8 @@ export interface Violation {
   /** The envelope's step, null for run-level messages. */
   step: number | null;
   sender: string;
-  code: "illegal_transition";
+  /** `run_closed`: the run was sealed before this event (see afterClose); else illegal_transition. */
+  code: "illegal_transition" | "run_closed";
   /** The phase the run was in when the event arrived: what it was illegal against. */
   phase: Phase;
   reason: string;

@@ -86,7 +86,7 @@ function live(self: Phase, row: Row): Row {
 
 /**
  * Closing is refused while an effect may be in flight or unverified (approved, executed,
- * a compensation ordered or executed): invariant 5, no executed step ends silently.
+ * a compensation ordered or executed): docs/design.md invariant 5, no executed step ends silently.
  */
 export const TRANSITIONS: Readonly<Record<Phase, Readonly<Row>>> = {
   new: { submit: "open" },
@@ -177,9 +177,11 @@ export const TRANSITIONS: Readonly<Record<Phase, Readonly<Row>>> = {
     escalate: "escalated",
     close_failed: "closed",
   }),
+  // Terminal: a slow reviewer's verdict is recorded as late and changes nothing.
   closed: { late_verdict: "closed" },
-  // The verifier may seal a quarantined run once, so it still gets a signed receipt.
-  quarantined: { close_quarantined: "quarantined" },
+  // The verifier may seal a quarantined run once, so it still gets a signed receipt; a slow
+  // reviewer's verdict is recorded as late, as in any other phase.
+  quarantined: { close_quarantined: "quarantined", late_verdict: "quarantined" },
 };
 
 /** The phase the table allows after `event` in `phase`, or null when it is illegal. */

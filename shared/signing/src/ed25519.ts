@@ -3,9 +3,8 @@ import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 
 
 /**
  * Ed25519 on the hot path. Every hop verifies and signs, and node:crypto pays for an
- * OpenSSL context per call: measured here, libsodium (sodium-native, prebuilt for Linux,
- * macOS and Windows) verifies in 55 us where node:crypto takes 125, and signs in 22 us
- * instead of 48. Both are RFC 8032 Ed25519, so either verifies what the other signed; when
+ * OpenSSL context per call, so libsodium (sodium-native, prebuilt for Linux, macOS and
+ * Windows) does the work: docs/decisions/001-libsodium.md. Both are RFC 8032 Ed25519, so either verifies what the other signed; when
  * sodium-native cannot load (a platform without a prebuild) node:crypto does the work, and
  * TRIAS_ED25519=node forces that choice.
  */

@@ -13,5 +13,12 @@ export {
   type Identity,
   type InitKeysResult,
 } from "./keys.js";
-export { KeyRegistry, Signer, type RegisteredKey, type Opened } from "./registry.js";
+export {
+  KeyRegistry,
+  Signer,
+  keyInEffect,
+  type KeyTimeRefusal,
+  type RegisteredKey,
+  type Opened,
+} from "./registry.js";
 export { ed25519, type Ed25519, type SigningKey, type VerifyingKey } from "./ed25519.js";

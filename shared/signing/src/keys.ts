@@ -20,6 +20,18 @@ export const PublicKeyEntry = z.object({
   name: z.string().min(1),
   role: Role,
   status: z.enum(["active", "revoked"]),
+  /**
+   * When the key took effect (ms since the epoch): a frame stored before it is not its
+   * signature. Absent in registries written before keys had a time of effect: in effect
+   * since always.
+   */
+  addedAt: z.number().int().nonnegative().optional(),
+  /**
+   * When the key was revoked (ms since the epoch): frames stored before it stay valid, so a
+   * revocation never rewrites older runs' audits. A revoked key without it is revoked since
+   * always (registries written before keys had a time of effect).
+   */
+  revokedAt: z.number().int().nonnegative().optional(),
 });
 export type PublicKeyEntry = z.infer<typeof PublicKeyEntry>;
 
@@ -54,6 +66,7 @@ export const DEFAULT_IDENTITIES: readonly Identity[] = [
 
 export async function generateIdentity(
   id: Identity,
+  now: number = Date.now(),
 ): Promise<{ priv: PrivateKeyFile; pub: PublicKeyEntry }> {
   if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(id.name)) {
     throw new ValidationError(
@@ -82,6 +95,7 @@ export async function generateIdentity(
       name: id.name,
       role: id.role,
       status: "active",
+      addedAt: now,
     },
   };
 }
@@ -163,8 +177,12 @@ export function readPrivateKeyFile(path: string): PrivateKeyFile {
   );
 }
 
-/** Mark a key revoked in the registry file; agents refuse its messages from their next load. */
-export function revokeKey(dir: string, nameOrKid: string): PublicKeyEntry {
+/**
+ * Mark a key revoked in the registry file, as of `at` (default now): agents refuse its
+ * messages from their next load, and an audit refuses its frames stored from `at` on while
+ * those stored before stay valid (docs/receipts.md, "Keys and their time of effect").
+ */
+export function revokeKey(dir: string, nameOrKid: string, at: number = Date.now()): PublicKeyEntry {
   const path = join(dir, REGISTRY_FILE);
   const jwks = readJwks(path);
   const entry = jwks.keys.find(
@@ -176,6 +194,7 @@ export function revokeKey(dir: string, nameOrKid: string): PublicKeyEntry {
       `no active key named or with id "${nameOrKid}" in ${path}`,
     );
   entry.status = "revoked";
+  entry.revokedAt = at;
   writeFileSync(path, JSON.stringify(jwks, null, 2) + "\n");
   return entry;
 }

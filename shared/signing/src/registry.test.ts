@@ -10,7 +10,16 @@ import {
   type Message,
   type TriasError,
 } from "@trias/protocol";
-import { KeyRegistry, Signer, initKeyDir, keyFileName, revokeKey, REGISTRY_FILE } from "./index.js";
+import {
+  KeyRegistry,
+  Signer,
+  initKeyDir,
+  keyFileName,
+  keyInEffect,
+  revokeKey,
+  REGISTRY_FILE,
+  type RegisteredKey,
+} from "./index.js";
 
 let dir: string;
 const signer = (n: string) => Signer.load(join(dir, keyFileName(n)));
@@ -143,5 +152,61 @@ describe("signing", () => {
     const long = "x".repeat(200);
     expect(a.stableId(`${long}-1`)).toHaveLength(128);
     expect(a.stableId(`${long}-1`)).not.toBe(a.stableId(`${long}-2`));
+  });
+
+  it("signing - keyInEffect: a key signs frames stored from addedAt, until revokedAt; null time means now", () => {
+    const k = (over: Partial<RegisteredKey>) => ({
+      kid: "k:1",
+      name: "k",
+      status: "active" as const,
+      ...over,
+    });
+    const table: [Parameters<typeof keyInEffect>[0], number | null, string | null][] = [
+      [k({}), null, null],
+      [k({}), 5, null],
+      [k({ addedAt: 10 }), 9, "key_unknown"],
+      [k({ addedAt: 10 }), 10, null],
+      [k({ addedAt: 10 }), null, null],
+      [k({ status: "revoked" }), 5, "key_revoked"],
+      [k({ status: "revoked" }), null, "key_revoked"],
+      [k({ status: "revoked", revokedAt: 20 }), 19, null],
+      [k({ status: "revoked", revokedAt: 20 }), 20, "key_revoked"],
+      [k({ status: "revoked", revokedAt: 20 }), null, "key_revoked"],
+      [k({ status: "revoked", addedAt: 10, revokedAt: 20 }), 9, "key_unknown"],
+      [k({ status: "revoked", addedAt: 10, revokedAt: 20 }), 15, null],
+    ];
+    for (const [key, at, want] of table)
+      expect(keyInEffect(key, at)?.code ?? null, JSON.stringify([key, at])).toBe(want);
+  });
+
+  it("signing - a revoked key's frames open when stored before the revocation, and the key-set digest before it does not change", async () => {
+    const d = join(mkdtempSync(join(tmpdir(), "trias-keys-")), "keys");
+    await initKeyDir(d, [
+      { name: "console", role: "console" },
+      { name: "router", role: "router" },
+    ]);
+    const s = Signer.load(join(d, keyFileName("console")));
+    const bytes = s.seal(task(s, { id: "msg-before-rev" }));
+    const t0 = Date.now();
+    const digestBefore = KeyRegistry.load(join(d, REGISTRY_FILE)).keySetDigest(t0);
+    revokeKey(d, "console", t0 + 1000);
+    const reg = KeyRegistry.load(join(d, REGISTRY_FILE));
+    expect(reg.open(bytes, undefined, t0 + 999).key.name).toBe("console");
+    expect(code(() => reg.open(bytes, undefined, t0 + 1000))).toBe("key_revoked");
+    expect(code(() => reg.open(bytes))).toBe("key_revoked");
+    expect(reg.keySetDigest(t0)).toBe(digestBefore);
+    expect(reg.keySetDigest(t0 + 1000)).not.toBe(digestBefore);
+  });
+
+  it("signing - a JWS signed by an identity opens against the registry, and any changed byte does not", async () => {
+    const s = signer("console");
+    const jws = await s.signJws({ hello: "world" }, "test+json");
+    const opened = registry().openJws(jws);
+    expect(opened.header).toMatchObject({ alg: "EdDSA", kid: s.kid, typ: "test+json" });
+    expect(JSON.parse(Buffer.from(opened.payload).toString())).toEqual({ hello: "world" });
+    const [h, p, sig] = jws.split(".") as [string, string, string];
+    const other = Buffer.from(JSON.stringify({ hello: "there" })).toString("base64url");
+    expect(code(() => registry().openJws(`${h}.${other}.${sig}`))).toBe("signature_invalid");
+    expect(code(() => registry().openJws(`${h}.${p}`))).toBe("frame_malformed");
   });
 });

@@ -17,10 +17,12 @@ import {
   encodeFrame,
   parseMessage,
   MAX_FRAME_BYTES,
+  ValidationError,
   type Frame,
   type Message,
   type Role,
 } from "@trias/protocol";
+import { CompactSign } from "jose";
 import { readJwks, readPrivateKeyFile, type Jwks, type PrivateKeyFile } from "./keys.js";
 import { ed25519, publicKeyObject, type SigningKey, type VerifyingKey } from "./ed25519.js";
 
@@ -46,8 +48,50 @@ export interface RegisteredKey {
   name: string;
   role: Role;
   status: "active" | "revoked";
+  /** When the key took effect (ms since the epoch); undefined: since always. */
+  addedAt?: number;
+  /** When it was revoked (ms since the epoch); undefined on a revoked key: since always. */
+  revokedAt?: number;
+  /** The public key, base64url (JWK x): what the key-set digest commits to. */
+  x: string;
   key: KeyObject;
 }
+
+/** Why a key is not in effect at a given time, or null when it is. */
+export type KeyTimeRefusal = { code: "key_revoked" | "key_unknown"; reason: string } | null;
+
+/**
+ * Whether `key` may sign a frame stored at `at` (ms since the epoch). `at` null means "now,
+ * whatever the clock says": what a live agent asks, where any revoked key is refused at once.
+ * With a time, a revocation takes effect at `revokedAt` (frames stored before it stay valid)
+ * and a key only from `addedAt`. A revoked key without `revokedAt` is revoked since always.
+ */
+export function keyInEffect(
+  key: Pick<RegisteredKey, "kid" | "name" | "status" | "addedAt" | "revokedAt">,
+  at: number | null,
+): KeyTimeRefusal {
+  if (at !== null && key.addedAt !== undefined && at < key.addedAt) {
+    return {
+      code: "key_unknown",
+      reason: `key ${key.kid} (${key.name}) took effect at ${iso(key.addedAt)}, after this frame was stored (${iso(at)})`,
+    };
+  }
+  if (key.status === "active") return null;
+  if (at === null || key.revokedAt === undefined || at >= key.revokedAt) {
+    return {
+      code: "key_revoked",
+      reason: `key ${key.kid} (${key.name}) is revoked${key.revokedAt === undefined ? "" : ` since ${iso(key.revokedAt)}`}${at === null ? "" : ` and the frame was stored at ${iso(at)}`}`,
+    };
+  }
+  return null;
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+/** Key-set digest domain, so the digest can never be mistaken for another sha256 in Trias. */
+const KEY_SET_HEADER = "trias-keyset-v1\n";
 
 /**
  * The public keys every agent trusts, loaded from a JWKS file. Signatures are checked with
@@ -95,6 +139,9 @@ export class KeyRegistry {
         name: k.name,
         role: k.role,
         status: k.status,
+        ...(k.addedAt !== undefined ? { addedAt: k.addedAt } : {}),
+        ...(k.revokedAt !== undefined ? { revokedAt: k.revokedAt } : {}),
+        x: k.x,
         key: publicKeyObject(x),
       });
       this.#verifiers.set(k.kid, ed25519.verifyingKey(x));
@@ -111,14 +158,79 @@ export class KeyRegistry {
   }
 
   /**
-   * Check the frame's signature against a registered, active key. Throws a GateError.
-   * Returns the key and what the verification is remembered under.
+   * The digest of the keys in effect at `at` (ms since the epoch): sha256 of the UTF-8 text
+   * "trias-keyset-v1\n" then one line "kid TAB role TAB x LF" per key, sorted by the UTF-8
+   * bytes of kid (docs/receipts.md, "Key-set digest"). Text, not msgpack, so any language
+   * recomputes it. A later revocation or a later key leaves it unchanged, so a receipt that
+   * names it stays checkable against the registry of any later day.
    */
-  #verifyFrame(frame: Frame): [RegisteredKey, string] {
+  keySetDigest(at: number): string {
+    const lines = this.all()
+      .filter((k) => keyInEffect(k, at) === null)
+      .map((k) => ({ kid: Buffer.from(k.kid, "utf8"), line: `${k.kid}\t${k.role}\t${k.x}\n` }))
+      .sort((a, b) => Buffer.compare(a.kid, b.kid))
+      .map((k) => k.line);
+    return hash("sha256", KEY_SET_HEADER + lines.join(""), "hex");
+  }
+
+  /**
+   * Check a detached Ed25519 signature over `payload` by `kid`, in effect at `at` (see
+   * keyInEffect). For signed records that are not envelopes (receipt checkpoints). Throws a
+   * GateError.
+   */
+  verifyDetached(
+    kid: string,
+    payload: Uint8Array,
+    sig: Uint8Array,
+    at: number | null = null,
+  ): RegisteredKey {
+    const [key] = this.#verifyFrame({ kid, sig, payload }, at);
+    return key;
+  }
+
+  /**
+   * Open a compact JWS (EdDSA) signed by a registered key in effect at `at`: the signature
+   * over `header.payload` as RFC 7515 defines it, checked like a frame's. Returns the
+   * protected header, the payload bytes and the key. Throws a GateError or ValidationError.
+   */
+  openJws(
+    jws: string,
+    at: number | null = null,
+  ): { header: Record<string, unknown>; payload: Uint8Array; key: RegisteredKey } {
+    const parts = jws.split(".");
+    if (parts.length !== 3)
+      throw new ValidationError("frame_malformed", "not a compact JWS (header.payload.signature)");
+    const [h, p, sig] = parts as [string, string, string];
+    let header: Record<string, unknown>;
+    try {
+      header = JSON.parse(Buffer.from(h, "base64url").toString("utf8")) as Record<string, unknown>;
+    } catch (e) {
+      throw new ValidationError("frame_malformed", "the JWS header is not JSON", { cause: e });
+    }
+    if (header === null || typeof header !== "object" || header["alg"] !== "EdDSA")
+      throw new ValidationError("frame_malformed", "the JWS is not signed with alg EdDSA");
+    const kid = header["kid"];
+    if (typeof kid !== "string" || kid.length === 0)
+      throw new ValidationError("signature_missing", "the JWS header names no kid");
+    const key = this.verifyDetached(
+      kid,
+      Buffer.from(`${h}.${p}`, "ascii"),
+      Buffer.from(sig, "base64url"),
+      at,
+    );
+    return { header, payload: Buffer.from(p, "base64url"), key };
+  }
+
+  /**
+   * Check the frame's signature against a registered key in effect at `at` (null: an
+   * active key). Throws a GateError. Returns the key and what the verification is
+   * remembered under.
+   */
+  #verifyFrame(frame: Frame, at: number | null): [RegisteredKey, string] {
     const key = this.#keys.get(frame.kid);
     if (!key) throw new GateError("key_unknown", `key ${frame.kid} is not in the registry`);
-    if (key.status !== "active")
-      throw new GateError("key_revoked", `key ${frame.kid} (${key.name}) is revoked`);
+    const refused = keyInEffect(key, at);
+    if (refused) throw new GateError(refused.code, refused.reason);
     const cacheKey = verifiedKey(frame.kid, frame.sig, frame.payload);
     if (this.#verified.has(cacheKey)) return [key, cacheKey];
     const sealedBy = sealedHere.get(cacheKey);
@@ -134,12 +246,13 @@ export class KeyRegistry {
   }
 
   /**
-   * Open a signed frame: size and shape, signature by a registered active key, then (only
-   * then) decode and validate the envelope, and check that the key may send this kind.
+   * Open a signed frame: size and shape, signature by a registered key in effect (active;
+   * or, given the time `storedAt` the frame was stored, in effect then), then (only then)
+   * decode and validate the envelope, and check that the key may send this kind.
    */
-  open(bytes: Uint8Array, maxBytes = MAX_FRAME_BYTES): Opened {
+  open(bytes: Uint8Array, maxBytes = MAX_FRAME_BYTES, storedAt: number | null = null): Opened {
     const frame = decodeFrame(bytes, maxBytes);
-    const [key, cacheKey] = this.#verifyFrame(frame);
+    const [key, cacheKey] = this.#verifyFrame(frame, storedAt);
     // A frame comes back as evidence inside later ones (a proposal inside its assignment,
     // inside the execution): decoded and validated once. The copy keeps a remembered message
     // from holding on to the socket buffer its frame arrived in.
@@ -234,5 +347,15 @@ export class Signer {
   /** The private key as a jose-compatible KeyObject (for JWS receipts). */
   keyObject(): KeyObject {
     return this.#key;
+  }
+
+  /**
+   * A compact JWS (RFC 7515, alg EdDSA, this key's kid) over the JSON of `payload`: the
+   * standard envelope generic tooling checks against the registry's JWKS entry.
+   */
+  async signJws(payload: unknown, typ: string): Promise<string> {
+    return new CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
+      .setProtectedHeader({ alg: "EdDSA", kid: this.kid, typ })
+      .sign(this.#key);
   }
 }

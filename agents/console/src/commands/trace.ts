@@ -1,8 +1,11 @@
 import type { Command } from "commander";
 import type { Bus } from "@trias/bus";
-import { subjectFor, ValidationError } from "@trias/protocol";
+import { isTriasError, subjectFor, ValidationError } from "@trias/protocol";
 import {
+  auditAll,
   auditEvents,
+  checkCheckpoint,
+  checkpointOf,
   exportTrace,
   importTrace,
   readRun,
@@ -11,7 +14,17 @@ import {
 } from "../audit.js";
 import { loadRegistry } from "../connect.js";
 import { traceTree } from "../trace.js";
-import { EXIT, existingFile, out, requireRun, withOperator } from "../cli-kit.js";
+import {
+  CliError,
+  EXIT,
+  classify,
+  existingFile,
+  notFound,
+  out,
+  requireRun,
+  usage,
+  withOperator,
+} from "../cli-kit.js";
 
 /** A run's events from the bus (NATS_URL) or from an exported file; "no such run" when empty. */
 async function load(
@@ -59,35 +72,129 @@ function traceCommand(program: Command, name: string, description: string) {
     .option("--file <trace>", "an exported trace (trias export) instead of the bus", existingFile);
 }
 
+/**
+ * With --json, a command that cannot finish still prints one JSON object (`ok: false`, the
+ * exit code, the error's code and message) instead of a line on stderr.
+ */
+async function jsonOnError(json: boolean | undefined, fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (e) {
+    if (!json) throw e;
+    const { exitCode, message } = classify(e);
+    const code = isTriasError(e)
+      ? e.code
+      : e instanceof CliError
+        ? exitCode === EXIT.notFound
+          ? "not_found"
+          : "usage"
+        : "internal";
+    // The message without classify's "code: " prefix: the code has its own field.
+    const text = isTriasError(e) ? e.message : message;
+    out(JSON.stringify({ ok: false, exitCode, error: { code, message: text } }));
+    process.exitCode = exitCode;
+  }
+}
+
+/** The run's events and checkpoint, from the bus or an exported file. */
+async function loadAudited(
+  r: string | undefined,
+  file: string | undefined,
+): Promise<{ run: string; events: StoredEvent[]; checkpoint: string | null }> {
+  if (file) {
+    if (r) throw new ValidationError("schema_invalid", "give a run or --file, not both");
+    return importTrace(file);
+  }
+  const { run, events } = await load(r, undefined);
+  const checkpoint = await withOperator(({ bus }) => checkpointOf(bus, run));
+  return { run, events, checkpoint };
+}
+
 export function registerTrace(program: Command): void {
-  traceCommand(
-    program,
-    "audit",
-    "check every signature and the receipt chain; names the first bad event",
-  )
-    .option("--json", "the report as JSON")
-    .action(async (r: string | undefined, o: { file?: string; json?: boolean }) => {
-      const { run, events } = await load(r, o.file);
-      const report = auditEvents(loadRegistry(), run, events);
-      process.exitCode = report.ok ? EXIT.ok : EXIT.failed;
-      if (o.json) {
-        out(JSON.stringify(report));
-        return;
-      }
-      out(
-        `${run}: ${report.events} events, ${report.verified} signatures verified, ${report.refused.length} refused on arrival, outcome ${report.outcome ?? "open"}`,
-      );
-      out(`receipt head ${report.claimed?.head ?? "none"} (recomputed ${report.recomputedHead})`);
-      for (const v of report.violations)
-        out(`  illegal transition recorded at #${v.seq}: ${v.reason}`);
-      if (report.ok) {
-        out("audit: OK, every signature and every chain link verifies");
-        return;
-      }
-      out(
-        `audit: FAILED${report.firstBad ? ` at event #${report.firstBad.seq}: ${report.firstBad.reason}` : ""}`,
-      );
-      for (const p of report.problems) out(`  ${p}`);
+  program
+    .command("audit")
+    .description(
+      "check every signature, the receipt chain and the whole trace (docs/receipts.md); names the first bad event",
+    )
+    .argument("[run]", "run id (read from the trace stream at NATS_URL)")
+    .option("--file <trace>", "an exported trace (trias export) instead of the bus", existingFile)
+    .option("--all", "every run and the chain of receipt checkpoints; names a purged run")
+    .option("--json", "the report as JSON (also when the audit cannot run)")
+    .addHelpText(
+      "after",
+      "\nExit codes: 0 ok (warnings allowed), 1 audit failed, 2 usage (a missing --file too), 3 no\nsuch run, 4 environment missing, 5 unreadable input (not msgpack, truncated, not an export).",
+    )
+    .action(async (r: string | undefined, o: { file?: string; json?: boolean; all?: boolean }) =>
+      jsonOnError(o.json, async () => {
+        if (o.all) {
+          if (r || o.file) throw usage("audit --all takes no run and no --file");
+          const registry = loadRegistry();
+          const all = await withOperator(({ bus }) => auditAll(bus, registry));
+          process.exitCode = all.ok ? EXIT.ok : EXIT.failed;
+          if (o.json) {
+            out(JSON.stringify({ ...all, exitCode: process.exitCode }));
+            return;
+          }
+          for (const x of all.runs)
+            out(
+              `${x.ok ? "ok    " : "FAILED"} ${x.run}${x.anchored === null ? "  (not anchored)" : `  checkpoint ${x.anchored}`}${x.firstProblem ? `: ${x.firstProblem}` : ""}`,
+            );
+          for (const w of all.warnings) out(`  warning: ${w}`);
+          for (const p of all.problems) out(`  ${p}`);
+          out(
+            `audit --all: ${all.ok ? "OK" : "FAILED"}, ${all.runs.length} runs, ${all.checkpoints} checkpoints${all.head ? `, chain head ${all.head.n}:${all.head.anchor}` : ""}`,
+          );
+          return;
+        }
+        const { run, events, checkpoint } = await loadAudited(r, o.file);
+        const registry = loadRegistry();
+        const report = auditEvents(registry, run, events);
+        if (checkpoint !== null) {
+          const wrong = checkCheckpoint(registry, checkpoint, report);
+          if (wrong) {
+            report.problems.push(wrong);
+            report.ok = false;
+          }
+        } else if (report.claimed) report.warnings.push("no checkpoint anchors this run's receipt");
+        process.exitCode = report.ok ? EXIT.ok : EXIT.failed;
+        if (o.json) {
+          out(JSON.stringify({ ...report, exitCode: process.exitCode }));
+          return;
+        }
+        out(
+          `${run}: ${report.events} events, ${report.verified} signatures verified, ${report.refused.length} refused on arrival, outcome ${report.outcome ?? "open"}`,
+        );
+        out(`receipt head ${report.claimed?.head ?? "none"} (recomputed ${report.recomputedHead})`);
+        for (const v of report.violations)
+          out(`  illegal transition recorded at #${v.seq}: ${v.reason}`);
+        for (const a of report.after)
+          out(`  after the receipt #${a.seq} ${a.kind}: ${a.verdict}: ${a.reason}`);
+        // Late verdicts and records after the receipt are listed just above.
+        for (const w of report.warnings)
+          if (!/^seq \d+: after the receipt/.test(w)) out(`  warning: ${w}`);
+        if (report.ok) {
+          out("audit: OK, every signature, every chain link and the whole trace verify");
+          return;
+        }
+        out(
+          `audit: FAILED${report.firstBad ? ` at event #${report.firstBad.seq}: ${report.firstBad.reason}` : ""}`,
+        );
+        for (const p of report.problems) out(`  ${p}`);
+      }),
+    );
+
+  program
+    .command("receipt")
+    .description(
+      "the run's signed receipt checkpoint: a compact JWS (EdDSA) any JOSE library checks",
+    )
+    .argument("[run]", "run id (read from the receipts bucket at NATS_URL)")
+    .option("--file <trace>", "an exported trace (trias export) instead of the bus", existingFile)
+    .action(async (r: string | undefined, o: { file?: string }) => {
+      const { run, checkpoint } = await loadAudited(r, o.file);
+      if (checkpoint === null)
+        throw notFound(`run ${run} has no checkpoint (still open, or no receipts bucket)`);
+      out(checkpoint);
     });
 
   traceCommand(
@@ -121,7 +228,7 @@ export function registerTrace(program: Command): void {
       withOperator(async ({ bus }) => {
         const events = await readRun(bus, run);
         requireRun(bus, run, events);
-        exportTrace(file, run, events);
+        exportTrace(file, run, events, await checkpointOf(bus, run));
         out(`wrote ${events.length} events of ${run} to ${file}`);
       }),
     );

@@ -1,0 +1,105 @@
+import { isRevisionConflict, type Bus } from "@trias/bus";
+import {
+  CHECKPOINT_TYP,
+  ReceiptCheckpoint,
+  TransientError,
+  type Receipt,
+  type RunOutcome,
+} from "@trias/protocol";
+import {
+  ANCHOR_GENESIS,
+  ANCHOR_HEAD_KEY,
+  anchorLink,
+  anchoredRunKey,
+  checkpointKey,
+} from "@trias/runstate";
+import type { Signer } from "@trias/signing";
+
+type KV = Awaited<ReturnType<Bus["kv"]>>;
+
+export interface ToAnchor {
+  run: string;
+  closeSeq: number;
+  outcome: RunOutcome;
+  receipt: Receipt;
+}
+
+/**
+ * Appends each closed run's receipt head to the signed chain of checkpoints in the receipts
+ * bucket (docs/receipts.md, "The checkpoint"). Replicas of the verifier can write at once:
+ * position n is taken with a KV create (compare-and-set on an absent key), so two writers
+ * never both own it; the loser reads the winner's entry and chains after it. Once per run,
+ * off the per-event path.
+ */
+export class ReceiptAnchor {
+  readonly #kv: KV;
+  readonly #signer: Signer;
+  readonly #now: () => number;
+
+  constructor(kv: KV, signer: Signer, now: () => number = Date.now) {
+    this.#kv = kv;
+    this.#signer = signer;
+    this.#now = now;
+  }
+
+  /** Anchor one run; returns its checkpoint position. Throws a retryable error on a KV failure. */
+  async anchor(x: ToAnchor): Promise<number> {
+    try {
+      return await this.#anchor(x);
+    } catch (e) {
+      throw new TransientError(
+        "bus_unavailable",
+        `could not anchor the receipt of run ${x.run}: ${(e as Error).message}`,
+        { cause: e },
+      );
+    }
+  }
+
+  async #anchor(x: ToAnchor): Promise<number> {
+    const [done, head] = await Promise.all([
+      this.#kv.get(anchoredRunKey(x.run)),
+      this.#kv.get(ANCHOR_HEAD_KEY),
+    ]);
+    if (done && done.operation === "PUT" && done.value.length > 0) return Number(done.string());
+    let at = { n: 0, anchor: ANCHOR_GENESIS };
+    if (head && head.operation === "PUT" && head.value.length > 0)
+      at = JSON.parse(head.string()) as { n: number; anchor: string };
+    const { links: _links, ...receipt } = x.receipt;
+    // Each conflict is an entry that exists (a replica's, or one the stale head hint did not
+    // name): the walk moves forward one entry each time and ends at the chain's end.
+    for (;;) {
+      const n = at.n + 1;
+      const anchor = anchorLink(at.anchor, n, x.run, x.closeSeq, receipt.head);
+      const cp: ReceiptCheckpoint = {
+        v: 1,
+        n,
+        run: x.run,
+        closeSeq: x.closeSeq,
+        outcome: x.outcome,
+        receipt,
+        prev: at.anchor,
+        anchor,
+        at: this.#now(),
+      };
+      const jws = await this.#signer.signJws(cp, CHECKPOINT_TYP);
+      try {
+        await this.#kv.create(checkpointKey(n), jws);
+      } catch (e) {
+        if (!isRevisionConflict(e)) throw e;
+        // Another replica holds position n: chain after its entry.
+        const other = await this.#kv.get(checkpointKey(n));
+        if (!other || other.operation !== "PUT") throw e;
+        const theirs = ReceiptCheckpoint.parse(
+          JSON.parse(Buffer.from(other.string().split(".")[1] ?? "", "base64url").toString()),
+        );
+        at = { n: theirs.n, anchor: theirs.anchor };
+        continue;
+      }
+      await Promise.all([
+        this.#kv.put(ANCHOR_HEAD_KEY, JSON.stringify({ n, anchor })),
+        this.#kv.put(anchoredRunKey(x.run), String(n)),
+      ]);
+      return n;
+    }
+  }
+}
