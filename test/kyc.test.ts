@@ -171,6 +171,9 @@ describe("kyc onboarding and erasure", () => {
     expect(audit.out).toMatch(/audit: OK/);
     expect(audit.code).toBe(0);
     expect((await cli(h, ["audit", "--file", exported])).code).toBe(0);
+    const all = await cli(h, ["audit", "--all"]);
+    expect(all.out).not.toMatch(/FAILED/);
+    expect(all.code).toBe(0);
     const replay = await cli(h, ["trace", run]);
     expect(replay.code).toBe(0);
     expect(replay.out).toMatch(/kyc\.check_identity .*"name":"\[erased\]"/);

@@ -159,6 +159,8 @@ export class Verifier {
   async onMessage(inc: Incoming): Promise<void> {
     const m = inc.message;
     const seq = inc.delivery.seq;
+    // An erasure record (docs/privacy.md) is a run of one signed message: nothing to verify.
+    if (m.kind === "subject_erased") return;
     const sealed = this.#sealed.get(m.run);
     if (sealed !== undefined && seq > sealed.seq) {
       // A closed run stays closed (docs/receipts.md, "After the receipt"): refusals and slow
@@ -272,6 +274,8 @@ export class Verifier {
         }
         return;
       }
+      case "subject_erased":
+        return;
       case "message_rejected":
         if (m.body.subject.includes(".task_submitted.") && m.body.by === "proposer") {
           // The proposer cannot plan the task: nothing will ever be proposed for it.
