@@ -15,7 +15,10 @@ export async function subjectKeys(bus: Bus): Promise<SubjectKeys> {
  * with `subject` and a `personal` object of strings leaves the console with every personal
  * value sealed under the subject's key. Other inputs pass unchanged.
  */
-export async function sealTaskInput(keys: SubjectKeys, input: JsonObject): Promise<JsonObject> {
+export async function sealTaskInput(
+  keys: () => Promise<SubjectKeys>,
+  input: JsonObject,
+): Promise<JsonObject> {
   const personal = input["personal"];
   if (personal === undefined) return input;
   const subject = input["subject"];
@@ -36,7 +39,11 @@ export async function sealTaskInput(keys: SubjectKeys, input: JsonObject): Promi
     );
   return {
     ...input,
-    personal: await sealFields(keys, checkSubject(subject), personal as Record<string, string>),
+    personal: await sealFields(
+      await keys(),
+      checkSubject(subject),
+      personal as Record<string, string>,
+    ),
   };
 }
 

@@ -34,7 +34,7 @@ export function registerSubmit(program: Command): void {
         const { run, seq } = await client.submit({
           goal: o.goal ?? `${program} from the CLI`,
           program,
-          input: await sealTaskInput(await subjectKeys(bus), input as JsonObject),
+          input: await sealTaskInput(() => subjectKeys(bus), input as JsonObject),
           requestedBy: process.env["USER"] ?? "cli",
         });
         out(`submitted ${run}`);
