@@ -128,10 +128,7 @@ describe("governed run", () => {
         (JSON.parse(readFileSync(join(h.keyDir, f), "utf8")) as { jwk: { d: string } }).jwk.d,
       );
     }
-    for (const role of ["proposer", "router", "reviewer", "executor", "verifier"] as const) {
-      const pass = h.stack.natsCredentials(role).pass;
-      if (pass) secrets.push(pass);
-    }
+    for (const u of h.stack.natsUsers) secrets.push(u.password);
     expect(secrets.length).toBeGreaterThanOrEqual(12);
     const logDir = h.stack.opts.logDir;
     const logs = readdirSync(logDir)

@@ -5,21 +5,22 @@ import type { MessageOf } from "@trias/protocol";
 import { waitFor } from "@trias/testing";
 import { policyVariant, REPO, startHarness, type Harness } from "./helpers/harness.js";
 
-/** The `trias` CLI as an operator runs it: its own process, the human's own key. */
+/**
+ * The `trias` CLI as an operator runs it: its own process, the human's own key and NATS user
+ * (the credentials beside the key; no admin).
+ */
 async function cli(h: Harness, args: string[]): Promise<{ code: number | null; out: string }> {
-  const admin = h.stack.natsCredentials("admin");
+  const env: Record<string, string | undefined> = {
+    ...process.env,
+    NATS_URL: h.stack.natsUrl,
+    TRIAS_KEY_DIR: h.keyDir,
+  };
+  delete env["NATS_USER"];
+  delete env["NATS_PASSWORD"];
   const child = spawn(
     process.execPath,
     [join(REPO, "agents", "console", "dist", "cli.js"), ...args],
-    {
-      env: {
-        ...process.env,
-        NATS_URL: h.stack.natsUrl,
-        NATS_USER: admin.user ?? "",
-        NATS_PASSWORD: admin.pass ?? "",
-        TRIAS_KEY_DIR: h.keyDir,
-      },
-    },
+    { env },
   );
   let out = "";
   child.stdout.on("data", (d: Buffer) => (out += d.toString()));

@@ -140,7 +140,7 @@ describe("kyc onboarding and erasure", () => {
     const keyBytes = Buffer.from(before.state === "present" ? before.key : new Uint8Array());
 
     // Only the console (admin) and the executor may read the key store.
-    const reviewerCreds = h.stack.natsCredentials("reviewer");
+    const reviewerCreds = h.stack.natsCredentials("reviewer-1");
     const reviewer = await Bus.connect({
       servers: h.stack.natsUrl,
       name: "kyc-test-reviewer",

@@ -310,7 +310,7 @@ describe("receipts an outsider can verify", () => {
   it("receipts - a purged run is named by audit --all (exit 1, JSON), while its neighbours still audit", async () => {
     const gone = await cleanRun();
     const kept = await cleanRun();
-    await h.bus.jsm.streams.purge(h.bus.stream, { filter: runFilter(gone.run) });
+    await h.bus.purge({ filter: runFilter(gone.run) });
     expect(await readRun(h.bus, gone.run)).toEqual([]);
     const all = await auditAll(h.bus, h.registry);
     expect(all.ok).toBe(false);

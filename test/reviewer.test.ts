@@ -6,6 +6,7 @@ import { decodeFrame, encodeFrame } from "@trias/protocol";
 import { waitFor } from "@trias/testing";
 import { loadPolicy, shippedPolicyFile } from "@trias/policy";
 import {
+  consumerOf,
   startHarness,
   uniqueRun,
   waitForKind,
@@ -57,7 +58,7 @@ describe("reviewer", () => {
   });
 
   it("reviewer - never receives an assignment that asks for no reviewer: the server filters it out", async () => {
-    const consumer = () => h.bus.jsm.consumers.info(h.bus.stream, "reviewer-reviewer-1");
+    const consumer = () => consumerOf(h, "reviewer-reviewer-1");
     const before = (await consumer()).delivered.consumer_seq;
     const run = uniqueRun("light");
     const p = h.forge.proposal(run);
@@ -129,7 +130,7 @@ describe("reviewer", () => {
     const a = h.forge.assignment(h.forge.proposal(run), policyDigest, "standard", stdRules);
     const claims = await h.bus.kv(REVIEW_CLAIMS_BUCKET);
     await claims.create(`${a.message.body.digest}.0`, h.signer("reviewer-2").kid);
-    const consumer = () => h.bus.jsm.consumers.info(h.bus.stream, "reviewer-reviewer-1");
+    const consumer = () => consumerOf(h, "reviewer-reviewer-1");
     const before = await consumer();
     await h.forge.send("router", "tier_assigned", run, a.bytes);
     await h.forge.send("reviewer", "verdict", run, h.forge.verdict(a, "reviewer-2").bytes);
@@ -154,7 +155,7 @@ describe("reviewer", () => {
 
   // Last: it removes the claims bucket the tests above use.
   it("reviewer - without the claims bucket (a trace set up before it) judges at once and says how to create it", async () => {
-    await h.bus.jsm.streams.delete(`KV_${REVIEW_CLAIMS_BUCKET}`);
+    await h.bus.deleteStream(`KV_${REVIEW_CLAIMS_BUCKET}`);
     await h.stack.restart("reviewer-1");
     const log = join(h.stack.opts.logDir, "reviewer-1.log");
     await waitFor("reviewer-1 to start again, without claims", () =>

@@ -35,11 +35,13 @@ describe("bench - signed 4-hop", () => {
     const forged = new Uint8Array(64 + payload.length);
     forged.fill(7, 0, 64);
     forged.set(payload, 64);
-    const ack = await signed.bus.js.publish("shop.0", forged);
+    const ack = await signed.bus.publish("shop.0", forged, {});
     // Hop 0 has settled it (terminated: acked without a redelivery) ...
     await waitFor("hop 0 to settle the forged message", async () => {
-      const info = await signed.bus.jsm.consumers.info("BENCH_SIGNED", "shop-0");
-      return info.ack_floor.stream_seq >= ack.seq && info.num_ack_pending === 0 ? true : undefined;
+      const info = await signed.bus.consumerInfo("shop-0");
+      return info && info.ack_floor.stream_seq >= ack.seq && info.num_ack_pending === 0
+        ? true
+        : undefined;
     });
     // ... and a genuine message sent after it still goes through.
     await signed.one(10_000);

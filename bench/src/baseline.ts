@@ -1,7 +1,6 @@
 import { generateKeyPairSync } from "node:crypto";
 import { createInterface } from "node:readline";
 import { join } from "node:path";
-import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType } from "@nats-io/jetstream";
 import { Bus, type Subscription } from "@trias/bus";
 import { ed25519, type SigningKey } from "@trias/signing";
 import { Packr } from "msgpackr";
@@ -85,22 +84,14 @@ export class Baseline {
       stream,
       ...creds,
     });
-    await bus.jsm.streams.delete(stream).catch(() => undefined);
-    await bus.jsm.streams.add({
-      name: stream,
-      subjects: [`${prefix}.>`],
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
-      num_replicas: 1,
-    });
+    await bus.deleteStream().catch(() => undefined);
+    await bus.ensureStream({ subjects: [`${prefix}.>`], storage: "file", replicas: 1 });
     for (let i = 0; i < HOPS; i++) {
-      await bus.jsm.consumers.add(stream, {
-        durable_name: `${prefix}-${i}`,
-        filter_subject: `${prefix}.${i}`,
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
-        ack_wait: 30_000_000_000,
-        max_ack_pending: 1024,
+      await bus.ensureConsumer(`${prefix}-${i}`, {
+        filter: `${prefix}.${i}`,
+        deliver: "all",
+        ackWaitMs: 30_000,
+        maxAckPending: 1024,
       });
     }
     const waiting = new Map<string, Waiting>();
@@ -174,8 +165,8 @@ export class Baseline {
       }, timeoutMs);
       const t0 = performance.now();
       this.#waiting.set(id, { t0, resolve, reject, timer });
-      this.bus.js
-        .publish(`${this.#prefix}.0`, this.#sealed(packr.pack({ id, hop: 0, t: Date.now() })))
+      this.bus
+        .publish(`${this.#prefix}.0`, this.#sealed(packr.pack({ id, hop: 0, t: Date.now() })), {})
         .catch((e: unknown) => {
           clearTimeout(timer);
           this.#waiting.delete(id);
@@ -189,7 +180,7 @@ export class Baseline {
   }
 
   async lastSeq(): Promise<number> {
-    return (await this.bus.jsm.streams.info(this.#stream)).state.last_seq;
+    return this.bus.lastSeq();
   }
 
   /** Run a closed loop and read each message's hop timestamps back from the stream. */
@@ -245,7 +236,7 @@ export class Baseline {
     await this.#hops.stopAll("SIGTERM");
     for (const w of this.#waiting.values()) clearTimeout(w.timer);
     await this.#sink.stop();
-    await this.bus.jsm.streams.delete(this.#stream).catch(() => undefined);
+    await this.bus.deleteStream().catch(() => undefined);
     await this.bus.drain();
   }
 }

@@ -183,7 +183,7 @@ export class Governed {
   }
 
   async lastSeq(): Promise<number> {
-    return (await this.stack.admin.jsm.streams.info(this.stack.admin.stream)).state.last_seq;
+    return this.stack.admin.lastSeq();
   }
 
   /**

@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Bus, StoredMessage } from "@trias/bus";
+import type { Bus, ConsumerInfo, StoredMessage } from "@trias/bus";
 import { Stack, type AgentSpec, ConsoleClient, type StackOptions } from "@trias/console";
 import {
   PROTOCOL_VERSION,
@@ -329,6 +329,13 @@ export async function waitForKind<K extends Kind>(
         .find((m): m is MessageOf<K> => m.kind === kind && pred(m as MessageOf<K>)),
     timeoutMs,
   );
+}
+
+/** A durable's state on the server; fails when it does not exist. */
+export async function consumerOf(h: Harness, durable: string): Promise<ConsumerInfo> {
+  const info = await h.bus.consumerInfo(durable);
+  if (!info) throw new Error(`durable ${durable} does not exist`);
+  return info;
 }
 
 export async function executions(h: Harness, run: string): Promise<StoredMessage[]> {

@@ -360,7 +360,7 @@ export async function auditAll(bus: Bus, registry: KeyRegistry): Promise<AllRepo
   const chain = checkAnchorChain(entries);
   problems.push(...chain.problems);
 
-  const info = await bus.jsm.streams.info(bus.stream);
+  const info = await bus.streamInfo();
   const firstSeq = info.state.first_seq;
   const closedRuns = new Map<string, number>();
   for (const m of await bus.readAll(subjectFor("verifier", "run_closed", "*"))) {

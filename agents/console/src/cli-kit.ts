@@ -93,11 +93,15 @@ export function out(line: string): void {
   process.stdout.write(line + "\n");
 }
 
-/** Run `fn` with an operator connection, draining it after (also on error). */
+/**
+ * Run `fn` with an operator connection, draining it after (also on error). It connects as
+ * `as`, the identity the command acts as (docs/security.md: the console by default).
+ */
 export async function withOperator<T>(
   fn: (c: Awaited<ReturnType<typeof connectOperator>>) => Promise<T>,
+  as?: string,
 ): Promise<T> {
-  const c = await connectOperator();
+  const c = await connectOperator(as);
   try {
     return await fn(c);
   } finally {

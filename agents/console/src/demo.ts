@@ -108,8 +108,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     );
     o.out("");
 
-    const info = await stack.admin.jsm.streams.info(stack.admin.stream);
-    const fromSeq = info.state.last_seq + 1;
+    const fromSeq = (await stack.admin.lastSeq()) + 1;
     const runs: { run: string; demo: DemoTask }[] = [];
     for (const demo of DEMO_TASKS) {
       const { run } = await client.submit(demo.task);

@@ -61,7 +61,7 @@ export async function eraseSubject(
   const keys = await subjectKeys(client.bus);
   const stream = `KV_${SUBJECT_KEYS_BUCKET}`;
   const keyDestroyed = await keys.erase(subject, async (seq) => {
-    await client.bus.jsm.streams.deleteMessage(stream, seq, true);
+    await client.bus.eraseMessage(stream, seq);
   });
   const run = `erase-${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
   await client.host.emit("subject_erased", {

@@ -3,8 +3,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { Bus, findNatsServer, freePort } from "@trias/bus";
-import { deployNatsConfig } from "./setup.js";
+import { Bus, findNatsServer, freePort, isPermissionError, passwordEnvVar } from "@trias/bus";
+import { deployNatsConfig, deploymentUsers } from "./setup.js";
 
 const shipped = join(import.meta.dirname, "..", "..", "..", "deploy", "nats", "nats.conf");
 
@@ -17,14 +17,9 @@ describe("deploy", () => {
     const bin = findNatsServer();
     expect(bin, "nats-server must be installed").not.toBeNull();
     const port = await freePort();
-    const passwords = {
-      ADMIN_PASSWORD: "a1",
-      PROPOSER_PASSWORD: "p1",
-      ROUTER_PASSWORD: "r1",
-      REVIEWER_PASSWORD: "v1",
-      EXECUTOR_PASSWORD: "e1",
-      VERIFIER_PASSWORD: "f1",
-    };
+    const passwords = Object.fromEntries(
+      deploymentUsers().map((u) => [passwordEnvVar(u.user), `${u.user}-password`]),
+    );
     // The shipped file as is, but for where JetStream keeps its files (a temp dir, not /data).
     const dir = mkdtempSync(join(tmpdir(), "trias-deploy-"));
     const conf = join(dir, "nats.conf");
@@ -45,22 +40,22 @@ describe("deploy", () => {
         servers: `nats://127.0.0.1:${port}`,
         name: "admin",
         user: "admin",
-        pass: "a1",
+        pass: "admin-password",
       });
       await admin.ensureStream();
       const proposer = await Bus.connect({
         servers: `nats://127.0.0.1:${port}`,
         name: "proposer",
         user: "proposer",
-        pass: "p1",
+        pass: "proposer-password",
       });
       await expect(
         proposer.publish("trias.proposer.step_proposed.r1", new Uint8Array([1]), { msgId: "d1" }),
       ).resolves.toMatchObject({ seq: 1 });
       await expect(
         proposer.publish("trias.executor.step_executed.r1", new Uint8Array([1]), { msgId: "d2" }),
-      ).rejects.toThrow(/Permissions Violation/);
-      await expect(proposer.jsm.streams.delete("TRIAS")).rejects.toThrow(/Permissions Violation/);
+      ).rejects.toSatisfy(isPermissionError);
+      await expect(proposer.deleteStream()).rejects.toSatisfy(isPermissionError);
       await expect(
         Bus.connect({
           servers: `nats://127.0.0.1:${port}`,

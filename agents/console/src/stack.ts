@@ -1,10 +1,22 @@
-import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Bus, LocalNatsServer, type NatsUser, type NatsUserRole } from "@trias/bus";
+import {
+  ADMIN_USER,
+  Bus,
+  LocalNatsServer,
+  durablesOf as natsDurablesOf,
+  type NatsUser,
+} from "@trias/bus";
 import { TransientError } from "@trias/protocol";
-import { initKeyDir, REGISTRY_FILE, type Identity } from "@trias/signing";
+import {
+  initKeyDir,
+  natsCredentialsFileName,
+  readJwks,
+  readNatsCredentials,
+  REGISTRY_FILE,
+  type Identity,
+} from "@trias/signing";
 import { SHIPPED_POLICY_DIR } from "@trias/policy";
 import { Supervisor } from "@trias/supervise";
 import { setupTrace } from "./setup.js";
@@ -56,25 +68,18 @@ export function defaultAgents(reviewers = 2): AgentSpec[] {
   ];
 }
 
-/** The durable consumers each agent creates; the stack is ready when all exist. */
+/**
+ * The durable consumers each agent creates; the stack is ready when all exist. The same list
+ * the NATS permissions grant (nats-config.ts), so an agent that named another is refused.
+ */
 export function durablesOf(a: AgentSpec): string[] {
-  switch (a.role) {
-    case "proposer":
-      return ["proposer-tasks", "proposer-progress", "proposer-recovery"];
-    case "router":
-      return ["router"];
-    case "reviewer":
-      return [`reviewer-${a.name}`];
-    case "executor":
-      return ["executor-assignments", "executor-verdicts", "executor-recovery"];
-    case "verifier":
-      return ["verifier"];
-  }
+  return natsDurablesOf({ user: a.name, role: a.role });
 }
 
 export interface StackOptions {
   /** Use this server instead of starting one. */
   natsUrl?: string;
+  /** One user for every agent on that server (else each identity's credentials file). */
   natsUser?: string;
   natsPass?: string;
   /** Where keys live; created with one key per identity when missing. */
@@ -110,7 +115,8 @@ export class Stack {
   readonly server: NatsHandle | null;
   readonly natsUrl: string;
   readonly admin: Bus;
-  readonly #users: Map<NatsUserRole, NatsUser>;
+  /** Each identity's NATS user (and the admin's), by name. */
+  readonly #users: Map<string, NatsUser>;
   /** Every agent process; stopping the stack stops each one (docs/cli.md, "signals"). */
   readonly #agents = new Supervisor();
 
@@ -119,7 +125,7 @@ export class Stack {
     server: NatsHandle | null,
     natsUrl: string,
     admin: Bus,
-    users: Map<NatsUserRole, NatsUser>,
+    users: Map<string, NatsUser>,
   ) {
     this.opts = opts;
     this.server = server;
@@ -137,21 +143,12 @@ export class Stack {
     ];
     await initKeyDir(opts.keyDir, identities);
     mkdirSync(opts.logDir, { recursive: true });
+    const users = identityUsers(opts.keyDir);
 
-    const users = new Map<NatsUserRole, NatsUser>();
     let server: NatsHandle | null = null;
     let url = opts.natsUrl;
     if (!url) {
-      for (const role of [
-        "admin",
-        "proposer",
-        "router",
-        "reviewer",
-        "executor",
-        "verifier",
-      ] as const) {
-        users.set(role, { user: role, password: randomBytes(12).toString("hex"), role });
-      }
+      // The configuration deploy/nats/nats.conf ships, over this stack's identities.
       server = opts.natsFactory
         ? await opts.natsFactory([...users.values()])
         : await LocalNatsServer.start({
@@ -161,13 +158,15 @@ export class Stack {
           });
       url = server.url;
     }
-    const adminUser = users.get("admin");
+    const adminUser = users.get(ADMIN_USER);
     const admin = await Bus.connect({
       servers: url,
       name: "trias-admin",
-      ...(adminUser ? { user: adminUser.user, pass: adminUser.password } : {}),
-      ...(!adminUser && opts.natsUser ? { user: opts.natsUser } : {}),
-      ...(!adminUser && opts.natsPass ? { pass: opts.natsPass } : {}),
+      ...(opts.natsUser !== undefined && server === null
+        ? { user: opts.natsUser, ...(opts.natsPass !== undefined ? { pass: opts.natsPass } : {}) }
+        : adminUser
+          ? { user: adminUser.user, pass: adminUser.password }
+          : {}),
     });
     await setupTrace(admin, { seedLedger: opts.seedLedger ?? true });
 
@@ -178,7 +177,7 @@ export class Stack {
   }
 
   agentEnv(a: AgentSpec): Record<string, string> {
-    const user = this.#users.get(a.role);
+    const user = this.#users.get(a.name);
     const env: Record<string, string> = {
       ...(process.env as Record<string, string>),
       NATS_URL: this.natsUrl,
@@ -190,12 +189,12 @@ export class Stack {
         : { TRIAS_POLICY_DIR: SHIPPED_POLICY_DIR }),
       ...(this.opts.env ?? {}),
     };
-    if (user) {
+    if (this.opts.natsUser !== undefined && this.server === null) {
+      env["NATS_USER"] = this.opts.natsUser;
+      if (this.opts.natsPass !== undefined) env["NATS_PASSWORD"] = this.opts.natsPass;
+    } else if (user) {
       env["NATS_USER"] = user.user;
       env["NATS_PASSWORD"] = user.password;
-    } else {
-      if (this.opts.natsUser) env["NATS_USER"] = this.opts.natsUser;
-      if (this.opts.natsPass) env["NATS_PASSWORD"] = this.opts.natsPass;
     }
     return env;
   }
@@ -254,11 +253,7 @@ export class Stack {
     for (;;) {
       const missing: string[] = [];
       for (const d of wanted) {
-        try {
-          await this.admin.jsm.consumers.info(this.admin.stream, d);
-        } catch {
-          missing.push(d);
-        }
+        if (!(await this.admin.consumerInfo(d).catch(() => null))) missing.push(d);
       }
       const dead = this.#agents
         .names()
@@ -287,13 +282,35 @@ export class Stack {
     await this.server?.stop();
   }
 
-  /** Credentials for a client of the given NATS role (tests use these to act as an agent). */
-  natsCredentials(role: NatsUserRole): { user?: string; pass?: string } {
-    const u = this.#users.get(role);
+  /** An identity's NATS credentials, or the admin's (tests use these to act as that identity). */
+  natsCredentials(name: string): { user?: string; pass?: string } {
+    const u = this.#users.get(name);
     return u ? { user: u.user, pass: u.password } : {};
+  }
+
+  /** Every NATS user of this stack's server (the admin's and each identity's). */
+  get natsUsers(): NatsUser[] {
+    return [...this.#users.values()];
   }
 
   get registryFile(): string {
     return join(this.opts.keyDir, REGISTRY_FILE);
   }
+}
+
+/**
+ * The admin and every identity in the key dir's registry, each with its credentials file. A
+ * revoked key keeps its user: revoking refuses the key's signatures; removing the identity's
+ * NATS access is the operator's separate act (a new configuration).
+ */
+function identityUsers(keyDir: string): Map<string, NatsUser> {
+  const users = new Map<string, NatsUser>();
+  const creds = (name: string) => readNatsCredentials(join(keyDir, natsCredentialsFileName(name)));
+  users.set(ADMIN_USER, { user: ADMIN_USER, password: creds(ADMIN_USER).password, role: "admin" });
+  for (const k of readJwks(join(keyDir, REGISTRY_FILE)).keys) {
+    // An identity created before credentials existed gets them from `trias keys init`.
+    if (users.has(k.name) || !existsSync(join(keyDir, natsCredentialsFileName(k.name)))) continue;
+    users.set(k.name, { user: k.name, password: creds(k.name).password, role: k.role });
+  }
+  return users;
 }

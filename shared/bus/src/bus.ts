@@ -1,4 +1,6 @@
 import {
+  AuthorizationError,
+  PermissionViolationError,
   connect,
   headers as natsHeaders,
   nanos,
@@ -9,18 +11,24 @@ import {
   AckPolicy,
   DeliverPolicy,
   DiscardPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
   RetentionPolicy,
   StorageType,
   jetstream,
   jetstreamManager,
+  type ConsumerConfig,
+  type ConsumerInfo,
   type JetStreamClient,
   type JetStreamManager,
   type JsMsg,
   type ConsumerMessages,
   type StreamConfig,
+  type StreamInfo,
 } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { STREAM_NAME, SUBJECT_ROOT, TransientError, isTriasError } from "@trias/protocol";
+import { inboxPrefixOf } from "./nats-config.js";
 
 export interface BusOptions {
   servers: string | string[];
@@ -36,6 +44,8 @@ export interface BusOptions {
 }
 
 export interface StreamOptions {
+  /** Subjects the stream stores. @default [`trias.>`] (the trace) */
+  subjects?: string[];
   /** How long the trace is kept. 0 = forever. */
   maxAgeMs?: number;
   maxMsgSize?: number;
@@ -74,7 +84,9 @@ export interface StoredMessage {
 export interface ConsumerOptions {
   /** Subject filter (one: multiple filters need nats-server 2.10). */
   filter: string;
+  /** @default DEFAULT_ACK_WAIT_MS */
   ackWaitMs?: number;
+  /** @default DEFAULT_MAX_DELIVER */
   maxDeliver?: number;
   /** Where a new consumer starts. Existing durables keep their position. */
   deliver?: "all" | "new";
@@ -91,6 +103,12 @@ export interface ConsumerOptions {
  */
 export const DEFAULT_MAX_ACK_PENDING = 65_536;
 
+/** How long a delivered message may stay unacked before the server delivers it again. */
+export const DEFAULT_ACK_WAIT_MS = 30_000;
+
+/** Deliveries of one message at most, then the server gives up on it. */
+export const DEFAULT_MAX_DELIVER = 20;
+
 /** How long a handled message's ack waits by default for a publish to share a write with. */
 const ACK_LINGER_MS = 20;
 /** Acks sent at once at most; more waiting go out without waiting for a publish. */
@@ -103,7 +121,29 @@ export interface ConsumeOptions {
   keyOf?: (d: Delivery) => string;
   /** Called when a handler throws; the message is then nak'd (retryable) or term'd. */
   onError?: (e: unknown, d: Delivery) => void;
+  /** Told when the durable disappeared under the consumer, and whether it was recreated. */
+  onConsumerLost?: (e: ConsumerLost) => void;
 }
+
+/**
+ * A durable that vanished while consumed (deleted by an operator, or lost with the server's
+ * store). The bus recreates it from the oldest message this process had not settled, so
+ * nothing it was owed is skipped; what it had settled may come again, which every handler
+ * absorbs as it absorbs a redelivery.
+ */
+export interface ConsumerLost {
+  durable: string;
+  /** How the client learnt it: the server's 409 on a waiting pull, or a failed lookup. */
+  reason: "consumer_deleted" | "consumer_not_found";
+  /** Where the recreated durable starts; absent when recreating failed (`error` says why). */
+  fromSeq?: number;
+  error?: unknown;
+}
+
+export type { ConsumerInfo, StreamInfo };
+
+/** What `ensureConsumer` found and did. */
+export type EnsureResult = "created" | "updated" | "unchanged" | "replaced";
 
 export interface Subscription {
   stop(): Promise<void>;
@@ -150,11 +190,13 @@ function toDelivery(m: JsMsg): Delivery {
  * stream; consumers track progress and never delete history (limits retention).
  */
 export class Bus {
-  readonly nc: NatsConnection;
-  readonly js: JetStreamClient;
-  readonly jsm: JetStreamManager;
+  readonly #nc: NatsConnection;
+  readonly #js: JetStreamClient;
+  readonly #jsm: JetStreamManager;
   readonly stream: string;
   readonly #subs = new Set<Subscription>();
+  /** Each durable's options as last ensured here: what a lost durable is recreated with. */
+  readonly #durables = new Map<string, ConsumerOptions>();
   #streamSubjects: Promise<string[] | null> | null = null;
   readonly #acks: JsMsg[] = [];
   #ackTimer: NodeJS.Timeout | undefined;
@@ -167,9 +209,9 @@ export class Bus {
     stream: string,
     ackLingerMs: number,
   ) {
-    this.nc = nc;
-    this.js = js;
-    this.jsm = jsm;
+    this.#nc = nc;
+    this.#js = js;
+    this.#jsm = jsm;
     this.stream = stream;
     this.#ackLingerMs = ackLingerMs;
   }
@@ -184,6 +226,8 @@ export class Bus {
           name: o.name,
           ...(o.user !== undefined ? { user: o.user } : {}),
           ...(o.pass !== undefined ? { pass: o.pass } : {}),
+          // A user may subscribe to its own inbox prefix only (see nats-config.ts).
+          ...(o.user !== undefined ? { inboxPrefix: inboxPrefixOf(o.user) } : {}),
           // Async stack traces cost a lot per request on the hot path (measured: ~3x).
           noAsyncTraces: true,
           maxReconnectAttempts: -1,
@@ -217,7 +261,7 @@ export class Bus {
   async ensureStream(o: StreamOptions = {}): Promise<void> {
     const cfg: Partial<StreamConfig> & { name: string } = {
       name: this.stream,
-      subjects: [`${SUBJECT_ROOT}.>`],
+      subjects: o.subjects ?? [`${SUBJECT_ROOT}.>`],
       retention: RetentionPolicy.Limits,
       storage: o.storage === "memory" ? StorageType.Memory : StorageType.File,
       discard: DiscardPolicy.Old,
@@ -228,11 +272,11 @@ export class Bus {
       allow_direct: true,
     };
     try {
-      await this.jsm.streams.info(this.stream);
-      await this.jsm.streams.update(this.stream, cfg);
+      await this.#jsm.streams.info(this.stream);
+      await this.#jsm.streams.update(this.stream, cfg);
     } catch (e) {
       if (!isNotFound(e)) throw e;
-      await this.jsm.streams.add(cfg);
+      await this.#jsm.streams.add(cfg);
     }
   }
 
@@ -241,7 +285,7 @@ export class Bus {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       try {
-        await this.jsm.streams.info(this.stream);
+        await this.#jsm.streams.info(this.stream);
         return;
       } catch (e) {
         if (!isNotFound(e) || Date.now() > deadline) {
@@ -256,10 +300,14 @@ export class Bus {
     }
   }
 
+  /**
+   * Store one message. With a message id the server stores it at most once, and a failed
+   * publish is retried; without one (a benchmark's raw message) it is tried once.
+   */
   async publish(
     subject: string,
     data: Uint8Array,
-    o: { msgId: string; headers?: Record<string, string>; retryForMs?: number },
+    o: { msgId?: string; headers?: Record<string, string>; retryForMs?: number },
   ): Promise<{ seq: number; duplicate: boolean }> {
     // The acks waiting go out in the same socket write as this publish.
     this.#flushAcks();
@@ -267,18 +315,18 @@ export class Bus {
     for (const [k, v] of Object.entries(o.headers ?? {})) h.set(k, v);
     // Retrying is safe: the message id makes the server store the message at most once. It
     // carries a publish across a server restart or a leader change instead of losing it.
-    const deadline = Date.now() + (o.retryForMs ?? 30_000);
+    const deadline = Date.now() + (o.msgId === undefined ? 0 : (o.retryForMs ?? 30_000));
     for (let attempt = 0; ; attempt++) {
       try {
-        const ack = await this.js.publish(subject, data, {
-          msgID: o.msgId,
+        const ack = await this.#js.publish(subject, data, {
+          ...(o.msgId !== undefined ? { msgID: o.msgId } : {}),
           headers: h,
           timeout: 5_000,
         });
         return { seq: ack.seq, duplicate: ack.duplicate };
       } catch (e) {
         const msg = (e as Error).message;
-        if (/permissions violation/i.test(msg) || Date.now() > deadline || this.nc.isClosed()) {
+        if (isPermissionError(e) || Date.now() > deadline || this.#nc.isClosed()) {
           throw new TransientError("bus_unavailable", `publish to ${subject} failed: ${msg}`, {
             cause: e,
           });
@@ -313,52 +361,125 @@ export class Bus {
     for (const m of this.#acks.splice(0)) m.ack();
   }
 
-  /** Create a durable pull consumer, or update the mutable parts of an existing one. */
-  async ensureConsumer(durable: string, o: ConsumerOptions): Promise<void> {
-    const cfg = {
-      durable_name: durable,
-      ack_policy: AckPolicy.Explicit,
-      filter_subject: o.filter,
-      ack_wait: nanos(o.ackWaitMs ?? 30_000),
-      max_deliver: o.maxDeliver ?? 20,
-      max_ack_pending: o.maxAckPending ?? DEFAULT_MAX_ACK_PENDING,
-    };
-    try {
-      const info = await this.jsm.consumers.info(this.stream, durable);
-      if (
-        info.config.filter_subject !== o.filter ||
-        info.config.ack_wait !== cfg.ack_wait ||
-        info.config.max_deliver !== cfg.max_deliver ||
-        info.config.max_ack_pending !== cfg.max_ack_pending
-      ) {
-        await this.jsm.consumers.update(this.stream, durable, {
-          filter_subject: o.filter,
-          ack_wait: cfg.ack_wait,
-          max_deliver: cfg.max_deliver,
-          max_ack_pending: cfg.max_ack_pending,
-        });
-      }
-    } catch (e) {
-      if (!isNotFound(e)) throw e;
-      await this.jsm.consumers.add(this.stream, {
-        ...cfg,
-        deliver_policy: o.deliver === "new" ? DeliverPolicy.New : DeliverPolicy.All,
-      });
+  /**
+   * Create a durable pull consumer, or update the mutable parts of an existing one. A
+   * consumer that holds the name but is not a durable (an ephemeral given this name by
+   * someone else, which nats-server 2.9 allows through the ephemeral create subject) is
+   * deleted and replaced: only this identity may delete its own durables' names.
+   */
+  async ensureConsumer(durable: string, o: ConsumerOptions): Promise<EnsureResult> {
+    this.#durables.set(durable, o);
+    const cfg = durableConfig(durable, o);
+    const info = await this.consumerInfo(durable);
+    if (info && info.config.durable_name !== durable) {
+      await this.#jsm.consumers.delete(this.stream, durable);
+      await this.#createDurable(durable, o);
+      return "replaced";
     }
+    if (!info) {
+      await this.#createDurable(durable, o);
+      return "created";
+    }
+    if (
+      info.config.filter_subject === o.filter &&
+      info.config.ack_wait === cfg.ack_wait &&
+      info.config.max_deliver === cfg.max_deliver &&
+      info.config.max_ack_pending === cfg.max_ack_pending
+    )
+      return "unchanged";
+    await this.#jsm.consumers.update(this.stream, durable, {
+      filter_subject: o.filter,
+      ack_wait: cfg.ack_wait,
+      max_deliver: cfg.max_deliver,
+      max_ack_pending: cfg.max_ack_pending,
+    });
+    return "updated";
+  }
+
+  async #createDurable(durable: string, o: ConsumerOptions, fromSeq?: number): Promise<void> {
+    await this.#jsm.consumers.add(this.stream, {
+      ...durableConfig(durable, o),
+      ...(fromSeq !== undefined
+        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromSeq }
+        : { deliver_policy: o.deliver === "new" ? DeliverPolicy.New : DeliverPolicy.All }),
+    });
+  }
+
+  /** A consumer's state on the server, or null when there is none by that name. */
+  async consumerInfo(name: string): Promise<ConsumerInfo | null> {
+    try {
+      return await this.#jsm.consumers.info(this.stream, name);
+    } catch (e) {
+      if (isNotFound(e)) return null;
+      throw e;
+    }
+  }
+
+  /** Delete a consumer (an operator's act: agents may delete only their own durables). */
+  async deleteConsumer(name: string): Promise<boolean> {
+    return this.#jsm.consumers.delete(this.stream, name);
+  }
+
+  /** A stream's configuration and state, this bus's by default. */
+  async streamInfo(name = this.stream): Promise<StreamInfo> {
+    return this.#jsm.streams.info(name);
+  }
+
+  /** The last sequence stored in the stream (0 when empty). */
+  async lastSeq(): Promise<number> {
+    return (await this.streamInfo()).state.last_seq;
+  }
+
+  /**
+   * Remove stored messages from this bus's stream, those on `filter` only when given (admin
+   * only: what an attacker with the admin's credentials could do, and the audit must notice).
+   */
+  async purge(o: { filter?: string } = {}): Promise<number> {
+    const r = await this.#jsm.streams.purge(
+      this.stream,
+      o.filter !== undefined ? { filter: o.filter } : undefined,
+    );
+    return r.purged;
+  }
+
+  /** Delete a stream, this bus's by default (admin only: the trace is never deleted by agents). */
+  /**
+   * Let single messages of a stream be deleted (a KV bucket's stream refuses it by default);
+   * the key store of crypto-shredding needs it, docs/privacy.md. Admin only.
+   */
+  async allowMessageDeletes(name: string): Promise<void> {
+    const info = await this.#jsm.streams.info(name);
+    if (info.config.deny_delete)
+      await this.#jsm.streams.update(name, { ...info.config, deny_delete: false });
+  }
+
+  /** Delete one message and overwrite its bytes on the server (a secure delete). Admin only. */
+  async eraseMessage(stream: string, seq: number): Promise<void> {
+    await this.#jsm.streams.deleteMessage(stream, seq, true);
+  }
+
+  async deleteStream(name = this.stream): Promise<boolean> {
+    return this.#jsm.streams.delete(name);
   }
 
   /**
    * Pull from a durable consumer and hand each message to `handler`, which says what to do
    * with it. Messages with the same key (by default the subject's last token, the run) are
-   * handled one at a time in stream order; different keys run concurrently.
+   * handled one at a time in stream order; different keys run concurrently. A durable
+   * ensured through this bus that disappears is recreated (see ConsumerLost) and consuming
+   * goes on; `onConsumerLost` is told either way.
    */
   async consume(
     durable: string,
     handler: (d: Delivery) => Promise<Disposition>,
     o: ConsumeOptions = {},
   ): Promise<Subscription> {
-    const consumer = await this.js.consumers.get(this.stream, durable);
-    const messages: ConsumerMessages = await consumer.consume({ max_messages: o.batch ?? 64 });
+    const consumer = await this.#js.consumers.get(this.stream, durable);
+    const start = await consumer.info(true);
+    const position = new ResumePoint(start);
+    let messages: ConsumerMessages = await consumer.consume({ max_messages: o.batch ?? 64 });
+    let stopping = false;
+    let lost: ConsumerLost["reason"] | null = null;
     const keyOf = o.keyOf ?? ((d: Delivery) => d.subject.slice(d.subject.lastIndexOf(".") + 1));
     const tails = new Map<string, Promise<void>>();
     const inflight = new Set<Promise<void>>();
@@ -375,12 +496,14 @@ export class Bus {
       }
       switch (disp.type) {
         case "ack":
+          position.settled(d.seq);
           this.#ack(m);
           break;
         case "nak":
           m.nak(disp.delayMs);
           break;
         case "term":
+          position.settled(d.seq);
           m.term(disp.reason.slice(0, 200));
           break;
         default: {
@@ -390,18 +513,52 @@ export class Bus {
       }
     };
 
+    // The client reports a deleted durable as a status (a 409 on the waiting pull, or a
+    // lookup that fails after missed heartbeats) and keeps pulling from nothing: stop this
+    // iteration so that the loop below recreates the durable.
+    const watchStatus = (msgs: ConsumerMessages): void => {
+      void (async () => {
+        for await (const st of msgs.status()) {
+          if (st.type === "consumer_deleted" || st.type === "consumer_not_found") {
+            lost ??= st.type;
+            msgs.stop();
+            return;
+          }
+        }
+      })();
+    };
+    watchStatus(messages);
+
     const loop = (async () => {
-      for await (const m of messages) {
-        const d = toDelivery(m);
-        const key = keyOf(d);
-        const prev = tails.get(key) ?? Promise.resolve();
-        const next = prev.then(() => handleOne(m, d));
-        tails.set(key, next);
-        inflight.add(next);
-        void next.finally(() => {
-          inflight.delete(next);
-          if (tails.get(key) === next) tails.delete(key);
-        });
+      for (;;) {
+        for await (const m of messages) {
+          const d = toDelivery(m);
+          position.delivered(d.seq);
+          const key = keyOf(d);
+          const prev = tails.get(key) ?? Promise.resolve();
+          const next = prev.then(() => handleOne(m, d));
+          tails.set(key, next);
+          inflight.add(next);
+          void next.finally(() => {
+            inflight.delete(next);
+            if (tails.get(key) === next) tails.delete(key);
+          });
+        }
+        const reason = lost;
+        lost = null;
+        const opts = this.#durables.get(durable);
+        if (stopping || reason === null || opts === undefined || this.#nc.isClosed()) break;
+        try {
+          messages = await this.#recreate(durable, opts, position, reason, o, () => stopping);
+        } catch {
+          break; // stopped or closed while recreating; onConsumerLost has the error
+        }
+        if (stopping) {
+          // Not close(): it waits for an iteration that will not happen.
+          messages.stop();
+          break;
+        }
+        watchStatus(messages);
       }
       await Promise.allSettled([...inflight]);
       this.#flushAcks();
@@ -410,13 +567,47 @@ export class Bus {
     const sub: Subscription = {
       closed: loop,
       stop: async () => {
-        await messages.close();
+        stopping = true;
+        // The loop ends the iteration; a durable being recreated is stopped there.
+        messages.stop();
         await loop;
         this.#subs.delete(sub);
       },
     };
     this.#subs.add(sub);
     return sub;
+  }
+
+  /** Recreate a lost durable where this process left it, retrying until it exists or we stop. */
+  async #recreate(
+    durable: string,
+    opts: ConsumerOptions,
+    position: ResumePoint,
+    reason: ConsumerLost["reason"],
+    o: ConsumeOptions,
+    stopping: () => boolean,
+  ): Promise<ConsumerMessages> {
+    for (let attempt = 1; ; attempt++) {
+      const fromSeq = position.resumeAt();
+      try {
+        // Another instance of this agent may have recreated it meanwhile: keep that durable.
+        // A consumer that only took the name (see ensureConsumer) is replaced.
+        let info = await this.consumerInfo(durable);
+        if (info && info.config.durable_name !== durable) {
+          await this.#jsm.consumers.delete(this.stream, durable);
+          info = null;
+        }
+        if (!info) await this.#createDurable(durable, opts, fromSeq);
+        const c = await this.#js.consumers.get(this.stream, durable);
+        const messages = await c.consume({ max_messages: o.batch ?? 64 });
+        o.onConsumerLost?.({ durable, reason, fromSeq });
+        return messages;
+      } catch (e) {
+        o.onConsumerLost?.({ durable, reason, error: e });
+        if (stopping() || this.#nc.isClosed()) throw e;
+        await new Promise((r) => setTimeout(r, backoffMs(attempt)));
+      }
+    }
   }
 
   /**
@@ -426,7 +617,7 @@ export class Bus {
    */
   async #consumerFilter(filter: string): Promise<{ filter_subject?: string }> {
     if (filter === ">") return {};
-    this.#streamSubjects ??= this.jsm.streams
+    this.#streamSubjects ??= this.#jsm.streams
       .info(this.stream)
       .then((si) => si.config.subjects ?? [])
       .catch(() => {
@@ -439,7 +630,7 @@ export class Bus {
 
   /** Every stored message matching `filter` from `fromSeq`, in stream order, read once. */
   async readAll(filter: string, fromSeq = 1): Promise<StoredMessage[]> {
-    const ci = await this.jsm.consumers.add(this.stream, {
+    const ci = await this.#jsm.consumers.add(this.stream, {
       ...(await this.#consumerFilter(filter)),
       ack_policy: AckPolicy.None,
       ...(fromSeq > 1
@@ -453,7 +644,7 @@ export class Bus {
     try {
       let pending = ci.num_pending;
       // The consumer from its create response: no second round trip to look it up.
-      const c = this.js.consumers.getConsumerFromInfo(ci);
+      const c = this.#js.consumers.getConsumerFromInfo(ci);
       while (pending > 0) {
         const batch = await c.fetch({ max_messages: Math.min(pending, 512), expires: 5_000 });
         let got = 0;
@@ -466,7 +657,7 @@ export class Bus {
       }
     } finally {
       // Not awaited: the read is complete, and the consumer expires on its own if this fails.
-      void this.jsm.consumers.delete(this.stream, ci.name).catch(() => undefined);
+      void this.#jsm.consumers.delete(this.stream, ci.name).catch(() => undefined);
     }
     return out;
   }
@@ -480,7 +671,7 @@ export class Bus {
     handler: (m: StoredMessage) => void,
     o: { fromSeq?: number } = {},
   ): Promise<Subscription> {
-    const ci = await this.jsm.consumers.add(this.stream, {
+    const ci = await this.#jsm.consumers.add(this.stream, {
       ...(await this.#consumerFilter(filter)),
       ack_policy: AckPolicy.None,
       ...(o.fromSeq !== undefined
@@ -490,7 +681,7 @@ export class Bus {
       mem_storage: true,
       num_replicas: 1,
     });
-    const c = this.js.consumers.getConsumerFromInfo(ci);
+    const c = this.#js.consumers.getConsumerFromInfo(ci);
     const messages = await c.consume({ max_messages: 256 });
     const loop = (async () => {
       for await (const m of messages) {
@@ -502,7 +693,7 @@ export class Bus {
       stop: async () => {
         await messages.close();
         await loop;
-        await this.jsm.consumers.delete(this.stream, ci.name).catch(() => undefined);
+        await this.#jsm.consumers.delete(this.stream, ci.name).catch(() => undefined);
         this.#subs.delete(sub);
       },
     };
@@ -513,7 +704,7 @@ export class Bus {
   /** The newest message stored on exactly `subject`, or null. */
   async lastBySubject(subject: string): Promise<StoredMessage | null> {
     try {
-      const m = await this.jsm.streams.getMessage(this.stream, { last_by_subj: subject });
+      const m = await this.#jsm.streams.getMessage(this.stream, { last_by_subj: subject });
       if (!m) return null;
       return {
         subject: m.subject,
@@ -532,7 +723,7 @@ export class Bus {
     bucket: string,
     o: { create?: boolean; history?: number; ttlMs?: number } = {},
   ): Promise<KV> {
-    const kvm = new Kvm(this.js);
+    const kvm = new Kvm(this.#js);
     return o.create
       ? kvm.create(bucket, { history: o.history ?? 1, ...(o.ttlMs ? { ttl: o.ttlMs } : {}) })
       : kvm.open(bucket);
@@ -542,7 +733,69 @@ export class Bus {
   async drain(): Promise<void> {
     await Promise.allSettled([...this.#subs].map((s) => s.stop()));
     this.#flushAcks();
-    if (!this.nc.isClosed()) await this.nc.drain().catch(() => this.nc.close());
+    if (!this.#nc.isClosed()) await this.#nc.drain().catch(() => this.#nc.close());
+  }
+}
+
+/** The parts of a durable's configuration this bus sets (see ConsumerOptions for defaults). */
+function durableConfig(
+  durable: string,
+  o: ConsumerOptions,
+): Partial<ConsumerConfig> & {
+  durable_name: string;
+  ack_wait: number;
+  max_deliver: number;
+  max_ack_pending: number;
+} {
+  return {
+    durable_name: durable,
+    ack_policy: AckPolicy.Explicit,
+    filter_subject: o.filter,
+    ack_wait: nanos(o.ackWaitMs ?? DEFAULT_ACK_WAIT_MS),
+    max_deliver: o.maxDeliver ?? DEFAULT_MAX_DELIVER,
+    max_ack_pending: o.maxAckPending ?? DEFAULT_MAX_ACK_PENDING,
+  };
+}
+
+/**
+ * Where a recreated durable must start so that nothing owed to this process is skipped: the
+ * oldest message delivered here and not yet settled (acked or terminated; a nak'd message
+ * waiting out its delay is not settled), and failing that the message after the newest seen.
+ * Until every message that was pending when consuming began has been settled here, no later
+ * than the ack floor the server reported then.
+ */
+export class ResumePoint {
+  readonly #unsettled = new Set<number>();
+  #newest: number;
+  readonly #startFloor: number;
+  readonly #startDelivered: number;
+  #startPending: number;
+
+  constructor(start: {
+    ack_floor: { stream_seq: number };
+    delivered: { stream_seq: number };
+    num_ack_pending: number;
+  }) {
+    this.#startFloor = start.ack_floor.stream_seq;
+    this.#startDelivered = start.delivered.stream_seq;
+    this.#newest = start.delivered.stream_seq;
+    this.#startPending = start.num_ack_pending;
+  }
+
+  delivered(seq: number): void {
+    this.#unsettled.add(seq);
+    if (seq > this.#newest) this.#newest = seq;
+  }
+
+  settled(seq: number): void {
+    if (!this.#unsettled.delete(seq)) return;
+    if (seq <= this.#startDelivered && this.#startPending > 0) this.#startPending--;
+  }
+
+  resumeAt(): number {
+    let at = this.#startPending > 0 ? this.#startFloor + 1 : this.#newest + 1;
+    for (const seq of this.#unsettled) if (seq < at) at = seq;
+    return Math.max(1, at);
   }
 }
 
@@ -550,27 +803,43 @@ export function backoffMs(deliveryCount: number): number {
   return Math.min(30_000, 250 * 2 ** Math.max(0, deliveryCount - 1));
 }
 
+/** The errors in `e`'s cause chain, outermost first (the client wraps a server refusal). */
+function causes(e: unknown): unknown[] {
+  const out: unknown[] = [];
+  for (let c = e; c !== undefined && c !== null && out.length < 8; c = (c as Error).cause)
+    out.push(c);
+  return out;
+}
+
+/** The server refused an operation for lack of permission (publish or subscribe). */
+export function isPermissionError(e: unknown): boolean {
+  return causes(e).some((c) => c instanceof PermissionViolationError);
+}
+
 /**
  * A KV create or update refused because the key is not at the revision given (for a create:
  * it exists already). The one compare-and-set failure callers act on; anything else is an error.
  */
 export function isRevisionConflict(e: unknown): boolean {
-  return String((e as Error)?.message ?? "").includes("wrong last sequence");
+  return causes(e).some(
+    (c) =>
+      c instanceof JetStreamApiError &&
+      (c.code === JetStreamApiCodes.StreamWrongLastSequence ||
+        c.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown),
+  );
 }
 
-function isNotFound(e: unknown): boolean {
-  const msg = String((e as Error)?.message ?? "").toLowerCase();
-  const code = (e as { code?: unknown; api_error?: { err_code?: number; code?: number } })
-    ?.api_error;
-  return (
-    msg.includes("not found") ||
-    code?.code === 404 ||
-    code?.err_code === 10059 ||
-    code?.err_code === 10014
+/** The stream, consumer or message asked for does not exist. */
+export function isNotFound(e: unknown): boolean {
+  return causes(e).some(
+    (c) =>
+      c instanceof JetStreamApiError &&
+      (c.code === JetStreamApiCodes.StreamNotFound ||
+        c.code === JetStreamApiCodes.ConsumerNotFound ||
+        c.code === JetStreamApiCodes.NoMessageFound),
   );
 }
 
 function isAuthError(e: unknown): boolean {
-  const msg = String((e as Error)?.message ?? "").toLowerCase();
-  return msg.includes("authorization") || msg.includes("authentication");
+  return causes(e).some((c) => c instanceof AuthorizationError);
 }

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { TransientError, ValidationError } from "@trias/protocol";
 import { track } from "@trias/supervise";
-import { natsConfig, type NatsUser } from "./nats-config.js";
+import { natsConfig, passwordEnvVar, type NatsUser } from "./nats-config.js";
 
 export const NATS_INSTALL_HINT =
   "nats-server was not found: install it with `sudo apt-get install -y nats-server` (Debian/Ubuntu) or set NATS_URL to a running server";
@@ -76,6 +76,8 @@ export class LocalNatsServer {
   readonly #confPath: string;
   readonly #ownsStore: boolean;
   readonly #workDir: string;
+  /** The users' passwords, read by the configuration as environment references. */
+  readonly #env: Record<string, string>;
   #child: ChildProcess | null = null;
 
   private constructor(
@@ -85,6 +87,7 @@ export class LocalNatsServer {
     workDir: string,
     ownsStore: boolean,
     confPath: string,
+    env: Record<string, string>,
   ) {
     this.#bin = bin;
     this.port = port;
@@ -93,6 +96,7 @@ export class LocalNatsServer {
     this.#workDir = workDir;
     this.#ownsStore = ownsStore;
     this.#confPath = confPath;
+    this.#env = env;
   }
 
   static async start(o: LocalServerOptions = {}): Promise<LocalNatsServer> {
@@ -103,12 +107,32 @@ export class LocalNatsServer {
     mkdirSync(storeDir, { recursive: true });
     const port = o.port ?? (await freePort());
     const confPath = join(workDir, "nats.conf");
+    // The configuration deploy/nats/nats.conf ships (passwords as environment references),
+    // with this server's own port, store and identities.
     writeFileSync(
       confPath,
-      natsConfig({ port, storeDir, ...(o.users ? { users: o.users } : {}) }),
+      natsConfig({
+        port,
+        storeDir,
+        passwordsFromEnv: true,
+        ...(o.users ? { users: o.users } : {}),
+      }),
       { mode: 0o600 },
     );
-    const s = new LocalNatsServer(bin, port, storeDir, workDir, o.storeDir === undefined, confPath);
+    // Quoted: nats-server parses a variable's value as a configuration value, so an
+    // unquoted password that starts with a digit would be read as a number.
+    const env = Object.fromEntries(
+      (o.users ?? []).map((u) => [passwordEnvVar(u.user), JSON.stringify(u.password)]),
+    );
+    const s = new LocalNatsServer(
+      bin,
+      port,
+      storeDir,
+      workDir,
+      o.storeDir === undefined,
+      confPath,
+      env,
+    );
     await s.#spawn(o.logFile);
     return s;
   }
@@ -116,7 +140,10 @@ export class LocalNatsServer {
   async #spawn(logFile?: string): Promise<void> {
     const args = ["-c", this.#confPath];
     if (logFile) args.push("-l", logFile);
-    const child = spawn(this.#bin, args, { stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(this.#bin, args, {
+      stdio: ["ignore", "ignore", "pipe"],
+      env: { ...process.env, ...this.#env },
+    });
     // Signalled if this process exits without stopping the server (docs/cli.md, "signals").
     track(child);
     let stderr = "";

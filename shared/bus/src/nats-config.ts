@@ -1,27 +1,32 @@
 /**
- * NATS server configuration with one user per agent role. The server itself refuses a
- * publish outside the role's own subjects (`trias.<role>.>`), and no agent may create,
- * change, purge or delete the trace stream: only the admin (console / operator) can.
+ * NATS server configuration with one user per identity (each reviewer, each human, the
+ * console, every agent) and least privilege on the JetStream API. docs/security.md ("NATS
+ * credentials and permissions") holds the table this file produces and why each line is there.
+ *
+ * - Publish: only the identity's own role subjects (`trias.<role>.>`) and the KV buckets its
+ *   role writes; no identity but admin may create, change, purge or delete a stream.
+ * - Durable consumers: only the identity's own named durables (create, info, pull, delete,
+ *   ack), on the subjects nats.js v3 uses from nats-server 2.9.0 on (the filtered
+ *   `CONSUMER.CREATE.<stream>.<durable>.<filter>`), plus the older
+ *   `CONSUMER.DURABLE.CREATE.<stream>.<durable>` a client may use.
+ * - Reads (readAll, watch): ephemeral consumers through `CONSUMER.CREATE.<stream>`, which the
+ *   server refuses to turn into a durable; their names are server-chosen, so pulling, info and
+ *   delete are allowed on any consumer of the trace except, by an explicit deny, every other
+ *   identity's durables.
+ * - Subscribe: only the identity's own inbox prefix (`_INBOX_<name>.>`).
  */
+import { STREAM_NAME, type Role } from "@trias/protocol";
 
-export type NatsUserRole = "admin" | "proposer" | "router" | "reviewer" | "executor" | "verifier";
-
-export const AGENT_NATS_ROLES: readonly NatsUserRole[] = [
-  "proposer",
-  "router",
-  "reviewer",
-  "executor",
-  "verifier",
-];
+export type NatsUserRole = Role | "admin";
 
 /** KV buckets the executor (the only holder of tool credentials) may write. */
 export const EXECUTOR_BUCKETS = ["trias_ledger", "trias_effects", "trias_kyc"] as const;
 
 /**
  * The key store of crypto-shredding (docs/privacy.md): one AES key per data subject. Only
- * the admin (the console, which seals personal data at submission and erases keys) and the
- * executor (whose tools need clear values) may read it; every other role is denied the
- * JetStream reads of its stream below, and only the admin may write it.
+ * the console (which seals personal data at submission and creates keys), the admin (which
+ * erases them) and the executor (whose tools need clear values) may read it; every other
+ * role is denied the JetStream reads of its stream below.
  */
 export const SUBJECT_KEYS_BUCKET = "trias_subject_keys";
 
@@ -36,9 +41,9 @@ export const SUBJECT_KEYS_READS = [
   `$JS.API.CONSUMER.*.*.KV_${SUBJECT_KEYS_BUCKET}`,
 ];
 
-/** What a role may not publish although `publishAllow` matches it (deny wins in NATS). */
-export function publishDeny(role: NatsUserRole): string[] {
-  return role === "admin" || role === "executor" ? [] : SUBJECT_KEYS_READS;
+/** Key-store reads a role is denied although the generic stream reads match them (deny wins in NATS). */
+export function keyStoreDeny(role: NatsUserRole): string[] {
+  return role === "admin" || role === "executor" || role === "console" ? [] : SUBJECT_KEYS_READS;
 }
 
 /**
@@ -50,55 +55,180 @@ export const RECEIPTS_BUCKET = "trias_receipts";
 /** Where reviewers claim a step that needs fewer reviewers than there are (first come, first judge). */
 export const REVIEW_CLAIMS_BUCKET = "trias_reviews";
 
+/** The user an operator sets up the trace with; never given to an agent or the CLI's daily use. */
+export const ADMIN_USER = "admin";
+
 export interface NatsUser {
+  /** The identity's name ("reviewer-2"), or `admin`. */
   user: string;
   password: string;
   role: NatsUserRole;
 }
 
-const jsRead = [
-  "$JS.API.INFO",
-  "$JS.API.STREAM.INFO.>",
-  "$JS.API.STREAM.NAMES",
-  "$JS.API.STREAM.LIST",
-  "$JS.API.STREAM.MSG.GET.>",
-  "$JS.API.DIRECT.GET.>",
-  "$JS.API.CONSUMER.>",
-  "$JS.ACK.>",
-  "$JS.FC.>",
-];
-
-export function publishAllow(role: NatsUserRole): string[] {
-  switch (role) {
-    case "admin":
-      return [">"];
-    case "executor":
-      return [...jsRead, "trias.executor.>", ...EXECUTOR_BUCKETS.map((b) => `$KV.${b}.>`)];
-    case "reviewer":
-      return [...jsRead, "trias.reviewer.>", `$KV.${REVIEW_CLAIMS_BUCKET}.>`];
-    case "verifier":
-      return [...jsRead, "trias.verifier.>", `$KV.${RECEIPTS_BUCKET}.>`];
+/**
+ * The durable consumers an identity creates and consumes: the only ones its NATS user may
+ * touch. The agents name the same durables (a stack waits for exactly these, so a name that
+ * drifts fails every stack test).
+ */
+export function durablesOf(u: { user: string; role: NatsUserRole }): string[] {
+  switch (u.role) {
     case "proposer":
+      return ["proposer-tasks", "proposer-progress", "proposer-recovery"];
     case "router":
-      return [...jsRead, `trias.${role}.>`];
+      return ["router"];
+    case "reviewer":
+      return [`reviewer-${u.user}`];
+    case "executor":
+      return ["executor-assignments", "executor-verdicts", "executor-recovery"];
+    case "verifier":
+      return ["verifier"];
+    case "console":
+    case "human":
+    case "admin":
+      return [];
   }
+}
+
+/** The inbox prefix a connection uses, so that its user may subscribe to its own replies only. */
+export function inboxPrefixOf(user: string): string {
+  return `_INBOX_${user}`;
+}
+
+/** The environment variable the shipped configuration reads an identity's password from. */
+export function passwordEnvVar(user: string): string {
+  return `${user.toUpperCase().replace(/[^A-Z0-9]/g, "_")}_PASSWORD`;
+}
+
+export interface NatsPermissions {
+  publish: { allow: string[]; deny?: string[] };
+  subscribe?: { allow: string[] };
+}
+
+const API = "$JS.API";
+
+/** Read-only stream access: info, message get (KV reads go through direct get). */
+function streamReads(): string[] {
+  return [`${API}.INFO`, `${API}.STREAM.INFO.*`, `${API}.STREAM.MSG.GET.*`, `${API}.DIRECT.GET.>`];
+}
+
+function ownDurable(stream: string, d: string): string[] {
+  return [
+    `${API}.CONSUMER.CREATE.${stream}.${d}`,
+    `${API}.CONSUMER.CREATE.${stream}.${d}.>`,
+    `${API}.CONSUMER.DURABLE.CREATE.${stream}.${d}`,
+    `${API}.CONSUMER.INFO.${stream}.${d}`,
+    `${API}.CONSUMER.MSG.NEXT.${stream}.${d}`,
+    `${API}.CONSUMER.DELETE.${stream}.${d}`,
+    `$JS.ACK.${stream}.${d}.>`,
+  ];
+}
+
+/** Ephemeral read consumers: created only through the subject that refuses a durable name. */
+function ephemeralReads(stream: string): string[] {
+  return [
+    `${API}.CONSUMER.CREATE.${stream}`,
+    `${API}.CONSUMER.INFO.${stream}.*`,
+    `${API}.CONSUMER.MSG.NEXT.${stream}.*`,
+    `${API}.CONSUMER.DELETE.${stream}.*`,
+  ];
+}
+
+/**
+ * Reading the KV buckets' history (`kv.keys()`, a watch: ordered push consumers, named by the
+ * client, delivering to the reader's inbox, with flow control). No one consumes these streams
+ * through a durable, so there is nothing to protect by name; a durable made here would take
+ * space, never another's messages.
+ */
+function bucketReads(): string[] {
+  return [...EXECUTOR_BUCKETS, REVIEW_CLAIMS_BUCKET, RECEIPTS_BUCKET].flatMap((b) => [
+    `${API}.CONSUMER.CREATE.KV_${b}`,
+    `${API}.CONSUMER.CREATE.KV_${b}.>`,
+    `${API}.CONSUMER.INFO.KV_${b}.*`,
+    `${API}.CONSUMER.MSG.NEXT.KV_${b}.*`,
+    `${API}.CONSUMER.DELETE.KV_${b}.*`,
+    `$JS.FC.KV_${b}.>`,
+  ]);
+}
+
+function othersDurable(stream: string, d: string): string[] {
+  return [
+    `${API}.CONSUMER.INFO.${stream}.${d}`,
+    `${API}.CONSUMER.MSG.NEXT.${stream}.${d}`,
+    `${API}.CONSUMER.DELETE.${stream}.${d}`,
+  ];
+}
+
+function ownSubjects(role: Role): string[] {
+  switch (role) {
+    case "executor":
+      return [`trias.${role}.>`, ...EXECUTOR_BUCKETS.map((b) => `$KV.${b}.>`)];
+    case "reviewer":
+      return [`trias.${role}.>`, `$KV.${REVIEW_CLAIMS_BUCKET}.>`];
+    case "verifier":
+      return [`trias.${role}.>`, `$KV.${RECEIPTS_BUCKET}.>`];
+    case "console":
+      return [`trias.${role}.>`, `$KV.${SUBJECT_KEYS_BUCKET}.>`];
+    default:
+      return [`trias.${role}.>`];
+  }
+}
+
+/**
+ * What one user may do, given every user of the deployment (another identity's durables are
+ * denied by name, so the list must be the whole deployment's).
+ */
+export function permissionsOf(
+  u: NatsUser,
+  all: readonly NatsUser[],
+  stream = STREAM_NAME,
+): NatsPermissions {
+  if (u.role === "admin") return { publish: { allow: [">"] } };
+  const mine = new Set(durablesOf(u));
+  const others = [...new Set(all.flatMap(durablesOf))].filter((d) => !mine.has(d));
+  const deny = [...others.flatMap((d) => othersDurable(stream, d)), ...keyStoreDeny(u.role)];
+  return {
+    publish: {
+      allow: [
+        ...streamReads(),
+        ...ephemeralReads(stream),
+        ...bucketReads(),
+        ...[...mine].flatMap((d) => ownDurable(stream, d)),
+        ...ownSubjects(u.role),
+      ],
+      ...(deny.length > 0 ? { deny } : {}),
+    },
+    subscribe: { allow: [`${inboxPrefixOf(u.user)}.>`] },
+  };
 }
 
 function quote(s: string): string {
   return JSON.stringify(s);
 }
 
+/** A list, one subject a line (the shipped file is read by operators). */
+function list(xs: readonly string[], indent: string): string {
+  return `[\n${xs.map((x) => `${indent}  ${quote(x)},`).join("\n")}\n${indent}]`;
+}
+
 export interface NatsConfigOptions {
-  /** Write each password as a `$<ROLE>_PASSWORD` environment reference instead of a literal. */
+  /** Write each password as a `$<NAME>_PASSWORD` environment reference instead of a literal. */
   passwordsFromEnv?: boolean;
+  /** @default "127.0.0.1" */
   host?: string;
   port: number;
   storeDir: string;
   users?: readonly NatsUser[];
+  /** @default 1048576 (1 MiB, the stream's largest message) */
   maxPayload?: number;
+  /** @default "trias" */
   serverName?: string;
 }
 
+/**
+ * The server configuration: the one `trias nats-config` writes to deploy/nats/nats.conf and
+ * the one the embedded server of `pnpm start` and the tests run (only listen, store and the
+ * identities differ).
+ */
 export function natsConfig(o: NatsConfigOptions): string {
   const lines = [
     `server_name: ${quote(o.serverName ?? "trias")}`,
@@ -108,14 +238,24 @@ export function natsConfig(o: NatsConfigOptions): string {
     `  store_dir: ${quote(o.storeDir)}`,
     `}`,
   ];
-  if (o.users && o.users.length > 0) {
+  const users = o.users ?? [];
+  if (users.length > 0) {
     lines.push("authorization {", "  users: [");
-    for (const u of o.users) {
-      const allow = publishAllow(u.role).map(quote).join(", ");
-      const deny = publishDeny(u.role).map(quote).join(", ");
+    for (const u of users) {
+      const p = permissionsOf(u, users);
+      const password = o.passwordsFromEnv ? `$${passwordEnvVar(u.user)}` : quote(u.password);
       lines.push(
-        `    { user: ${quote(u.user)}, password: ${o.passwordsFromEnv ? `$${u.role.toUpperCase()}_PASSWORD` : quote(u.password)}, permissions: { publish: { allow: [${allow}]${deny ? `, deny: [${deny}]` : ""} } } }`,
+        "    {",
+        `      user: ${quote(u.user)}, password: ${password}`,
+        "      permissions: {",
+        "        publish: {",
+        `          allow: ${list(p.publish.allow, "          ")}`,
       );
+      if (p.publish.deny) lines.push(`          deny: ${list(p.publish.deny, "          ")}`);
+      lines.push("        }");
+      if (p.subscribe)
+        lines.push(`        subscribe: { allow: [${p.subscribe.allow.map(quote).join(", ")}] }`);
+      lines.push("      }", "    }");
     }
     lines.push("  ]", "}");
   }

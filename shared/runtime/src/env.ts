@@ -12,7 +12,12 @@ import {
   type Env,
   type Role,
 } from "@trias/protocol";
-import { REGISTRY_FILE, keyFileName } from "@trias/signing";
+import {
+  REGISTRY_FILE,
+  keyFileName,
+  natsCredentialsFileName,
+  readNatsCredentials,
+} from "@trias/signing";
 import { SHIPPED_POLICY_DIR } from "@trias/policy/paths";
 
 /** @default "nats://127.0.0.1:4222" (NATS_URL) */
@@ -61,7 +66,10 @@ export const AgentEnvSchema = z.object({
   TRIAS_POLICY_DIR: envText,
   /** @default DEFAULT_NATS_URL */
   NATS_URL: envText,
-  /** NATS user of this role (deploy/nats/nats.conf). @default none */
+  /**
+   * NATS user of this identity (deploy/nats/nats.conf).
+   * @default the identity's credentials file beside its key (<TRIAS_KEY_DIR>/<identity>.nats.json), else none
+   */
   NATS_USER: envText,
   /** @default none */
   NATS_PASSWORD: envText,
@@ -120,6 +128,14 @@ export function readAgentEnv(role: Role, env: Env = process.env): AgentEnv {
     logLevel: e.LOG_LEVEL ?? DEFAULT_LOG_LEVEL,
     ackWaitMs: e.TRIAS_ACK_WAIT_MS,
   };
+  // Without NATS_USER, the identity's own credentials beside its key (`trias keys init`).
+  const credsFile = join(keyDir, natsCredentialsFileName(name));
+  if (e.NATS_USER === undefined && existsSync(credsFile)) {
+    const creds = readNatsCredentials(credsFile);
+    out.natsUser = creds.user;
+    out.natsPass = creds.password;
+    return out;
+  }
   if (e.NATS_USER !== undefined) out.natsUser = e.NATS_USER;
   if (e.NATS_PASSWORD !== undefined) out.natsPass = e.NATS_PASSWORD;
   return out;

@@ -325,12 +325,17 @@ export class AgentHost {
     handler: (inc: Incoming) => Promise<HandlerResult>,
     o: ListenOptions = {},
   ): Promise<Subscription> {
-    await this.bus.ensureConsumer(durable, {
+    const ensured = await this.bus.ensureConsumer(durable, {
       filter,
       ...(o.deliver ? { deliver: o.deliver } : {}),
       ackWaitMs: o.ackWaitMs ?? this.#ackWaitMs,
       ...(o.maxDeliver ? { maxDeliver: o.maxDeliver } : {}),
     });
+    if (ensured === "replaced")
+      this.log.warn(
+        { durable },
+        "a consumer that was not this agent's durable held its name; deleted it and created the durable",
+      );
     const sub = await this.bus.consume(
       durable,
       (d): Promise<Disposition> => {
@@ -399,6 +404,20 @@ export class AgentHost {
       },
       {
         ...(o.batch ? { batch: o.batch } : {}),
+        // A durable deleted under the agent (docs/security.md): recreated and reported, never
+        // a silent stop.
+        onConsumerLost: (e) => {
+          if (e.fromSeq !== undefined)
+            this.log.error(
+              { durable, reason: e.reason, fromSeq: e.fromSeq },
+              "durable consumer disappeared; recreated it from the oldest message not yet settled",
+            );
+          else
+            this.log.error(
+              { durable, reason: e.reason, err: String((e.error as Error)?.message ?? e.error) },
+              "durable consumer disappeared and could not be recreated yet; retrying",
+            );
+        },
         onError: (e, d) =>
           this.log.warn(
             {

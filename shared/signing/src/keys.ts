@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
@@ -51,6 +52,23 @@ export function keyFileName(name: string): string {
   return `${name}.key.json`;
 }
 
+/**
+ * An identity's NATS user and password, kept beside its key: each identity connects as
+ * itself, with the permissions of its role (docs/security.md, NATS credentials).
+ */
+export const NatsCredentials = z.object({ user: z.string().min(1), password: z.string().min(16) });
+export type NatsCredentials = z.infer<typeof NatsCredentials>;
+
+export function natsCredentialsFileName(name: string): string {
+  return `${name}.nats.json`;
+}
+
+/** The NATS user that sets up the trace; a name no identity may take. */
+export const ADMIN_NATS_USER = "admin";
+
+/** Random bytes in a generated NATS password (hex-encoded: safe in a config and an env file). */
+const NATS_PASSWORD_BYTES = 18;
+
 /** The identities a default deployment runs with: one per agent, two reviewers, a console, a human. */
 export const DEFAULT_IDENTITIES: readonly Identity[] = [
   { name: "proposer", role: "proposer" },
@@ -68,6 +86,12 @@ export async function generateIdentity(
   id: Identity,
   now: number = Date.now(),
 ): Promise<{ priv: PrivateKeyFile; pub: PublicKeyEntry }> {
+  if (id.name === ADMIN_NATS_USER) {
+    throw new ValidationError(
+      "config_invalid",
+      `identity name "${id.name}" is reserved for the NATS user that sets up the trace: choose another name`,
+    );
+  }
   if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(id.name)) {
     throw new ValidationError(
       "config_invalid",
@@ -107,8 +131,9 @@ export interface InitKeysResult {
 }
 
 /**
- * Write one private key file per identity (mode 0600) and the public registry. Existing
- * keys are kept, never overwritten, so re-running is safe; new identities are appended.
+ * Write one private key file per identity (mode 0600) and the public registry, and beside
+ * each key the identity's NATS credentials (plus the admin's). Existing keys and credentials
+ * are kept, never overwritten, so re-running is safe; new identities are appended.
  */
 export async function initKeyDir(
   dir: string,
@@ -133,6 +158,17 @@ export async function initKeyDir(
     created.push(id.name);
   }
   writeFileSync(registryPath, JSON.stringify(registry, null, 2) + "\n", { mode: 0o644 });
+  for (const name of [ADMIN_NATS_USER, ...identities.map((i) => i.name)]) {
+    const file = join(dir, natsCredentialsFileName(name));
+    if (existsSync(file)) continue;
+    const creds: NatsCredentials = {
+      user: name,
+      // A letter first: nats-server reads an unquoted value that starts with a digit as a number.
+      password: `p${randomBytes(NATS_PASSWORD_BYTES).toString("hex")}`,
+    };
+    writeFileSync(file, JSON.stringify(creds, null, 2) + "\n", { mode: 0o600 });
+    chmodSync(file, 0o600);
+  }
   return { dir, created, kept };
 }
 
@@ -174,6 +210,15 @@ export function readPrivateKeyFile(path: string): PrivateKeyFile {
     PrivateKeyFile,
     "key file",
     ". Create keys with: trias keys init <dir>",
+  );
+}
+
+export function readNatsCredentials(path: string): NatsCredentials {
+  return readJsonFile(
+    path,
+    NatsCredentials,
+    "NATS credentials",
+    ". Create them with: trias keys init <dir>",
   );
 }
 

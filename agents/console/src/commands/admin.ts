@@ -1,5 +1,7 @@
 import { Option, type Command } from "commander";
 import { LEDGER_BUCKET, Ledger } from "@trias/tools";
+import { ADMIN_NATS_USER, type Identity } from "@trias/signing";
+import { loadRegistry } from "../connect.js";
 import { deployNatsConfig, setupTrace } from "../setup.js";
 import { nonNegativeInt, out, withOperator } from "../cli-kit.js";
 import { ConsoleClient } from "../client.js";
@@ -27,7 +29,7 @@ export function registerAdmin(program: Command): void {
         out(
           `trace stream ${bus.stream} and buckets ready${r.seeded ? "; demo ledger seeded" : ""}`,
         );
-      }),
+      }, ADMIN_NATS_USER),
     );
   program
     .command("erase")
@@ -50,8 +52,21 @@ export function registerAdmin(program: Command): void {
     );
   program
     .command("nats-config")
-    .description("print the per-role NATS server configuration for deploy/")
-    .action(() => out(deployNatsConfig()));
+    .description(
+      "print the NATS server configuration: one user per identity (the default identities, or the registry's with --key-dir)",
+    )
+    .option("--key-dir <dir>", "generate for the identities in this key dir's registry")
+    .action((o: { keyDir?: string }) => {
+      if (o.keyDir === undefined) {
+        out(deployNatsConfig());
+        return;
+      }
+      // A deployment with more humans or reviewers than the defaults.
+      const seen = new Map<string, Identity>();
+      for (const k of loadRegistry(o.keyDir).all())
+        seen.set(k.name, { name: k.name, role: k.role });
+      out(deployNatsConfig([...seen.values()]));
+    });
   program
     .command("ledger")
     .description("the demo ledger's balances")

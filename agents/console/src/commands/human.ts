@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { Signer } from "@trias/signing";
 import { decideAsHuman, pendingHuman } from "../human.js";
-import { loadSigner } from "../connect.js";
+import { loadSigner, operatorKeyDir } from "../connect.js";
 import { nonNegativeInt, out, withOperator } from "../cli-kit.js";
 
 export function registerHuman(program: Command): void {
@@ -33,11 +33,12 @@ export function registerHuman(program: Command): void {
       .option("--as <human>", "the human identity whose key signs", "human-operator");
     if (decision === "reject") cmd.requiredOption("--reason <text>", "why, recorded in the trace");
     else cmd.option("--reason <text>", "why, recorded in the trace");
-    cmd.action(async (run: string, step: number, o: { as: string; reason?: string }) =>
-      withOperator(async ({ bus, registry, keyDir }) => {
-        const human = process.env["TRIAS_HUMAN_KEY"]
-          ? Signer.load(process.env["TRIAS_HUMAN_KEY"])
-          : loadSigner(keyDir, o.as);
+    cmd.action(async (run: string, step: number, o: { as: string; reason?: string }) => {
+      const human = process.env["TRIAS_HUMAN_KEY"]
+        ? Signer.load(process.env["TRIAS_HUMAN_KEY"])
+        : loadSigner(operatorKeyDir(), o.as);
+      // The human's own NATS user: it may publish human verdicts, nothing else.
+      return withOperator(async ({ bus, registry }) => {
         const w = await decideAsHuman(
           bus,
           registry,
@@ -50,7 +51,7 @@ export function registerHuman(program: Command): void {
         out(
           `${decision === "approve" ? "approved" : "rejected"} ${run} step ${w.step}: ${w.tool} ${JSON.stringify(w.args)}, signed by ${human.name}`,
         );
-      }),
-    );
+      }, human.name);
+    });
   }
 }
