@@ -38,11 +38,15 @@ export async function setupTrace(admin: Bus, o: SetupOptions = {}): Promise<{ se
     ...(o.maxAgeMs !== undefined ? { maxAgeMs: o.maxAgeMs } : {}),
     ...(o.replicas ? { replicas: o.replicas } : {}),
   });
-  const kvs = await Promise.all(EXECUTOR_BUCKETS.map((b) => admin.kv(b, { create: true })));
-  await admin.kv(REVIEW_CLAIMS_BUCKET, { create: true, ttlMs: REVIEW_CLAIM_TTL_MS });
-  await setupKeyStore(admin);
+  // Buckets are replicated as the trace is: on a cluster, losing a node loses no effect record.
+  const replicas = o.replicas ? { replicas: o.replicas } : {};
+  const kvs = await Promise.all(
+    EXECUTOR_BUCKETS.map((b) => admin.kv(b, { create: true, ...replicas })),
+  );
+  await admin.kv(REVIEW_CLAIMS_BUCKET, { create: true, ttlMs: REVIEW_CLAIM_TTL_MS, ...replicas });
+  await setupKeyStore(admin, replicas);
   // Kept as long as the trace or longer: a checkpoint is what names a purged run.
-  await admin.kv(RECEIPTS_BUCKET, { create: true });
+  await admin.kv(RECEIPTS_BUCKET, { create: true, ...replicas });
   const ledgerKv = kvs[EXECUTOR_BUCKETS.indexOf(LEDGER_BUCKET)];
   const seeded =
     (o.seedLedger ?? false) && ledgerKv !== undefined ? await new Ledger(ledgerKv).seed() : false;
@@ -54,8 +58,8 @@ export async function setupTrace(admin: Bus, o: SetupOptions = {}): Promise<{ se
  * deletes by default; erasure needs one that overwrites the key's bytes on the server, so
  * the admin allows deletes on this stream (only the admin may publish to its API).
  */
-async function setupKeyStore(admin: Bus): Promise<void> {
-  await admin.kv(SUBJECT_KEYS_BUCKET, { create: true });
+async function setupKeyStore(admin: Bus, replicas: { replicas?: number }): Promise<void> {
+  await admin.kv(SUBJECT_KEYS_BUCKET, { create: true, ...replicas });
   await admin.allowMessageDeletes(`KV_${SUBJECT_KEYS_BUCKET}`);
 }
 

@@ -95,6 +95,8 @@ export interface StackOptions {
   storeDir?: string;
   /** Seed the demo ledger accounts. */
   seedLedger?: boolean;
+  /** Replicas of the trace stream and buckets (3 on a 3-node cluster). @default 1 */
+  replicas?: number;
   /** Start the server (tests pass the testcontainers-or-binary harness); the local binary by default. */
   natsFactory?: (users: readonly NatsUser[]) => Promise<NatsHandle>;
 }
@@ -168,7 +170,10 @@ export class Stack {
           ? { user: adminUser.user, pass: adminUser.password }
           : {}),
     });
-    await setupTrace(admin, { seedLedger: opts.seedLedger ?? true });
+    await setupTrace(admin, {
+      seedLedger: opts.seedLedger ?? true,
+      ...(opts.replicas ? { replicas: opts.replicas } : {}),
+    });
 
     const stack = new Stack({ ...opts, agents }, server, url, admin, users);
     for (const a of agents) stack.spawnAgent(a);

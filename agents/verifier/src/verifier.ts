@@ -1,8 +1,10 @@
-import type { StoredMessage } from "@trias/bus";
+import { isTransientBusError, type StoredMessage } from "@trias/bus";
 import {
   GateError,
   boundedSet,
+  isTriasError,
   runFilter,
+  TransientError,
   subjectFor,
   type Check,
   type Message,
@@ -93,6 +95,12 @@ export class Verifier {
   readonly #runs = new Map<string, RunCache>();
   /** Runs whose first stored message was refused: their history must come from the stream. */
   readonly #refusedFirst = new Set<string>();
+  /**
+   * Run -> the sequence whose reaction failed and waits for its redelivery. Later events of
+   * the run wait too (retried), or folding them would count the failed one as seen and its
+   * reaction (a close, a recovery) would never happen.
+   */
+  readonly #failed = new Map<string, number>();
   /** Runs whose run_closed this process applied: seq and whether the run was quarantined. */
   readonly #sealed = new Map<string, { seq: number; status: "closed" | "quarantined" }>();
   /** Where closed runs' receipts are chained; null without the receipts bucket. */
@@ -161,6 +169,13 @@ export class Verifier {
     const seq = inc.delivery.seq;
     // An erasure record (docs/privacy.md) is a run of one signed message: nothing to verify.
     if (m.kind === "subject_erased") return;
+    const failed = this.#failed.get(m.run);
+    if (failed !== undefined && seq > failed)
+      throw new TransientError(
+        "timeout",
+        `run ${m.run}: waiting for the redelivery of event ${failed}, whose reaction failed`,
+      );
+    if (failed === seq) this.#failed.delete(m.run);
     const sealed = this.#sealed.get(m.run);
     if (sealed !== undefined && seq > sealed.seq) {
       // A closed run stays closed (docs/receipts.md, "After the receipt"): refusals and slow
@@ -214,7 +229,18 @@ export class Verifier {
         "illegal transition recorded",
       );
     if (c.state.status === "closed") return;
-    await this.#react(c.state, m, seq, violation?.reason);
+    try {
+      await this.#react(c.state, m, seq, violation?.reason);
+    } catch (e) {
+      // The cached state already counts this event as seen: forget it, so the redelivery
+      // (a publish that timed out while a NATS leader was elected) folds the run from the
+      // stream and reacts again instead of skipping the event and leaving the run open.
+      // Only a failure that will be redelivered holds the run's later events.
+      this.#runs.delete(m.run);
+      if (isTransientBusError(e) || (isTriasError(e) && e.retryable))
+        boundedSet(this.#failed, m.run, seq, MAX_OPEN_RUNS);
+      throw e;
+    }
   }
 
   async #react(

@@ -222,7 +222,9 @@ export class Bus {
     while (Date.now() < deadline) {
       try {
         const nc = await connect({
-          servers: o.servers,
+          // NATS_URL may list a cluster's nodes, comma separated, as the nats CLI takes them.
+          servers:
+            typeof o.servers === "string" ? o.servers.split(",").map((s) => s.trim()) : o.servers,
           name: o.name,
           ...(o.user !== undefined ? { user: o.user } : {}),
           ...(o.pass !== undefined ? { pass: o.pass } : {}),
@@ -451,6 +453,16 @@ export class Bus {
     const info = await this.#jsm.streams.info(name);
     if (info.config.deny_delete)
       await this.#jsm.streams.update(name, { ...info.config, deny_delete: false });
+  }
+
+  /** The connection's status events (disconnect, reconnect, ...), for a health signal. */
+  connectionStatus(): ReturnType<NatsConnection["status"]> {
+    return this.#nc.status();
+  }
+
+  /** Resolves when the connection has closed. */
+  connectionClosed(): Promise<void | Error> {
+    return this.#nc.closed();
   }
 
   /** Delete one message and overwrite its bytes on the server (a secure delete). Admin only. */
@@ -721,11 +733,15 @@ export class Bus {
 
   async kv(
     bucket: string,
-    o: { create?: boolean; history?: number; ttlMs?: number } = {},
+    o: { create?: boolean; history?: number; ttlMs?: number; replicas?: number } = {},
   ): Promise<KV> {
     const kvm = new Kvm(this.#js);
     return o.create
-      ? kvm.create(bucket, { history: o.history ?? 1, ...(o.ttlMs ? { ttl: o.ttlMs } : {}) })
+      ? kvm.create(bucket, {
+          history: o.history ?? 1,
+          ...(o.ttlMs ? { ttl: o.ttlMs } : {}),
+          ...(o.replicas ? { replicas: o.replicas } : {}),
+        })
       : kvm.open(bucket);
   }
 

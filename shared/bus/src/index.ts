@@ -47,3 +47,4 @@ export {
   NATS_INSTALL_HINT,
   type LocalServerOptions,
 } from "./local-server.js";
+export { isTransientBusError } from "./transient.js";

@@ -3,6 +3,7 @@ import { ValidationError, type Role } from "@trias/protocol";
 import { watchFile } from "node:fs";
 import { KeyRegistry, Signer, readJwks } from "@trias/signing";
 import { DEFAULT_LOG_LEVEL, readAgentEnv, type AgentEnv } from "./env.js";
+import { keepHealthFile } from "./health.js";
 import { AgentHost, type Logger } from "./host.js";
 import {
   createLogger as createTelemetryLogger,
@@ -51,6 +52,7 @@ export async function bootAgent(role: Role, opts: { logger?: Logger } = {}): Pro
     ...(env.natsPass !== undefined ? { pass: env.natsPass } : {}),
   });
   await bus.waitForStream();
+  if (env.healthFile !== undefined) keepHealthFile(bus, env.healthFile);
   // A revocation (trias keys revoke) takes effect without a restart.
   watchFile(env.registryFile, { interval: 1000, persistent: false }, () => {
     try {

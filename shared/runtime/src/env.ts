@@ -77,6 +77,8 @@ export const AgentEnvSchema = z.object({
   LOG_LEVEL: envText,
   /** @default DEFAULT_ACK_WAIT_MS */
   TRIAS_ACK_WAIT_MS: envPositiveInt(DEFAULT_ACK_WAIT_MS, "milliseconds"),
+  /** A file kept while connected to NATS, for a container healthcheck (docs/containers.md). @default none */
+  TRIAS_HEALTH_FILE: envText,
 });
 
 /** Everything an agent process needs from its environment, read once in main.ts. */
@@ -94,6 +96,8 @@ export interface AgentEnv {
   logLevel: string;
   /** How long a delivered message may stay unacked before redelivery (a crashed agent's work). */
   ackWaitMs: number;
+  /** TRIAS_HEALTH_FILE: kept present while connected to NATS (a container healthcheck). */
+  healthFile?: string;
 }
 
 /**
@@ -138,6 +142,7 @@ export function readAgentEnv(role: Role, env: Env = process.env): AgentEnv {
   }
   if (e.NATS_USER !== undefined) out.natsUser = e.NATS_USER;
   if (e.NATS_PASSWORD !== undefined) out.natsPass = e.NATS_PASSWORD;
+  if (e.TRIAS_HEALTH_FILE !== undefined) out.healthFile = abs(e.TRIAS_HEALTH_FILE);
   return out;
 }
 

@@ -1,6 +1,12 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
-import type { Bus, Delivery, Disposition, Subscription } from "@trias/bus";
+import {
+  isTransientBusError,
+  type Bus,
+  type Delivery,
+  type Disposition,
+  type Subscription,
+} from "@trias/bus";
 import {
   GateError,
   MAX_FRAME_BYTES,
@@ -394,7 +400,9 @@ export class AgentHost {
               if (r && "retryInMs" in r) return { type: "nak", delayMs: r.retryInMs };
               return { type: "ack" };
             } catch (e) {
-              if (isTriasError(e) && e.retryable) throw e;
+              // A bus that is briefly unreachable (a node lost, a leader being elected) is
+              // retried like a retryable error: refusing the message would lose the run.
+              if ((isTriasError(e) && e.retryable) || isTransientBusError(e)) throw e;
               o.onRefused?.(d);
               await this.recordRejection(d, e);
               return { type: "term", reason: toTriasError(e).code };

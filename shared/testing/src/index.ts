@@ -21,3 +21,9 @@ export {
   type StatusCodeName,
   type TemporalityName,
 } from "./otlp.js";
+export {
+  startTestCluster,
+  type ClusterNode,
+  type TestCluster,
+  type TestClusterOptions,
+} from "./cluster.js";

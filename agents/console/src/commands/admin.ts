@@ -17,7 +17,11 @@ export function registerAdmin(program: Command): void {
       "keep the trace this many days (0: forever)",
       nonNegativeInt("--max-age-days"),
     )
-    .option("--replicas <n>", "stream replicas", nonNegativeInt("--replicas"))
+    .option(
+      "--replicas <n>",
+      "replicas of the trace stream and every bucket (3 on a 3-node NATS cluster)",
+      nonNegativeInt("--replicas"),
+    )
     .option("--seed-ledger", "seed the demo ledger's accounts")
     .action(async (o: { maxAgeDays?: number; replicas?: number; seedLedger?: boolean }) =>
       withOperator(async ({ bus }) => {

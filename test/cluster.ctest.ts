@@ -1,0 +1,193 @@
+// A 3-node NATS cluster (three local nats-server processes routed on loopback) with the
+// trace stream and every bucket at R3 (`trias setup --replicas 3`), every agent a process.
+// The stream's leader is killed mid-run; it comes back; then the new leader is killed.
+// With three replicas a quorum is two nodes, so "then a second node" means a second
+// leader loss after the first node has rejoined: two nodes down at once would stop every
+// write by design (docs/scaling.md). Throughout: no accepted task lost, effects exactly
+// once, every run's trace audits clean.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { auditEvents, ConsoleClient, newRunId, Stack } from "@trias/console";
+import { EXECUTOR_BUCKETS, isTransientBusError } from "@trias/bus";
+import { KeyRegistry, Signer, keyFileName } from "@trias/signing";
+import { startTestCluster, waitFor, type TestCluster } from "@trias/testing";
+import { subjectFor } from "@trias/protocol";
+import { LEDGER_BUCKET, Ledger } from "@trias/tools";
+
+const TRANSFER = { from: "alice", to: "bob", amount: 1 };
+/** How often, and how far apart, the test retries its own call through a failover. */
+const TRANSIENT_ATTEMPTS = 40;
+const TRANSIENT_PAUSE_MS = 500;
+
+let cluster: TestCluster;
+let stack: Stack;
+let client: ConsoleClient;
+let registry: KeyRegistry;
+let ledger: Ledger;
+const dir = mkdtempSync(join(tmpdir(), "trias-cluster-test-"));
+
+beforeAll(async () => {
+  stack = await Stack.start({
+    keyDir: join(dir, "keys"),
+    logDir: join(dir, "logs"),
+    replicas: 3,
+    // A shorter ack wait brings back sooner what an agent had in hand when its node died.
+    env: { TRIAS_ACK_WAIT_MS: "5000" },
+    natsFactory: async (users) => {
+      cluster = await startTestCluster({ users, logDir: join(dir, "logs") });
+      return {
+        url: cluster.urls,
+        restart: () => Promise.resolve(),
+        stop: () => cluster.stop(),
+      };
+    },
+  });
+  registry = KeyRegistry.load(stack.registryFile);
+  client = new ConsoleClient(
+    stack.admin,
+    Signer.load(join(dir, "keys", keyFileName("console"))),
+    registry,
+  );
+  ledger = new Ledger(await stack.admin.kv(LEDGER_BUCKET));
+}, 120_000);
+
+afterAll(async () => {
+  await stack?.stop();
+  rmSync(dir, { recursive: true, force: true });
+}, 60_000);
+
+/**
+ * The test's own reads and writes meet what the agents meet while a leader is elected
+ * (timeouts, no responders): retried as the agents retry them (isTransientBusError).
+ */
+async function retrying<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (!isTransientBusError(e) || attempt >= TRANSIENT_ATTEMPTS) throw e;
+      await new Promise((r) => setTimeout(r, TRANSIENT_PAUSE_MS));
+    }
+  }
+}
+
+async function alice(): Promise<number> {
+  return retrying(async () => (await ledger.read()).state.accounts["alice"]!.balance);
+}
+
+/** The server name of the trace stream's leader, once one is elected. */
+async function streamLeader(): Promise<string> {
+  return waitFor(
+    "a stream leader",
+    async () => (await stack.admin.streamInfo(stack.admin.stream)).cluster?.leader || undefined,
+    30_000,
+    200,
+  );
+}
+
+/**
+ * Submit `n` transfers one after another. A submit that returned was accepted (stored on a
+ * quorum). One that failed in a failover may or may not have been stored: the test looks for
+ * it in the trace and submits the same run again only if it is not there.
+ */
+async function submit(n: number): Promise<string[]> {
+  const runs: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const run = newRunId();
+    await retrying(async () => {
+      const stored = await stack.admin.readAll(subjectFor("console", "task_submitted", run));
+      if (stored.length > 0) return;
+      await client.submit(
+        { goal: "cluster test", program: "transfer", input: TRANSFER, requestedBy: "cluster-test" },
+        run,
+      );
+    });
+    runs.push(run);
+  }
+  return runs;
+}
+
+/**
+ * Every run closed (none lost), each closed as completed or rolled back (a step whose late
+ * verification failed is compensated: docs/scaling.md), every trace audits clean; returns
+ * how many completed, which is what the ledger must have moved by (each effect once).
+ */
+async function closedAndClean(runs: readonly string[]): Promise<number> {
+  const closed = await retrying(() => client.waitForClose(runs, 120_000));
+  const outcomes = runs.map((r) => closed.get(r)?.body.outcome ?? "open");
+  for (const [i, o] of outcomes.entries())
+    expect(["completed", "rolled_back"], `${runs[i]} closed as ${o}`).toContain(o);
+  for (const run of runs) {
+    const events = (await retrying(() => stack.admin.readAll(`trias.*.*.${run}`))).map((m) => ({
+      seq: m.seq,
+      subject: m.subject,
+      data: m.data,
+    }));
+    const report = auditEvents(registry, run, events);
+    expect(report.ok, `${run}: ${JSON.stringify(report)}`).toBe(true);
+  }
+  return outcomes.filter((o) => o === "completed").length;
+}
+
+describe("a 3-node NATS cluster at R3", () => {
+  it("replicates the trace stream and every bucket on three nodes", async () => {
+    const si = await stack.admin.streamInfo(stack.admin.stream);
+    expect(si.config.num_replicas).toBe(3);
+    expect(si.cluster?.replicas).toHaveLength(2);
+    for (const b of EXECUTOR_BUCKETS) {
+      const kv = await stack.admin.streamInfo(`KV_${b}`);
+      expect(kv.config.num_replicas, b).toBe(3);
+    }
+  });
+
+  it("loses the stream leader mid-run, gets it back, then loses the new leader: nothing lost, each effect once", async () => {
+    const start = await alice();
+    const first = await submit(6);
+    // Mid-run: killed once the first of them has taken effect.
+    await waitFor(
+      "a first effect",
+      async () => ((await alice()) < start ? true : undefined),
+      60_000,
+    );
+    const leader1 = await streamLeader();
+    await cluster.kill(leader1);
+    const leader2 = await waitFor(
+      "a new leader",
+      async () => {
+        const l = await streamLeader();
+        return l !== leader1 ? l : undefined;
+      },
+      60_000,
+    );
+    const second = await submit(4);
+    await cluster.start(leader1);
+    // The rejoined node has caught up before the second loss, so two of three stay current.
+    await waitFor(
+      `${leader1} current again`,
+      async () => {
+        const si = await stack.admin.streamInfo(stack.admin.stream);
+        const peer = si.cluster?.replicas?.find((r) => r.name === leader1);
+        return peer?.current ? true : undefined;
+      },
+      60_000,
+      200,
+    );
+    const third = await submit(4);
+    await cluster.kill(leader2);
+    await waitFor(
+      "a third leader",
+      async () => {
+        const l = await streamLeader();
+        return l !== leader2 ? l : undefined;
+      },
+      60_000,
+    );
+    const fourth = await submit(4);
+    const runs = [...first, ...second, ...third, ...fourth];
+    const completed = await closedAndClean(runs);
+    expect(await alice()).toBe(start - completed * TRANSFER.amount);
+    await cluster.start(leader2);
+  }, 300_000);
+});
