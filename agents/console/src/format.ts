@@ -1,4 +1,4 @@
-import type { Message } from "@trias/protocol";
+import { maskSealed, type JsonValue, type Message } from "@trias/protocol";
 import type { RegisteredKey } from "@trias/signing";
 
 const color = process.stdout.isTTY && !process.env["NO_COLOR"];
@@ -10,22 +10,29 @@ export const red = c("31");
 export const yellow = c("33");
 export const cyan = c("36");
 
-function short(v: unknown, n = 80): string {
-  const s = JSON.stringify(v) ?? "";
+/** Subjects whose keys were destroyed, so their sealed values render as `[erased]` (docs/privacy.md). */
+export type ErasedSubjects = ReadonlySet<string>;
+
+function short(v: JsonValue, n = 80, erased: ErasedSubjects = new Set()): string {
+  const s = JSON.stringify(maskSealed(v, erased)) ?? "";
   return s.length > n ? s.slice(0, n - 1) + "…" : s;
 }
 
 const tierColor = (t: string) => (t === "full" ? red(t) : t === "standard" ? yellow(t) : green(t));
 
 /** One human-readable line per trace message, or null for messages not worth a line. */
-export function describe(m: Message, key: RegisteredKey): string | null {
+export function describe(
+  m: Message,
+  key: RegisteredKey,
+  erased: ErasedSubjects = new Set(),
+): string | null {
   const step = m.step === null ? "" : `step ${m.step}${m.attempt > 0 ? `.${m.attempt}` : ""} `;
   const who = dim(`[${key.name}]`);
   switch (m.kind) {
     case "task_submitted":
-      return `${bold(m.run)} submitted: ${m.body.goal} ${dim(`(${m.body.program} ${short(m.body.input, 60)})`)}`;
+      return `${bold(m.run)} submitted: ${m.body.goal} ${dim(`(${m.body.program} ${short(m.body.input, 60, erased)})`)}`;
     case "step_proposed":
-      return `  ${step}proposed ${cyan(m.body.tool)} ${short(m.body.args, 70)} ${dim(`(${m.body.index + 1}/${m.body.total})`)} ${who}`;
+      return `  ${step}proposed ${cyan(m.body.tool)} ${short(m.body.args, 70, erased)} ${dim(`(${m.body.index + 1}/${m.body.total})`)} ${who}`;
     case "tier_assigned": {
       const b = m.body;
       if (b.denied !== null)
@@ -42,7 +49,7 @@ export function describe(m: Message, key: RegisteredKey): string | null {
       const b = m.body;
       const what = b.compensationOf ? "compensated" : "executed";
       const res = b.outcome === "ok" ? green("ok") : red(`error: ${b.error ?? ""}`);
-      return `  ${step}${what} ${cyan(b.tool)} ${res} ${dim(short(b.result, 70))} ${dim(`approvals: ${b.approvals.length}`)} ${who}`;
+      return `  ${step}${what} ${cyan(b.tool)} ${res} ${dim(short(b.result, 70, erased))} ${dim(`approvals: ${b.approvals.length}`)} ${who}`;
     }
     case "step_verified": {
       const b = m.body;
@@ -59,6 +66,8 @@ export function describe(m: Message, key: RegisteredKey): string | null {
     }
     case "message_rejected":
       return `  ${yellow("rejected")} by ${m.body.by}: ${m.body.code}: ${m.body.reason} ${dim(`(${m.body.subject} #${m.body.seq ?? "?"})`)}`;
+    case "subject_erased":
+      return `${bold(m.run)} ${red("erased")} the personal data of ${m.body.subject} (${m.body.keyDestroyed ? "key destroyed" : "no key was held"}): ${m.body.reason} ${who}`;
     default: {
       const never: never = m;
       return String(never);

@@ -5,6 +5,7 @@ import {
   EXECUTOR_BUCKETS,
   RECEIPTS_BUCKET,
   REVIEW_CLAIMS_BUCKET,
+  SUBJECT_KEYS_BUCKET,
   natsConfig,
   passwordEnvVar,
   type Bus,
@@ -43,12 +44,23 @@ export async function setupTrace(admin: Bus, o: SetupOptions = {}): Promise<{ se
     EXECUTOR_BUCKETS.map((b) => admin.kv(b, { create: true, ...replicas })),
   );
   await admin.kv(REVIEW_CLAIMS_BUCKET, { create: true, ttlMs: REVIEW_CLAIM_TTL_MS, ...replicas });
+  await setupKeyStore(admin, replicas);
   // Kept as long as the trace or longer: a checkpoint is what names a purged run.
   await admin.kv(RECEIPTS_BUCKET, { create: true, ...replicas });
   const ledgerKv = kvs[EXECUTOR_BUCKETS.indexOf(LEDGER_BUCKET)];
   const seeded =
     (o.seedLedger ?? false) && ledgerKv !== undefined ? await new Ledger(ledgerKv).seed() : false;
   return { seeded };
+}
+
+/**
+ * The key store of crypto-shredding (docs/privacy.md). A KV bucket's stream refuses single
+ * deletes by default; erasure needs one that overwrites the key's bytes on the server, so
+ * the admin allows deletes on this stream (only the admin may publish to its API).
+ */
+async function setupKeyStore(admin: Bus, replicas: { replicas?: number }): Promise<void> {
+  await admin.kv(SUBJECT_KEYS_BUCKET, { create: true, ...replicas });
+  await admin.allowMessageDeletes(`KV_${SUBJECT_KEYS_BUCKET}`);
 }
 
 /** The NATS users of a deployment: the admin and one per identity (passwords left out). */

@@ -24,6 +24,7 @@ export function traceTree(
   registry: KeyRegistry,
   run: string,
   stored: readonly StoredEvent[],
+  erased: ReadonlySet<string> = new Set(),
 ): string[] {
   const nodes: Node[] = [];
   const byId = new Map<string, Node>();
@@ -56,7 +57,7 @@ export function traceTree(
   const t0 = first?.ev.timestampMs ?? first?.message.issuedAt ?? 0;
   const walk = (n: Node, depth: number) => {
     const at = (n.ev.timestampMs ?? n.message.issuedAt) - t0;
-    const text = (describe(n.message, n.key) ?? n.message.kind).replace(/^\s+/, "");
+    const text = (describe(n.message, n.key, erased) ?? n.message.kind).replace(/^\s+/, "");
     lines.push(
       `${"  ".repeat(depth)}${dim(`#${n.ev.seq} +${at}ms span ${spanId(n.message)}`)} ${text}`,
     );

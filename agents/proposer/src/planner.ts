@@ -1,5 +1,12 @@
 import { z } from "zod";
-import { ValidationError, type JsonObject, type TaskSubmitted } from "@trias/protocol";
+import {
+  isSealed,
+  SUBJECT_ID,
+  ValidationError,
+  type JsonObject,
+  type TaskSubmitted,
+} from "@trias/protocol";
+import { kycRisk } from "@trias/tools";
 
 export interface PlannedStep {
   tool: string;
@@ -111,6 +118,82 @@ const PROGRAMS: Record<string, { input: z.ZodType; plan: (input: never) => Plann
         rationale: `no-op step ${n}`,
         expected: "nothing changes",
       })),
+  },
+  /**
+   * KYC onboarding (docs/privacy.md). Personal fields arrive sealed by the console; a clear
+   * one is refused here so that it never reaches a proposal. The risk the router routes
+   * `kyc.open_account` on is the pack's own rule over the declared facts; `kyc.rate_risk`
+   * rechecks it against the lists before the account is opened.
+   */
+  kyc: {
+    input: z.object({
+      subject: z.string().regex(SUBJECT_ID),
+      country: z.string().regex(/^[A-Z]{2}$/),
+      monthlyVolume: z.number().nonnegative(),
+      pep: z.boolean().default(false),
+      personal: z.object({
+        name: z.string().refine(isSealed, "must be sealed: submit with `trias submit kyc`"),
+        dob: z.string().refine(isSealed, "must be sealed: submit with `trias submit kyc`"),
+        email: z.string().refine(isSealed, "must be sealed: submit with `trias submit kyc`"),
+        document: z.string().refine(isSealed, "must be sealed: submit with `trias submit kyc`"),
+      }),
+    }),
+    plan: (i: {
+      subject: string;
+      country: string;
+      monthlyVolume: number;
+      pep: boolean;
+      personal: { name: string; dob: string; email: string; document: string };
+    }) => {
+      const s = i.subject;
+      const p = i.personal;
+      const risk = kycRisk(i);
+      return [
+        {
+          tool: "kyc.collect_documents",
+          args: { subject: s, document: p.document, dob: p.dob },
+          rationale: `file ${s}'s identity document`,
+          expected: "the KYC file holds the document",
+        },
+        {
+          tool: "kyc.check_identity",
+          args: { subject: s, name: p.name, document: p.document, dob: p.dob },
+          rationale: `check ${s}'s identity`,
+          expected: "identity verified",
+        },
+        {
+          tool: "kyc.screen",
+          args: { subject: s, name: p.name },
+          rationale: `screen ${s} against the sanctions and PEP lists`,
+          expected: "no sanctions match",
+        },
+        {
+          tool: "kyc.rate_risk",
+          args: {
+            subject: s,
+            name: p.name,
+            country: i.country,
+            monthlyVolume: i.monthlyVolume,
+            pep: i.pep,
+            risk,
+          },
+          rationale: `confirm ${s} is ${risk} risk`,
+          expected: `risk at most ${risk}`,
+        },
+        {
+          tool: "kyc.open_account",
+          args: { subject: s, risk },
+          rationale: `open ${s}'s account at ${risk} risk`,
+          expected: "the account is open",
+        },
+        {
+          tool: "kyc.notify",
+          args: { subject: s, email: p.email, template: "welcome" },
+          rationale: `welcome ${s}`,
+          expected: "a welcome notice is queued",
+        },
+      ];
+    },
   },
   /** Explicit steps, for operators and tests: the plan is exactly what was given. */
   steps: {

@@ -93,6 +93,8 @@ export function react(st: RunState, m: Message, ctx: ReactContext): Reaction {
     case "task_submitted":
     case "step_proposed":
     case "run_closed":
+    // An erasure (docs/privacy.md) changes no run: the fold records it, nothing follows.
+    case "subject_erased":
       return { kind: "none" };
   }
 }

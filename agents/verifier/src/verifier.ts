@@ -188,6 +188,8 @@ export class Verifier {
   async onMessage(inc: Incoming): Promise<void> {
     const m = inc.message;
     const seq = inc.delivery.seq;
+    // An erasure record (docs/privacy.md) is a run of one signed message: nothing to verify.
+    if (m.kind === "subject_erased") return;
     const failed = this.#failed.get(m.run);
     if (failed !== undefined && seq > failed)
       throw new TransientError(

@@ -496,6 +496,21 @@ export class Bus {
   }
 
   /** Delete a stream, this bus's by default (admin only: the trace is never deleted by agents). */
+  /**
+   * Let single messages of a stream be deleted (a KV bucket's stream refuses it by default);
+   * the key store of crypto-shredding needs it, docs/privacy.md. Admin only.
+   */
+  async allowMessageDeletes(name: string): Promise<void> {
+    const info = await this.#jsm.streams.info(name);
+    if (info.config.deny_delete)
+      await this.#jsm.streams.update(name, { ...info.config, deny_delete: false });
+  }
+
+  /** Delete one message and overwrite its bytes on the server (a secure delete). Admin only. */
+  async eraseMessage(stream: string, seq: number): Promise<void> {
+    await this.#jsm.streams.deleteMessage(stream, seq, true);
+  }
+
   async deleteStream(name = this.stream): Promise<boolean> {
     return this.#jsm.streams.delete(name);
   }

@@ -20,7 +20,31 @@ import { STREAM_NAME, type Role } from "@trias/protocol";
 export type NatsUserRole = Role | "admin";
 
 /** KV buckets the executor (the only holder of tool credentials) may write. */
-export const EXECUTOR_BUCKETS = ["trias_ledger", "trias_effects"] as const;
+export const EXECUTOR_BUCKETS = ["trias_ledger", "trias_effects", "trias_kyc"] as const;
+
+/**
+ * The key store of crypto-shredding (docs/privacy.md): one AES key per data subject. Only
+ * the console (which seals personal data at submission and creates keys), the admin (which
+ * erases them) and the executor (whose tools need clear values) may read it; every other
+ * role is denied the JetStream reads of its stream below.
+ */
+export const SUBJECT_KEYS_BUCKET = "trias_subject_keys";
+
+/** Every JetStream API subject that reads the key store's stream: denied to roles without clear data. */
+export const SUBJECT_KEYS_READS = [
+  `$JS.API.STREAM.MSG.GET.KV_${SUBJECT_KEYS_BUCKET}`,
+  `$JS.API.DIRECT.GET.KV_${SUBJECT_KEYS_BUCKET}`,
+  `$JS.API.DIRECT.GET.KV_${SUBJECT_KEYS_BUCKET}.>`,
+  `$JS.API.CONSUMER.*.KV_${SUBJECT_KEYS_BUCKET}`,
+  `$JS.API.CONSUMER.*.KV_${SUBJECT_KEYS_BUCKET}.>`,
+  `$JS.API.CONSUMER.*.*.KV_${SUBJECT_KEYS_BUCKET}.>`,
+  `$JS.API.CONSUMER.*.*.KV_${SUBJECT_KEYS_BUCKET}`,
+];
+
+/** Key-store reads a role is denied although the generic stream reads match them (deny wins in NATS). */
+export function keyStoreDeny(role: NatsUserRole): string[] {
+  return role === "admin" || role === "executor" || role === "console" ? [] : SUBJECT_KEYS_READS;
+}
 
 /**
  * Where the verifier anchors each closed run's receipt in a signed hash chain (docs/receipts.md,
@@ -142,6 +166,8 @@ function ownSubjects(role: Role): string[] {
       return [`trias.${role}.>`, `$KV.${REVIEW_CLAIMS_BUCKET}.>`];
     case "verifier":
       return [`trias.${role}.>`, `$KV.${RECEIPTS_BUCKET}.>`];
+    case "console":
+      return [`trias.${role}.>`, `$KV.${SUBJECT_KEYS_BUCKET}.>`];
     default:
       return [`trias.${role}.>`];
   }
@@ -159,6 +185,7 @@ export function permissionsOf(
   if (u.role === "admin") return { publish: { allow: [">"] } };
   const mine = new Set(durablesOf(u));
   const others = [...new Set(all.flatMap(durablesOf))].filter((d) => !mine.has(d));
+  const deny = [...others.flatMap((d) => othersDurable(stream, d)), ...keyStoreDeny(u.role)];
   return {
     publish: {
       allow: [
@@ -168,7 +195,7 @@ export function permissionsOf(
         ...[...mine].flatMap((d) => ownDurable(stream, d)),
         ...ownSubjects(u.role),
       ],
-      ...(others.length > 0 ? { deny: others.flatMap((d) => othersDurable(stream, d)) } : {}),
+      ...(deny.length > 0 ? { deny } : {}),
     },
     subscribe: { allow: [`${inboxPrefixOf(u.user)}.>`] },
   };

@@ -22,4 +22,13 @@ describe("llm projection", () => {
     expect(p).toContain("[email]");
     expect(maskText("token sk-abcdefghijkl here")).toBe("token [secret] here");
   });
+
+  it("project - a sealed personal value (docs/privacy.md) reaches a model as a placeholder naming its subject, never as ciphertext", () => {
+    const token = "pii:v1:c-7:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    expect(project({ subject: "c-7", name: token, list: [token] })).toEqual({
+      subject: "c-7",
+      name: "[personal data of c-7]",
+      list: ["[personal data of c-7]"],
+    });
+  });
 });

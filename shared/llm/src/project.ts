@@ -4,6 +4,8 @@
  * build prompts only from projected values, never from envelopes, tiers, keys or digests.
  */
 
+import { isSealed, sealedSubject } from "@trias/protocol";
+
 const SECRET_KEY =
   /(pass(word)?|secret|token|api[-_]?key|credential|private|^d$|^jwk$|authorization|cookie|session|pin$|cvv|iban|ssn)/i;
 
@@ -24,6 +26,8 @@ export function maskText(s: string): string {
 /** A deep copy safe to show a model. Pure. */
 export function project(value: unknown, depth = 0): unknown {
   if (depth > 8) return "[truncated]";
+  // A sealed personal value (docs/privacy.md) is shown as what it is, never as ciphertext.
+  if (isSealed(value)) return `[personal data of ${sealedSubject(value) ?? "?"}]`;
   if (typeof value === "string")
     return maskText(value.length > 2000 ? `${value.slice(0, 2000)}…` : value);
   if (Array.isArray(value)) return value.slice(0, 100).map((v) => project(v, depth + 1));

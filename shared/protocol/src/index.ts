@@ -42,6 +42,7 @@ export {
   Topology,
   RunClosed,
   MessageRejected,
+  SubjectErased,
   TraceContext,
   Message,
   KINDS,
@@ -92,3 +93,11 @@ export {
   executionFits,
 } from "./sizes.js";
 export { readEnv, envPositiveInt, envNonNegative, envEnum, envText, type Env } from "./env.js";
+export {
+  SUBJECT_ID,
+  SEALED_TOKEN,
+  isSealed,
+  sealedSubject,
+  maskSealed,
+  subjectsIn,
+} from "./sealed.js";

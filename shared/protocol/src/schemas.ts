@@ -274,6 +274,20 @@ export const MessageRejected = z.object({
 });
 export type MessageRejected = z.infer<typeof MessageRejected>;
 
+/**
+ * A data subject's key was destroyed (crypto-shredding, docs/privacy.md): every sealed
+ * value of that subject in the trace is from now on unreadable. A record in its own run,
+ * never a transition of a task's run.
+ */
+export const SubjectErased = z.object({
+  subject: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
+  reason: z.string().min(1).max(1000),
+  requestedBy: z.string().min(1).max(256),
+  /** False when the key store held no key for the subject (nothing was sealed, or already erased). */
+  keyDestroyed: z.boolean(),
+});
+export type SubjectErased = z.infer<typeof SubjectErased>;
+
 // ---------------------------------------------------------------------------------------
 // The envelope.
 
@@ -313,6 +327,7 @@ export const Message = z.discriminatedUnion("kind", [
   kindOf("recovery_decided", RecoveryDecided),
   kindOf("run_closed", RunClosed),
   kindOf("message_rejected", MessageRejected),
+  kindOf("subject_erased", SubjectErased),
 ]);
 export type Message = z.infer<typeof Message>;
 export type Kind = Message["kind"];
@@ -332,4 +347,5 @@ export const SENDERS: Readonly<Record<Kind, readonly Role[]>> = {
   recovery_decided: ["verifier", "human"],
   run_closed: ["verifier"],
   message_rejected: ["proposer", "router", "reviewer", "executor", "verifier", "console"],
+  subject_erased: ["console"],
 };

@@ -268,6 +268,11 @@ function classify(s: RunState, ev: TraceEvent): Classified {
       return recovery(s, m, ev);
     case "run_closed":
       return closed(s, m, ev);
+    case "subject_erased":
+      // An erasure is a run of its own with nothing to drive; inside a task's run it is misplaced.
+      return {
+        illegal: "subject_erased is recorded in its own erasure run, never in a task's run",
+      };
   }
 }
 

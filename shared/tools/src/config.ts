@@ -12,6 +12,7 @@ import {
   type PolicyProblem,
 } from "@trias/policy";
 import { Catalogue } from "./catalogue.js";
+import { kycPack } from "./kyc.js";
 import { ledgerPack, testPack } from "./ledger-pack.js";
 import { McpServerConfig } from "./mcp-config.js";
 import { isToolPack, type PackHost, type ToolPack } from "./pack.js";
@@ -20,6 +21,7 @@ import { isToolPack, type PackHost, type ToolPack } from "./pack.js";
 export const BUILTIN_PACKS: Readonly<Record<string, ToolPack>> = {
   "trias:ledger": ledgerPack,
   "trias:test": testPack,
+  "trias:kyc": kycPack,
 };
 
 /** The file looked for in the working directory when TRIAS_CONFIG is not set. */
@@ -32,9 +34,9 @@ export const TriasConfig = z
      * Tool packs: `trias:<name>` (shipped), a path to a module (`./packs/notes.mjs`, from the
      * config file's folder), or an npm package name (resolved from the config file's folder).
      * Each module's default export (or its `pack` export) is a defineToolPack(...) value.
-     * @default ["trias:ledger", "trias:test"] (the demo ledger and the test tools)
+     * @default ["trias:ledger", "trias:test", "trias:kyc"] (the demo ledger, the test tools, KYC onboarding)
      */
-    packs: z.array(z.string().min(1)).default(["trias:ledger", "trias:test"]),
+    packs: z.array(z.string().min(1)).default(["trias:ledger", "trias:test", "trias:kyc"]),
     /** MCP servers whose tools are governed, by name; their tools are `<name>.<tool>`. */
     mcp: z
       .record(

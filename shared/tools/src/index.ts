@@ -45,3 +45,16 @@ export {
   type LoadedConfig,
 } from "./config.js";
 export { scaffoldEntries } from "./scaffold.js";
+export {
+  kycPack,
+  kycRisk,
+  screenName,
+  KYC_BUCKET,
+  KYC_LISTS,
+  MEDIUM_RISK_VOLUME,
+  HIGH_RISK_VOLUME,
+  type KycLists,
+  type KycResources,
+  type Risk,
+} from "./kyc.js";
+export { SubjectKeys, checkSubject, seal, unseal, sealFields, type KeyState } from "./privacy.js";

@@ -157,6 +157,7 @@ describe("project configuration", () => {
     expect(parseConfig("version: 1\n", "c.yaml").config.packs).toEqual([
       "trias:ledger",
       "trias:test",
+      "trias:kyc",
     ]);
   });
 });

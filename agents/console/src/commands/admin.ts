@@ -4,6 +4,9 @@ import { ADMIN_NATS_USER, type Identity } from "@trias/signing";
 import { loadRegistry } from "../connect.js";
 import { deployNatsConfig, setupTrace } from "../setup.js";
 import { nonNegativeInt, out, withOperator } from "../cli-kit.js";
+import { ConsoleClient } from "../client.js";
+import { loadSigner } from "../connect.js";
+import { eraseSubject } from "../privacy.js";
 
 export function registerAdmin(program: Command): void {
   program
@@ -31,6 +34,25 @@ export function registerAdmin(program: Command): void {
           `trace stream ${bus.stream} and buckets ready${r.seeded ? "; demo ledger seeded" : ""}`,
         );
       }, ADMIN_NATS_USER),
+    );
+  program
+    .command("erase")
+    .description(
+      "erase a data subject's personal data by destroying its key (crypto-shredding, docs/privacy.md); signed into the trace",
+    )
+    .argument("<subject>", "the subject id personal data was sealed under (e.g. c-1042)")
+    .requiredOption(
+      "--reason <text>",
+      "why, as recorded in the trace (e.g. a GDPR art. 17 request id)",
+    )
+    .action(async (subject: string, o: { reason: string }) =>
+      withOperator(async ({ bus, registry, keyDir }) => {
+        const client = new ConsoleClient(bus, loadSigner(keyDir, "console"), registry);
+        const r = await eraseSubject(client, subject, o.reason, process.env["USER"] ?? "cli");
+        out(
+          `${r.run}: ${subject} erased${r.keyDestroyed ? " (key destroyed)" : " (no key was held: nothing was sealed for it, or it was erased before)"}`,
+        );
+      }),
     );
   program
     .command("nats-config")

@@ -3,8 +3,11 @@ import { ConsoleClient } from "../client.js";
 import { loadSigner } from "../connect.js";
 import { describe } from "../format.js";
 import { EXIT, jsonArg, out, withOperator } from "../cli-kit.js";
+import { sealTaskInput, subjectKeys } from "../privacy.js";
+import type { JsonObject } from "@trias/protocol";
 
-const PROGRAM_HINT = "balance-check, transfer, refund, payout, close-account, noop, steps";
+const PROGRAM_HINT =
+  "balance-check, transfer, refund, payout, close-account, kyc, noop, steps (kyc: personal fields are sealed here, docs/privacy.md)";
 
 /**
  * How long `submit --wait` follows a run before giving up.
@@ -41,7 +44,7 @@ export function registerSubmit(program: Command): void {
           const { run, seq } = await client.submit({
             goal: o.goal ?? `${program} from the CLI`,
             program,
-            input: input as Record<string, never>,
+            input: await sealTaskInput(() => subjectKeys(bus), input as JsonObject),
             requestedBy: o.requestedBy,
           });
           out(`submitted ${run}`);

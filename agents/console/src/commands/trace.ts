@@ -1,5 +1,6 @@
 import type { Command } from "commander";
-import { ValidationError, isTriasError } from "@trias/protocol";
+import type { Bus } from "@trias/bus";
+import { isTriasError, subjectFor, ValidationError } from "@trias/protocol";
 import {
   auditAll,
   auditEvents,
@@ -29,17 +30,34 @@ import {
 async function load(
   run: string | undefined,
   file: string | undefined,
-): Promise<{ run: string; events: StoredEvent[] }> {
+): Promise<{ run: string; events: StoredEvent[]; erased: Set<string> }> {
   if (file) {
     if (run) throw usage("give a run or --file, not both");
-    return importTrace(file);
+    // Away from the bus the erasure records are not at hand: sealed values show as personal
+    // data, which without the key store is all they are.
+    return { ...importTrace(file), erased: new Set() };
   }
   if (!run) throw usage("give a run id, or --file <trace> for an exported trace");
   return withOperator(async ({ bus }) => {
     const events = await readRun(bus, run);
     requireRun(bus, run, events);
-    return { run, events };
+    return { run, events, erased: await erasedSubjects(bus) };
   });
+}
+
+/** Subjects whose erasure is recorded (signed by the console) in the trace. */
+async function erasedSubjects(bus: Bus): Promise<Set<string>> {
+  const registry = loadRegistry();
+  const out = new Set<string>();
+  for (const raw of await bus.readAll(subjectFor("console", "subject_erased", "*"))) {
+    try {
+      const m = registry.open(raw.data).message;
+      if (m.kind === "subject_erased") out.add(m.body.subject);
+    } catch {
+      // an unverifiable record erases nothing
+    }
+  }
+  return out;
 }
 
 function traceCommand(program: Command, name: string, description: string) {
@@ -193,8 +211,8 @@ export function registerTrace(program: Command): void {
     "trace",
     "the run's causal tree (who emitted what, in answer to what)",
   ).action(async (r: string | undefined, o: { file?: string }) => {
-    const { run, events } = await load(r, o.file);
-    for (const l of traceTree(loadRegistry(), run, events)) out(l);
+    const { run, events, erased } = await load(r, o.file);
+    for (const l of traceTree(loadRegistry(), run, events, erased)) out(l);
   });
 
   program

@@ -20,7 +20,7 @@ export function registerUp(program: Command): void {
     )
     .addOption(
       new Option("--env <environment>", "policy environment (when TRIAS_POLICY is unset)")
-        .choices(["dev", "staging", "prod"])
+        .choices(["dev", "staging", "prod", "kyc"])
         .default(process.env["TRIAS_ENV"] ?? "dev", "$TRIAS_ENV or dev"),
     )
     .action(async (o: { env: string }) => {
