@@ -12,6 +12,7 @@ import {
   type PolicyProblem,
 } from "@trias/policy";
 import { Catalogue } from "./catalogue.js";
+import { codePack } from "./code.js";
 import { kycPack } from "./kyc.js";
 import { ledgerPack, testPack } from "./ledger-pack.js";
 import { McpServerConfig } from "./mcp-config.js";
@@ -22,6 +23,7 @@ export const BUILTIN_PACKS: Readonly<Record<string, ToolPack>> = {
   "trias:ledger": ledgerPack,
   "trias:test": testPack,
   "trias:kyc": kycPack,
+  "trias:code": codePack,
 };
 
 /** The file looked for in the working directory when TRIAS_CONFIG is not set. */

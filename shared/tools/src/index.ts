@@ -58,3 +58,10 @@ export {
   type Risk,
 } from "./kyc.js";
 export { SubjectKeys, checkSubject, seal, unseal, sealFields, type KeyState } from "./privacy.js";
+export {
+  codePack,
+  codeConfigFromEnv,
+  CodeConfig,
+  type CodeConfigInput,
+  type CodeResources,
+} from "./code.js";
