@@ -13,6 +13,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { JsonObject, JsonValue } from "@trias/protocol";
+import {
+  checkArguments,
+  decideTier,
+  loadPolicy,
+  policyCatalogueProblems,
+  shippedPolicyFile,
+} from "@trias/policy";
 import { CodeConfig, codeConfigFromEnv, codePack, type CodeConfigInput } from "./code.js";
 import type { Tool, ToolContext } from "./pack.js";
 
@@ -229,5 +236,37 @@ describe("code pack over a real git repository", () => {
     expect(() =>
       codeConfigFromEnv({ TRIAS_CODE_REPO: "/r", TRIAS_CODE_CHECKS: "npm test" }),
     ).toThrow(/TRIAS_CODE_CHECKS is not JSON/);
+  });
+});
+
+describe("the shipped code policy (deploy/policies/code.yaml)", () => {
+  const policy = loadPolicy(shippedPolicyFile("code"));
+  const names = codePack.tools.map((t) => t.name);
+
+  it("code policy - rates every tool of the pack, and names no other", () => {
+    expect(policyCatalogueProblems(policy, names, "trias:code")).toEqual([]);
+    expect(Object.keys(policy.doc.tools).sort()).toEqual([...names].sort());
+  });
+
+  it.each([
+    ["code.stage", { change: "c", patch: "p", message: "m" }, "standard"],
+    ["code.check", { change: "c" }, "light"],
+    ["code.discard", { change: "c" }, "light"],
+    ["code.commit", { change: "c" }, "full"],
+  ] as const)("code policy - %s with %o is %s", (tool, args, tier) => {
+    const d = decideTier(policy, { tool, args, run: { id: "r", step: 0, attempt: 1 } });
+    expect(d.tier).toBe(tier);
+    expect(d.denied).toBeNull();
+  });
+
+  it("code policy - a patch touching CI configuration is refused by the rules reviewer", () => {
+    const ci = patchFor("a", "b").replace(/app\.txt/g, ".github/workflows/ci.yml");
+    expect(
+      checkArguments(policy, "code.stage", { change: "c", patch: ci, message: "m" }),
+    ).toMatchObject({ decision: "reject" });
+    expect(
+      checkArguments(policy, "code.stage", { change: "c", patch: patchFor("a", "b"), message: "m" })
+        .decision,
+    ).toBe("approve");
   });
 });
