@@ -116,8 +116,10 @@ describe("code pack over a real git repository", () => {
     expect(existsSync(staged.worktree)).toBe(true);
     expect(readFileSync(join(staged.worktree, "app.txt"), "utf8")).toBe("hello world\n");
     expect((await verify("code.stage", args, staged)).every((c) => c.ok)).toBe(true);
-    // Redelivered, the same effect finds its own staging.
-    expect(await call("code.stage", args)).toEqual(staged);
+    // Redelivered, even while the first delivery runs, the same effect finds its own staging.
+    const [again, twice] = await Promise.all([call("code.stage", args), call("code.stage", args)]);
+    expect(again).toEqual(staged);
+    expect(twice).toEqual(staged);
     expect(snapshot(repo)).toBe(before);
 
     const checked = await call("code.check", { change: "greet" });
@@ -128,8 +130,12 @@ describe("code pack over a real git repository", () => {
     expect(snapshot(repo)).toBe(before);
     expect(git(repo, "rev-parse", "main")).toBe(base);
 
-    const committed = await call("code.commit", { change: "greet" });
+    const [committed, redelivered] = await Promise.all([
+      call("code.commit", { change: "greet" }),
+      call("code.commit", { change: "greet" }),
+    ]);
     expect(committed).toEqual({ change: "greet", target: "main", base, head: staged.head });
+    expect(redelivered).toEqual(committed);
     expect(git(repo, "rev-parse", "main")).toBe(staged.head);
     expect(readFileSync(join(repo, "app.txt"), "utf8")).toBe("hello world\n");
     expect(git(repo, "status", "--porcelain")).toBe("");

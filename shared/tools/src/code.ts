@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import { z } from "zod";
 import { ValidationError } from "@trias/protocol";
-import { defineTool, defineToolPack, ToolRefusal, type ToolContext } from "./pack.js";
+import { defineTool, defineToolPack, ToolRefusal, type Tool, type ToolContext } from "./pack.js";
 
 /**
  * Transactional code changes (docs/code-changes.md): a patch is staged on its own branch in
@@ -147,6 +147,25 @@ async function gitOk(cwd: string, args: readonly string[]): Promise<string | nul
   return r.code === 0 ? r.out.trim() : null;
 }
 
+const queues = new Map<string, Promise<unknown>>();
+/**
+ * One operation at a time per repository in this process: a redelivered effect may run while
+ * its first delivery is still running, and git's own checks (does the branch exist?) followed
+ * by a change are not atomic. Only the executor changes the repository.
+ */
+function serial<T>(repo: string, fn: () => Promise<T>): Promise<T> {
+  const prev = queues.get(repo) ?? Promise.resolve();
+  const next = prev.then(fn, fn);
+  queues.set(
+    repo,
+    next.then(
+      () => undefined,
+      () => undefined,
+    ),
+  );
+  return next;
+}
+
 function cfgOf(ctx: Ctx): CodeConfig {
   if (!ctx.resources.config)
     throw new ToolRefusal(
@@ -156,7 +175,9 @@ function cfgOf(ctx: Ctx): CodeConfig {
 }
 
 const branchOf = (change: string) => `trias/${change}`;
+const branchRef = (change: string) => `refs/heads/${branchOf(change)}`;
 const checkedRef = (change: string) => `refs/trias/checked/${change}`;
+const committedRef = (change: string) => `refs/trias/committed/${change}`;
 function worktreeOf(cfg: CodeConfig, change: string): string {
   const base =
     cfg.worktrees ??
@@ -184,9 +205,11 @@ async function discard(cfg: CodeConfig, change: string): Promise<void> {
   const wt = worktreeOf(cfg, change);
   if (existsSync(wt)) await gitOk(cfg.repo, ["worktree", "remove", "--force", wt]);
   await gitOk(cfg.repo, ["worktree", "prune"]);
-  if (await rev(cfg.repo, branchOf(change)))
-    await git(cfg.repo, ["branch", "-D", branchOf(change)]);
+  // Deleted by full ref name, and judged by what remains: a branch already gone is the goal.
+  await gitOk(cfg.repo, ["update-ref", "-d", `refs/heads/${branchOf(change)}`]);
   await gitOk(cfg.repo, ["update-ref", "-d", checkedRef(change)]);
+  if (await rev(cfg.repo, `refs/heads/${branchOf(change)}`))
+    throw new ToolRefusal(`change ${change}: branch ${branchOf(change)} could not be removed`);
 }
 
 /** Is `target` checked out in the repository's own working tree? */
@@ -228,7 +251,7 @@ const stage = defineTool({
     const branch = branchOf(change);
     const wt = worktreeOf(cfg, change);
     const trailer = `Trias-Effect: ${ctx.effectId}`;
-    const existing = await rev(cfg.repo, branch);
+    const existing = await rev(cfg.repo, branchRef(change));
     if (existing) {
       // A redelivery of this effect finds its own commit; anything else is a name clash.
       const body = await git(cfg.repo, ["log", "-1", "--format=%B", existing]);
@@ -239,7 +262,7 @@ const stage = defineTool({
       const base = await git(cfg.repo, ["rev-parse", `${existing}^`]);
       return { change, branch, worktree: wt, base, head: existing };
     }
-    const base = await rev(cfg.repo, cfg.target);
+    const base = await rev(cfg.repo, `refs/heads/${cfg.target}`);
     if (!base)
       throw new ToolRefusal(`the target branch ${cfg.target} does not exist in ${cfg.repo}`);
     mkdirSync(join(wt, ".."), { recursive: true });
@@ -258,7 +281,7 @@ const stage = defineTool({
   compensate: ({ change }) => ({ tool: "code.discard", args: { change } }),
   async verify({ change }, result, ctx: Ctx) {
     const cfg = cfgOf(ctx);
-    const head = await rev(cfg.repo, branchOf(change));
+    const head = await rev(cfg.repo, branchRef(change));
     const wt = worktreeOf(cfg, change);
     return [
       { name: "worktree exists", ok: existsSync(wt), detail: wt },
@@ -293,7 +316,7 @@ const discardTool = defineTool({
   },
   async verify({ change }, _r, ctx: Ctx) {
     const cfg = cfgOf(ctx);
-    const branch = await rev(cfg.repo, branchOf(change));
+    const branch = await rev(cfg.repo, branchRef(change));
     const wt = existsSync(worktreeOf(cfg, change));
     return [
       { name: "branch removed", ok: !branch, detail: branch ? `still at ${branch}` : "gone" },
@@ -314,7 +337,7 @@ const check = defineTool({
   async run({ change }, ctx: Ctx) {
     const cfg = cfgOf(ctx);
     const wt = worktreeOf(cfg, change);
-    const head = await rev(cfg.repo, branchOf(change));
+    const head = await rev(cfg.repo, branchRef(change));
     if (!head || !existsSync(wt)) throw new ToolRefusal(`change ${change} is not staged`);
     const results: { name: string; ok: boolean; exit: number; output: string }[] = [];
     for (const c of cfg.checks) {
@@ -362,18 +385,28 @@ const commit = defineTool({
   idempotent: true,
   async run({ change }, ctx: Ctx) {
     const cfg = cfgOf(ctx);
-    const head = await rev(cfg.repo, branchOf(change));
-    const target = await rev(cfg.repo, cfg.target);
+    const head = await rev(cfg.repo, branchRef(change));
+    const target = await rev(cfg.repo, `refs/heads/${cfg.target}`);
     if (!target) throw new ToolRefusal(`the target branch ${cfg.target} does not exist`);
-    if (!head)
-      // After a commit the branch is gone: a redelivery is refused rather than guessed at.
-      throw new ToolRefusal(`change ${change} is not staged (or was already committed)`);
+    if (!head) {
+      // A redelivery after the commit finds the branch gone and the record of what it merged.
+      const done = await rev(cfg.repo, committedRef(change));
+      if (done && (await gitOk(cfg.repo, ["merge-base", "--is-ancestor", done, target])) !== null)
+        return {
+          change,
+          target: cfg.target,
+          base: await git(cfg.repo, ["rev-parse", `${done}^`]),
+          head: done,
+        };
+      throw new ToolRefusal(`change ${change} is not staged`);
+    }
     const checked = await rev(cfg.repo, checkedRef(change));
     if (checked !== head)
       throw new ToolRefusal(
         `change ${change}: the checks have not passed on ${head} (run code.check first)`,
       );
     await fastForward(cfg, target, head);
+    await git(cfg.repo, ["update-ref", committedRef(change), head]);
     await discard(cfg, change);
     return { change, target: cfg.target, base: target, head };
   },
@@ -417,7 +450,7 @@ const revert = defineTool({
       cfg.target,
     ]);
     if (done) return { change, revert: done };
-    const target = await rev(cfg.repo, cfg.target);
+    const target = await rev(cfg.repo, `refs/heads/${cfg.target}`);
     if (!target) throw new ToolRefusal(`the target branch ${cfg.target} does not exist`);
     // The revert is made in a worktree of its own, then fast-forwarded like a commit.
     const wt = worktreeOf(cfg, `${change}.revert`);
@@ -459,7 +492,11 @@ const revert = defineTool({
 /** Transactional code changes over one git repository (docs/code-changes.md). */
 export const codePack = defineToolPack<CodeResources>({
   name: "code",
-  tools: [stage, discardTool, check, commit, revert],
+  tools: [stage, discardTool, check, commit, revert].map((t): Tool => ({
+    ...t,
+    run: (args, ctx) =>
+      serial((ctx.resources as CodeResources).config?.repo ?? "", () => t.run(args, ctx)),
+  })),
   open() {
     return Promise.resolve({ config: codeConfigFromEnv(process.env) });
   },
