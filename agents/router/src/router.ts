@@ -11,7 +11,7 @@ import {
   type TierAssigned,
 } from "@trias/protocol";
 import { checkBudget, deriveStep, RateLimiter, type LoadedPolicy } from "@trias/policy";
-import type { AgentHost, Incoming } from "@trias/runtime";
+import type { AgentHost, HandlerResult, Incoming } from "@trias/runtime";
 import { triasAttributes, withSpan } from "@trias/telemetry";
 import { RUN_CACHE_ENTRIES } from "./config.js";
 
@@ -169,22 +169,32 @@ export class Router {
     return ctx;
   }
 
-  async onProposal(inc: Incoming): Promise<void> {
+  async onProposal(inc: Incoming): Promise<HandlerResult> {
     const m = inc.message;
     if (m.kind !== "step_proposed" || m.step === null) return;
     const step = m.step;
+    // Before the run's context is touched: a delayed proposal comes back as a redelivery and
+    // must not count twice. Its wait counts from its publication (the stream's timestamp).
+    const rate = this.#limiter.admit(m.body.tool, this.#host.now(), inc.delivery.timestampMs);
+    if (rate.type === "delay") {
+      this.#host.log.info(
+        { run: m.run, step, attempt: m.attempt, retryInMs: rate.ms, reason: rate.reason },
+        "step held back by its tool's rate limit",
+      );
+      return { retryInMs: rate.ms };
+    }
+    const rateRefusal = rate.type === "deny" ? rate.reason : null;
     const ctx = await this.#context(m, inc);
     ctx.proposals++;
     ctx.tokens += (m.body.usage?.inputTokens ?? 0) + (m.body.usage?.outputTokens ?? 0);
     ctx.costUsd += m.body.usage?.costUsd ?? 0;
-    const rate = this.#limiter.take(m.body.tool, inc.delivery.timestampMs);
     const body = withSpan(
       "policy.evaluate",
       () => ({
         attributes: triasAttributes({ run: m.run, step, policyDigest: this.#policy.digest }),
       }),
       (span) => {
-        const b = assign(this.#policy, m, inc.delivery.data, ctx, rate);
+        const b = assign(this.#policy, m, inc.delivery.data, ctx, rateRefusal);
         if (span.isRecording()) {
           span.setAttributes(triasAttributes({ tier: b.tier }));
           span.setAttribute("trias.risk_score", b.score);
