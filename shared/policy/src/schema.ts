@@ -61,8 +61,8 @@ export const ArgCheck = z
 export type ArgCheck = z.infer<typeof ArgCheck>;
 
 /**
- * What the router does when a tool's rate limit is reached (docs/operations.md, "Rate
- * limits"). `delay` holds the step back until the window has room, `deny` refuses it.
+ * What the router does when a tool's rate limit is reached (docs/rate-limits.md): `delay`
+ * holds the step back until the window has room, `deny` refuses it.
  */
 export const RateLimit = z
   .object({
