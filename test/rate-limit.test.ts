@@ -43,6 +43,7 @@ describe("rate limits", () => {
     // Each step was assigned once, never denied, and the assignments (the router's signed
     // time) came one window apart at the least: the later steps waited for the rate.
     const assigned: number[] = [];
+    const explanations: string[] = [];
     for (const r of runs) {
       const tiers = (await h.trace(r))
         .map((o) => o.message)
@@ -50,18 +51,22 @@ describe("rate limits", () => {
       expect(tiers).toHaveLength(1);
       expect(tiers[0]?.body.denied, r).toBeNull();
       assigned.push(tiers[0]!.issuedAt);
+      explanations.push(...tiers[0]!.body.explanation);
     }
     assigned.sort((a, b) => a - b);
     for (let i = 1; i < assigned.length; i++)
       // The limiter records the decision time, the message is signed just after it: half a
       // window leaves room for that without letting two assignments into one window.
       expect(assigned[i]! - assigned[i - 1]!).toBeGreaterThan(WINDOW_MS / 2);
-    // The router said so in its log, for runs it held back (not the first one assigned).
+    // The router said so in its log, and the later assignments say how long they waited.
     const routerLog = readdirSync(h.stack.opts.logDir)
       .filter((f) => f.startsWith("router"))
       .map((f) => readFileSync(join(h.stack.opts.logDir, f), "utf8"))
       .join("\n");
     expect(routerLog).toMatch(/step held back by its tool's rate limit/);
+    expect(explanations.join("\n")).toMatch(
+      /rate limit: held back \d+\.\d s for ledger\.balance's rate limit before this decision/,
+    );
   });
 
   it("rate limit - onExceed deny still refuses the step over the limit, with the reason", async () => {
