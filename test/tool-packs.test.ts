@@ -26,7 +26,10 @@ const of = <K extends string>(ms: { message: { kind: string } }[], k: K) =>
  * (filesystem, memory) or the fixtures (one that misbehaves), named in its trias.config.yaml,
  * with a policy that rates their tools. Every agent loads the configuration at start.
  */
-describe("governed tool packs and MCP servers", () => {
+/** How long a governed run may take to close here, at most. */
+const RUN_CLOSE_MS = 100_000;
+
+describe("governed tool packs and MCP servers", { timeout: RUN_CLOSE_MS + 20_000 }, () => {
   let h: Harness;
   let dir: string;
   let files: string;
@@ -129,7 +132,8 @@ describe("governed tool packs and MCP servers", () => {
       { goal: "governed tools", program: "steps", input: { steps } as never, requestedBy: "test" },
       uniqueRun("tools"),
     );
-    const closed = await h.client.waitForClose([run], 45_000);
+    // Generous: on a loaded 2-core machine an MCP call's retries add up (a stuck run still fails).
+    const closed = await h.client.waitForClose([run], RUN_CLOSE_MS);
     return { run, closed: closed.get(run), trace: await h.trace(run) };
   };
 

@@ -21,17 +21,18 @@ const REPO = join(import.meta.dirname, "..", "..");
 const PROJECT = "trias-ct";
 const NETWORK = `${PROJECT}_default`;
 const AGENTS = ["proposer", "router", "reviewer-1", "reviewer-2", "executor", "verifier"];
-/** Identity -> role of its NATS user in this test's server config (see natsUsers). */
+/** Identity -> role of its NATS user: every identity the shipped nats.conf names. */
 const IDENTITY_ROLES: Record<string, NatsUserRole> = {
   admin: "admin",
   proposer: "proposer",
   router: "router",
   "reviewer-1": "reviewer",
   "reviewer-2": "reviewer",
+  "reviewer-3": "reviewer",
   executor: "executor",
   verifier: "verifier",
-  // The shipped config has no console user yet: it submits with admin's rights here.
-  console: "admin",
+  console: "console",
+  "human-operator": "human",
 };
 const TRANSFER = JSON.stringify({ from: "alice", to: "bob", amount: 1 });
 const ALICE_START = 1000;
@@ -189,8 +190,8 @@ beforeAll(async () => {
       "",
     ].join("\n"),
   );
-  // Per identity NATS users come with this test's server config (the shipped one has one
-  // user per role); a shorter ack wait brings a killed agent's message back sooner.
+  // The server config is generated here as `trias nats-config` does, with this test's
+  // passwords; the ack wait is set a little longer than the default for a loaded machine.
   const ackWait = Object.fromEntries(
     AGENTS.map((a) => [a, { environment: { TRIAS_ACK_WAIT_MS: "5000" } }]),
   );

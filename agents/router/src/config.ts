@@ -7,3 +7,11 @@
  * @default 5_000
  */
 export const RUN_CACHE_ENTRIES = 5_000;
+
+/**
+ * Proposals the router remembers holding back for a rate limit, so their assignment can say
+ * how long they waited. One forgotten (or a router restarted meanwhile) is assigned without
+ * that line; nothing else depends on it.
+ * @default 5_000
+ */
+export const HELD_ENTRIES = 5_000;

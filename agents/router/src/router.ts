@@ -11,9 +11,9 @@ import {
   type TierAssigned,
 } from "@trias/protocol";
 import { checkBudget, deriveStep, RateLimiter, type LoadedPolicy } from "@trias/policy";
-import type { AgentHost, Incoming } from "@trias/runtime";
+import type { AgentHost, HandlerResult, Incoming } from "@trias/runtime";
 import { triasAttributes, withSpan } from "@trias/telemetry";
-import { RUN_CACHE_ENTRIES } from "./config.js";
+import { HELD_ENTRIES, RUN_CACHE_ENTRIES } from "./config.js";
 
 /** What the router knows of a run when a proposal arrives: all derived from the trace. */
 export interface RunContext {
@@ -110,6 +110,8 @@ export class Router {
   readonly #policy: LoadedPolicy;
   readonly #runs = new Map<string, RunContext>();
   readonly #limiter: RateLimiter;
+  /** Proposal id -> when it was first held back for a rate limit. */
+  readonly #held = new Map<string, number>();
   #startedAt = Number.MAX_SAFE_INTEGER;
 
   constructor(host: AgentHost, policy: LoadedPolicy) {
@@ -169,22 +171,34 @@ export class Router {
     return ctx;
   }
 
-  async onProposal(inc: Incoming): Promise<void> {
+  async onProposal(inc: Incoming): Promise<HandlerResult> {
     const m = inc.message;
     if (m.kind !== "step_proposed" || m.step === null) return;
     const step = m.step;
+    // Before the run's context is touched: a delayed proposal comes back as a redelivery and
+    // must not count twice. Its wait counts from its publication (the stream's timestamp).
+    const now = this.#host.now();
+    const rate = this.#limiter.admit(m.body.tool, now, inc.delivery.timestampMs);
+    if (rate.type === "delay") {
+      if (!this.#held.has(m.id)) boundedSet(this.#held, m.id, now, HELD_ENTRIES);
+      this.#host.log.info(
+        { run: m.run, step, attempt: m.attempt, retryInMs: rate.ms, reason: rate.reason },
+        "step held back by its tool's rate limit",
+      );
+      return { retryInMs: rate.ms };
+    }
+    const rateRefusal = rate.type === "deny" ? rate.reason : null;
     const ctx = await this.#context(m, inc);
     ctx.proposals++;
     ctx.tokens += (m.body.usage?.inputTokens ?? 0) + (m.body.usage?.outputTokens ?? 0);
     ctx.costUsd += m.body.usage?.costUsd ?? 0;
-    const rate = this.#limiter.take(m.body.tool, inc.delivery.timestampMs);
     const body = withSpan(
       "policy.evaluate",
       () => ({
         attributes: triasAttributes({ run: m.run, step, policyDigest: this.#policy.digest }),
       }),
       (span) => {
-        const b = assign(this.#policy, m, inc.delivery.data, ctx, rate);
+        const b = assign(this.#policy, m, inc.delivery.data, ctx, rateRefusal);
         if (span.isRecording()) {
           span.setAttributes(triasAttributes({ tier: b.tier }));
           span.setAttribute("trias.risk_score", b.score);
@@ -192,6 +206,13 @@ export class Router {
         return b;
       },
     );
+    const heldSince = this.#held.get(m.id);
+    if (heldSince !== undefined) {
+      this.#held.delete(m.id);
+      body.explanation.push(
+        `rate limit: held back ${((now - inc.delivery.timestampMs) / 1000).toFixed(1)} s for ${m.body.tool}'s rate limit before this decision`,
+      );
+    }
     ctx.floors.set(step, maxTier(ctx.floors.get(step) ?? "light", body.tier));
     await this.#host.emit("tier_assigned", {
       id: `tier-${m.run}-${step}-${m.attempt}`,

@@ -1,6 +1,16 @@
 import type { Tier } from "@trias/protocol";
 import { decideTier, humanText, type StepFacts, type TierDecision } from "./decide.js";
+import { rateLimitOf } from "./limits.js";
 import type { LoadedPolicy } from "./load.js";
+import type { ToolEntry } from "./schema.js";
+
+/** "tool 60/min delay (max 300 s)": one tool's rate limit for the policy summary. */
+function rateSummary(tool: string, e: ToolEntry): string {
+  const l = rateLimitOf(e);
+  if (!l) return tool;
+  const rate = `${tool} ${l.calls}/${l.windowMs === 60_000 ? "min" : `${l.windowMs / 1000} s`}`;
+  return l.onExceed === "deny" ? `${rate} deny` : `${rate} delay (max ${l.maxDelayMs / 1000} s)`;
+}
 
 /** A step as a person types it for `trias policy explain`: run coordinates are optional. */
 export interface ExplainInput {
@@ -236,9 +246,9 @@ export function summarizePolicy(policy: LoadedPolicy): string {
       `tier   ${tier.padEnd(8)} ${p.reviewers} reviewer(s) [${p.strategies.join(", ") || "none"}]${p.human === false ? "" : p.human === true ? " + human" : ` + ${p.human.count} human(s) of ${p.human.group}`}, verification ${p.verification}, ${p.maxAttempts} attempt(s), review timeout ${p.reviewTimeoutMs} ms`,
     );
   }
-  const limited = Object.entries(doc.tools).filter(([, e]) => e.ratePerMinute !== undefined);
+  const limited = Object.entries(doc.tools).filter(([, e]) => rateLimitOf(e) !== null);
   lines.push(
-    `tools  ${Object.keys(doc.tools).length} (unknown tools: ${doc.unknownTools})${limited.length ? `; rate-limited: ${limited.map(([n, e]) => `${n} ${e.ratePerMinute}/min`).join(", ")}` : ""}`,
+    `tools  ${Object.keys(doc.tools).length} (unknown tools: ${doc.unknownTools})${limited.length ? `; rate-limited: ${limited.map(([n, e]) => rateSummary(n, e)).join(", ")}` : ""}`,
   );
   const count = (f: (r: (typeof doc.rules)[number]) => boolean) => doc.rules.filter(f).length;
   lines.push(

@@ -3,6 +3,7 @@ export {
   TierParams,
   HumanRequirement,
   ToolEntry,
+  RateLimit,
   ArgCheck,
   Rule,
   Budgets,
@@ -70,6 +71,14 @@ export {
   type AssignedRequirement,
   type AssignmentCheck,
 } from "./derive.js";
-export { checkBudget, RateLimiter, type BudgetUsage } from "./limits.js";
+export {
+  checkBudget,
+  decideRate,
+  rateLimitOf,
+  RateLimiter,
+  type BudgetUsage,
+  type RateDecision,
+  type RateQuery,
+} from "./limits.js";
 export { policyCatalogueProblems } from "./catalogue-check.js";
 export { checkArguments, type ArgCheckVerdict } from "./arg-checks.js";

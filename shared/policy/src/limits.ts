@@ -1,4 +1,5 @@
 import type { LoadedPolicy } from "./load.js";
+import { RateLimit, type ToolEntry } from "./schema.js";
 
 export interface BudgetUsage {
   steps: number;
@@ -32,42 +33,117 @@ export function checkBudget(policy: LoadedPolicy, usage: Partial<BudgetUsage>): 
   return null;
 }
 
+/** The rate limit a tool entry declares, `ratePerMinute` read as its shorthand; null if none. */
+export function rateLimitOf(entry: ToolEntry): RateLimit | null {
+  if (entry.rateLimit) return entry.rateLimit;
+  if (entry.ratePerMinute !== undefined) return RateLimit.parse({ calls: entry.ratePerMinute });
+  return null;
+}
+
+/** What the router does with a step under a tool's rate limit now. */
+export type RateDecision =
+  | { type: "assign" }
+  | { type: "delay"; ms: number; reason: string }
+  | { type: "deny"; reason: string };
+
+export interface RateQuery {
+  tool: string;
+  environment: string;
+  limit: RateLimit;
+  /** Accepted call times of the tool, oldest first (calls after `nowMs` count too). */
+  calls: readonly number[];
+  nowMs: number;
+  /** When the step was proposed: what it has waited counts towards `limit.maxDelayMs`. */
+  proposedAtMs: number;
+}
+
 /**
- * Per-tool sliding-window limiter over `ratePerMinute`. Deterministic: the caller passes
- * the time, so a router can feed it timestamps from the trace and a replay gives the same
- * answers. State is per instance; replicas that must share a limit have to share the
- * timestamps (for instance by folding them from the stream).
+ * Pure: assign the step, hold it back for `ms`, or deny it, from the calls the limiter has
+ * accepted and the tool's limit. A step is delayed until the oldest call in the window
+ * leaves it; if that would take it past `maxDelayMs` from its proposal it is denied now, so a
+ * run never waits for a rate forever. Times that are not finite are denied: a limit that
+ * cannot be compared cannot be enforced.
+ */
+export function decideRate(q: RateQuery): RateDecision {
+  const { tool, limit, nowMs } = q;
+  if (!Number.isFinite(nowMs) || !Number.isFinite(q.proposedAtMs))
+    return { type: "deny", reason: `rate limit: time ${String(nowMs)} is not a finite number` };
+  const from = nowMs - limit.windowMs;
+  let first = 0;
+  while (first < q.calls.length && (q.calls[first] ?? 0) <= from) first++;
+  // Calls stamped after `now` (a clock that went back) still count: the strict side.
+  const inWindow = q.calls.length - first;
+  if (inWindow < limit.calls) return { type: "assign" };
+  // Room comes when enough of the oldest calls leave the window for one more to fit.
+  const freeing = q.calls[q.calls.length - limit.calls] ?? nowMs;
+  const waitMs = Math.max(1, freeing + limit.windowMs - nowMs);
+  const rule = `${tool} allows ${limit.calls} call(s) per ${limit.windowMs / 1000} s in ${q.environment}, ${inWindow} in the window`;
+  if (limit.onExceed === "deny")
+    return {
+      type: "deny",
+      reason: `rate limit: ${rule}; retry in ${Math.ceil(waitMs / 1000)} s`,
+    };
+  const waited = Math.max(0, nowMs - q.proposedAtMs);
+  if (waited + waitMs > limit.maxDelayMs)
+    return {
+      type: "deny",
+      reason: `rate limit: ${rule}; the step has waited ${Math.round(waited / 1000)} s and would need ${Math.ceil(waitMs / 1000)} s more, past the policy's maxDelayMs of ${limit.maxDelayMs / 1000} s: submit it again later or raise the limit`,
+    };
+  return {
+    type: "delay",
+    ms: waitMs,
+    reason: `rate limit: ${rule}; retry in ${Math.ceil(waitMs / 1000)} s`,
+  };
+}
+
+/**
+ * Per-tool sliding-window limiter over each tool's rate limit (rateLimitOf). Deterministic:
+ * the caller passes the time, so a router can feed it timestamps from the trace and a replay
+ * gives the same answers. State is per instance: replicas that must share a limit have to
+ * share the timestamps (for instance by folding them from the stream), which this does not do.
  */
 export class RateLimiter {
-  static readonly WINDOW_MS = 60_000;
-  readonly #limits: ReadonlyMap<string, number>;
+  readonly #limits: ReadonlyMap<string, RateLimit>;
   readonly #env: string;
   /** Accepted call times per tool, oldest first. */
   readonly #calls = new Map<string, number[]>();
 
   constructor(policy: LoadedPolicy) {
-    const limits = new Map<string, number>();
-    for (const [tool, entry] of Object.entries(policy.doc.tools))
-      if (entry.ratePerMinute !== undefined) limits.set(tool, entry.ratePerMinute);
+    const limits = new Map<string, RateLimit>();
+    for (const [tool, entry] of Object.entries(policy.doc.tools)) {
+      const l = rateLimitOf(entry);
+      if (l) limits.set(tool, l);
+    }
     this.#limits = limits;
     this.#env = policy.doc.environment;
   }
 
-  /** Null if a call to `tool` at `nowMs` is within the limit; does not record it. */
-  check(tool: string, nowMs: number): string | null {
+  /** The decision for a call to `tool` at `nowMs` proposed at `proposedAtMs`; does not record it. */
+  decide(tool: string, nowMs: number, proposedAtMs = nowMs): RateDecision {
     const limit = this.#limits.get(tool);
-    if (limit === undefined) return null;
-    if (!Number.isFinite(nowMs)) return `rate limit: time ${String(nowMs)} is not a finite number`;
-    const calls = this.#calls.get(tool) ?? [];
-    const from = nowMs - RateLimiter.WINDOW_MS;
-    let first = 0;
-    while (first < calls.length && (calls[first] ?? 0) <= from) first++;
-    // Calls stamped after `now` (a clock that went back) still count: the strict side.
-    const inWindow = calls.length - first;
-    if (inWindow < limit) return null;
-    const oldest = calls[first] ?? nowMs;
-    const retryS = Math.max(1, Math.ceil((oldest + RateLimiter.WINDOW_MS - nowMs) / 1000));
-    return `rate limit: ${tool} allows ${limit} call(s) per minute in ${this.#env}, ${inWindow} in the last 60 s; retry in ${retryS} s`;
+    // The hot path for tools without a limit: one map lookup.
+    if (limit === undefined) return { type: "assign" };
+    return decideRate({
+      tool,
+      environment: this.#env,
+      limit,
+      calls: this.#calls.get(tool) ?? [],
+      nowMs,
+      proposedAtMs,
+    });
+  }
+
+  /** Decide and, when assigned, record the call. */
+  admit(tool: string, nowMs: number, proposedAtMs = nowMs): RateDecision {
+    const d = this.decide(tool, nowMs, proposedAtMs);
+    if (d.type === "assign") this.record(tool, nowMs);
+    return d;
+  }
+
+  /** Null if a call to `tool` at `nowMs` would be assigned now, else why not; does not record it. */
+  check(tool: string, nowMs: number): string | null {
+    const d = this.decide(tool, nowMs);
+    return d.type === "assign" ? null : d.reason;
   }
 
   /** Check and, when allowed, record the call. */
@@ -79,7 +155,8 @@ export class RateLimiter {
 
   /** Record a call that already happened (replaying the trace after a restart). */
   record(tool: string, atMs: number): void {
-    if (!this.#limits.has(tool) || !Number.isFinite(atMs)) return;
+    const limit = this.#limits.get(tool);
+    if (!limit || !Number.isFinite(atMs)) return;
     let calls = this.#calls.get(tool);
     if (!calls) this.#calls.set(tool, (calls = []));
     // Keep order even if replicas' clocks or a replay deliver times out of order.
@@ -89,7 +166,7 @@ export class RateLimiter {
     // Forget what no query at or after the newest call can see, so memory stays bounded.
     const newest = calls[calls.length - 1] ?? atMs;
     let drop = 0;
-    while (drop < calls.length && (calls[drop] ?? 0) <= newest - RateLimiter.WINDOW_MS) drop++;
+    while (drop < calls.length && (calls[drop] ?? 0) <= newest - limit.windowMs) drop++;
     if (drop > 0) calls.splice(0, drop);
   }
 }

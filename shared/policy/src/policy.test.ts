@@ -586,7 +586,7 @@ describe("policy - CLI helpers", () => {
     expect(s).toContain("policy prod");
     expect(s).toMatch(/tier\s+standard 2 reviewer\(s\) \[rules, llm\]/);
     expect(s).toContain("rules  5 (4 raise a tier, 1 deny, 3 add requirements)");
-    expect(s).toContain("rate-limited: ledger.batch_payout 60/min, ledger.batch_reverse 60/min");
+    expect(s).toContain("rate-limited: ledger.batch_payout 60/min delay (max 300 s), ledger.batch_reverse 60/min delay (max 300 s)");
   });
 });
 
@@ -612,7 +612,7 @@ describe("policy - budgets and rate limits", () => {
     const t0 = 1_000_000;
     for (let i = 0; i < 60; i++) expect(rl.take("ledger.batch_payout", t0 + i * 100)).toBeNull();
     expect(rl.take("ledger.batch_payout", t0 + 6_000)).toBe(
-      "rate limit: ledger.batch_payout allows 60 call(s) per minute in prod, 60 in the last 60 s; retry in 54 s",
+      "rate limit: ledger.batch_payout allows 60 call(s) per 60 s in prod, 60 in the window; retry in 54 s",
     );
     // Tools are limited separately; tools without a limit are never refused.
     expect(rl.take("ledger.batch_reverse", t0 + 6_000)).toBeNull();

@@ -60,6 +60,28 @@ export const ArgCheck = z
   .strict();
 export type ArgCheck = z.infer<typeof ArgCheck>;
 
+/**
+ * What the router does when a tool's rate limit is reached (docs/rate-limits.md): `delay`
+ * holds the step back until the window has room, `deny` refuses it.
+ */
+export const RateLimit = z
+  .object({
+    /** Calls allowed in any window of `windowMs`, across all runs. */
+    calls: z.number().int().positive(),
+    /** The sliding window. @default 60000 (one minute) */
+    windowMs: z.number().int().positive().default(60_000),
+    /** delay: assign the step once the window has room; deny: refuse it. @default "delay" */
+    onExceed: z.enum(["delay", "deny"]).default("delay"),
+    /**
+     * The longest a step may wait for the rate, counted from its proposal: a step that would
+     * wait longer is denied with the reason, so a run never waits forever.
+     * @default 300000 (five minutes)
+     */
+    maxDelayMs: z.number().int().positive().default(300_000),
+  })
+  .strict();
+export type RateLimit = z.infer<typeof RateLimit>;
+
 export const ToolEntry = z
   .object({
     op: Operation,
@@ -71,12 +93,20 @@ export const ToolEntry = z
     domains: z.array(z.string().min(1)).min(1),
     /** Failure rate seen for this tool over the last 30 days, 0..1 (the risk score's fourth term, docs/design.md). */
     historicalFailure: z.number().min(0).max(1).default(0),
-    /** At most this many calls per minute across all runs; absent means unlimited. */
+    /**
+     * Shorthand for `rateLimit: { calls: N }` (per minute, delayed when exceeded); absent
+     * with `rateLimit` absent means unlimited.
+     */
     ratePerMinute: z.number().int().positive().optional(),
+    /** The rate limit in full (see RateLimit); not together with `ratePerMinute`. */
+    rateLimit: RateLimit.optional(),
     /** Argument checks of the rules reviewer (see ArgCheck). */
     checks: z.array(ArgCheck).optional(),
   })
-  .strict();
+  .strict()
+  .refine((t) => t.ratePerMinute === undefined || t.rateLimit === undefined, {
+    message: "give either `ratePerMinute` or `rateLimit`, not both",
+  });
 export type ToolEntry = z.infer<typeof ToolEntry>;
 
 export const Rule = z

@@ -380,15 +380,22 @@ export class AgentHost {
   }
 
   /**
-   * Publish the signed rejection record for a delivery (or count it for the aggregate record,
-   * over the rate). Never throws; false when the record could not be published (the bus is
-   * down), so the caller retries rather than drop the message without a visible reason.
+   * Publish the signed rejection record for a delivery. Never throws; false when the record
+   * could not be published (the bus is down), so the caller retries rather than drop the
+   * message without a visible reason. `o.limited`: the message did not pass admission (junk,
+   * forged, unsigned): over the rate it is only counted for the aggregate record. A refusal
+   * of an admitted message is always recorded on its own: it is signed by a registered key,
+   * and its run may wait on that record to end (a quorum never met, a downgrade refused).
    */
-  async recordRejection(d: Delivery, err: unknown): Promise<boolean> {
+  async recordRejection(
+    d: Delivery,
+    err: unknown,
+    o: { limited?: boolean } = {},
+  ): Promise<boolean> {
     const e = toTriasError(err);
     recordRejection({ code: e.code, reason: e.message });
     metrics.gateRejection(e.code);
-    if (this.#suppressed !== null || !this.#takeToken()) {
+    if (o.limited && (this.#suppressed !== null || !this.#takeToken())) {
       // Over the rate (or behind earlier ones still to be flushed, so order holds): counted.
       this.#suppress(d, e.code);
       return true;
@@ -546,7 +553,7 @@ export class AgentHost {
                     )
                   : e;
               if (admitted || recordsRefusal(this.signer.role, d.subject)) {
-                if (!(await this.recordRejection(d, refused)))
+                if (!(await this.recordRejection(d, refused, { limited: !admitted })))
                   return { type: "nak", delayMs: backoffMs(d.deliveryCount) };
               } else {
                 // Another agent is addressed and records it: counted here, not recorded twice.

@@ -1,0 +1,95 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { MessageOf } from "@trias/protocol";
+import { policyVariant, startHarness, type Harness } from "./helpers/harness.js";
+
+/** ledger.balance: one call per window, delayed; ledger.refund: one per ten minutes, denied. */
+const WINDOW_MS = 3_000;
+
+// The whole stack on a real nats-server under a policy with tight rate limits: the router
+// holds steps back through the bus's delayed redelivery, or denies them when told to.
+describe("rate limits", () => {
+  let h: Harness;
+  beforeAll(async () => {
+    const file = policyVariant("dev", "rate-test", (doc) => {
+      const tools = doc["tools"] as Record<string, Record<string, unknown>>;
+      tools["ledger.balance"]!["rateLimit"] = { calls: 1, windowMs: WINDOW_MS };
+      tools["ledger.refund"]!["rateLimit"] = { calls: 1, windowMs: 600_000, onExceed: "deny" };
+    });
+    h = await startHarness({ policyFile: file });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it("rate limit - steps over the limit wait for the window and every run completes", async () => {
+    const accounts = ["alice", "bob", "carol"];
+    const runs: string[] = [];
+    for (const account of accounts)
+      runs.push(
+        (
+          await h.client.submit({
+            goal: "balance",
+            program: "balance-check",
+            input: { account },
+            requestedBy: "test",
+          })
+        ).run,
+      );
+    const closed = await h.client.waitForClose(runs, 60_000);
+    for (const r of runs) expect(closed.get(r)?.body.outcome, r).toBe("completed");
+
+    // Each step was assigned once, never denied, and the assignments (the router's signed
+    // time) came one window apart at the least: the later steps waited for the rate.
+    const assigned: number[] = [];
+    const explanations: string[] = [];
+    for (const r of runs) {
+      const tiers = (await h.trace(r))
+        .map((o) => o.message)
+        .filter((m): m is MessageOf<"tier_assigned"> => m.kind === "tier_assigned");
+      expect(tiers).toHaveLength(1);
+      expect(tiers[0]?.body.denied, r).toBeNull();
+      assigned.push(tiers[0]!.issuedAt);
+      explanations.push(...tiers[0]!.body.explanation);
+    }
+    assigned.sort((a, b) => a - b);
+    for (let i = 1; i < assigned.length; i++)
+      // The limiter records the decision time, the message is signed just after it: half a
+      // window leaves room for that without letting two assignments into one window.
+      expect(assigned[i]! - assigned[i - 1]!).toBeGreaterThan(WINDOW_MS / 2);
+    // The router said so in its log, and the later assignments say how long they waited.
+    const routerLog = readdirSync(h.stack.opts.logDir)
+      .filter((f) => f.startsWith("router"))
+      .map((f) => readFileSync(join(h.stack.opts.logDir, f), "utf8"))
+      .join("\n");
+    expect(routerLog).toMatch(/step held back by its tool's rate limit/);
+    expect(explanations.join("\n")).toMatch(
+      /rate limit: held back \d+\.\d s for ledger\.balance's rate limit before this decision/,
+    );
+  });
+
+  it("rate limit - onExceed deny still refuses the step over the limit, with the reason", async () => {
+    const runs: string[] = [];
+    for (const reference of ["r-1", "r-2"])
+      runs.push(
+        (
+          await h.client.submit({
+            goal: "refund",
+            program: "refund",
+            input: { account: "alice", amount: 5, reference },
+            requestedBy: "test",
+          })
+        ).run,
+      );
+    const closed = await h.client.waitForClose(runs, 60_000);
+    const outcomes = runs.map((r) => closed.get(r)?.body.outcome).sort();
+    expect(outcomes).toEqual(["completed", "rejected"]);
+    const rejected = runs.find((r) => closed.get(r)?.body.outcome === "rejected")!;
+    expect(closed.get(rejected)?.body.reason).toMatch(
+      /rate limit: ledger\.refund allows 1 call\(s\) per 600 s in rate-test, 1 in the window; retry in \d+ s/,
+    );
+    const kinds = (await h.trace(rejected)).map((o) => o.message.kind);
+    expect(kinds).not.toContain("step_executed");
+  });
+});
