@@ -137,6 +137,8 @@ function line(o: Opened): string {
         return `${m.body.outcome}: ${m.body.reason}`;
       case "message_rejected":
         return `refused ${m.body.code}: ${m.body.reason}`;
+      case "subject_erased":
+        return `erased the personal data of ${m.body.subject}: ${m.body.reason}`;
     }
   })();
   return `${m.kind}${at} [${o.key.name}] ${what}`;

@@ -586,7 +586,9 @@ describe("policy - CLI helpers", () => {
     expect(s).toContain("policy prod");
     expect(s).toMatch(/tier\s+standard 2 reviewer\(s\) \[rules, llm\]/);
     expect(s).toContain("rules  5 (4 raise a tier, 1 deny, 3 add requirements)");
-    expect(s).toContain("rate-limited: ledger.batch_payout 60/min delay (max 300 s), ledger.batch_reverse 60/min delay (max 300 s)");
+    expect(s).toContain(
+      "rate-limited: ledger.batch_payout 60/min delay (max 300 s), ledger.batch_reverse 60/min delay (max 300 s)",
+    );
   });
 });
 
