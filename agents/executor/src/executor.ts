@@ -57,6 +57,29 @@ interface StepCase {
   refused: boolean;
 }
 
+interface RunOnce {
+  key: string;
+  firstSight?: boolean;
+  emitId: string;
+  run: string;
+  step: number;
+  attempt: number;
+  trace: TraceContext | null;
+  tool: ToolDef;
+  args: JsonObject;
+  tier: Tier;
+  policyDigest: string;
+  effectId: string;
+  /** An upper bound of the record's size without its result (gate.ts executionBound). */
+  reserved: number;
+  /**
+   * The id of the order that asked for this effect (compensations): a claim or a record
+   * made under another order's id means that order is refused, not run again.
+   */
+  order?: string;
+  body: (r: { outcome: "ok" | "error"; result: JsonValue; error: string | null }) => StepExecuted;
+}
+
 type EffectRecord =
   | { status: "started"; at: number; by: string; order?: string }
   | { status: "done"; frame: Uint8Array; order?: string }
@@ -79,6 +102,14 @@ export class Executor {
   readonly #done = new Set<string>();
   /** Runs found not quarantined in the effects bucket (see #checkNotQuarantined). */
   readonly #clean = new Set<string>();
+  /**
+   * Effects being run by a handler of this process, by effect key. Handlers run concurrently
+   * (assignments, verdicts and orders are separate consumers): a second one that met the
+   * first's "started" claim would run the tool again and record a frame it signed itself,
+   * which the server drops as a duplicate, so the record would no longer be byte for byte
+   * the execution in the trace and every compensation order of it would be refused.
+   */
+  readonly #running = new Map<string, Promise<boolean>>();
   #startedAt = Number.MAX_SAFE_INTEGER;
 
   constructor(host: AgentHost, policy: LoadedPolicy, tools: Catalogue, effects: KV) {
@@ -360,28 +391,21 @@ export class Executor {
    * is acked; a finished effect is only re-announced, with the same message id, which the
    * server drops as a duplicate.
    */
-  async #runOnce(x: {
-    key: string;
-    firstSight?: boolean;
-    emitId: string;
-    run: string;
-    step: number;
-    attempt: number;
-    trace: TraceContext | null;
-    tool: ToolDef;
-    args: JsonObject;
-    tier: Tier;
-    policyDigest: string;
-    effectId: string;
-    /** An upper bound of the record's size without its result (gate.ts executionBound). */
-    reserved: number;
-    /**
-     * The id of the order that asked for this effect (compensations): a claim or a record
-     * made under another order's id means that order is refused, not run again.
-     */
-    order?: string;
-    body: (r: { outcome: "ok" | "error"; result: JsonValue; error: string | null }) => StepExecuted;
-  }): Promise<boolean> {
+  async #runOnce(x: RunOnce): Promise<boolean> {
+    // One at a time per effect in this process: a later handler waits for the first, then
+    // finds its "done" record (republished as it is, or an order refused as already applied).
+    for (let w = this.#running.get(x.key); w; w = this.#running.get(x.key))
+      await w.catch(() => undefined);
+    const p = this.#runOnceNow(x);
+    this.#running.set(x.key, p);
+    try {
+      return await p;
+    } finally {
+      this.#running.delete(x.key);
+    }
+  }
+
+  async #runOnceNow(x: RunOnce): Promise<boolean> {
     const tool = x.tool;
 
     // Claim first (one round trip on the happy path); only a failed claim reads the record.

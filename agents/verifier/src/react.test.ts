@@ -1,7 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { loadPolicy, shippedPolicyFile } from "@trias/policy";
 import type { Check, Message } from "@trias/protocol";
-import { initialRunState, type Phase, type RunState, type StepState } from "@trias/runstate";
+import {
+  initialRunState,
+  nextPhase,
+  type Phase,
+  type RunState,
+  type StepState,
+} from "@trias/runstate";
 import { react, needsUndo, type ReactContext, type Reaction } from "./react.js";
 import type { EffectUndo } from "./recovery.js";
 
@@ -187,6 +193,14 @@ const CASES: [string, RunState, Message, Partial<ReactContext>, string, RegExp |
     /a human decides/,
   ],
   [
+    "a compensation order the executor refuses halts the run: no escalation is legal while it is ordered",
+    state("compensation_ordered"),
+    rejected("executor", "scope_denied", "trias.verifier.recovery_decided.r1"),
+    {},
+    "recover:quarantine",
+    /the executor refused a recovery order \(scope_denied: because\); the run is halted/,
+  ],
+  [
     "a task the proposer refuses closes the run",
     state("open"),
     rejected("proposer", "schema_invalid", "trias.console.task_submitted.r1"),
@@ -215,6 +229,8 @@ describe("verifier reactions (pure)", () => {
     const r = react(st, m, ctx(c));
     expect(label(r)).toBe(want);
     if (reason) expect("reason" in r ? r.reason : "").toMatch(reason);
+    // A decision the run's state would refuse leaves the run open for ever (invariant 12).
+    if (r.kind === "recover") expect(nextPhase(st.phase, r.action)).not.toBeNull();
   });
 
   it("react - the undo plan is read only for what needs it", () => {

@@ -148,11 +148,13 @@ function afterRejection(st: RunState, m: MessageOf<"message_rejected">): Decisio
   }
   if (aboutRecovery && st.phase !== "escalated") {
     // The executor refused a recovery order: recovery cannot go on by itself.
-    return escalate(
-      st,
-      `the executor refused a recovery order (${b.code}: ${b.reason}): a human decides`,
-      cur?.attempt ?? 0,
-    );
+    const why = `the executor refused a recovery order (${b.code}: ${b.reason})`;
+    // A refused compensation leaves the run in compensation_ordered, where only a quarantine
+    // is legal (transitions.ts): it halts the run and closes it with this reason, so the run
+    // never waits for a compensation that will not come (docs/design.md, invariant 12).
+    if (nextPhase(st.phase, "escalate") === null)
+      return quarantine(st, m.attempt, `${why}; the run is halted instead of waiting for it`);
+    return escalate(st, `${why}: a human decides`, cur?.attempt ?? 0);
   }
   return { kind: "none" };
 }
