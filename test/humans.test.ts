@@ -1,35 +1,18 @@
-import { spawnSync } from "node:child_process";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EXIT } from "@trias/console";
 import { readJwks } from "@trias/signing";
 import { waitFor } from "@trias/testing";
 import {
-  REPO,
   startHarness,
   waitForKind,
   waitForRejection,
   type Harness,
+  cliAsAdmin,
 } from "./helpers/harness.js";
-
-const CLI = join(REPO, "agents", "console", "dist", "cli.js");
 
 describe("humans of a group, separation of duties", () => {
   let h: Harness;
-  const cli = (args: string[]) => {
-    const admin = h.stack.natsCredentials("admin");
-    const r = spawnSync(process.execPath, [CLI, ...args], {
-      env: {
-        ...process.env,
-        NATS_URL: h.stack.natsUrl,
-        NATS_USER: admin.user ?? "",
-        NATS_PASSWORD: admin.pass ?? "",
-        TRIAS_KEY_DIR: h.keyDir,
-      },
-      encoding: "utf8",
-    });
-    return { code: r.status, out: r.stdout + r.stderr };
-  };
+  const cli = (args: string[]) => cliAsAdmin(h, args);
   beforeAll(async () => {
     h = await startHarness({ environment: "prod" });
     for (const [name, group] of [

@@ -1,29 +1,18 @@
-import { spawnSync } from "node:child_process";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MessageOf } from "@trias/protocol";
 import { EXIT } from "@trias/console";
 import { waitFor } from "@trias/testing";
-import { REPO, policyVariant, startHarness, waitForKind, type Harness } from "./helpers/harness.js";
-
-const CLI = join(REPO, "agents", "console", "dist", "cli.js");
+import {
+  cliAsAdmin,
+  policyVariant,
+  startHarness,
+  waitForKind,
+  type Harness,
+} from "./helpers/harness.js";
 
 describe("runs that always end", () => {
   let h: Harness;
-  const cli = (args: string[]) => {
-    const admin = h.stack.natsCredentials("admin");
-    const r = spawnSync(process.execPath, [CLI, ...args], {
-      env: {
-        ...process.env,
-        NATS_URL: h.stack.natsUrl,
-        NATS_USER: admin.user ?? "",
-        NATS_PASSWORD: admin.pass ?? "",
-        TRIAS_KEY_DIR: h.keyDir,
-      },
-      encoding: "utf8",
-    });
-    return { code: r.status, out: r.stdout + r.stderr };
-  };
+  const cli = (args: string[]) => cliAsAdmin(h, args);
   const recoveries = async (run: string) =>
     (await h.trace(run))
       .map((o) => o.message)

@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -118,6 +119,28 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
 let counter = 0;
 export function uniqueRun(prefix = "t"): string {
   return `${prefix}-${Date.now().toString(36)}-${(counter++).toString(36)}`;
+}
+
+/** The built `trias` CLI. */
+export const CLI = join(REPO, "agents", "console", "dist", "cli.js");
+
+/**
+ * Run the `trias` CLI as its own process against a harness's stack, with admin's NATS
+ * credentials and the stack's key directory (commands that sign pick their key by --as).
+ */
+export function cliAsAdmin(h: Harness, args: string[]): { code: number | null; out: string } {
+  const admin = h.stack.natsCredentials("admin");
+  const r = spawnSync(process.execPath, [CLI, ...args], {
+    env: {
+      ...process.env,
+      NATS_URL: h.stack.natsUrl,
+      NATS_USER: admin.user ?? "",
+      NATS_PASSWORD: admin.pass ?? "",
+      TRIAS_KEY_DIR: h.keyDir,
+    },
+    encoding: "utf8",
+  });
+  return { code: r.status, out: r.stdout + r.stderr };
 }
 
 export async function waitForRejection(
