@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readJwks } from "@trias/signing";
 import { Supervisor } from "@trias/supervise";
 import { waitFor } from "@trias/testing";
-import { REPO, startHarness, waitForKind, type Harness } from "./helpers/harness.js";
+import { REPO, approversOf, startHarness, waitForKind, type Harness } from "./helpers/harness.js";
 
 const CLI = join(REPO, "agents", "console", "dist", "cli.js");
 /** Debian's Chromium (apt-get install -y chromium); nothing downloads a browser. */
@@ -158,9 +158,7 @@ describe("web console in a browser", () => {
     const closed = await waitForKind(h, run, "run_closed", 30_000);
     expect(closed.body.outcome).toBe("completed");
     const exec = await waitForKind(h, run, "step_executed", 5_000, (m) => m.step === a.step);
-    expect(exec.body.evidence.approvals.map((b) => h.registry.open(b).key.name)).toEqual(
-      expect.arrayContaining(["bob", "erin"]),
-    );
+    expect(await approversOf(h, exec)).toEqual(expect.arrayContaining(["bob", "erin"]));
     await bob.goto(`${url}/runs/${run}`);
     expect(await bob.textContent(".run-status")).toBe("completed");
     expect(await bob.textContent(".audit")).toContain("audit: OK");

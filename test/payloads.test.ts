@@ -1,11 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MAX_FRAME_BYTES, subjectFor, type MessageOf } from "@trias/protocol";
 import { isResultRef } from "@trias/runtime";
-import { policyVariant, startHarness, waitForKind, type Harness } from "./helpers/harness.js";
+import {
+  approversOf,
+  cliAsAdmin,
+  policyVariant,
+  startHarness,
+  waitForKind,
+  type Harness,
+} from "./helpers/harness.js";
 
-// Every run reaches a terminal state whatever its payload sizes (DESIGN.md, 12): a step whose
-// execution record could not fit a frame is refused before its effect, and a result too
-// large for its record travels by digest, its bytes in the executor's bucket.
+// Every run reaches a terminal state whatever its payload sizes (DESIGN.md, 12): no frame
+// embeds the arguments more than once (the execution record names the frames that authorised
+// it by digest), a step whose frames could not fit is refused before its effect, and a
+// result too large for its record travels by digest, its bytes in the executor's bucket.
 describe("payload sizes", () => {
   let h: Harness;
 
@@ -33,11 +41,37 @@ describe("payload sizes", () => {
     return run;
   }
 
-  it("payloads - a 200 KB argument is refused before any effect and the run closes with the reason", async () => {
-    const run = await submit("noop.echo", { blob: "x".repeat(200 * 1024) });
+  it.each([
+    ["noop.echo", "light"],
+    ["noop.batch", "full"],
+  ])(
+    "payloads - a 200 KB argument to %s runs under its %s tier's quorum and the run closes completed",
+    async (tool, tier) => {
+      const run = await submit(tool, { blob: "x".repeat(200 * 1024) });
+      const closed = await waitForKind(h, run, "run_closed", 30_000);
+      expect(closed.body.outcome, closed.body.reason).toBe("completed");
+      const [stored] = await h.bus.readAll(subjectFor("executor", "step_executed", run));
+      const exec = h.registry.open(stored!.data).message as MessageOf<"step_executed">;
+      expect(exec.body.tier).toBe(tier);
+      // The record carries the arguments once and names the frames that authorised it by
+      // digest: no bigger than the arguments and a few KB.
+      expect(stored!.data.length).toBeLessThan(200 * 1024 + 4 * 1024);
+      const approvers = await approversOf(h, exec);
+      expect(approvers).toHaveLength(tier === "full" ? 2 : 0);
+      expect(approvers.every((a) => a.startsWith("reviewer-"))).toBe(true);
+      const verified = await waitForKind(h, run, "step_verified");
+      expect(verified.body.verdict).toBe("passed");
+      expect(verified.body.checks.filter((c) => !c.ok)).toEqual([]);
+      const audit = cliAsAdmin(h, ["audit", run]);
+      expect(audit.code, audit.out).toBe(0);
+    },
+  );
+
+  it("payloads - an argument too large for the frames that carry it is refused before any effect and the run closes with the reason", async () => {
+    const run = await submit("noop.echo", { blob: "x".repeat(250 * 1024) });
     const closed = await waitForKind(h, run, "run_closed", 30_000);
     expect(closed.body.outcome).toBe("rejected");
-    expect(closed.body.reason).toMatch(/would not fit its execution record/);
+    expect(closed.body.reason).toMatch(/would not fit the frames that carry them/);
     expect(await h.bus.readAll(subjectFor("executor", "step_executed", run))).toHaveLength(0);
   });
 

@@ -178,7 +178,7 @@ describe("recovery", () => {
         error: null,
         approvals: [],
         effectId: `${run2}:1:0`,
-        evidence: { assignment: new Uint8Array([1]), approvals: [] },
+        evidence: { assignment: "b".repeat(64), approvals: [] },
         compensationOf: null,
         index: 1,
         total: 2,

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Bus, ConsumerInfo, NatsUser, StoredMessage } from "@trias/bus";
 import { Stack, type AgentSpec, ConsoleClient, Forge, type NatsHandle } from "@trias/console";
-import { subjectFor, type Kind, type MessageOf } from "@trias/protocol";
+import { frameRef, subjectFor, type Kind, type MessageOf } from "@trias/protocol";
 import {
   DEFAULT_IDENTITIES,
   KeyRegistry,
@@ -183,6 +183,17 @@ export async function consumerOf(h: Harness, durable: string): Promise<ConsumerI
 
 export async function executions(h: Harness, run: string): Promise<StoredMessage[]> {
   return h.bus.readAll(subjectFor("executor", "step_executed", run));
+}
+
+/**
+ * The names of the keys whose verdicts an execution counted: its evidence names them by
+ * frameRef, and the frames are in the run's trace (docs/receipts.md, 3).
+ */
+export async function approversOf(h: Harness, exec: MessageOf<"step_executed">): Promise<string[]> {
+  const byRef = new Map<string, string>();
+  for (const s of await h.bus.readAll(`trias.*.verdict.${exec.run}`))
+    byRef.set(frameRef(s.data), h.registry.open(s.data).key.name);
+  return exec.body.evidence.approvals.map((ref) => byRef.get(ref) ?? `missing ${ref}`);
 }
 
 /** A shipped policy document as parsed YAML, to change before writing it back. */

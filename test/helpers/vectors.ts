@@ -1,5 +1,12 @@
 import { createHash, createPrivateKey, createPublicKey } from "node:crypto";
-import { encode, proposalDigest, subjectOf, CHECKPOINT_TYP, TRACE_FORMAT } from "@trias/protocol";
+import {
+  encode,
+  frameRef,
+  proposalDigest,
+  subjectOf,
+  CHECKPOINT_TYP,
+  TRACE_FORMAT,
+} from "@trias/protocol";
 import type { BodyOf, Kind, MessageOf, ReceiptCheckpoint, Role } from "@trias/protocol";
 import { ANCHOR_GENESIS, anchorLink, chainLinks, computeReceipt } from "@trias/runstate";
 import { KeyRegistry, Signer, type Jwks, type PublicKeyEntry } from "@trias/signing";
@@ -184,7 +191,7 @@ export async function buildVectors(): Promise<Vectors> {
     error: null,
     approvals: [],
     effectId: `${VECTOR_RUN}:0:0`,
-    evidence: { assignment, approvals: [] },
+    evidence: { assignment: frameRef(assignment), approvals: [] },
     compensationOf: null,
     index: 0,
     total: 1,

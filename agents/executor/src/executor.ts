@@ -5,6 +5,7 @@ import {
   GateError,
   MAX_FRAME_BYTES,
   executionBound,
+  frameRef,
   assignmentFilter,
   boundedAdd,
   boundedSet,
@@ -150,11 +151,7 @@ export class Executor {
     const m = a.message;
     const p = a.proposal.message;
     const approvals: OpenedVerdict[] = [];
-    const sizes: number[] = [];
-    for (const x of c.approvals.values()) {
-      approvals.push(x.verdict);
-      sizes.push(x.verdict.bytes.length);
-    }
+    for (const x of c.approvals.values()) approvals.push(x.verdict);
     const params = this.#policy.doc.tiers[m.body.tier];
     return checkStep({
       policy: this.#policy,
@@ -171,7 +168,7 @@ export class Executor {
       veto: c.veto,
       windowClosed,
       windowMs: m.body.requires.human ? params.humanTimeoutMs : params.reviewTimeoutMs,
-      executionBytes: executionBound(a.bytes.length, m.body.proposal.length, sizes),
+      executionBytes: executionBound(m.body.proposal.length, approvals.length),
       maxFrameBytes: MAX_FRAME_BYTES,
       catalogue: this.#tools,
     });
@@ -338,11 +335,7 @@ export class Executor {
       tier: m.body.tier,
       policyDigest: m.body.policyDigest,
       effectId: `${m.run}:${step}:${m.attempt}`,
-      reserved: executionBound(
-        a.bytes.length,
-        m.body.proposal.length,
-        [...c.approvals.values()].map((x) => x.verdict.bytes.length),
-      ),
+      reserved: executionBound(m.body.proposal.length, c.approvals.size),
       body: (r) => ({
         digest: m.body.digest,
         tool: proposal.tool,
@@ -351,8 +344,10 @@ export class Executor {
         ...r,
         approvals: q.counted,
         effectId: `${m.run}:${step}:${m.attempt}`,
+        // By digest, never embedded: the frames are in the run's trace, and embedding them
+        // would repeat the arguments once per frame (docs/receipts.md, 3).
         evidence: {
-          assignment: a.bytes,
+          assignment: frameRef(a.bytes),
           // Every approval that made the quorum, the human's included, so the verifier can
           // re-count it on its own.
           approvals: [...c.approvals.values()]
@@ -361,7 +356,7 @@ export class Executor {
                 q.counted.includes(x.verdict.key.kid) ||
                 x.verdict.message.body.strategy === "human",
             )
-            .map((x) => x.verdict.bytes),
+            .map((x) => frameRef(x.verdict.bytes)),
         },
         compensationOf: null,
         index: proposal.index,
@@ -590,7 +585,8 @@ export class Executor {
       tier: original.body.tier,
       policyDigest: this.#policy.digest,
       effectId,
-      reserved: executionBound(inc.delivery.data.length, m.body.evidence.length, []),
+      // The compensation's arguments are in the order's frame.
+      reserved: executionBound(inc.delivery.data.length, 0),
       order: m.id,
       body: (r) => ({
         digest: c.of,
@@ -600,10 +596,8 @@ export class Executor {
         ...r,
         approvals: [],
         effectId,
-        evidence: {
-          assignment: inc.delivery.data,
-          approvals: [m.body.evidence ?? new Uint8Array()],
-        },
+        // The signed order, which carries the effect it undoes.
+        evidence: { assignment: frameRef(inc.delivery.data), approvals: [] },
         compensationOf: c.of,
         index: c.step,
         total: original.body.total,

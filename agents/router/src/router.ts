@@ -1,5 +1,6 @@
 import {
   executionFits,
+  MAX_FRAME_BYTES,
   maxTier,
   proposalDigest,
   runFilter,
@@ -68,7 +69,7 @@ export function assign(
   const approvals = d.requires.reviewers + (d.requires.human ? 1 : 0);
   const oversized = executionFits(proposalFrame.length, approvals)
     ? null
-    : `the step's arguments (a ${proposalFrame.length}-byte proposal) would not fit its execution record with ${approvals} approval(s): refused before any effect; send smaller arguments`;
+    : `the step's arguments (a ${proposalFrame.length}-byte proposal) would not fit the frames that carry them (its assignment${approvals > 0 ? " and verdicts" : ""} and execution record, at most ${MAX_FRAME_BYTES} bytes each): refused before any effect; send smaller arguments`;
   const denied = d.denied ?? budget ?? rateRefusal ?? oversized;
   const explanation = [...d.explanation];
   if (tierRank(d.tier) > tierRank(unraised)) {

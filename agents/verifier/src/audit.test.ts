@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadPolicy, shippedPolicyFile, unknownRun, type RunView } from "@trias/policy";
 import {
   PROTOCOL_VERSION,
+  frameRef,
   proposalDigest,
   type BodyOf,
   type Kind,
@@ -13,7 +14,7 @@ import {
   type Tier,
 } from "@trias/protocol";
 import { KeyRegistry, REGISTRY_FILE, Signer, initKeyDir, keyFileName } from "@trias/signing";
-import { auditExecution } from "./audit.js";
+import { auditExecution, type FrameLookup } from "./audit.js";
 
 // The verifier's audit of an execution, with real keys and no server: whatever the signed
 // assignment says, the audit re-derives what the step required from its own policy and the
@@ -59,7 +60,7 @@ function execution(
   requires: ReviewRequirement,
   reviewers: string[] = [],
   attempt = 0,
-): MessageOf<"step_executed"> {
+): { m: MessageOf<"step_executed">; frames: FrameLookup } {
   const p = seal("proposer", "step_proposed", attempt, {
     tool,
     args: args as never,
@@ -100,7 +101,9 @@ function execution(
         reasons: [],
       }).bytes,
   );
-  return seal("executor", "step_executed", attempt, {
+  // The run's trace, as the verifier would look the evidence up in it.
+  const trace = new Map([a.bytes, ...approvals].map((f) => [frameRef(f), f]));
+  const m = seal("executor", "step_executed", attempt, {
     digest,
     tool,
     args: args as never,
@@ -110,15 +113,19 @@ function execution(
     error: null,
     approvals: [],
     effectId: `r1:0:${attempt}`,
-    evidence: { assignment: a.bytes, approvals },
+    evidence: { assignment: frameRef(a.bytes), approvals: approvals.map(frameRef) },
     compensationOf: null,
     index: 0,
     total: 1,
   }).message;
+  return { m, frames: (ref) => trace.get(ref) };
 }
 
-const failed = (m: MessageOf<"step_executed">, view: RunView = unknownRun()) =>
-  auditExecution(registry, m, policy, view)
+const failed = (
+  e: { m: MessageOf<"step_executed">; frames: FrameLookup },
+  view: RunView = unknownRun(),
+) =>
+  auditExecution(registry, e.m, policy, view, e.frames)
     .filter((c) => !c.ok)
     .map((c) => c.name);
 
@@ -134,9 +141,11 @@ describe("verifier audit", () => {
   });
 
   it("audit - the router's key alone (a payout assigned light, no reviewer) is caught", () => {
-    const m = execution("ledger.batch_payout", PAYOUT, "light", LIGHT);
-    expect(failed(m)).toEqual(["tier is at least the policy's"]);
-    const why = auditExecution(registry, m, policy, unknownRun()).find((c) => !c.ok)?.detail;
+    const e = execution("ledger.batch_payout", PAYOUT, "light", LIGHT);
+    expect(failed(e)).toEqual(["tier is at least the policy's"]);
+    const why = auditExecution(registry, e.m, policy, unknownRun(), e.frames).find(
+      (c) => !c.ok,
+    )?.detail;
     expect(why).toMatch(/tier_downgrade: assigned light .* at least full/);
   });
 
@@ -154,5 +163,18 @@ describe("verifier audit", () => {
     expect(failed(m, { proposals: 2, failures: 1, stepFloor: "light" })).toEqual([
       "tier is at least the policy's",
     ]);
+  });
+
+  it("audit - evidence the run's trace does not hold, or that does not match its digest, verifies nothing", () => {
+    const e = execution("ledger.batch_payout", PAYOUT, "full", FULL, ["reviewer-1", "reviewer-2"]);
+    const [first] = e.m.body.evidence.approvals;
+    // An approval frame missing from the trace.
+    const missing = (ref: string) => (ref === first ? undefined : e.frames(ref));
+    expect(failed({ m: e.m, frames: missing })).toEqual(["authorisation evidence verifies"]);
+    // A lookup that answers with another frame than the one named (its digest differs).
+    const swapped = (ref: string) =>
+      ref === first ? e.frames(e.m.body.evidence.assignment) : e.frames(ref);
+    const checks = auditExecution(registry, e.m, policy, unknownRun(), swapped);
+    expect(checks.find((c) => !c.ok)?.detail).toMatch(/does not hold/);
   });
 });

@@ -1,4 +1,4 @@
-import { GateError, canonicalEqual, type Check, type MessageOf } from "@trias/protocol";
+import { GateError, canonicalEqual, frameRef, type Check, type MessageOf } from "@trias/protocol";
 import { checkAssignment, type LoadedPolicy, type RunView } from "@trias/policy";
 import type { KeyRegistry } from "@trias/signing";
 import {
@@ -23,8 +23,28 @@ export const AUTHORISATION_CHECKS: ReadonlySet<string> = new Set([
 ]);
 
 /**
+ * The frames of a run's trace by their reference (frameRef): how an audit reads the signed
+ * frames an execution names as its evidence. Undefined: the trace does not hold it.
+ */
+export type FrameLookup = (ref: string) => Uint8Array | undefined;
+
+/**
+ * The frame `ref` names, checked against its digest (whatever the lookup is backed by).
+ * Throws when the run's trace does not hold it: evidence that cannot be read verifies nothing.
+ */
+function evidenceFrame(frames: FrameLookup, ref: string, what: string): Uint8Array {
+  const bytes = frames(ref);
+  if (bytes === undefined || frameRef(bytes) !== ref)
+    throw new GateError(
+      "digest_mismatch",
+      `the execution names ${what} ${ref.slice(0, 12)}, which the run's trace does not hold`,
+    );
+  return bytes;
+}
+
+/**
  * Re-check, independently of the executor, that an execution was authorised: the signed
- * assignment and proposal it carries, the same digest, the same tool and arguments, a tier
+ * assignment and proposal it names, the same digest, the same tool and arguments, a tier
  * and requirement no weaker than the verifier's own derivation from its policy and the run
  * it has followed (`view`), and a quorum of distinct approvals bound to that digest, counted
  * against the stricter of the two. Pure given the registry and the policy.
@@ -34,11 +54,15 @@ export function auditExecution(
   m: MessageOf<"step_executed">,
   policy: LoadedPolicy,
   view: RunView,
+  frames: FrameLookup,
 ): Check[] {
   const checks: Check[] = [];
   const b = m.body;
   try {
-    const a = openAssignment(registry, b.evidence.assignment);
+    const a = openAssignment(
+      registry,
+      evidenceFrame(frames, b.evidence.assignment, "a tier assignment"),
+    );
     const p = a.proposal.message.body;
     const same =
       a.message.body.digest === b.digest && p.tool === b.tool && canonicalEqual(p.args, b.args);
@@ -61,7 +85,9 @@ export function auditExecution(
       ok: a.message.body.denied === null,
       detail: a.message.body.denied ?? "not denied",
     });
-    const verdicts = b.evidence.approvals.map((bytes) => openVerdict(registry, bytes).verdict);
+    const verdicts = b.evidence.approvals.map(
+      (ref) => openVerdict(registry, evidenceFrame(frames, ref, "an approval")).verdict,
+    );
     for (const v of verdicts) {
       if (v.message.body.digest !== b.digest)
         throw new GateError("digest_mismatch", `approval by ${v.key.name} is for another digest`);
@@ -94,18 +120,21 @@ export function auditExecution(
 /**
  * A compensation is authorised by a signed compensate order (verifier or human) that names
  * it exactly, and it must be the undo the tool pack declares for the original effect, whose
- * executor-signed frame travels with it: the rule the executor applies before running it
+ * executor-signed frame travels in the order: the rule the executor applies before running it
  * (checkCompensationOrder). `declaredFor` is the tool pack's `compensate` over the original
  * effect (its result resolved when it travelled by digest).
  */
 export function auditCompensation(
   registry: KeyRegistry,
   m: MessageOf<"step_executed">,
+  frames: FrameLookup,
   declaredFor: (original: MessageOf<"step_executed">) => DeclaredUndo | null,
 ): Check[] {
   const b = m.body;
   try {
-    const order = registry.open(b.evidence.assignment).message;
+    const order = registry.open(
+      evidenceFrame(frames, b.evidence.assignment, "a compensate order"),
+    ).message;
     if (
       order.kind !== "recovery_decided" ||
       order.body.action !== "compensate" ||
@@ -122,9 +151,9 @@ export function auditCompensation(
       c.tool === b.tool &&
       canonicalEqual(c.args, b.args) &&
       c.step === b.index;
-    const originalBytes = b.evidence.approvals[0];
+    const originalBytes = order.body.evidence;
     if (!originalBytes)
-      throw new GateError("scope_denied", "compensation carries no original effect");
+      throw new GateError("scope_denied", "the compensate order carries no original effect");
     const opened = registry.open(originalBytes).message;
     const original = opened.kind === "step_executed" ? opened : null;
     const check = checkCompensationOrder(

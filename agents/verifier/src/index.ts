@@ -1,5 +1,5 @@
 export { POSTCONDITIONS_UNREADABLE, Verifier, verdictOf } from "./verifier.js";
-export { auditExecution, auditCompensation } from "./audit.js";
+export { auditExecution, auditCompensation, type FrameLookup } from "./audit.js";
 export {
   decideRecovery,
   nextCompensation,

@@ -3,6 +3,7 @@ import {
   boundedAdd,
   GateError,
   boundedSet,
+  frameRef,
   runFilter,
   TransientError,
   subjectFor,
@@ -35,7 +36,7 @@ import {
   type ResultStore,
 } from "@trias/runtime";
 import { metrics, recordRecovery, setActiveAttribute } from "@trias/telemetry";
-import { auditCompensation, auditExecution } from "./audit.js";
+import { auditCompensation, auditExecution, type FrameLookup } from "./audit.js";
 import type { Decision, EffectUndo } from "./recovery.js";
 import { needsUndo, react, runView } from "./react.js";
 import { TOOL_SUCCEEDED } from "./reasons.js";
@@ -69,6 +70,12 @@ export function verdictOf(
 
 interface RunCache {
   state: RunState;
+  /**
+   * The current step's authorising frames (assignments, verdicts, orders) by frameRef, which
+   * its execution names as evidence; those over MAX_CACHED_FRAME_BYTES, and any missed, are
+   * read back from the trace.
+   */
+  frames: Map<string, Uint8Array>;
   /** Highest stream sequence handled (applied or found illegal). */
   seen: number;
   /** The receipt chain over every stored message of the run so far, refused ones too. */
@@ -81,6 +88,20 @@ interface RunCache {
  * the agents' 128 MB old-generation ceiling.
  */
 const MAX_OPEN_RUNS = 1_000;
+
+/**
+ * A frame larger than this (a step with large arguments) is not kept for its execution's
+ * audit: it is read back from the trace then, so memory stays bounded by small frames.
+ * @default 16_384 bytes
+ */
+const MAX_CACHED_FRAME_BYTES = 16 * 1024;
+
+/** Kinds of frames an execution names as its evidence (docs/receipts.md, 3). */
+const EVIDENCE_KINDS: ReadonlySet<string> = new Set([
+  "tier_assigned",
+  "verdict",
+  "recovery_decided",
+]);
 
 /** Runs remembered as "first stored message refused" (a junk flood names a new run per frame). */
 const MAX_REFUSED_FIRST = 5_000;
@@ -152,7 +173,12 @@ export class Verifier {
   async #load(run: string, seq: number, first: boolean, record = false): Promise<RunCache> {
     const cached = this.#runs.get(run);
     if (cached) return cached;
-    const c: RunCache = { state: foldRun([], run), seen: seq - 1, chain: new ReceiptChain(run) };
+    const c: RunCache = {
+      state: foldRun([], run),
+      frames: new Map(),
+      seen: seq - 1,
+      chain: new ReceiptChain(run),
+    };
     // A rejection record about a run never submitted (junk naming a new run per frame) has
     // no history to fold: one direct read says so, instead of a scan of the stream per record.
     const unknown =
@@ -164,7 +190,10 @@ export class Verifier {
         if (stored.seq >= seq) break;
         c.chain.add({ seq: stored.seq, subject: stored.subject, frame: stored.data });
         const ev = this.#event(stored);
-        if (ev) events.push(ev);
+        if (ev) {
+          events.push(ev);
+          keepFrame(c.frames, ev.message.kind, stored.data);
+        }
       }
       c.state = foldRun(events, run);
     }
@@ -227,6 +256,7 @@ export class Verifier {
       c = await this.#load(m.run, seq + 1, false);
     }
     c.seen = seq;
+    keepFrame(c.frames, m.kind, inc.delivery.data);
     const violation = c.state.violations.length > before ? c.state.violations.at(-1) : undefined;
     // A run sealed before this process followed it (a restart, an eviction): the fold refuses.
     if (violation?.code === "run_closed") throw new GateError("run_closed", violation.reason);
@@ -294,10 +324,16 @@ export class Verifier {
 
   async #verify(st: RunState, m: MessageOf<"step_executed">): Promise<void> {
     const b = m.body;
+    const frames = await this.#evidence(m);
     const audit =
       b.compensationOf === null
-        ? auditExecution(this.#host.registry, m, this.#policy, runView(st, m.step ?? 0))
-        : auditCompensation(this.#host.registry, m, await this.#declaredUndos(b));
+        ? auditExecution(this.#host.registry, m, this.#policy, runView(st, m.step ?? 0), frames)
+        : auditCompensation(
+            this.#host.registry,
+            m,
+            frames,
+            await this.#declaredUndos(frames(b.evidence.assignment)),
+          );
     let checks: Check[] = [...audit];
     let uncertain = false;
     if (b.outcome === "ok") {
@@ -339,7 +375,7 @@ export class Verifier {
       metrics.stepCompleted(
         b.tier,
         verdict,
-        Math.max(0, this.#host.now() - proposalIssuedAt(this.#host, b.evidence.assignment)),
+        Math.max(0, this.#host.now() - proposalIssuedAt(this.#host, frames(b.evidence.assignment))),
       );
     const step = m.step ?? 0;
     await this.#host.emit("step_verified", {
@@ -374,13 +410,30 @@ export class Verifier {
     }
   }
 
-  /** The declared undo of the effect a compensation's evidence carries, for the pure audit. */
+  /**
+   * The frames an execution names as its evidence, by frameRef: from the run's cache, or,
+   * for any it does not hold (large frames, a restart), read back from the trace.
+   */
+  async #evidence(m: MessageOf<"step_executed">): Promise<FrameLookup> {
+    const cached = this.#runs.get(m.run)?.frames ?? new Map<string, Uint8Array>();
+    const refs = [m.body.evidence.assignment, ...m.body.evidence.approvals];
+    if (refs.every((r) => cached.has(r))) return (r) => cached.get(r);
+    const read = new Map<string, Uint8Array>();
+    for (const stored of await this.#host.bus.readAll(runFilter(m.run))) {
+      const ref = frameRef(stored.data);
+      if (refs.includes(ref)) read.set(ref, stored.data);
+    }
+    return (r) => cached.get(r) ?? read.get(r);
+  }
+
+  /** The declared undo of the effect a compensation's order carries, for the pure audit. */
   async #declaredUndos(
-    b: MessageOf<"step_executed">["body"],
+    orderBytes: Uint8Array | undefined,
   ): Promise<(o: MessageOf<"step_executed">) => DeclaredUndo | null> {
     let declared: DeclaredUndo | null = null;
     try {
-      const bytes = b.evidence.approvals[0];
+      const order = orderBytes ? this.#host.registry.open(orderBytes).message : null;
+      const bytes = order?.kind === "recovery_decided" ? order.body.evidence : null;
       const original = bytes ? this.#host.registry.open(bytes).message : null;
       if (original?.kind === "step_executed") declared = await this.#declaredUndo(original);
     } catch {
@@ -500,8 +553,19 @@ function round(n: number): number {
   return Math.round(n * 1000) / 1000;
 }
 
+/**
+ * Keep a frame an execution may name as its evidence; a new proposal starts a new step (or
+ * attempt), whose execution names only frames stored after it.
+ */
+function keepFrame(frames: Map<string, Uint8Array>, kind: string, data: Uint8Array): void {
+  if (kind === "step_proposed") frames.clear();
+  else if (EVIDENCE_KINDS.has(kind) && data.length <= MAX_CACHED_FRAME_BYTES)
+    frames.set(frameRef(data), data);
+}
+
 /** When the step was proposed, read from the signed evidence. */
-function proposalIssuedAt(host: AgentHost, assignment: Uint8Array): number {
+function proposalIssuedAt(host: AgentHost, assignment: Uint8Array | undefined): number {
+  if (!assignment) return host.now();
   try {
     return openAssignment(host.registry, assignment).proposal.message.issuedAt;
   } catch {

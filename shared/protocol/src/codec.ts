@@ -60,6 +60,14 @@ export function sha256Hex(bytes: Uint8Array | string): string {
   return hash("sha256", bytes, "hex");
 }
 
+/**
+ * How one signed frame names another without embedding it (docs/receipts.md, 3): the
+ * SHA-256 of its stored bytes, in hex. The frame it names is in the same run's trace.
+ */
+export function frameRef(frame: Uint8Array): string {
+  return sha256Hex(frame);
+}
+
 export interface ProposalBinding {
   tool: string;
   args: Record<string, unknown>;

@@ -58,6 +58,7 @@ export {
   canonicalEqual,
   sha256Hex,
   proposalDigest,
+  frameRef,
   parseMessage,
   isKind,
   type ProposalBinding,
@@ -89,7 +90,9 @@ export {
   EXECUTION_RESERVE_BYTES,
   ASSIGNMENT_OVERHEAD_BYTES,
   VERDICT_OVERHEAD_BYTES,
+  APPROVAL_REF_BYTES,
   executionBound,
+  stepFrameBound,
   executionFits,
 } from "./sizes.js";
 export { readEnv, envPositiveInt, envNonNegative, envEnum, envText, type Env } from "./env.js";

@@ -176,8 +176,13 @@ export const StepExecuted = z.object({
   approvals: z.array(KeyId),
   /** Stable id of the effect (run:step:attempt), the tool's idempotency key. */
   effectId: z.string(),
-  /** The signed frames the gate accepted, so the verifier can audit the decision on its own. */
-  evidence: z.object({ assignment: Bytes, approvals: z.array(Bytes) }),
+  /**
+   * The signed frames the gate accepted, by the SHA-256 of their stored bytes (frameRef):
+   * the tier assignment (for a compensation, the signed order) and the approvals counted.
+   * Each is stored in the run's trace, so the verifier audits the decision on its own, and
+   * the record never repeats the arguments those frames already carry (docs/receipts.md, 3).
+   */
+  evidence: z.object({ assignment: Digest, approvals: z.array(Digest) }),
   /** Set when this execution was a compensation ordered by recovery. */
   compensationOf: Digest.nullable(),
   index: z.number().int().nonnegative(),

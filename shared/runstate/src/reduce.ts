@@ -668,13 +668,14 @@ function executed(s: RunState, m: MessageOf<"step_executed">, ev: TraceEvent): C
   if (new Set(b.approvals).size !== b.approvals.length)
     return { illegal: "execution counts one reviewer key twice" };
   const lastAssignment = step.assignmentFrames[step.assignmentFrames.length - 1];
-  if (sha256Hex(b.evidence.assignment) !== lastAssignment) {
+  // The evidence names frames by digest (frameRef): each must be one this run's trace holds.
+  if (b.evidence.assignment !== lastAssignment) {
     return {
-      illegal: `execution evidence does not carry the tier assignment in force for step ${step.index}`,
+      illegal: `execution evidence does not name the tier assignment in force for step ${step.index}`,
     };
   }
-  if (b.evidence.approvals.some((f) => !step.approvalFrames.includes(sha256Hex(f)))) {
-    return { illegal: "execution evidence carries an approval frame the trace does not hold" };
+  if (b.evidence.approvals.some((d) => !step.approvalFrames.includes(d))) {
+    return { illegal: "execution evidence names an approval frame the trace does not hold" };
   }
   if (m.sender === step.proposer || m.sender === step.router || kids.includes(m.sender)) {
     return {

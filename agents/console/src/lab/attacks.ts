@@ -284,7 +284,7 @@ export const ATTACKS: readonly Attack[] = [
           error: null,
           approvals: [],
           effectId: `${run}:1:0`,
-          evidence: { assignment: new Uint8Array([1]), approvals: [] },
+          evidence: { assignment: "b".repeat(64), approvals: [] },
           compensationOf: null,
           index: 1,
           total: 2,
