@@ -67,12 +67,45 @@ describe("payload sizes", () => {
     },
   );
 
-  it("payloads - an argument too large for the frames that carry it is refused before any effect and the run closes with the reason", async () => {
-    const run = await submit("noop.echo", { blob: "x".repeat(250 * 1024) });
-    const closed = await waitForKind(h, run, "run_closed", 30_000);
-    expect(closed.body.outcome).toBe("rejected");
-    expect(closed.body.reason).toMatch(/would not fit the frames that carry them/);
-    expect(await h.bus.readAll(subjectFor("executor", "step_executed", run))).toHaveLength(0);
+  it.each([
+    // The step's verdicts, which embed its assignment, could not fit: the router denies it.
+    ["noop.batch", 245, /would not fit the frames that carry them/],
+    // Its proposal would leave its assignment no room: the proposer refuses the task.
+    ["noop.echo", 255, /the step_proposed .* would be \d+ bytes, over the limit/],
+  ])(
+    "payloads - an argument too large for the frames that carry it (%s, %i KB) is refused before any effect and the run closes with the reason",
+    async (tool, kb, reason) => {
+      const run = await submit(tool, { blob: "x".repeat(kb * 1024) });
+      const closed = await waitForKind(h, run, "run_closed", 30_000);
+      expect(closed.body.outcome).toBe("rejected");
+      expect(closed.body.reason).toMatch(reason);
+      expect(await h.bus.readAll(subjectFor("executor", "step_executed", run))).toHaveLength(0);
+    },
+  );
+
+  it("payloads - a next step whose argument is too large to send escalates its run to a human with the reason", async () => {
+    const { run } = await h.client.submit({
+      goal: "payload size",
+      program: "steps",
+      input: {
+        steps: [
+          { tool: "noop.echo", args: { n: 1 } },
+          { tool: "noop.echo", args: { blob: "x".repeat(250 * 1024) } },
+        ] as never,
+      },
+      requestedBy: "test",
+    });
+    const escalated = await waitForKind(
+      h,
+      run,
+      "recovery_decided",
+      30_000,
+      (m) => m.body.action === "escalate",
+    );
+    expect(escalated.body.reason).toMatch(
+      /the proposer could not propose the step after step 0 \(frame_oversized: .* bytes, over the limit/,
+    );
+    expect(await h.bus.readAll(subjectFor("executor", "step_executed", run))).toHaveLength(1);
   });
 
   it.each([250 * 1024, 400 * 1024])(

@@ -1,4 +1,5 @@
 import {
+  ASSIGNMENT_OVERHEAD_BYTES,
   RunId,
   ValidationError,
   boundedSet,
@@ -132,6 +133,8 @@ export class Proposer {
     const next = await this.#next(m.run, task, index);
     if (!next) return;
     await this.#host.emit("step_proposed", {
+      // Its tier assignment embeds it: leave it room under the frame limit.
+      headroom: ASSIGNMENT_OVERHEAD_BYTES,
       id: `prop-${m.run}-${index}-0`,
       run: m.run,
       step: index,
@@ -203,6 +206,8 @@ export class Proposer {
       return;
     }
     await this.#host.emit("step_proposed", {
+      // Its tier assignment embeds it: leave it room under the frame limit.
+      headroom: ASSIGNMENT_OVERHEAD_BYTES,
       id: `prop-${m.run}-${last.step}-${b.nextAttempt}`,
       run: m.run,
       step: last.step,
@@ -256,6 +261,8 @@ export class Proposer {
     }
     const index = last.body.index;
     await this.#host.emit("step_proposed", {
+      // Its tier assignment embeds it: leave it room under the frame limit.
+      headroom: ASSIGNMENT_OVERHEAD_BYTES,
       id: `prop-${m.run}-${index}-${attempt}`,
       run: m.run,
       step: index,

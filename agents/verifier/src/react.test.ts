@@ -209,6 +209,14 @@ const CASES: [string, RunState, Message, Partial<ReactContext>, string, RegExp |
     /the proposer refused the task/,
   ],
   [
+    "a next step the proposer cannot propose (too large to send) escalates",
+    state("passed", { total: 2 }),
+    rejected("proposer", "frame_oversized", "trias.verifier.step_verified.r1"),
+    {},
+    "recover:escalate",
+    /could not propose the step after step 0 \(frame_oversized: because\)/,
+  ],
+  [
     "a forged message the executor refused changes nothing",
     state("routed"),
     rejected("executor", "signature_invalid"),

@@ -126,6 +126,14 @@ function afterRejection(st: RunState, m: MessageOf<"message_rejected">): Decisio
       `the proposer could not carry out the recovery (${b.reason}): a human decides`,
     );
   }
+  if (b.by === "proposer" && b.subject.includes(".step_verified.") && st.phase === "passed") {
+    // The proposer cannot propose the next step (an argument too large to send, say): the
+    // run would wait for it for ever, so a human decides (DESIGN.md, 12).
+    return escalate(
+      st,
+      `the proposer could not propose the step after step ${st.current ?? 0} (${b.code}: ${b.reason}): a human decides`,
+    );
+  }
   if (b.by !== "executor") return { kind: "none" };
   const rollout = closeOnPolicyRollout(st, b);
   if (rollout) return rollout;

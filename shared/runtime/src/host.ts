@@ -13,6 +13,7 @@ import {
   GateError,
   MAX_FRAME_BYTES,
   TriasError,
+  ValidationError,
   PROTOCOL_VERSION,
   decode,
   decodeFrame,
@@ -94,6 +95,12 @@ export interface EmitFields<K extends Kind> {
    * one round trip instead of two. The emit resolves when both have.
    */
   alongside?: (bytes: Uint8Array) => Promise<unknown>;
+  /**
+   * Bytes the frame must leave free under the frame limit because another frame will embed
+   * it (a proposal inside its tier assignment, docs/receipts.md, 3).
+   * @default 0
+   */
+  headroom?: number;
 }
 
 export interface Emitted {
@@ -322,6 +329,15 @@ export class AgentHost {
       body: f.body,
     } as MessageOf<K>;
     const bytes = this.signer.seal(message);
+    // Never send what every receiver would refuse: the message that asked for it is refused
+    // instead, with this reason, so its run ends visibly (DESIGN.md, 12).
+    const limit = this.#maxFrameBytes - (f.headroom ?? 0);
+    if (bytes.length > limit) {
+      throw new ValidationError(
+        "frame_oversized",
+        `the ${kind} for run ${f.run} would be ${bytes.length} bytes, over the limit of ${limit}${f.headroom ? ` (${this.#maxFrameBytes} less ${f.headroom} for the frame that embeds it)` : ""}: not sent; send smaller arguments`,
+      );
+    }
     if (trace && !traceparent) {
       headers["traceparent"] = trace.traceparent;
       if (trace.tracestate) headers["tracestate"] = trace.tracestate;
