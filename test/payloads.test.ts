@@ -108,6 +108,37 @@ describe("payload sizes", () => {
     expect(await h.bus.readAll(subjectFor("executor", "step_executed", run))).toHaveLength(1);
   });
 
+  it("payloads - an effect with a 200 KB argument is undone by a rollback and the run closes rolled back", async () => {
+    const blob = "x".repeat(200 * 1024);
+    const { run } = await h.client.submit({
+      goal: "payload size",
+      program: "steps",
+      input: {
+        steps: [
+          { tool: "noop.write", args: { blob } },
+          { tool: "flaky.write", args: { key: `payloads-${Date.now()}`, passFromAttempt: 99 } },
+        ] as never,
+      },
+      requestedBy: "test",
+    });
+    const closed = await waitForKind(h, run, "run_closed", 40_000);
+    expect(closed.body.outcome, closed.body.reason).toBe("rolled_back");
+    const trace = (await h.trace(run)).map((o) => o.message);
+    // The order names the effect it undoes by digest; its compensation repeats the arguments
+    // once (noop.write is undone by an echo of them), so both frames fit.
+    const order = trace.find(
+      (m): m is MessageOf<"recovery_decided"> =>
+        m.kind === "recovery_decided" && m.body.compensation?.step === 0,
+    );
+    expect(order?.body.evidence).toMatch(/^[0-9a-f]{64}$/);
+    const undo = trace.find(
+      (m): m is MessageOf<"step_executed"> =>
+        m.kind === "step_executed" && m.step === 0 && m.body.compensationOf !== null,
+    );
+    expect(undo?.body.tool).toBe("noop.echo");
+    expect((undo?.body.args as { blob: string }).blob).toHaveLength(blob.length);
+  });
+
   it.each([250 * 1024, 400 * 1024])(
     "payloads - a result of %i bytes completes its run; past what a record holds it travels by digest and the verifier reads it back whole",
     async (bytes) => {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { subjectFor, type MessageOf } from "@trias/protocol";
+import { frameRef, subjectFor, type MessageOf } from "@trias/protocol";
 import { loadPolicy, shippedPolicyFile } from "@trias/policy";
 import { waitFor } from "@trias/testing";
 import { startHarness, waitForKind, waitForRejection, type Harness } from "./helpers/harness.js";
@@ -166,7 +166,7 @@ describe("single key", () => {
         avoid: [],
         nextAttempt: 0,
         notBefore: null,
-        evidence: frame,
+        evidence: frameRef(frame),
       },
     });
     return h.forge.seal("verifier", m);

@@ -543,11 +543,12 @@ export class Executor {
     if (!c || !m.body.evidence)
       throw new GateError(
         "scope_denied",
-        "a compensate order must name the compensation and carry the effect it undoes",
+        "a compensate order must name the compensation and the effect it undoes",
       );
-    // The effect is the one this executor recorded, not the order's word for it: the
-    // evidence must be byte for byte the frame this process stored when it ran the step.
-    const original = this.#host.registry.open(m.body.evidence).message;
+    // The effect is the one this executor recorded, not the order's word for it: the frame
+    // the order names must be byte for byte the one this process stored when it ran the step.
+    const frame = await this.#executedFrame(m.run, c.step, m.attempt, m.body.evidence);
+    const original = this.#host.registry.open(frame).message;
     if (original.kind !== "step_executed")
       throw new GateError("scope_denied", "a compensate order's evidence must be an execution");
     const key = keyOf(original);
@@ -556,7 +557,7 @@ export class Executor {
       own && own.operation === "PUT" && own.value.length > 0
         ? (decode(own.value) as EffectRecord)
         : null;
-    if (record?.status !== "done" || !sameBytes(record.frame, m.body.evidence)) {
+    if (record?.status !== "done" || !sameBytes(record.frame, frame)) {
       throw new GateError(
         "scope_denied",
         `this executor has no record of the effect ${original.body.effectId} the order would undo`,
@@ -603,6 +604,30 @@ export class Executor {
         total: original.body.total,
       }),
     });
+  }
+
+  /**
+   * The execution frame a compensate order names by digest (frameRef): this executor's record
+   * of the step at the order's attempt (the usual case, no trace read), else the run's trace.
+   */
+  async #executedFrame(
+    run: string,
+    step: number,
+    attempt: number,
+    ref: string,
+  ): Promise<Uint8Array> {
+    const own = await this.#effects.get(keyOf({ run, step, attempt }));
+    const record =
+      own && own.operation === "PUT" && own.value.length > 0
+        ? (decode(own.value) as EffectRecord)
+        : null;
+    if (record?.status === "done" && frameRef(record.frame) === ref) return record.frame;
+    for (const s of await this.#host.bus.readAll(subjectFor("executor", "step_executed", run)))
+      if (frameRef(s.data) === ref) return s.data;
+    throw new GateError(
+      "scope_denied",
+      `this executor has no record of the effect ${ref.slice(0, 12)} the order would undo`,
+    );
   }
 
   async #republish(frame: Uint8Array, run: string): Promise<void> {

@@ -120,7 +120,7 @@ export function auditExecution(
 /**
  * A compensation is authorised by a signed compensate order (verifier or human) that names
  * it exactly, and it must be the undo the tool pack declares for the original effect, whose
- * executor-signed frame travels in the order: the rule the executor applies before running it
+ * executor-signed frame the order names: the rule the executor applies before running it
  * (checkCompensationOrder). `declaredFor` is the tool pack's `compensate` over the original
  * effect (its result resolved when it travelled by digest).
  */
@@ -151,9 +151,9 @@ export function auditCompensation(
       c.tool === b.tool &&
       canonicalEqual(c.args, b.args) &&
       c.step === b.index;
-    const originalBytes = order.body.evidence;
-    if (!originalBytes)
-      throw new GateError("scope_denied", "the compensate order carries no original effect");
+    if (!order.body.evidence)
+      throw new GateError("scope_denied", "the compensate order names no original effect");
+    const originalBytes = evidenceFrame(frames, order.body.evidence, "an effect to undo");
     const opened = registry.open(originalBytes).message;
     const original = opened.kind === "step_executed" ? opened : null;
     const check = checkCompensationOrder(

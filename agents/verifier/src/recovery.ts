@@ -1,8 +1,9 @@
-import type {
-  Compensation,
-  RecoveryAction,
-  RunOutcome,
-  VerificationVerdict,
+import {
+  frameRef,
+  type Compensation,
+  type RecoveryAction,
+  type RunOutcome,
+  type VerificationVerdict,
 } from "@trias/protocol";
 import type { TierParams } from "@trias/policy";
 import type { EffectRecord, RunState, StepState } from "@trias/runstate";
@@ -20,7 +21,8 @@ export type Decision =
       notBefore: number | null;
       avoid: string[];
       compensation: Compensation | null;
-      evidence: Uint8Array | null;
+      /** For compensate: frameRef of the effect's frame. */
+      evidence: string | null;
     };
 
 /** How to undo one effect, as the tool pack declares it; `null` when it cannot be undone. */
@@ -147,6 +149,6 @@ export function nextCompensation(state: RunState, undo: readonly EffectUndo[]): 
       tool: order.tool,
       args: order.args,
     },
-    evidence: last.frame,
+    evidence: frameRef(last.frame),
   };
 }

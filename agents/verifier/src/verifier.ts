@@ -332,7 +332,7 @@ export class Verifier {
             this.#host.registry,
             m,
             frames,
-            await this.#declaredUndos(frames(b.evidence.assignment)),
+            await this.#declaredUndos(frames(b.evidence.assignment), frames),
           );
     let checks: Check[] = [...audit];
     let uncertain = false;
@@ -417,23 +417,25 @@ export class Verifier {
   async #evidence(m: MessageOf<"step_executed">): Promise<FrameLookup> {
     const cached = this.#runs.get(m.run)?.frames ?? new Map<string, Uint8Array>();
     const refs = [m.body.evidence.assignment, ...m.body.evidence.approvals];
-    if (refs.every((r) => cached.has(r))) return (r) => cached.get(r);
+    // A compensation's order names an older frame too (the effect it undoes): read the trace.
+    if (m.body.compensationOf === null && refs.every((r) => cached.has(r)))
+      return (r) => cached.get(r);
     const read = new Map<string, Uint8Array>();
-    for (const stored of await this.#host.bus.readAll(runFilter(m.run))) {
-      const ref = frameRef(stored.data);
-      if (refs.includes(ref)) read.set(ref, stored.data);
-    }
+    for (const stored of await this.#host.bus.readAll(runFilter(m.run)))
+      read.set(frameRef(stored.data), stored.data);
     return (r) => cached.get(r) ?? read.get(r);
   }
 
   /** The declared undo of the effect a compensation's order carries, for the pure audit. */
   async #declaredUndos(
     orderBytes: Uint8Array | undefined,
+    frames: FrameLookup,
   ): Promise<(o: MessageOf<"step_executed">) => DeclaredUndo | null> {
     let declared: DeclaredUndo | null = null;
     try {
       const order = orderBytes ? this.#host.registry.open(orderBytes).message : null;
-      const bytes = order?.kind === "recovery_decided" ? order.body.evidence : null;
+      const ref = order?.kind === "recovery_decided" ? order.body.evidence : null;
+      const bytes = ref ? frames(ref) : undefined;
       const original = bytes ? this.#host.registry.open(bytes).message : null;
       if (original?.kind === "step_executed") declared = await this.#declaredUndo(original);
     } catch {

@@ -224,8 +224,11 @@ export const RecoveryDecided = z.object({
   nextAttempt: z.number().int().nonnegative(),
   /** Backoff as data: the next attempt is not proposed before this time (ms since epoch). */
   notBefore: z.number().int().nonnegative().nullable(),
-  /** For compensate: the executor's signed frame of the effect being undone, as evidence. */
-  evidence: Bytes.nullable(),
+  /**
+   * For compensate: the executor's signed frame of the effect being undone, by frameRef (it
+   * is in the run's trace): naming it costs the order 64 characters, whatever its arguments.
+   */
+  evidence: Digest.nullable(),
 });
 export type RecoveryDecided = z.infer<typeof RecoveryDecided>;
 
