@@ -219,4 +219,40 @@ describe("single key", () => {
     expect((await h.ledger.read()).state.accounts).toEqual(before);
     expect(await h.bus.readAll(subjectFor("executor", "step_executed", run))).toHaveLength(1);
   });
+
+  it("single key - the proposer's key alone: a step proposed for a closed run (routed as any router would) is refused by the executor; nothing runs", async () => {
+    const key = `closed-${Date.now().toString(36)}`;
+    const run = await submit([{ tool: "flaky.write", args: { key, passFromAttempt: 0 } }]);
+    const p0 = await proposal(run, 0);
+    await h.forge.send(
+      "router",
+      "tier_assigned",
+      run,
+      h.forge.assignment(p0, policy.digest, "light", LIGHT).bytes,
+    );
+    const closed = await waitForKind(h, run, "run_closed", 30_000);
+    expect(closed.body.outcome).toBe("completed");
+
+    // A second step of the closed run, signed with the proposer's real key; the router routes
+    // what it is given (it keeps no record of closed runs), here light as the policy says.
+    const extra = h.forge.proposal(run, {
+      step: 1,
+      tool: "flaky.write",
+      args: { key: `${key}-extra`, passFromAttempt: 0 },
+      index: 1,
+      total: 2,
+    });
+    await h.forge.send("proposer", "step_proposed", run, extra.bytes);
+    await h.forge.send(
+      "router",
+      "tier_assigned",
+      run,
+      h.forge.assignment(extra, policy.digest, "light", LIGHT).bytes,
+    );
+    const r = await waitForRejection(h, run, "executor", "run_closed");
+    expect(r.body.reason).toMatch(/nothing may follow run_closed/);
+    const executed = await h.bus.readAll(subjectFor("executor", "step_executed", run));
+    expect(executed).toHaveLength(1);
+    expect(await kinds(run, "run_closed")).toHaveLength(1);
+  });
 });

@@ -19,6 +19,7 @@ import {
   type TraceContext,
 } from "@trias/protocol";
 import { unknownRun, type LoadedPolicy } from "@trias/policy";
+import { afterClose } from "@trias/runstate";
 import { ToolRefusal, type Catalogue, type ToolDef } from "@trias/tools";
 import { SpanKind, setActiveAttribute, triasAttributes, withSpan } from "@trias/telemetry";
 import {
@@ -316,8 +317,10 @@ export class Executor {
     const a = c.assignment;
     const m = a.message;
     const q = d.quorum;
-    // A quarantine only ever follows an execution: the run's very first step cannot be in one.
-    if (m.step !== 0 || m.attempt !== 0) await this.#checkNotQuarantined(m.run);
+    // A quarantine or a close only ever follows an execution: the run's very first step cannot
+    // be in one (and its effect id is taken once it ran).
+    if (m.step !== 0 || m.attempt !== 0)
+      await Promise.all([this.#checkNotQuarantined(m.run), this.#checkNotClosed(m.run)]);
     const proposal = a.proposal.message.body;
     setActiveAttribute("trias.tier", m.body.tier);
     setActiveAttribute("trias.policy_digest", m.body.policyDigest);
@@ -523,6 +526,35 @@ export class Executor {
     }
     if (this.#quarantined.has(run))
       throw new GateError("run_quarantined", `run ${run} is quarantined: nothing more executes`);
+  }
+
+  /**
+   * A closed run stays closed (docs/receipts.md, "After the receipt"): no step of it runs
+   * after its run_closed is stored, whoever assigned it. Asked of the stream for every step
+   * after a run's first, since a run can close between two of its steps (a failure, a cancel,
+   * a roll-out); the read is one lookup by subject, beside the quarantine check.
+   */
+  async #checkNotClosed(run: string): Promise<void> {
+    const stored = await this.#host.bus.lastBySubject(subjectFor("verifier", "run_closed", run));
+    if (!stored) return;
+    // Only a verifier's signed close counts: a frame that does not open closes nothing.
+    let opened;
+    try {
+      opened = this.#host.registry.open(stored.data, MAX_FRAME_BYTES, stored.timestampMs);
+    } catch {
+      return;
+    }
+    const closed = opened.message;
+    if (opened.key.role !== "verifier" || closed.kind !== "run_closed" || closed.run !== run)
+      return;
+    const reason = afterClose(
+      {
+        closed: { seq: stored.seq },
+        status: closed.body.outcome === "quarantined" ? "quarantined" : "closed",
+      },
+      "step_executed",
+    );
+    if (reason !== null) throw new GateError("run_closed", reason);
   }
 
   /** Signed recovery orders: compensations to run, and quarantines to enforce. */
