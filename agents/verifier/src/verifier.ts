@@ -71,11 +71,11 @@ export function verdictOf(
 interface RunCache {
   state: RunState;
   /**
-   * The current step's authorising frames (assignments, verdicts, orders) by frameRef, which
-   * its execution names as evidence; those over MAX_CACHED_FRAME_BYTES, and any missed, are
-   * read back from the trace.
+   * Frames a later record names by frameRef: the current step's assignments, verdicts and
+   * orders, and the run's executions (a compensate order names one). Those over
+   * MAX_CACHED_FRAME_BYTES, and any missed, are read back from the trace.
    */
-  frames: Map<string, Uint8Array>;
+  frames: Map<string, { kind: string; data: Uint8Array }>;
   /** Highest stream sequence handled (applied or found illegal). */
   seen: number;
   /** The receipt chain over every stored message of the run so far, refused ones too. */
@@ -84,8 +84,9 @@ interface RunCache {
 
 /**
  * Runs kept in memory; a run evicted (or closed) is folded again from the stream if needed.
- * A run of 20 steps holds about 56 KB (state and receipt chain), so this stays well inside
- * the agents' 128 MB old-generation ceiling.
+ * A run of 20 steps holds about 56 KB (state and receipt chain) and its executions' frames
+ * (about 1 KB each with small results, never over MAX_CACHED_FRAME_BYTES), so this stays
+ * inside the agents' 128 MB old-generation ceiling.
  */
 const MAX_OPEN_RUNS = 1_000;
 
@@ -96,11 +97,12 @@ const MAX_OPEN_RUNS = 1_000;
  */
 const MAX_CACHED_FRAME_BYTES = 16 * 1024;
 
-/** Kinds of frames an execution names as its evidence (docs/receipts.md, 3). */
+/** Kinds of frames a later record names by frameRef (docs/receipts.md, 3). */
 const EVIDENCE_KINDS: ReadonlySet<string> = new Set([
   "tier_assigned",
   "verdict",
   "recovery_decided",
+  "step_executed",
 ]);
 
 /** Runs remembered as "first stored message refused" (a junk flood names a new run per frame). */
@@ -415,15 +417,27 @@ export class Verifier {
    * for any it does not hold (large frames, a restart), read back from the trace.
    */
   async #evidence(m: MessageOf<"step_executed">): Promise<FrameLookup> {
-    const cached = this.#runs.get(m.run)?.frames ?? new Map<string, Uint8Array>();
+    const frames = this.#runs.get(m.run)?.frames;
+    const cached: FrameLookup = (r) => frames?.get(r)?.data;
     const refs = [m.body.evidence.assignment, ...m.body.evidence.approvals];
-    // A compensation's order names an older frame too (the effect it undoes): read the trace.
-    if (m.body.compensationOf === null && refs.every((r) => cached.has(r)))
-      return (r) => cached.get(r);
+    // A compensation's order names the effect it undoes: that frame is needed too.
+    const order = m.body.compensationOf === null ? undefined : cached(m.body.evidence.assignment);
+    if (order) refs.push(this.#orderEvidence(order) ?? "");
+    if (refs.every((r) => cached(r) !== undefined)) return cached;
     const read = new Map<string, Uint8Array>();
     for (const stored of await this.#host.bus.readAll(runFilter(m.run)))
       read.set(frameRef(stored.data), stored.data);
-    return (r) => cached.get(r) ?? read.get(r);
+    return (r) => cached(r) ?? read.get(r);
+  }
+
+  /** The reference a compensate order's frame names as the effect it undoes, if it is one. */
+  #orderEvidence(frame: Uint8Array): string | null {
+    try {
+      const o = this.#host.registry.open(frame).message;
+      return o.kind === "recovery_decided" ? o.body.evidence : null;
+    } catch {
+      return null;
+    }
   }
 
   /** The declared undo of the effect a compensation's order carries, for the pure audit. */
@@ -556,13 +570,19 @@ function round(n: number): number {
 }
 
 /**
- * Keep a frame an execution may name as its evidence; a new proposal starts a new step (or
- * attempt), whose execution names only frames stored after it.
+ * Keep a frame a later record may name. A new proposal starts a new step (or attempt), whose
+ * execution names only frames stored after it: the earlier step's assignments, verdicts and
+ * orders go; executions stay, for the compensate orders of a rollback.
  */
-function keepFrame(frames: Map<string, Uint8Array>, kind: string, data: Uint8Array): void {
-  if (kind === "step_proposed") frames.clear();
-  else if (EVIDENCE_KINDS.has(kind) && data.length <= MAX_CACHED_FRAME_BYTES)
-    frames.set(frameRef(data), data);
+function keepFrame(
+  frames: Map<string, { kind: string; data: Uint8Array }>,
+  kind: string,
+  data: Uint8Array,
+): void {
+  if (kind === "step_proposed") {
+    for (const [ref, f] of frames) if (f.kind !== "step_executed") frames.delete(ref);
+  } else if (EVIDENCE_KINDS.has(kind) && data.length <= MAX_CACHED_FRAME_BYTES)
+    frames.set(frameRef(data), { kind, data });
 }
 
 /** When the step was proposed, read from the signed evidence. */
