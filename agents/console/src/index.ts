@@ -43,6 +43,24 @@ export {
   type Observed,
 } from "./lab/attacks.js";
 export { runLab, type LabOptions, type LabReport, type LabRow } from "./lab/run.js";
-export { ledgerCorpus, type CorpusTask } from "./eval/corpus.js";
-export { runEval, scoreRun, PAPER, type EvalReport, type PolicyMetrics } from "./eval/run.js";
+export {
+  CORPUS_PACKS,
+  codeCorpus,
+  fsCorpus,
+  fullCorpus,
+  kycCorpus,
+  ledgerCorpus,
+  type CorpusPack,
+  type CorpusTask,
+} from "./eval/corpus.js";
+export {
+  evalPolicy,
+  runEval,
+  scoreRun,
+  waves,
+  PAPER,
+  type EvalReport,
+  type PackMetrics,
+  type PolicyMetrics,
+} from "./eval/run.js";
 export { ConsoleServer, type ConsoleServerOptions } from "./web/server.js";
