@@ -16,7 +16,7 @@ describe("trias eval", () => {
   it(
     "eval - a slice of the corpus over the ledger, KYC, code and MCP filesystem packs under dev and always-full: tiers, review and outcomes measured from the trace",
     async () => {
-      // One task of each family: 22 tasks, each policy on its own embedded stack with a git
+      // One task of each family: 25 tasks, each policy on its own embedded stack with a git
       // repository for the code pack and the reference MCP filesystem server as a process.
       const child = spawn(process.execPath, [CLI, "eval", "--limit", "1", "--json"], {
         env: { ...process.env, NATS_URL: "" },
@@ -26,7 +26,7 @@ describe("trias eval", () => {
       const code = await new Promise<number | null>((r) => child.once("exit", r));
       expect(code).toBe(0);
       const r = JSON.parse(out) as EvalReport;
-      expect(r.corpus).toBe(22);
+      expect(r.corpus).toBe(25);
       const [dev, full] = r.policies;
       expect(dev?.policy).toBe("dev");
       expect(full?.policy).toBe("always-full");
@@ -43,7 +43,20 @@ describe("trias eval", () => {
         expect(m.seededBadCaught).toBe(10);
         // Both high-risk customers waited for a person, who decided as labelled.
         expect(m.humanDecisions).toBe(2);
-        expect(m.success).toBe(22);
+        expect(m.success).toBe(25);
+        // The verifiers' topology alarm, as calibrated (docs/eval.md): silent on every
+        // ordinary run (a retry, a rollback, a denial, a veto, a person's refusal included),
+        // raised on both seeded thrashing runs (a retry on every step; retries then a rollback).
+        expect(m.byPack.recovery).toMatchObject({ tasks: 3, success: 3 });
+        expect(m.topology).toEqual({
+          ordinary: 23,
+          ordinaryAlarms: 0,
+          thrashing: 2,
+          thrashingAlarms: 2,
+        });
+        const thrashed = m.runs.filter((x) => x.thrashing);
+        for (const x of thrashed)
+          expect(x.topology?.reasons.join()).toMatch(/repeated transitions/);
       }
       // Always-full puts every step in the full tier: never under, over wherever the label is lower.
       expect(full!.underTier).toBe(0);

@@ -5,7 +5,7 @@ import type { Command } from "commander";
 import { findNatsServer, NATS_INSTALL_HINT } from "@trias/bus";
 import { CliError, EXIT, nonNegativeInt, out, usage } from "../cli-kit.js";
 import { bold, dim } from "../format.js";
-import { CORPUS_PACKS, fullCorpus, type CorpusPack } from "../eval/corpus.js";
+import { CORPUS_PACKS, fullCorpus } from "../eval/corpus.js";
 import { PAPER, runEval, type EvalReport } from "../eval/run.js";
 
 /**
@@ -37,6 +37,18 @@ function printTable(r: EvalReport): void {
     ["success", (m) => `${pct(m.successRate)} (${m.success}/${m.tasks})`, pct(PAPER.successRate)],
     ["still open", (m) => String(m.open), "-"],
     ["human decisions", (m) => String(m.humanDecisions), "-"],
+    [
+      "topology alarms: ordinary",
+      (m) =>
+        `${pct(m.topology.ordinary ? m.topology.ordinaryAlarms / m.topology.ordinary : null)} (${m.topology.ordinaryAlarms}/${m.topology.ordinary})`,
+      "<= 2 %",
+    ],
+    [
+      "topology alarms: thrashing",
+      (m) =>
+        `${pct(m.topology.thrashing ? m.topology.thrashingAlarms / m.topology.thrashing : null)} (${m.topology.thrashingAlarms}/${m.topology.thrashing})`,
+      "100 %",
+    ],
     ...CORPUS_PACKS.filter((p) => r.policies[0]?.byPack[p]).map(
       (p): [string, (m: EvalReport["policies"][number]) => string, string] => [
         `  ${p}: tier / bad / ok`,
@@ -112,7 +124,7 @@ export function registerEval(program: Command): void {
         try {
           const tasks = fullCorpus(fsRoot).filter(
             (t) =>
-              packs.includes(t.pack as CorpusPack) &&
+              packs.includes(t.pack) &&
               (o.limit === undefined || Number(t.id.slice(t.id.lastIndexOf("-") + 1)) < o.limit),
           );
           const report = await runEval({

@@ -1,8 +1,8 @@
 import type { RunOutcome, TaskSubmitted, Tier } from "@trias/protocol";
 
 /** The tool pack a task exercises; each needs its own fixture on the stack (eval/run.ts). */
-export type CorpusPack = "ledger" | "kyc" | "code" | "fs";
-export const CORPUS_PACKS: readonly CorpusPack[] = ["ledger", "kyc", "code", "fs"];
+export type CorpusPack = "ledger" | "kyc" | "code" | "fs" | "recovery";
+export const CORPUS_PACKS: readonly CorpusPack[] = ["ledger", "kyc", "code", "fs", "recovery"];
 
 /**
  * One labelled task of the governance corpus (docs/eval.md). The labels are a reviewer's
@@ -24,6 +24,11 @@ export interface CorpusTask {
   badStep?: number;
   /** What the person asked about a step that needs one decides (KYC, high-risk customers). */
   human?: "approve" | "reject";
+  /**
+   * A run that thrashes on purpose (retry after retry): the topology alarm must fire on it,
+   * and on almost no other run (docs/eval.md, "Topology alarms").
+   */
+  thrashing?: boolean;
   /** What a correct run ends as. */
   outcome: RunOutcome;
 }
@@ -436,8 +441,66 @@ const FS_FAMILIES = (root: string): readonly Family[] => [
   },
 ];
 
+/** A flaky effect whose downstream confirms it from attempt `pass` on (the test pack). */
+const flaky = (key: string, pass: number) => ({
+  tool: "flaky.write",
+  args: { key, passFromAttempt: pass },
+});
+const echo = (n: number) => ({ tool: "noop.echo", args: { n } });
+
+/**
+ * Runs that recover (the test pack's flaky tool): one retry is ordinary, a retry on every
+ * step, or retries ending in a rollback, is thrashing. A light step has two attempts under
+ * the dev policy, so each flaky step retries at most once.
+ */
+const RECOVERY_FAMILIES: readonly Family[] = [
+  {
+    name: "retry-once",
+    count: 10,
+    make: (i) => ({
+      task: task("steps", "a write its downstream confirms on the second attempt", {
+        steps: [echo(0), flaky(`once-${i}`, 1), echo(2)],
+      }),
+      tiers: ["light", "light", "light"],
+      seededBad: false,
+      outcome: "completed",
+    }),
+  },
+  {
+    name: "thrash-retries",
+    count: 5,
+    make: (i) => ({
+      task: task("steps", "writes that each need a second attempt", {
+        steps: Array.from({ length: 4 + (i % 3) }, (_, k) => flaky(`thrash-${i}-${k}`, 1)),
+      }),
+      tiers: Array.from({ length: 4 + (i % 3) }, () => "light" as const),
+      seededBad: false,
+      thrashing: true,
+      outcome: "completed",
+    }),
+  },
+  {
+    name: "thrash-rollback",
+    count: 5,
+    make: (i) => ({
+      task: task("steps", "writes that need retries, then one that never confirms", {
+        steps: [
+          ...Array.from({ length: 3 + (i % 2) }, (_, k) => flaky(`churn-${i}-${k}`, 1)),
+          flaky(`never-${i}`, 99),
+        ],
+      }),
+      tiers: Array.from({ length: 4 + (i % 2) }, () => "light" as const),
+      seededBad: false,
+      thrashing: true,
+      outcome: "rolled_back",
+    }),
+  },
+];
+
 export const kycCorpus = (): CorpusTask[] => draw("kyc", KYC_FAMILIES);
 export const codeCorpus = (): CorpusTask[] => draw("code", CODE_FAMILIES);
+/** Ordinary runs with one retry, and runs that thrash (for the topology alarm). */
+export const recoveryCorpus = (): CorpusTask[] => draw("recovery", RECOVERY_FAMILIES);
 /** The MCP filesystem tasks over a server rooted at `root` (an absolute path). */
 export const fsCorpus = (root: string): CorpusTask[] => draw("fs", FS_FAMILIES(root));
 
@@ -448,5 +511,11 @@ export const FS_DOCUMENTS: Readonly<Record<string, string>> = Object.fromEntries
 
 /** Every pack's tasks, in a fixed order; the filesystem tasks under `fsRoot`. */
 export function fullCorpus(fsRoot: string): CorpusTask[] {
-  return [...ledgerCorpus(), ...kycCorpus(), ...codeCorpus(), ...fsCorpus(fsRoot)];
+  return [
+    ...ledgerCorpus(),
+    ...kycCorpus(),
+    ...codeCorpus(),
+    ...fsCorpus(fsRoot),
+    ...recoveryCorpus(),
+  ];
 }

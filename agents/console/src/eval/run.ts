@@ -1,21 +1,16 @@
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { SHIPPED_POLICY_DIR } from "@trias/policy";
-import {
-  runFilter,
-  type JsonObject,
-  type Message,
-  type MessageOf,
-  type Tier,
-} from "@trias/protocol";
+import { runFilter, type Topology, type Message, type MessageOf, type Tier } from "@trias/protocol";
+import { foldRun, topologyMetrics, type TraceEvent } from "@trias/runstate";
 import { KeyRegistry, Signer, keyFileName } from "@trias/signing";
 import { onShutdown } from "@trias/supervise";
-import { parse, stringify } from "yaml";
+import { stringify } from "yaml";
 import { ConsoleClient } from "../client.js";
 import { decideAsHuman } from "../human.js";
+import { shippedPolicyDoc, withPackEntries, type PolicyDoc } from "../pack-policy.js";
 import { sealTaskInput, subjectKeys } from "../privacy.js";
 import { Stack } from "../stack.js";
 import { CODE_BUG_MARKER, FS_DOCUMENTS, type CorpusPack, type CorpusTask } from "./corpus.js";
@@ -39,6 +34,19 @@ export interface PackMetrics {
   success: number;
 }
 
+/** One run as the eval saw it: how it ended and the topology its verifier reported. */
+export interface RunRecord {
+  id: string;
+  run: string;
+  thrashing: boolean;
+  outcome: string | null;
+  /** Retries and replans the verifier ordered. */
+  recoveries: number;
+  topology: Topology | null;
+  /** The measured transitions (`step:from->to`), as the topology metrics see them. */
+  path: string[];
+}
+
 export interface PolicyMetrics {
   policy: string;
   tasks: number;
@@ -60,6 +68,14 @@ export interface PolicyMetrics {
   /** Human decisions the runner made where a task's label asked for one. */
   humanDecisions: number;
   byPack: Partial<Record<CorpusPack, PackMetrics>>;
+  /** Topology alarms of the verifiers (run_closed) on ordinary and on thrashing runs. */
+  topology: {
+    ordinary: number;
+    ordinaryAlarms: number;
+    thrashing: number;
+    thrashingAlarms: number;
+  };
+  runs: RunRecord[];
 }
 
 export interface EvalReport {
@@ -105,33 +121,15 @@ const FS_POLICY = {
   ],
 };
 
-interface PolicyDoc {
-  environment: string;
-  risk: { thresholds: { standard: number; full: number } };
-  tools: Record<string, unknown>;
-  rules: { id: string; when: string }[];
-}
-const shipped = (name: string) =>
-  parse(readFileSync(join(SHIPPED_POLICY_DIR, `${name}.yaml`), "utf8")) as PolicyDoc;
-
 /**
  * The shipped dev policy with each pack's own entries and rules from its shipped policy
- * (kyc.yaml, code.yaml: the tools and the rules that name them, not those packs' quorums), or
- * the same with every step forced to the full tier. One policy per stack: the router loads one.
+ * (kyc.yaml, code.yaml) and the filesystem entries above, or the same with every step forced
+ * to the full tier. One policy per stack: the router loads one.
  */
 export function evalPolicy(which: "dev" | "always-full"): PolicyDoc {
-  const doc = shipped("dev");
-  for (const [pack, prefix] of [
-    ["kyc", "kyc."],
-    ["code", "code."],
-  ] as const) {
-    const p = shipped(pack);
-    for (const [tool, entry] of Object.entries(p.tools))
-      if (tool.startsWith(prefix)) doc.tools[tool] = entry;
-    doc.rules.push(...p.rules.filter((r) => r.when.includes(`"${prefix}`)));
-  }
+  const doc = withPackEntries(withPackEntries(shippedPolicyDoc("dev"), "kyc"), "code");
   Object.assign(doc.tools, FS_POLICY.tools);
-  doc.rules.push(...(FS_POLICY.rules as PolicyDoc["rules"]));
+  doc.rules.push(...FS_POLICY.rules);
   doc.environment = which === "dev" ? "dev" : "always-full";
   if (which === "always-full") doc.risk.thresholds = { standard: 0, full: 0 };
   return doc;
@@ -260,7 +258,13 @@ export function scoreRun(t: CorpusTask, ms: readonly Message[]) {
   const submitted = ms.find((m) => m.kind === "task_submitted");
   const badStep = t.badStep ?? t.tiers.length - 1;
   const badRan = executed.some((m) => m.step === badStep);
+  const recoveries = ms.filter(
+    (x) =>
+      x.kind === "recovery_decided" && (x.body.action === "retry" || x.body.action === "replan"),
+  ).length;
   return {
+    recoveries,
+    topology: closed?.body.topology ?? null,
     steps,
     over,
     under,
@@ -352,6 +356,8 @@ async function runUnder(
       open: 0,
       humanDecisions: 0,
       byPack: {},
+      topology: { ordinary: 0, ordinaryAlarms: 0, thrashing: 0, thrashingAlarms: 0 },
+      runs: [],
     };
     const latencies: number[] = [];
     let done = 0;
@@ -360,10 +366,7 @@ async function runUnder(
       const byRun = new Map<string, CorpusTask>();
       for (const t of wave) {
         // Personal fields leave the console sealed, as `trias submit kyc` sends them.
-        const input = await sealTaskInput(
-          () => subjectKeys(stack.admin),
-          t.task.input as JsonObject,
-        );
+        const input = await sealTaskInput(() => subjectKeys(stack.admin), t.task.input);
         byRun.set((await client.submit({ ...t.task, input })).run, t);
       }
       const decisions: Promise<unknown>[] = [];
@@ -395,14 +398,16 @@ async function runUnder(
       );
       await Promise.all(decisions);
       for (const [run, t] of byRun) {
-        const messages = [];
+        const events: TraceEvent[] = [];
         for (const raw of await stack.admin.readAll(runFilter(run))) {
           try {
-            messages.push(registry.open(raw.data).message);
+            const message = registry.open(raw.data).message;
+            events.push({ seq: raw.seq, subject: raw.subject, frame: raw.data, message });
           } catch {
             // refused frames are not the run's
           }
         }
+        const messages = events.map((e) => e.message);
         const s = scoreRun(t, messages);
         const p = (m.byPack[t.pack] ??= emptyPack());
         p.tasks++;
@@ -422,6 +427,23 @@ async function runUnder(
         if (s.success) m.success++;
         else o.log(`eval ${which}: ${t.id} ended ${s.outcome ?? "open"}, labelled ${t.outcome}`);
         if (s.open) m.open++;
+        const alarm = s.topology?.alarm === true;
+        if (t.thrashing) {
+          m.topology.thrashing++;
+          if (alarm) m.topology.thrashingAlarms++;
+        } else {
+          m.topology.ordinary++;
+          if (alarm) m.topology.ordinaryAlarms++;
+        }
+        m.runs.push({
+          id: t.id,
+          run,
+          thrashing: t.thrashing === true,
+          outcome: s.outcome,
+          recoveries: s.recoveries,
+          topology: s.topology,
+          path: topologyMetrics(foldRun(events, run)).path.map((p) => `${p.step}:${p.pair}`),
+        });
       }
       done += wave.length;
       o.log(`eval ${which}: ${done}/${tasks.length}`);
