@@ -43,7 +43,9 @@ describe("trias eval", () => {
         expect(m.seededBadCaught).toBe(10);
         // Both high-risk customers waited for a person, who decided as labelled.
         expect(m.humanDecisions).toBe(2);
-        expect(m.success).toBe(25);
+        // Governance figures count the four packs' 22 tasks; the recovery runs count for topology.
+        expect(m.tasks).toBe(22);
+        expect(m.success).toBe(22);
         // The verifiers' topology alarm, as calibrated (docs/eval.md): silent on every
         // ordinary run (a retry, a rollback, a denial, a veto, a person's refusal included),
         // raised on both seeded thrashing runs (a retry on every step; retries then a rollback).

@@ -10,7 +10,15 @@ export {
 } from "./stack.js";
 export { ConsoleClient, newRunId } from "./client.js";
 export { describe } from "./format.js";
-export { DEMO_TASKS, runDemo, type DemoTask, type DemoOptions } from "./demo.js";
+export {
+  DEMO_SCENARIOS,
+  DEMO_TASKS,
+  kycDemoTasks,
+  runDemo,
+  type DemoOptions,
+  type DemoScenario,
+  type DemoTask,
+} from "./demo.js";
 export {
   auditAll,
   auditEvents,

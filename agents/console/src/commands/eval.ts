@@ -24,6 +24,9 @@ const pct = (x: number | null) => (x === null ? "-" : `${(x * 100).toFixed(1)} %
 function printTable(r: EvalReport): void {
   const packs = Object.keys(r.policies[0]?.byPack ?? {}).join(", ");
   out(bold(`trias eval: ${r.corpus} labelled tasks (${packs})`));
+  out(
+    dim("  governance figures over the ledger, kyc, code and fs tasks; topology alarms over all"),
+  );
   const rows: [string, (m: EvalReport["policies"][number]) => string, string][] = [
     [
       "wrong tier (over/under)",
