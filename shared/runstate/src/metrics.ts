@@ -6,7 +6,7 @@ import type { RunState, Transition } from "./state.js";
  *
  * Entropy is taken over transition TYPES (`routed->approved`), not over step states: a
  * linear run repeats the same five types per step whatever its length, so its entropy is
- * bounded by log2 5 = 2.32 bits, under the 2.5-bit alarm that fires on any 7-step program
+ * bounded by log2 5 = 2.32 bits, under the entropy alarm; it would fire on any 7-step program
  * when every step counts as its own state. Retries, replans and rollbacks add new types and
  * repeat them, which is what raises the entropy of a thrashing run.
  */
