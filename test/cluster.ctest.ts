@@ -14,12 +14,15 @@ import { EXECUTOR_BUCKETS, isTransientFailure } from "@trias/bus";
 import { KeyRegistry, Signer, keyFileName } from "@trias/signing";
 import { startTestCluster, waitFor, type TestCluster } from "@trias/testing";
 import { subjectFor } from "@trias/protocol";
-import { LEDGER_BUCKET, Ledger } from "@trias/tools";
+import { LEDGER_BUCKET, Ledger, account } from "@trias/tools";
 
 const TRANSFER = { from: "alice", to: "bob", amount: 1 };
+const TRANSFER_TOOL = "ledger.transfer";
 /** How often, and how far apart, the test retries its own call through a failover. */
 const TRANSIENT_ATTEMPTS = 40;
 const TRANSIENT_PAUSE_MS = 500;
+/** Ledger effects applied at once from one process (five were enough to lose one on R3). */
+const CONCURRENT_EFFECTS = 20;
 
 let cluster: TestCluster;
 let stack: Stack;
@@ -119,6 +122,7 @@ async function closedAndClean(runs: readonly string[]): Promise<number> {
   const outcomes = runs.map((r) => closed.get(r)?.body.outcome ?? "open");
   for (const [i, o] of outcomes.entries())
     expect(["completed", "rolled_back"], `${runs[i]} closed as ${o}`).toContain(o);
+  const { applied } = (await retrying(() => ledger.read())).state;
   for (const run of runs) {
     const events = (await retrying(() => stack.admin.readAll(`trias.*.*.${run}`))).map((m) => ({
       seq: m.seq,
@@ -127,6 +131,15 @@ async function closedAndClean(runs: readonly string[]): Promise<number> {
     }));
     const report = auditEvents(registry, run, events);
     expect(report.ok, `${run}: ${JSON.stringify(report)}`).toBe(true);
+    // Every transfer the executor reported done is in the ledger as reported. Money conserved
+    // alone would not show an effect acknowledged, then overwritten, then done again on a
+    // retry (what lost ledger updates looked like: docs/scaling.md, section 1).
+    for (const e of events) {
+      const m = registry.open(e.data).message;
+      if (m.kind !== "step_executed" || m.body.tool !== TRANSFER_TOOL) continue;
+      if (m.body.outcome !== "ok") continue;
+      expect(applied[m.body.effectId], `${m.body.effectId} in the ledger`).toEqual(m.body.result);
+    }
   }
   return outcomes.filter((o) => o === "completed").length;
 }
@@ -140,6 +153,28 @@ describe("a 3-node NATS cluster at R3", () => {
       const kv = await stack.admin.streamInfo(`KV_${b}`);
       expect(kv.config.num_replicas, b).toBe(3);
     }
+  });
+
+  it("applies concurrent ledger effects from one process each once (none overwritten)", async () => {
+    // Two ledgers in one process, as the executor opens one per tool pack: writes of both go
+    // one at a time, else the leader stores several updates made from the same revision.
+    const ledgers = [ledger, new Ledger(await stack.admin.kv(LEDGER_BUCKET))];
+    const before = (await ledger.read()).state.accounts;
+    const ids = Array.from({ length: CONCURRENT_EFFECTS }, (_, i) => `${newRunId()}:0:${i}`);
+    const results = await Promise.all(
+      ids.map((id, i) =>
+        ledgers[i % ledgers.length]!.apply(id, (s) => {
+          account(s, "treasury").balance -= 1;
+          account(s, "dave").balance += 1;
+          return { id };
+        }),
+      ),
+    );
+    expect(results.filter((r) => r.replayed)).toHaveLength(0);
+    const after = (await ledger.read()).state;
+    for (const id of ids) expect(after.applied[id], `${id} recorded`).toEqual({ id });
+    expect(after.accounts["dave"]!.balance).toBe(before["dave"]!.balance + ids.length);
+    expect(after.accounts["treasury"]!.balance).toBe(before["treasury"]!.balance - ids.length);
   });
 
   it("loses the stream leader mid-run, gets it back, then loses the new leader: nothing lost, each effect once", async () => {

@@ -33,6 +33,15 @@ const dec = new TextDecoder();
  * revision, so any number of executor replicas apply each effect exactly once.
  */
 export class Ledger {
+  /**
+   * This process's ledger writes, one at a time (every Ledger of a process writes the same
+   * key), each starting once the previous one has settled. The compare-and-set alone does not
+   * serialise them on a replicated bucket: the stream leader checks a KV update's expected
+   * revision before it replicates the write, not as part of it, so concurrent updates from one
+   * revision can all be stored, each overwriting the last, and an effect acknowledged to its
+   * executor vanishes from the ledger (docs/scaling.md, section 1: measured on three nodes).
+   */
+  static #writes: Promise<unknown> = Promise.resolve();
   readonly #kv: KV;
   constructor(kv: KV) {
     this.#kv = kv;
@@ -62,7 +71,16 @@ export class Ledger {
    * Apply `fn` once for `effectId`. If the id was applied before (a redelivery, a crash after
    * the write), return the recorded result without touching the state again.
    */
-  async apply(
+  apply(
+    effectId: string,
+    fn: (s: LedgerState) => JsonValue,
+  ): Promise<{ result: JsonValue; replayed: boolean }> {
+    const next = Ledger.#writes.then(() => this.#apply(effectId, fn));
+    Ledger.#writes = next.catch(() => undefined);
+    return next;
+  }
+
+  async #apply(
     effectId: string,
     fn: (s: LedgerState) => JsonValue,
   ): Promise<{ result: JsonValue; replayed: boolean }> {
