@@ -9,8 +9,15 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { auditEvents, ConsoleClient, newRunId, Stack } from "@trias/console";
-import { EXECUTOR_BUCKETS, isTransientFailure } from "@trias/bus";
+import {
+  auditEvents,
+  ConsoleClient,
+  defaultAgents,
+  durablesOf,
+  newRunId,
+  Stack,
+} from "@trias/console";
+import { EXECUTOR_BUCKETS, isRevisionConflict, isTransientFailure, swapSoleKey } from "@trias/bus";
 import { KeyRegistry, Signer, keyFileName } from "@trias/signing";
 import { startTestCluster, waitFor, type TestCluster } from "@trias/testing";
 import { subjectFor } from "@trias/protocol";
@@ -23,6 +30,12 @@ const TRANSIENT_ATTEMPTS = 40;
 const TRANSIENT_PAUSE_MS = 500;
 /** Ledger effects applied at once from one process (five were enough to lose one on R3). */
 const CONCURRENT_EFFECTS = 20;
+/** A scratch bucket, and how many rounds of how many concurrent swaps it takes. */
+const SWAP_BUCKET = "cluster_test_swap";
+const SWAP_ROUNDS = 20;
+const SWAP_WRITERS = 5;
+/** Runs in flight when the first agent is killed (one more is submitted after each kill). */
+const ROLE_KILL_RUNS = 4;
 
 let cluster: TestCluster;
 let stack: Stack;
@@ -155,9 +168,25 @@ describe("a 3-node NATS cluster at R3", () => {
     }
   });
 
+  it("stores exactly one of concurrent compare-and-sets from one revision (swapSoleKey at R3)", async () => {
+    const kv = await stack.admin.kv(SWAP_BUCKET, { create: true, replicas: 3 });
+    for (let round = 0; round < SWAP_ROUNDS; round++) {
+      const r = (await kv.get("state"))?.revision ?? (await kv.put("state", new Uint8Array()));
+      const tries = await Promise.allSettled(
+        Array.from({ length: SWAP_WRITERS }, (_, i) =>
+          swapSoleKey(kv, "state", new TextEncoder().encode(`${round}.${i}`), r),
+        ),
+      );
+      const stored = tries.filter((t) => t.status === "fulfilled");
+      expect(stored, `round ${round}`).toHaveLength(1);
+      for (const t of tries)
+        if (t.status === "rejected")
+          expect(isRevisionConflict(t.reason), String(t.reason)).toBe(true);
+    }
+  });
+
   it("applies concurrent ledger effects from one process each once (none overwritten)", async () => {
-    // Two ledgers in one process, as the executor opens one per tool pack: writes of both go
-    // one at a time, else the leader stores several updates made from the same revision.
+    // Two ledgers in one process, as the executor opens one per tool pack.
     const ledgers = [ledger, new Ledger(await stack.admin.kv(LEDGER_BUCKET))];
     const before = (await ledger.read()).state.accounts;
     const ids = Array.from({ length: CONCURRENT_EFFECTS }, (_, i) => `${newRunId()}:0:${i}`);
@@ -224,5 +253,41 @@ describe("a 3-node NATS cluster at R3", () => {
     const completed = await closedAndClean(runs);
     expect(await alice()).toBe(start - completed * TRANSFER.amount);
     await cluster.start(leader2);
+  }, 300_000);
+
+  it("loses each role's process mid-run, one after another: every run completes, each effect once", async () => {
+    const start = await alice();
+    const runs = await submit(ROLE_KILL_RUNS);
+    await waitFor(
+      "a first effect",
+      async () => ((await alice()) < start ? true : undefined),
+      60_000,
+    );
+    // Each agent is SIGKILLed while runs are in flight (what it held comes back after the ack
+    // wait), and stays down until a run has reached it and waits in one of its durable
+    // consumers: the run is mid-way at that role when the process comes back.
+    for (const a of defaultAgents()) {
+      await stack.kill(a.name);
+      runs.push(...(await submit(1)));
+      await waitFor(
+        `work waiting for ${a.name}`,
+        async () => {
+          for (const d of durablesOf(a)) {
+            const ci = await retrying(() => stack.admin.consumerInfo(d));
+            if (ci && ci.num_pending + ci.num_ack_pending > 0) return true;
+          }
+          return undefined;
+        },
+        60_000,
+        100,
+      );
+      stack.spawnAgent(a);
+    }
+    await stack.waitReady();
+    const closed = await retrying(() => client.waitForClose(runs, 120_000));
+    for (const run of runs)
+      expect(closed.get(run)?.body.outcome ?? "open", `${run} after the kills`).toBe("completed");
+    const completed = await closedAndClean(runs);
+    expect(await alice()).toBe(start - completed * TRANSFER.amount);
   }, 300_000);
 });
