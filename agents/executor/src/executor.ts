@@ -679,7 +679,7 @@ export class Executor {
         ...r,
         approvals: [],
         effectId,
-        // The signed order, which carries the effect it undoes.
+        // The signed order, which names the effect it undoes.
         evidence: { assignment: frameRef(inc.delivery.data), approvals: [] },
         compensationOf: c.of,
         index: c.step,
