@@ -248,7 +248,8 @@ function afterRecovery(
     case "rollback":
       return nextCompensation(st, ctx.undo);
     case "quarantine":
-      return { kind: "close", outcome: "quarantined", reason: m.body.reason };
+      // A person's cancel or resolution closes as what they said (the fold checked the role).
+      return { kind: "close", outcome: m.body.ends ?? "quarantined", reason: m.body.reason };
     case "retry":
     case "replan":
     case "compensate":

@@ -20,6 +20,7 @@ export type {
   RecoveryState,
   RunCounts,
   ClosedRecord,
+  EndedByPerson,
 } from "./state.js";
 export {
   PHASES,
@@ -36,6 +37,7 @@ export {
   foldRun,
   quorum,
   afterClose,
+  personOnly,
   type QuorumStatus,
 } from "./reduce.js";
 export {

@@ -3,6 +3,7 @@ import type {
   JsonObject,
   JsonValue,
   Message,
+  PersonEnd,
   Receipt,
   RecoveryAction,
   ReviewDecision,
@@ -244,6 +245,16 @@ export interface RunCounts {
   quarantines: number;
 }
 
+/** A person's signed order that ends the run (docs/console.md, "Runs that always end"). */
+export interface EndedByPerson {
+  /** The outcome the run closes with once what the order set in motion is done. */
+  outcome: PersonEnd;
+  /** Key id of the person who signed it. */
+  sender: string;
+  reason: string;
+  seq: number;
+}
+
 export interface ClosedRecord {
   seq: number;
   outcome: RunOutcome;
@@ -273,4 +284,6 @@ export interface RunState {
   violations: Violation[];
   rejections: Rejection[];
   closed: ClosedRecord | null;
+  /** The last order by which a person ended the run (cancelled, resolved), null while none. */
+  ended: EndedByPerson | null;
 }

@@ -98,6 +98,8 @@ export const TRANSITIONS: Readonly<Record<Phase, Readonly<Row>>> = {
     veto: "vetoed",
     raise: "routed",
     deny: "denied",
+    // A person's cancel while the step waits for review; nothing approved, nothing in flight.
+    rollback: "rolling_back",
     close_failed: "closed",
   }),
   approved: live("approved", {

@@ -31,7 +31,7 @@ import {
 } from "../human.js";
 import { CLIENT_JS } from "./client.js";
 import { needs, RunIndex, type RunRow } from "../runs.js";
-import { esc, layout, time } from "./html.js";
+import { esc, layout, outcomeClass, time } from "./html.js";
 
 export interface ConsoleServerOptions {
   bus: Bus;
@@ -271,7 +271,7 @@ export class ConsoleServer {
         (
           r,
         ) => `<tr data-run="${esc(r.run)}"><td><a href="/runs/${encodeURIComponent(r.run)}">${esc(r.run)}</a></td>
-<td class="${r.outcome === null ? "open" : r.outcome === "completed" ? "ok" : "bad"}">${esc(r.outcome ?? "open")}</td>
+<td class="${outcomeClass(r.outcome)}">${esc(r.outcome ?? "open")}</td>
 <td>${esc(r.environment)}</td><td>${esc(r.tools.join(", "))}</td><td>${esc(r.requestedBy)}</td>
 <td>${time(r.startedAt)}</td><td>${esc(this.#why(r, pending))}</td></tr>`,
       )
@@ -363,7 +363,7 @@ ${[...bySteps].map(([k, l]) => `<div class="step"><div class="k">${esc(k)}</div>
         return `<span class="k">recovery</span> ${esc(m.body.action)}: ${esc(m.body.reason)}`;
       case "run_closed": {
         const t = m.body.topology;
-        return `<span class="k">closed</span> <b class="${m.body.outcome === "completed" ? "ok" : "bad"}">${esc(m.body.outcome)}</b>: ${esc(m.body.reason)}; receipt ${esc(m.body.receipt.head)} over ${m.body.receipt.events} events${t ? `; topology entropy ${t.entropyBits.toFixed(2)} bits, rollback density ${t.rollbackDensity.toFixed(2)}, path variance ${t.pathVariance.toFixed(2)}${t.alarm ? ` <b class="bad">alarm: ${esc(t.reasons.join("; "))}</b>` : ""}` : ""}`;
+        return `<span class="k">closed</span> <b class="${outcomeClass(m.body.outcome)}">${esc(m.body.outcome)}</b>: ${esc(m.body.reason)}; receipt ${esc(m.body.receipt.head)} over ${m.body.receipt.events} events${t ? `; topology entropy ${t.entropyBits.toFixed(2)} bits, rollback density ${t.rollbackDensity.toFixed(2)}, path variance ${t.pathVariance.toFixed(2)}${t.alarm ? ` <b class="bad">alarm: ${esc(t.reasons.join("; "))}</b>` : ""}` : ""}`;
       }
       case "message_rejected":
         return `<span class="k bad">refused</span> by ${esc(m.body.by)}: ${esc(m.body.code)}: ${esc(m.body.reason)}`;
