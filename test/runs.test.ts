@@ -46,8 +46,9 @@ describe("runs that always end", () => {
   beforeAll(async () => {
     h = await startHarness({ environment: "staging" });
     // One more account for a run to close (each escalating run closes one for good).
-    await h.ledger.apply("test-open-erin", (s) => {
+    await h.ledger.apply("test-open-erin-frank", (s) => {
       s.accounts["erin"] = { balance: 10, open: true };
+      s.accounts["frank"] = { balance: 20, open: true };
       return null;
     });
   });
@@ -216,7 +217,7 @@ describe("runs that always end", () => {
     expect(refused.out).toMatch(/is completed already/);
   });
 
-  it("runs - a policy rolled out mid-run: the step routed under the old policy is refused by the executor and the run closes with the reason", async () => {
+  it("runs - a policy rolled out mid-run: the step routed under the old policy is refused by the executor, routed again under the new one, approved again and the run completes", async () => {
     const { run } = await h.client.submit({
       goal: "close dave (his close was cancelled above)",
       program: "close-account",
@@ -224,27 +225,77 @@ describe("runs that always end", () => {
       requestedBy: "test",
     });
     const a = await waitForKind(h, run, "tier_assigned", 20_000, (m) => m.body.requires.human);
-    // The executor comes back with a new staging policy (another digest) while the step waits.
+    // The router and the executor come back with a new staging policy (another digest)
+    // while the step waits for a person.
     const rolled = policyVariant("staging", "staging", (doc) => {
       doc.tiers["full"]!["humanTimeoutMs"] = 7_200_000;
     });
+    await h.stack.restart("router", { TRIAS_POLICY: rolled });
     await h.stack.restart("executor", { TRIAS_POLICY: rolled });
+    await h.stack.waitReady();
+    // The person approves what they see: the step as routed under the old policy.
+    expect(cli(["approve", run, String(a.step)]).code).toBe(0);
+    await waitForRejection(h, run, "executor", "policy_digest_mismatch");
+    const again = await waitForKind(
+      h,
+      run,
+      "tier_assigned",
+      20_000,
+      (m) => m.step === a.step && m.attempt === a.attempt + 1,
+    );
+    expect(again.body.policyDigest).not.toBe(a.body.policyDigest);
+    expect(again.body.requires.human).toBe(true);
+    const order = (await recoveries(run)).find((m) => m.body.action === "retry")!;
+    expect(order.role).toBe("verifier");
+    expect(order.body.reason).toMatch(
+      /^policy changed mid-run: step was routed under policy [0-9a-f]{12}.*routed again under the current policy \(re-route 1 of 2\)/,
+    );
+    // Approvals start again: the run waits for the person, and says so.
+    expect(cli(["runs", "--status", "open"]).out).toMatch(
+      new RegExp(`${run} .*waiting for a human decision on step ${a.step}`),
+    );
+    expect(cli(["approve", run, String(a.step)]).code).toBe(0);
+    const closed = await waitForKind(h, run, "run_closed", 20_000);
+    expect(closed.body.outcome, closed.body.reason).toBe("completed");
+    expect(closed.body.receipt.policy?.digests).toEqual(
+      expect.arrayContaining([a.body.policyDigest, again.body.policyDigest]),
+    );
+    const exec = await waitForKind(h, run, "step_executed", 5_000, (m) => m.step === a.step);
+    expect(exec.attempt).toBe(a.attempt + 1);
+    const audit = cli(["audit", run]);
+    expect(audit.code, audit.out).toBe(0);
+  });
+
+  it("runs - a policy rolled out to the executor alone: the step is routed again at most twice, then the run closes with the reason", async () => {
+    const { run } = await h.client.submit({
+      goal: "close frank",
+      program: "close-account",
+      input: { account: "frank" },
+      requestedBy: "test",
+    });
+    const a = await waitForKind(h, run, "tier_assigned", 20_000, (m) => m.body.requires.human);
+    const executorOnly = policyVariant("staging", "staging", (doc) => {
+      doc.tiers["full"]!["humanTimeoutMs"] = 5_400_000;
+    });
+    await h.stack.restart("executor", { TRIAS_POLICY: executorOnly });
     await h.stack.waitReady();
     expect(cli(["approve", run, String(a.step)]).code).toBe(0);
     const closed = await waitForKind(h, run, "run_closed", 20_000);
-    // Approved by the person before the executor refused: ended by a quarantine, with the reason.
-    expect(closed.body.outcome).toBe("quarantined");
+    expect(closed.body.outcome).toBe("rejected");
     expect(closed.body.reason).toMatch(
-      /^policy changed mid-run: step was routed under policy [0-9a-f]{12}/,
+      /^policy changed mid-run: .*re-routed 2 time\(s\) already and still refused \(are the router and the executor on one policy\?\)/,
     );
-    expect(closed.body.reason).toMatch(/submit the task again/);
+    expect(
+      (await recoveries(run)).filter((m) => m.body.action === "retry").map((m) => m.attempt),
+    ).toEqual([a.attempt + 1, a.attempt + 2]);
     expect(
       (await h.trace(run)).some(
         (o) => o.message.kind === "step_executed" && o.message.step === a.step,
       ),
     ).toBe(false);
+    expect(cli(["audit", run]).code).toBe(0);
     // Later runs are routed and executed under one policy again once the router has it too.
-    await h.stack.restart("router", { TRIAS_POLICY: rolled });
+    await h.stack.restart("router", { TRIAS_POLICY: executorOnly });
     await h.stack.waitReady();
     const { run: next } = await h.client.submit({
       goal: "read",

@@ -38,6 +38,7 @@ export {
   quorum,
   afterClose,
   personOnly,
+  proposedAt,
   type QuorumStatus,
 } from "./reduce.js";
 export {

@@ -70,6 +70,7 @@ export function initialRunState(run: string): RunState {
       passed: 0,
       notPassed: 0,
       retries: 0,
+      reroutes: 0,
       replans: 0,
       rollbacks: 0,
       compensations: 0,
@@ -787,15 +788,23 @@ function compensationTarget(s: RunState, step: number, of: string): number | str
 
 function recovery(s: RunState, m: MessageOf<"recovery_decided">, ev: TraceEvent): Classified {
   const b = m.body;
-  const event: RunEvent = b.action;
+  // A retry of a step that never executed can only be a re-route (transitions.ts).
+  const event: RunEvent =
+    b.action === "retry" && (s.phase === "routed" || s.phase === "approved") ? "reroute" : b.action;
   if (nextPhase(s.phase, event) === null) return { event, step: s.current, apply: () => {} };
   const personal = personOnly(s.phase, event, m.role, b.ends);
   if (personal !== null) return { illegal: `${personal}, not ${m.role} ${m.sender}` };
   const step = s.current === null ? undefined : s.steps[s.current];
-  if ((event === "retry" || event === "replan") && (!step || b.digest !== step.digest)) {
+  const again = event === "retry" || event === "replan" || event === "reroute";
+  if (again && (!step || b.digest !== step.digest)) {
     return { illegal: `${event} names ${b.digest}, which is not the current step's proposal` };
   }
-  if ((event === "retry" || event === "replan") && step && b.nextAttempt <= step.attempt) {
+  if (event === "reroute" && step && !refusedUnderAnotherPolicy(s, step.index)) {
+    return {
+      illegal: `a re-route of step ${step.index} needs the executor's policy_digest_mismatch refusal of its current attempt, and the trace holds none`,
+    };
+  }
+  if (again && step && b.nextAttempt <= step.attempt) {
     return {
       illegal: `${event} orders attempt ${b.nextAttempt}, not after attempt ${step.attempt}`,
     };
@@ -839,6 +848,7 @@ function recovery(s: RunState, m: MessageOf<"recovery_decided">, ev: TraceEvent)
       }
       if (event === "retry" && m.role === "human" && step) liftAvoid(st, step.index, b.digest);
       if (event === "retry") st.counts.retries++;
+      if (event === "reroute") st.counts.reroutes++;
       if (event === "replan") st.counts.replans++;
       if (event === "rollback") {
         st.recovery.rollback = true;
@@ -1023,6 +1033,26 @@ export function personOnly(
   if (phase === "routed" && event === "rollback")
     return "only a person may roll back a run while its step waits for review";
   return null;
+}
+
+/** The stream seq at which the current attempt of `step` was proposed (0 when unknown). */
+export function proposedAt(s: Pick<RunState, "transitions">, step: number): number {
+  for (let i = s.transitions.length - 1; i >= 0; i--) {
+    const t = s.transitions[i];
+    if (t && t.step === step && t.to === "proposed") return t.seq;
+  }
+  return 0;
+}
+
+/** The executor refused the current attempt of `step` as routed under another policy. */
+function refusedUnderAnotherPolicy(s: RunState, step: number): boolean {
+  const since = proposedAt(s, step);
+  return s.rejections.some(
+    (r) =>
+      r.by === "executor" &&
+      r.code === "policy_digest_mismatch" &&
+      (r.rejectedSeq ?? r.seq) > since,
+  );
 }
 
 /**

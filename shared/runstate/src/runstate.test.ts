@@ -571,6 +571,50 @@ describe("runstate - behaviour", () => {
     expect(s.outcome).toBe("completed");
   });
 
+  it("runstate - a step the executor refused as routed under another policy is routed again at its next attempt, and only then", () => {
+    const refuse = (t: TraceBuilder, seq: number | null) =>
+      t.emit("executor", "message_rejected", 0, 0, {
+        code: "policy_digest_mismatch",
+        reason: "step was routed under policy aaaa but this executor enforces bbbb",
+        subject: `trias.human.verdict.${t.run}`,
+        seq,
+        messageId: null,
+        sender: null,
+        by: "executor",
+      });
+    const t = new TraceBuilder("run-reroute");
+    t.submit();
+    t.propose(0, 1);
+    t.assign(0, "full");
+    const waiting = t.verdict(0, "human");
+    // Without the executor's refusal a retry of a step never executed is refused.
+    const bare = new TraceBuilder("run-reroute-bare");
+    bare.submit();
+    bare.propose(0, 1);
+    bare.assign(0, "full");
+    expectOnlyViolation(
+      bare.events,
+      bare.recover(0, "retry", { nextAttempt: 1 }),
+      /needs the executor's policy_digest_mismatch refusal/,
+    );
+    refuse(t, waiting.seq);
+    t.recover(0, "retry", { nextAttempt: 1 });
+    t.propose(0, 1, { attempt: 1 });
+    t.assign(0, "full");
+    t.approveFor(0);
+    t.execute(0);
+    t.verify(0);
+    t.close();
+    const s = foldRun(t.events);
+    expect(s.violations).toEqual([]);
+    expect(s.outcome).toBe("completed");
+    expect(s.counts.reroutes).toBe(1);
+    expect(s.transitions.map((x) => x.to)).toContain("retrying");
+    expect(s.steps[0]?.history).toEqual([
+      expect.objectContaining({ attempt: 0, execution: null, verdict: null }),
+    ]);
+  });
+
   it("accepts a slow reviewer's verdict after the fact without changing any phase", () => {
     const t = new TraceBuilder("run-late");
     t.submit();

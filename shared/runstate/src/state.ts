@@ -238,6 +238,8 @@ export interface RunCounts {
   passed: number;
   notPassed: number;
   retries: number;
+  /** Steps routed again after the executor refused them as routed under another policy. */
+  reroutes: number;
   replans: number;
   rollbacks: number;
   compensations: number;
