@@ -5,12 +5,21 @@ import {
   PROTOCOL_VERSION,
   ValidationError,
   subjectFor,
+  type Kind,
   type MessageOf,
   type ReviewRequirement,
   type TraceContext,
 } from "@trias/protocol";
 import type { KeyRegistry, Signer } from "@trias/signing";
 import { separationOfDuties } from "@trias/runtime";
+import {
+  SpanKind,
+  extractTrace,
+  injectTrace,
+  natsAttributes,
+  triasAttributes,
+  withSpan,
+} from "@trias/telemetry";
 import { CliError, EXIT } from "./cli-kit.js";
 
 export interface WaitingStep {
@@ -171,7 +180,7 @@ export const HUMAN_VERDICT_TTL_MS = 10 * 60_000;
 /** The unsigned verdict envelope for one human decision; whoever holds the key signs its encoding. */
 export function humanVerdictEnvelope(
   w: WaitingStep,
-  judge: { kid: string },
+  judge: { kid: string; name: string },
   decision: "approve" | "reject",
   reason: string,
   now = Date.now(),
@@ -187,7 +196,7 @@ export function humanVerdictEnvelope(
     role: "human",
     issuedAt: now,
     expiresAt: now + HUMAN_VERDICT_TTL_MS,
-    trace: w.trace,
+    trace: personTrace("verdict", w, w.trace, judge.name),
     body: {
       digest: w.digest,
       assignment: w.frame,
@@ -196,6 +205,49 @@ export function humanVerdictEnvelope(
       reasons: [reason],
     },
   };
+}
+
+/**
+ * A person's message continues the run's one OTel trace (docs/operations.md, "Tracing"):
+ * a PRODUCER span `send <kind>` of this process, child of the context of the message it
+ * answers, whose context the envelope then carries, so the agents that handle the message
+ * are its children. Without tracing, or for a run without a trace, `parent` goes on as is.
+ */
+export function personTrace(
+  kind: Kind,
+  at: { run: string; step: number | null; attempt: number },
+  parent: TraceContext | null,
+  person: string,
+): TraceContext | null {
+  if (parent === null) return null;
+  const subject = subjectFor("human", kind, at.run);
+  return withSpan(
+    `send ${kind}`,
+    () => ({
+      kind: SpanKind.PRODUCER,
+      parent: extractTrace({
+        traceparent: parent.traceparent,
+        ...(parent.tracestate ? { tracestate: parent.tracestate } : {}),
+      }),
+      attributes: {
+        ...natsAttributes({ operation: "send", subject, template: `trias.human.${kind}.{run}` }),
+        ...triasAttributes({
+          run: at.run,
+          ...(at.step !== null ? { step: at.step } : {}),
+          attempt: at.attempt,
+          agent: person,
+          role: "human",
+          kind,
+        }),
+      },
+    }),
+    () => {
+      const h = injectTrace({});
+      const traceparent = h["traceparent"];
+      if (!traceparent) return parent;
+      return { traceparent, ...(h["tracestate"] ? { tracestate: h["tracestate"] } : {}) };
+    },
+  );
 }
 
 /** Publish a signed human verdict frame where the executor reads it, with the run's trace context. */

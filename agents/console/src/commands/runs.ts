@@ -4,6 +4,7 @@ import { Signer } from "@trias/signing";
 import { readRun, replayLines } from "../audit.js";
 import { loadSigner } from "../connect.js";
 import { HUMAN_ACTIONS, humanOrder, type HumanAction } from "../resolve.js";
+import { personTrace } from "../human.js";
 import { RunIndex } from "../runs.js";
 import { CliError, EXIT, out, requireRun, withOperator } from "../cli-kit.js";
 
@@ -39,6 +40,7 @@ async function order(
         .filter((t) => t !== null)
         .at(-1) ?? null;
     const now = Date.now();
+    const traced = personTrace("recovery_decided", { run, ...r }, trace, human.name);
     const message: MessageOf<"recovery_decided"> = {
       v: 1,
       id: `human-${action}-${run}-${now.toString(36)}`,
@@ -50,12 +52,12 @@ async function order(
       role: "human",
       issuedAt: now,
       expiresAt: now + 10 * 60_000,
-      trace,
+      trace: traced,
       body: r.body,
     };
     await bus.publish(subjectFor("human", "recovery_decided", run), human.seal(message), {
       msgId: message.id,
-      headers: trace ? { traceparent: trace.traceparent } : {},
+      headers: traced ? { traceparent: traced.traceparent } : {},
     });
     out(`${run}: ${r.body.action} ordered, signed by ${human.name}: ${r.body.reason}`);
   });
