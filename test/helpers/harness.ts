@@ -134,6 +134,18 @@ export function cliAsAdmin(h: Harness, args: string[]): { code: number | null; o
 }
 
 /**
+ * Run the `trias` CLI as a person would: no NATS_USER, so a command that signs as `--as
+ * <name>` connects with that identity's own NATS user (its credentials file in the key dir).
+ */
+export function cliAsPerson(h: Harness, args: string[]): { code: number | null; out: string } {
+  const env = cliEnv(h);
+  delete env["NATS_USER"];
+  delete env["NATS_PASSWORD"];
+  const r = spawnSync(process.execPath, [CLI, ...args], { env, encoding: "utf8" });
+  return { code: r.status, out: r.stdout + r.stderr };
+}
+
+/**
  * cliAsAdmin without blocking this process: for a test that serves something the CLI
  * talks to from this process (an OTLP receiver the CLI exports its spans to).
  */

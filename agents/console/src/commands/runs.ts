@@ -2,7 +2,7 @@ import { Option, type Command } from "commander";
 import { RunOutcome, subjectFor, type MessageOf } from "@trias/protocol";
 import { Signer } from "@trias/signing";
 import { readRun, replayLines } from "../audit.js";
-import { loadSigner } from "../connect.js";
+import { loadSigner, operatorKeyDir } from "../connect.js";
 import { HUMAN_ACTIONS, humanOrder, type HumanAction } from "../resolve.js";
 import { personTrace } from "../human.js";
 import { RunIndex } from "../runs.js";
@@ -14,14 +14,15 @@ async function order(
   action: HumanAction,
   o: { as: string; key?: string; reason: string },
 ): Promise<void> {
-  await withOperator(async ({ bus, registry, keyDir }) => {
-    const keyFile = o.key ?? process.env["TRIAS_HUMAN_KEY"];
-    const human = keyFile ? Signer.load(keyFile) : loadSigner(keyDir, o.as);
-    if (human.role !== "human")
-      throw new CliError(
-        EXIT.failed,
-        `key ${human.name} is a ${human.role} key; this needs a person's key`,
-      );
+  const keyFile = o.key ?? process.env["TRIAS_HUMAN_KEY"];
+  const human = keyFile ? Signer.load(keyFile) : loadSigner(operatorKeyDir(), o.as);
+  if (human.role !== "human")
+    throw new CliError(
+      EXIT.failed,
+      `key ${human.name} is a ${human.role} key; this needs a person's key`,
+    );
+  // The person's own NATS user: it may publish human messages, nothing else.
+  await withOperator(async ({ bus, registry }) => {
     const events = await readRun(bus, run);
     requireRun(bus, run, events);
     const { state } = replayLines(registry, run, events);
@@ -60,7 +61,7 @@ async function order(
       headers: traced ? { traceparent: traced.traceparent } : {},
     });
     out(`${run}: ${r.body.action} ordered, signed by ${human.name}: ${r.body.reason}`);
-  });
+  }, human.name);
 }
 
 function personOptions(c: Command): Command {
