@@ -781,6 +781,24 @@ export class Bus {
     return sub;
   }
 
+  /** The message stored at `seq`, or null when there is none (deleted, purged, not yet written). */
+  async messageAt(seq: number): Promise<StoredMessage | null> {
+    try {
+      const m = await this.#jsm.streams.getMessage(this.stream, { seq });
+      if (!m) return null;
+      return {
+        subject: m.subject,
+        data: m.data,
+        seq: m.seq,
+        headers: hdrsToRecord(m.header),
+        timestampMs: m.time.getTime(),
+      };
+    } catch (e) {
+      if (isNotFound(e)) return null;
+      throw e;
+    }
+  }
+
   /** The newest message stored on exactly `subject`, or null. */
   async lastBySubject(subject: string): Promise<StoredMessage | null> {
     try {
