@@ -20,7 +20,9 @@ import {
   triasAttributes,
   withSpan,
 } from "@trias/telemetry";
-import { CliError, EXIT } from "./cli-kit.js";
+import { CliError, EXIT, requireRun } from "./cli-kit.js";
+import { readRun, replayLines } from "./audit.js";
+import { humanOrder, type HumanAction } from "./resolve.js";
 
 export interface WaitingStep {
   run: string;
@@ -283,3 +285,93 @@ export async function decideAsHuman(
 }
 
 export const HUMAN_SUBJECT = (run: string) => subjectFor("human", "verdict", run);
+
+/**
+ * A person's order about a run (cancel, or a decision on an escalated one), unsigned: the
+ * run's state replayed from its trace, `humanOrder`'s verdict on it, and the envelope that
+ * continues the run's trace. The CLI signs it with the person's key file, the console has
+ * the person's browser sign its encoding. Refused (exit 1) when the run's state forbids it.
+ */
+export async function prepareHumanOrder(
+  bus: Bus,
+  registry: KeyRegistry,
+  person: { kid: string; name: string },
+  run: string,
+  action: HumanAction,
+  reason: string,
+  now = Date.now(),
+): Promise<MessageOf<"recovery_decided">> {
+  const { events, r } = await orderOn(bus, registry, person, run, action, reason);
+  // The order continues the run's one trace: the context of the run's last traced message.
+  let last: TraceContext | null = null;
+  for (const e of events) {
+    try {
+      last = registry.open(e.data).message.trace ?? last;
+    } catch {
+      // a frame that does not verify carries no context worth following
+    }
+  }
+  return {
+    v: PROTOCOL_VERSION,
+    id: `human-${action}-${run}-${now.toString(36)}-${randomBytes(4).toString("hex")}`,
+    kind: "recovery_decided",
+    run,
+    step: r.step,
+    attempt: r.attempt,
+    sender: person.kid,
+    role: "human",
+    issuedAt: now,
+    expiresAt: now + HUMAN_VERDICT_TTL_MS,
+    trace: personTrace(
+      "recovery_decided",
+      { run, step: r.step, attempt: r.attempt },
+      last,
+      person.name,
+    ),
+    body: r.body,
+  };
+}
+
+/** The order `humanOrder` gives for the run as its trace stands now, or the refusal (exit 1). */
+async function orderOn(
+  bus: Bus,
+  registry: KeyRegistry,
+  person: { name: string },
+  run: string,
+  action: HumanAction,
+  reason: string,
+) {
+  const events = await readRun(bus, run);
+  requireRun(bus, run, events);
+  const { state } = replayLines(registry, run, events);
+  const r = humanOrder(state, action, person.name, reason);
+  if ("refused" in r) throw new CliError(EXIT.failed, r.refused);
+  return { events, r };
+}
+
+/** Whether a prepared order is still one the person may give (the run may have moved since). */
+export async function recheckHumanOrder(
+  bus: Bus,
+  registry: KeyRegistry,
+  person: { name: string },
+  run: string,
+  action: HumanAction,
+  reason: string,
+): Promise<void> {
+  await orderOn(bus, registry, person, run, action, reason);
+}
+
+/** Publish a person's signed order where the agents read it, with its trace context. */
+export async function publishHumanOrder(
+  bus: Bus,
+  message: MessageOf<"recovery_decided">,
+  frame: Uint8Array,
+): Promise<number> {
+  const headers: Record<string, string> = {};
+  if (message.trace) headers["traceparent"] = message.trace.traceparent;
+  const r = await bus.publish(subjectFor("human", "recovery_decided", message.run), frame, {
+    msgId: message.id,
+    headers,
+  });
+  return r.seq;
+}
