@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, unwatchFile, watchFile } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
@@ -113,6 +113,12 @@ export interface StackOptions {
  */
 const RELOAD_TIMEOUT_MS = 10_000;
 
+/**
+ * How often `followRegistry` looks at the registry file for a change.
+ * @default 500 ms
+ */
+const REGISTRY_POLL_MS = 500;
+
 /** A server the stack started and owns. */
 export interface NatsHandle {
   url: string;
@@ -133,6 +139,7 @@ export class Stack {
   readonly admin: Bus;
   /** Each identity's NATS user (and the admin's), by name. */
   #users: Map<string, NatsUser>;
+  #unfollow: () => void = () => undefined;
   /** Every agent process; stopping the stack stops each one (docs/cli.md, "signals"). */
   readonly #agents = new Supervisor();
 
@@ -296,6 +303,7 @@ export class Stack {
 
   /** SIGTERM every agent (they drain; SIGKILL after the grace period), then stop the embedded server. */
   async stop(): Promise<void> {
+    this.#unfollow();
     await this.#agents.stopAll("SIGTERM");
     await this.admin.drain();
     await this.server?.stop();
@@ -345,6 +353,27 @@ export class Stack {
       }
     }
     return added;
+  }
+
+  /**
+   * Reload the embedded server's users whenever the registry changes (a person added with
+   * `trias keys add-human` while the stack runs): `added` hears the new names, `failed` why
+   * a reload did not happen. Stops with the stack.
+   */
+  followRegistry(added: (names: string[]) => void, failed: (e: unknown) => void): void {
+    let chain = Promise.resolve();
+    watchFile(this.registryFile, { interval: REGISTRY_POLL_MS, persistent: false }, () => {
+      // One reload at a time, in the order the changes came.
+      chain = chain.then(async () => {
+        try {
+          const names = await this.reloadNatsUsers();
+          if (names.length > 0) added(names);
+        } catch (e) {
+          failed(e);
+        }
+      });
+    });
+    this.#unfollow = () => unwatchFile(this.registryFile);
   }
 
   /** An identity's NATS credentials, or the admin's (tests use these to act as that identity). */
