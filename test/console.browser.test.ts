@@ -217,5 +217,21 @@ describe("web console in a browser", () => {
     expect(await bob.textContent(".run-status")).toBe("cancelled");
     expect(await bob.$(form)).toBeNull();
     await shot(bob, "5-run-cancelled");
+    // Asked again, the console refuses before anything is signed: the run has ended.
+    const kid = readJwks(h.stack.registryFile).keys.find(
+      (k) => k.name === "bob" && k.status === "active",
+    )!.kid;
+    const again = await bob.evaluate(
+      async (body) =>
+        (
+          await fetch("/api/prepare-order", {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify(body),
+          })
+        ).json() as Promise<{ error?: string }>,
+      { run, action: "cancel", reason: "twice", kid },
+    );
+    expect(again.error).toMatch(/is cancelled already; nothing to cancel/);
   });
 });

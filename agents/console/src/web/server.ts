@@ -266,7 +266,8 @@ export class ConsoleServer {
         payload: Buffer.from(this.#prepared.get(message.id)!.payload).toString("base64"),
       });
     } catch (e) {
-      this.#json(res, 403, { error: isTriasError(e) ? e.message : String(e) });
+      // A refusal says why in words (no such run, not escalated, closed already).
+      this.#json(res, 403, { error: e instanceof Error ? e.message : String(e) });
     }
   }
 
@@ -327,7 +328,13 @@ export class ConsoleServer {
         message: `${p.message.body.decision === "approve" ? "approved" : "rejected"} step ${w.step} of ${w.run}, signed by ${opened.key.name}`,
       });
     } catch (e) {
-      this.#json(res, 403, { error: isTriasError(e) ? `${e.code}: ${e.message}` : String(e) });
+      this.#json(res, 403, {
+        error: isTriasError(e)
+          ? `${e.code}: ${e.message}`
+          : e instanceof Error
+            ? e.message
+            : String(e),
+      });
     }
   }
 
