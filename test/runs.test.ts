@@ -293,7 +293,8 @@ describe("runs that always end", () => {
         (o) => o.message.kind === "step_executed" && o.message.step === a.step,
       ),
     ).toBe(false);
-    expect(cli(["audit", run]).code).toBe(0);
+    const audit = cli(["audit", run]);
+    expect(audit.code, audit.out).toBe(0);
     // Later runs are routed and executed under one policy again once the router has it too.
     await h.stack.restart("router", { TRIAS_POLICY: executorOnly });
     await h.stack.waitReady();
