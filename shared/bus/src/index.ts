@@ -22,6 +22,7 @@ export {
   type ConsumeOptions,
   type Subscription,
 } from "./bus.js";
+export { swapSoleKey } from "./kv-swap.js";
 export {
   natsConfig,
   permissionsOf,
