@@ -69,6 +69,14 @@ export const RecoveryAction = z.enum([
 ]);
 export type RecoveryAction = z.infer<typeof RecoveryAction>;
 
+/**
+ * A run stopped by a person's signed order (docs/console.md, "Runs that always end"):
+ * `cancelled` (stopped, what ran compensated where the run's table allows a rollback) or
+ * `resolved` (an escalation settled by hand outside Trias).
+ */
+export const PersonEnd = z.enum(["cancelled", "resolved"]);
+export type PersonEnd = z.infer<typeof PersonEnd>;
+
 export const RunOutcome = z.enum([
   "completed",
   "failed",
@@ -76,6 +84,7 @@ export const RunOutcome = z.enum([
   "rolled_back",
   "escalated",
   "quarantined",
+  ...PersonEnd.options,
 ]);
 export type RunOutcome = z.infer<typeof RunOutcome>;
 
@@ -221,6 +230,12 @@ export const RecoveryDecided = z.object({
   notBefore: z.number().int().nonnegative().nullable(),
   /** For compensate: the executor's signed frame of the effect being undone, as evidence. */
   evidence: Bytes.nullable(),
+  /**
+   * Set only on a person's quarantine or rollback that ends the run (a cancel, an abandon,
+   * a resolution by hand): the outcome the run then closes with, instead of `quarantined`
+   * or `rolled_back`. The run-state fold refuses it from any other role.
+   */
+  ends: PersonEnd.optional(),
 });
 export type RecoveryDecided = z.infer<typeof RecoveryDecided>;
 

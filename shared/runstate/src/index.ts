@@ -20,6 +20,7 @@ export type {
   RecoveryState,
   RunCounts,
   ClosedRecord,
+  EndedByPerson,
 } from "./state.js";
 export {
   PHASES,
@@ -36,6 +37,8 @@ export {
   foldRun,
   quorum,
   afterClose,
+  personOnly,
+  proposedAt,
   type QuorumStatus,
 } from "./reduce.js";
 export {
