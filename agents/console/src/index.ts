@@ -38,6 +38,7 @@ export {
 export { pendingHuman, decideAsHuman, type WaitingStep } from "./human.js";
 export { setupTrace, deployNatsConfig, type SetupOptions } from "./setup.js";
 export { traceTree } from "./trace.js";
+export { RunIndex, type RunRow } from "./runs.js";
 export { buildProgram, normalizeArgv } from "./program.js";
 export { EXIT, CliError, classify } from "./cli-kit.js";
 export { Forge } from "./lab/forge.js";

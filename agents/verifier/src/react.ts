@@ -95,6 +95,8 @@ export function react(st: RunState, m: Message, ctx: ReactContext): Reaction {
     case "run_closed":
     // An erasure (docs/privacy.md) changes no run: the fold records it, nothing follows.
     case "subject_erased":
+    // A rate-limit hold only says why the run waits: the router routes the step later.
+    case "step_held":
       return { kind: "none" };
   }
 }

@@ -303,6 +303,19 @@ export const SubjectErased = z.object({
 });
 export type SubjectErased = z.infer<typeof SubjectErased>;
 
+/**
+ * A step the router holds back for its tool's rate limit (docs/rate-limits.md): why the run
+ * waits, in the trace. Published once per held step and attempt; the step is routed when the
+ * window lets it, or refused after the policy's longest delay.
+ */
+export const StepHeld = z.object({
+  tool: z.string().min(1).max(256),
+  reason: z.string().max(1024),
+  /** The earliest the router will route it, ms since the epoch. */
+  until: z.number().int().nonnegative(),
+});
+export type StepHeld = z.infer<typeof StepHeld>;
+
 // ---------------------------------------------------------------------------------------
 // The envelope.
 
@@ -343,6 +356,7 @@ export const Message = z.discriminatedUnion("kind", [
   kindOf("run_closed", RunClosed),
   kindOf("message_rejected", MessageRejected),
   kindOf("subject_erased", SubjectErased),
+  kindOf("step_held", StepHeld),
 ]);
 export type Message = z.infer<typeof Message>;
 export type Kind = Message["kind"];
@@ -363,4 +377,5 @@ export const SENDERS: Readonly<Record<Kind, readonly Role[]>> = {
   run_closed: ["verifier"],
   message_rejected: ["proposer", "router", "reviewer", "executor", "verifier", "console"],
   subject_erased: ["console"],
+  step_held: ["router"],
 };

@@ -21,6 +21,7 @@ export type {
   RunCounts,
   ClosedRecord,
   EndedByPerson,
+  HeldStep,
 } from "./state.js";
 export {
   PHASES,

@@ -84,6 +84,7 @@ export function initialRunState(run: string): RunState {
     rejections: [],
     closed: null,
     ended: null,
+    held: null,
   };
 }
 
@@ -159,7 +160,11 @@ function applyEvent(s: RunState, ev: TraceEvent): "applied" | "violation" | "fai
     s.lastSeq = ev.seq;
     s.messageIds.push(ev.message.id);
     s.counts.applied++;
-    if (to !== from) moveTo(s, to, ev.seq, c.step);
+    if (to !== from) {
+      moveTo(s, to, ev.seq, c.step);
+      // A hold explains a wait in one phase: routed, retried or closed, the step has moved on.
+      s.held = null;
+    }
     settleQuorum(s, ev.seq);
   } catch {
     return "failed";
@@ -272,6 +277,8 @@ function classify(s: RunState, ev: TraceEvent): Classified {
       return recovery(s, m, ev);
     case "run_closed":
       return closed(s, m, ev);
+    case "step_held":
+      return held(s, m, ev);
     case "subject_erased":
       // An erasure is a run of its own with nothing to drive; inside a task's run it is misplaced.
       return {
@@ -293,6 +300,29 @@ export function afterClose(
 ): string | null {
   if (s.closed === null || kind === "message_rejected" || kind === "verdict") return null;
   return `run ${s.status === "quarantined" ? "quarantined and sealed" : "closed"} at seq ${s.closed.seq}: nothing may follow run_closed, a ${kind} is refused`;
+}
+
+/** A record of why the current step waits (its tool's rate limit); it changes no phase. */
+function held(s: RunState, m: MessageOf<"step_held">, ev: TraceEvent): Classified {
+  const step = s.current === null ? undefined : s.steps[s.current];
+  if (!step || m.step !== step.index || m.attempt !== step.attempt || s.phase !== "proposed")
+    return {
+      illegal: `a hold of step ${String(m.step)} attempt ${m.attempt} while the current step is ${String(s.current)} in phase ${s.phase}: only a proposed step waits for the router`,
+    };
+  return {
+    event: null,
+    step: step.index,
+    apply: (st) => {
+      st.held = {
+        step: step.index,
+        attempt: m.attempt,
+        tool: m.body.tool,
+        reason: m.body.reason,
+        until: m.body.until,
+        seq: ev.seq,
+      };
+    },
+  };
 }
 
 function rejected(m: MessageOf<"message_rejected">, ev: TraceEvent): Plan {

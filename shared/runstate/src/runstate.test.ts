@@ -277,6 +277,40 @@ describe("runstate - behaviour", () => {
     }).toEqual(b);
   });
 
+  it.each([
+    ["the current proposed step", 0, 0, "proposed", true],
+    ["another step", 1, 0, "proposed", false],
+    ["an older attempt", 0, 1, "proposed", false],
+    ["a step already routed", 0, 0, "routed", false],
+  ] as const)(
+    "step_held: a hold of %s is legal only while it waits for the router",
+    (_what, step, attemptBehind, phase, legal) => {
+      const t = new TraceBuilder(`run-held-${step}-${attemptBehind}-${phase}`);
+      t.submit();
+      t.propose(0, 2, { attempt: attemptBehind });
+      if (phase === "routed") t.assign(0, "light");
+      const hold = t.emit("router", "step_held", step, 0, {
+        tool: "ledger.transfer",
+        reason: "1 call per 1000 ms",
+        until: 2_000_000_000_000,
+      });
+      const s = foldRun(t.events);
+      if (legal) {
+        expect(s.violations).toEqual([]);
+        expect(s.held).toEqual(
+          expect.objectContaining({ step: 0, attempt: 0, tool: "ledger.transfer", seq: hold.seq }),
+        );
+        expect(s.phase).toBe("proposed");
+        // Routed, the step has moved on: the hold no longer explains the wait.
+        t.assign(0, "light");
+        expect(foldRun(t.events).held).toBeNull();
+      } else {
+        expect(s.violations.map((v) => v.seq)).toEqual([hold.seq]);
+        expect(s.held).toBeNull();
+      }
+    },
+  );
+
   it("never counts uncertain as passed", () => {
     const t = new TraceBuilder("run-uncertain");
     t.submit();

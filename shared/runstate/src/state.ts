@@ -288,4 +288,17 @@ export interface RunState {
   closed: ClosedRecord | null;
   /** The last order by which a person ended the run (cancelled, resolved), null while none. */
   ended: EndedByPerson | null;
+  /** The current step held back by its tool's rate limit, until its phase moves on. */
+  held: HeldStep | null;
+}
+
+/** A step the router holds back for a rate limit (a step_held record): why the run waits. */
+export interface HeldStep {
+  step: number;
+  attempt: number;
+  tool: string;
+  reason: string;
+  /** The earliest the router routes it, ms since the epoch. */
+  until: number;
+  seq: number;
 }

@@ -465,6 +465,8 @@ ${[...bySteps].map(([k, l]) => `<div class="step"><div class="k">${esc(k)}</div>
       }
       case "message_rejected":
         return `<span class="k bad">refused</span> by ${esc(m.body.by)}: ${esc(m.body.code)}: ${esc(m.body.reason)}`;
+      case "step_held":
+        return `<span class="k">held</span> until ${esc(new Date(m.body.until).toISOString())}: ${esc(m.body.reason)}`;
       case "subject_erased":
         return `<span class="k">erased</span> the personal data of ${esc(m.body.subject)}: ${esc(m.body.reason)}`;
       default: {
