@@ -101,14 +101,12 @@ describe("rate limits", () => {
         /^step 0 held back by ledger\.balance's rate limit until \d{4}-.*: /,
       );
       const upTo = foldRun(
-        opened
-          .slice(0, at + 1)
-          .map(({ x, o }) => ({
-            seq: x.seq,
-            subject: x.subject,
-            frame: x.data,
-            message: o.message,
-          })),
+        opened.slice(0, at + 1).map(({ x, o }) => ({
+          seq: x.seq,
+          subject: x.subject,
+          frame: x.data,
+          message: o.message,
+        })),
       );
       expect(upTo.held?.tool).toBe("ledger.balance");
     }
