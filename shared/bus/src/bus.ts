@@ -27,8 +27,9 @@ import {
   type StreamInfo,
 } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
-import { STREAM_NAME, SUBJECT_ROOT, TransientError } from "@trias/protocol";
+import { STREAM_NAME, SUBJECT_ROOT, TransientError, runFilter, subjectFor } from "@trias/protocol";
 import { backoffMs, classifyFailure, failureAction } from "./failure.js";
+import { runReadGap } from "./run-read.js";
 import { inboxPrefixOf } from "./nats-config.js";
 
 export interface BusOptions {
@@ -182,6 +183,26 @@ export interface ConsumerLost {
 }
 
 export type { ConsumerInfo, StreamInfo };
+
+/** One run's stored messages, read from where the run starts (see Bus.readRun). */
+export interface RunRead {
+  /** The run's messages on the filter, in stream order. */
+  messages: StoredMessage[];
+  /** Where the read started: the run's first task_submitted, or 1 when it fell back. */
+  fromSeq: number;
+  /** Why the run was read from the stream's beginning instead (null: it was read from its start). */
+  fallback: string | null;
+  /** The stream's last sequence when the run was counted: a follower goes on after it. */
+  lastSeq: number;
+}
+
+/**
+ * Subjects of one run read one by one (each a literal filter, which nats-server 2.9 serves
+ * from its per-subject index); a run with more (junk on many kinds) is read with its one
+ * wildcard filter from its start. A run of the shipped protocol uses about ten.
+ * @default 32
+ */
+export const MAX_LITERAL_READS = 32;
 
 /** What `ensureConsumer` found and did. */
 export type EnsureResult = "created" | "updated" | "unchanged" | "replaced";
@@ -779,6 +800,67 @@ export class Bus {
     };
     this.#subs.add(sub);
     return sub;
+  }
+
+  /**
+   * Where `run` starts in the trace: the sequence of its first task_submitted, or null. One
+   * request that the server answers from its per-subject index (next message on a literal
+   * subject), whatever the stream's length (docs/scaling.md, "Cold paths").
+   */
+  async runStart(run: string): Promise<number | null> {
+    try {
+      // A direct get: any replica answers. One lagging behind may not have a run just
+      // submitted; the read then falls back, which is slower but as exact.
+      const m = await this.#jsm.direct.getMessage(this.stream, {
+        seq: 1,
+        next_by_subj: subjectFor("console", "task_submitted", run),
+      });
+      return m?.seq ?? null;
+    } catch (e) {
+      if (isNotFound(e)) return null;
+      throw e;
+    }
+  }
+
+  /**
+   * Every stored message of `run` on `filter` (default: all of the run's), in stream order,
+   * without a scan of the stream from its beginning, which nats-server 2.9 makes for a
+   * wildcard filter however few messages match. The start is a hint taken from the stream
+   * (runStart), and the read checks it: the stream's count of the run's messages per subject
+   * (one request) must all be read from there (runReadGap); otherwise, or without a start,
+   * the run is read from seq 1 and `fallback` says why.
+   */
+  async readRun(run: string, o: { filter?: string } = {}): Promise<RunRead> {
+    const filter = o.filter ?? runFilter(run);
+    const [start, count] = await Promise.all([this.runStart(run), this.#subjectCounts(filter)]);
+    let messages: StoredMessage[] = [];
+    if (start !== null) {
+      const subjects = Object.keys(count.counts);
+      messages =
+        subjects.length > MAX_LITERAL_READS
+          ? await this.readAll(filter, start)
+          : (await Promise.all(subjects.map((s) => this.readAll(s, start))))
+              .flat()
+              .sort((a, b) => a.seq - b.seq);
+    }
+    const fallback = runReadGap(run, start, count, messages);
+    if (fallback === null)
+      return { messages, fromSeq: start ?? 1, fallback, lastSeq: count.lastSeq };
+    return { messages: await this.readAll(filter), fromSeq: 1, fallback, lastSeq: count.lastSeq };
+  }
+
+  /** The stream's count of messages per subject matching `filter`, and its last sequence. */
+  async #subjectCounts(
+    filter: string,
+  ): Promise<{ counts: Record<string, number>; lastSeq: number }> {
+    const si = await this.#jsm.streams.info(this.stream, { subjects_filter: filter });
+    return { counts: si.state.subjects ?? {}, lastSeq: si.state.last_seq };
+  }
+
+  /** Messages and bytes this connection has received: what a read cost, as the client saw it. */
+  stats(): { inMsgs: number; inBytes: number } {
+    const s = this.#nc.stats();
+    return { inMsgs: s.inMsgs, inBytes: s.inBytes };
   }
 
   /** The newest message stored on exactly `subject`, or null. */

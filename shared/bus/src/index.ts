@@ -9,6 +9,8 @@ export {
   DEFAULT_ACK_WAIT_MS,
   DEFAULT_MAX_DELIVER,
   MAX_WORKING_MS,
+  MAX_LITERAL_READS,
+  type RunRead,
   type ConsumerLost,
   type ConsumerInfo,
   type StreamInfo,
@@ -57,3 +59,4 @@ export {
   type FailureClass,
   type FailureAction,
 } from "./failure.js";
+export { runReadGap, type RunCount, type ReadMessage } from "./run-read.js";
