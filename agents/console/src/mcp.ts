@@ -104,7 +104,10 @@ const text = (t: string, isError = false): CallToolResult => ({
 
 async function openRun(d: McpDeps, run: string): Promise<Opened[]> {
   const out: Opened[] = [];
-  for (const s of await d.bus.readAll(`trias.*.*.${run}`)) {
+  const read = await d.bus.readRun(run);
+  if (read.fallback !== null && read.messages.length > 0)
+    d.client.host.log.warn({ run, why: read.fallback }, "run read from the start of the trace");
+  for (const s of read.messages) {
     try {
       out.push(d.registry.open(s.data));
     } catch {

@@ -532,6 +532,21 @@ export class Bus {
     await this.#jsm.streams.deleteMessage(stream, seq, true);
   }
 
+  /**
+   * Remove one message of a stream without a trace of it (no KV delete marker): how the pending
+   * index drops a run's key, so that its bucket holds only runs still waiting. Needs the
+   * stream's deletes allowed and `STREAM.MSG.DELETE` on it (nats-config.ts). False when the
+   * message is gone already.
+   */
+  async removeMessage(stream: string, seq: number): Promise<boolean> {
+    try {
+      return await this.#jsm.streams.deleteMessage(stream, seq, false);
+    } catch (e) {
+      if (isNotFound(e)) return false;
+      throw e;
+    }
+  }
+
   async deleteStream(name = this.stream): Promise<boolean> {
     return this.#jsm.streams.delete(name);
   }

@@ -37,6 +37,7 @@ export {
   EXECUTOR_BUCKETS,
   REVIEW_CLAIMS_BUCKET,
   RECEIPTS_BUCKET,
+  PENDING_BUCKET,
   type NatsUser,
   type NatsUserRole,
   type NatsConfigOptions,

@@ -76,6 +76,7 @@ export {
   subjectFor,
   subjectOf,
   asksForReview,
+  asksForHuman,
   assignmentFilter,
   REVIEW_TOKEN,
   runFilter,

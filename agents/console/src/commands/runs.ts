@@ -5,7 +5,7 @@ import { readRun, replayLines } from "../audit.js";
 import { loadSigner } from "../connect.js";
 import { HUMAN_ACTIONS, humanOrder, type HumanAction } from "../resolve.js";
 import { RunIndex } from "../runs.js";
-import { CliError, EXIT, out, requireRun, withOperator } from "../cli-kit.js";
+import { CliError, EXIT, fullReadNote, out, requireRun, withOperator } from "../cli-kit.js";
 
 /** Sign a person's order about a run (cancel, resolve) with their own key and publish it. */
 async function order(
@@ -21,7 +21,7 @@ async function order(
         EXIT.failed,
         `key ${human.name} is a ${human.role} key; this needs a person's key`,
       );
-    const events = await readRun(bus, run);
+    const events = await readRun(bus, run, fullReadNote(run));
     requireRun(bus, run, events);
     const { state } = replayLines(registry, run, events);
     const r = humanOrder(state, action, human.name, o.reason);
