@@ -263,6 +263,8 @@ export class Bus {
   readonly #acks: JsMsg[] = [];
   #ackTimer: NodeJS.Timeout | undefined;
   readonly #ackLingerMs: number;
+  /** Stored messages fetched by reads (see stats). */
+  #read = 0;
 
   private constructor(
     nc: NatsConnection,
@@ -766,6 +768,7 @@ export class Bus {
         let got = 0;
         for await (const m of batch) {
           got++;
+          this.#read++;
           out.push(toStored(m));
           pending = m.info.pending;
         }
@@ -872,10 +875,13 @@ export class Bus {
     return { counts: si.state.subjects ?? {}, lastSeq: si.state.last_seq };
   }
 
-  /** Messages and bytes this connection has received: what a read cost, as the client saw it. */
-  stats(): { inMsgs: number; inBytes: number } {
+  /**
+   * What this connection has received: every message (`inMsgs`, API replies included) and the
+   * stored messages its reads fetched (`read`, by readAll and readRun): what a read cost.
+   */
+  stats(): { inMsgs: number; inBytes: number; read: number } {
     const s = this.#nc.stats();
-    return { inMsgs: s.inMsgs, inBytes: s.inBytes };
+    return { inMsgs: s.inMsgs, inBytes: s.inBytes, read: this.#read };
   }
 
   /** The newest message stored on exactly `subject`, or null. */
