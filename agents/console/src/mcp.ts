@@ -308,7 +308,9 @@ async function control(d: McpDeps, name: string, raw: unknown): Promise<CallTool
     }
     case "trias_pending_approvals": {
       const { run } = z.object({ run: z.string().optional() }).parse(raw ?? {});
-      const pending = await pendingHuman(d.bus, d.registry, run);
+      const pending = await pendingHuman(d.bus, d.registry, run, (why) =>
+        d.client.host.log.warn({ why }, "pending approvals read from the start of the trace"),
+      );
       return text(
         pending
           .map(

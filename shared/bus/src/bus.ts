@@ -22,6 +22,8 @@ import {
   type JetStreamClient,
   type JetStreamManager,
   type JsMsg,
+  type MsgRequest,
+  type NextMsgRequest,
   type ConsumerMessages,
   type StreamConfig,
   type StreamInfo,
@@ -826,13 +828,15 @@ export class Bus {
    * subject), whatever the stream's length (docs/scaling.md, "Cold paths").
    */
   async runStart(run: string): Promise<number | null> {
+    // The stream leader answers (STREAM.MSG.GET), not any replica (a direct get), so a run
+    // just submitted is found on a cluster too. nats-server takes `next_by_subj` there since
+    // 2.9.0; nats.js types only the direct get's request with it.
+    const query: NextMsgRequest = {
+      seq: 1,
+      next_by_subj: subjectFor("console", "task_submitted", run),
+    };
     try {
-      // A direct get: any replica answers. One lagging behind may not have a run just
-      // submitted; the read then falls back, which is slower but as exact.
-      const m = await this.#jsm.direct.getMessage(this.stream, {
-        seq: 1,
-        next_by_subj: subjectFor("console", "task_submitted", run),
-      });
+      const m = await this.#jsm.streams.getMessage(this.stream, query as unknown as MsgRequest);
       return m?.seq ?? null;
     } catch (e) {
       if (isNotFound(e)) return null;
