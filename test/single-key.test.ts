@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { subjectFor, type MessageOf } from "@trias/protocol";
+import { decode, encode, subjectFor, type MessageOf } from "@trias/protocol";
+import { EFFECTS_BUCKET } from "@trias/runtime";
 import { loadPolicy, shippedPolicyFile } from "@trias/policy";
 import { waitFor } from "@trias/testing";
 import { startHarness, waitForKind, waitForRejection, type Harness } from "./helpers/harness.js";
@@ -176,24 +177,22 @@ describe("single key", () => {
     const { run, frame, key } = await oneEffect();
     const subject = subjectFor("verifier", "recovery_decided", run);
     const undo = { tool: "flaky.undo", args: { key, attempt: 0 } };
-    await h.forge.publish(subject, order(run, frame, undo));
-    await waitFor(
-      "the compensation",
-      async () =>
-        (await h.bus.readAll(subjectFor("executor", "step_executed", run))).length === 2 || null,
+    // Three orders under three message ids, at once: the first applies the undo; the others
+    // are refused, as already applied, or as the run's by then quarantined (the verifier
+    // quarantines a compensation it did not order itself).
+    await Promise.all([1, 2, 3].map(() => h.forge.publish(subject, order(run, frame, undo))));
+    const refused = await waitFor(
+      "both later orders refused",
+      async () => {
+        const r = await h.rejections(run, "executor");
+        return r.length >= 2 ? r : undefined;
+      },
       20_000,
     );
-    await h.forge.publish(subject, order(run, frame, undo));
-    await h.forge.publish(subject, order(run, frame, undo));
-    const r = await waitForRejection(h, run, "executor", "already_executed");
-    expect(r.body.reason).toMatch(/compensated at most once/);
-    await waitFor(
-      "both later orders answered",
-      async () =>
-        (await h.rejections(run, "executor")).filter((x) => x.body.code === "already_executed")
-          .length === 2 || null,
-      20_000,
-    );
+    expect(refused).toHaveLength(2);
+    for (const r of refused) expect(["already_executed", "run_quarantined"]).toContain(r.body.code);
+    const already = refused.find((r) => r.body.code === "already_executed");
+    if (already) expect(already.body.reason).toMatch(/compensated at most once/);
     const comps = (await h.trace(run))
       .map((o) => o.message)
       .filter(
@@ -218,5 +217,92 @@ describe("single key", () => {
     expect(r.body.reason).toMatch(/not the compensation flaky\.write declares/);
     expect((await h.ledger.read()).state.accounts).toEqual(before);
     expect(await h.bus.readAll(subjectFor("executor", "step_executed", run))).toHaveLength(1);
+  });
+
+  it("single key - the proposer's key alone: a step proposed for a closed run (routed as any router would) is refused by the executor; nothing runs", async () => {
+    const key = `closed-${Date.now().toString(36)}`;
+    const run = await submit([{ tool: "flaky.write", args: { key, passFromAttempt: 0 } }]);
+    const p0 = await proposal(run, 0);
+    await h.forge.send(
+      "router",
+      "tier_assigned",
+      run,
+      h.forge.assignment(p0, policy.digest, "light", LIGHT).bytes,
+    );
+    const closed = await waitForKind(h, run, "run_closed", 30_000);
+    expect(closed.body.outcome).toBe("completed");
+
+    // A second step of the closed run, signed with the proposer's real key; the router routes
+    // what it is given (it keeps no record of closed runs), here light as the policy says.
+    const extra = h.forge.proposal(run, {
+      step: 1,
+      tool: "flaky.write",
+      args: { key: `${key}-extra`, passFromAttempt: 0 },
+      index: 1,
+      total: 2,
+    });
+    await h.forge.send("proposer", "step_proposed", run, extra.bytes);
+    await h.forge.send(
+      "router",
+      "tier_assigned",
+      run,
+      h.forge.assignment(extra, policy.digest, "light", LIGHT).bytes,
+    );
+    const r = await waitForRejection(h, run, "executor", "run_closed");
+    expect(r.body.reason).toMatch(/nothing may follow run_closed/);
+    const executed = await h.bus.readAll(subjectFor("executor", "step_executed", run));
+    expect(executed).toHaveLength(1);
+    expect(await kinds(run, "run_closed")).toHaveLength(1);
+  });
+
+  it("crash between announcing an effect and recording it: the redelivery records the trace's frame, so the effect's compensation is accepted", async () => {
+    const { run, frame, key } = await oneEffect();
+    // As a process that died after its step_executed reached the server but before its record
+    // did leaves it: the record says "started".
+    const effects = await h.bus.kv(EFFECTS_BUCKET);
+    await effects.put(`${run}.0.0`, encode({ status: "started", at: Date.now(), by: "executor" }));
+    // The executor starts again, and the step's assignment comes again, as a redelivery would
+    // bring it: issued before this executor started, so it may have run unseen. The tool runs again under the same effect id
+    // (applies nothing twice) and its re-signed announcement is a duplicate for the server.
+    await h.stack.restart("executor");
+    const p = await proposal(run);
+    const ago = 10 * 60_000;
+    await h.forge.send(
+      "router",
+      "tier_assigned",
+      run,
+      h.forge.assignment(p, policy.digest, "light", LIGHT, {
+        issuedAt: Date.now() - ago,
+        ttlMs: 2 * ago,
+      }).bytes,
+    );
+    const record = await waitFor(
+      "the record done again",
+      async () => {
+        const e = await effects.get(`${run}.0.0`);
+        const r =
+          e && e.value.length > 0
+            ? (decode(e.value) as { status: string; frame?: Uint8Array })
+            : null;
+        return r?.status === "done" ? r : undefined;
+      },
+      20_000,
+    );
+    expect(Buffer.from(record.frame ?? []).equals(Buffer.from(frame))).toBe(true);
+    expect(await h.bus.readAll(subjectFor("executor", "step_executed", run))).toHaveLength(1);
+
+    // The verifier's order carries the trace's frame as evidence: it matches, the undo runs.
+    await h.forge.publish(
+      subjectFor("verifier", "recovery_decided", run),
+      order(run, frame, { tool: "flaky.undo", args: { key, attempt: 0 } }),
+    );
+    await waitFor(
+      "the compensation",
+      async () =>
+        (await h.bus.readAll(subjectFor("executor", "step_executed", run))).length === 2 ||
+        undefined,
+      20_000,
+    );
+    expect((await h.ledger.read()).state.applied[`${run}:0:0:c`]).toBeDefined();
   });
 });

@@ -18,6 +18,7 @@ import {
   type TraceContext,
 } from "@trias/protocol";
 import { unknownRun, type LoadedPolicy } from "@trias/policy";
+import { afterClose } from "@trias/runstate";
 import { ToolRefusal, type Catalogue, type ToolDef } from "@trias/tools";
 import { SpanKind, setActiveAttribute, triasAttributes, withSpan } from "@trias/telemetry";
 import {
@@ -326,8 +327,10 @@ export class Executor {
     const a = c.assignment;
     const m = a.message;
     const q = d.quorum;
-    // A quarantine only ever follows an execution: the run's very first step cannot be in one.
-    if (m.step !== 0 || m.attempt !== 0) await this.#checkNotQuarantined(m.run);
+    // A quarantine or a close only ever follows an execution: the run's very first step cannot
+    // be in one (and its effect id is taken once it ran).
+    if (m.step !== 0 || m.attempt !== 0)
+      await Promise.all([this.#checkNotQuarantined(m.run), this.#checkNotClosed(m.run)]);
     const proposal = a.proposal.message.body;
     setActiveAttribute("trias.tier", m.body.tier);
     setActiveAttribute("trias.policy_digest", m.body.policyDigest);
@@ -384,6 +387,35 @@ export class Executor {
     return "ran";
   }
 
+  /**
+   * The frame the trace holds for this effect's announcement, which the server kept when it
+   * dropped `sent` as a duplicate (see #runOnceNow); `sent`'s own bytes if it holds none.
+   */
+  async #announced(
+    x: RunOnce,
+    sent: { id: string; seq: number; bytes: Uint8Array },
+  ): Promise<Uint8Array> {
+    const seq = sent.seq;
+    const stored = await this.#host.bus.messageAt(seq);
+    if (!stored) return sent.bytes;
+    // Another executor's (a replica, or this identity before a restart) counts; anything else
+    // under this message id is not this effect's announcement.
+    const opened = this.#host.registry.open(stored.data, MAX_FRAME_BYTES, stored.timestampMs);
+    const announced = opened.message;
+    if (
+      announced.id !== sent.id ||
+      announced.kind !== "step_executed" ||
+      opened.key.role !== "executor"
+    ) {
+      this.#host.log.warn(
+        { run: x.run, seq, id: announced.id },
+        "the stored announcement is not this effect's: its record keeps this process's frame",
+      );
+      return sent.bytes;
+    }
+    return stored.data;
+  }
+
   /** The gate checked the tool is in the catalogue; a missing one here is a bug, not input. */
   #tool(name: string): ToolDef {
     const t = this.#tools.get(name);
@@ -420,6 +452,8 @@ export class Executor {
     // outcome record below is created instead, and a record already there (a replay of the
     // assignment that outlived the replay window) is left as it is.
     let claimed = true;
+    /** A claim found "started": the effect may have been announced before, its record lost. */
+    let resumed = false;
     if (!x.firstSight) {
       try {
         await this.#effects.create(
@@ -454,6 +488,7 @@ export class Executor {
       if (prior?.status === "vetoed") return false;
       // "started": a crash after the claim (or a replica mid-way). The tool's effect is keyed
       // by the effect id, so running it again applies nothing twice.
+      resumed = true;
     }
     faultPoint(this.#host.name, "after-claim");
     let outcome: "ok" | "error" = "ok";
@@ -498,28 +533,46 @@ export class Executor {
     // message is republished from the record; a message without its record runs the tool
     // again under the same effect id (applies nothing twice) and announces it under the same
     // message id (dropped by the server as a duplicate).
-    await this.#host.emit("step_executed", {
+    const record = (frame: Uint8Array) => {
+      const done = encode({
+        status: "done",
+        frame,
+        ...(x.order !== undefined ? { order: x.order } : {}),
+      } satisfies EffectRecord);
+      return this.#effects.put(x.key, done);
+    };
+    const sent = await this.#host.emit("step_executed", {
       id: x.emitId,
       run: x.run,
       step: x.step,
       attempt: x.attempt,
       body: x.body({ outcome, result, error }),
       trace: x.trace,
+      // Resumed, the record waits for the server's answer (see below): this rare path pays
+      // the second round trip.
       alongside: async (frame) => {
-        const done = encode({
-          status: "done",
-          frame,
-          ...(x.order !== undefined ? { order: x.order } : {}),
-        } satisfies EffectRecord);
-        if (!x.firstSight) return this.#effects.put(x.key, done);
+        if (resumed) return undefined;
+        if (!x.firstSight) return record(frame);
         try {
-          return await this.#effects.create(x.key, done);
+          return await this.#effects.create(
+            x.key,
+            encode({
+              status: "done",
+              frame,
+              ...(x.order !== undefined ? { order: x.order } : {}),
+            } satisfies EffectRecord),
+          );
         } catch (e) {
           if (!isRevisionConflict(e)) throw e;
           return undefined;
         }
       },
     });
+    // Announced before, by a process that died before its record landed: the server kept that
+    // frame and dropped this re-signed one (same message id, another issuedAt). The record must
+    // hold the frame the trace holds, byte for byte, or a compensation order, whose evidence is
+    // the trace's frame, would be refused and the run quarantined instead of rolled back.
+    if (resumed) await record(sent.duplicate ? await this.#announced(x, sent) : sent.bytes);
     faultPoint(this.#host.name, "after-record");
     return true;
   }
@@ -535,6 +588,35 @@ export class Executor {
     }
     if (this.#quarantined.has(run))
       throw new GateError("run_quarantined", `run ${run} is quarantined: nothing more executes`);
+  }
+
+  /**
+   * A closed run stays closed (docs/receipts.md, "After the receipt"): no step of it runs
+   * after its run_closed is stored, whoever assigned it. Asked of the stream for every step
+   * after a run's first, since a run can close between two of its steps (a failure, a cancel,
+   * a roll-out); the read is one lookup by subject, beside the quarantine check.
+   */
+  async #checkNotClosed(run: string): Promise<void> {
+    const stored = await this.#host.bus.lastBySubject(subjectFor("verifier", "run_closed", run));
+    if (!stored) return;
+    // Only a verifier's signed close counts: a frame that does not open closes nothing.
+    let opened;
+    try {
+      opened = this.#host.registry.open(stored.data, MAX_FRAME_BYTES, stored.timestampMs);
+    } catch {
+      return;
+    }
+    const closed = opened.message;
+    if (opened.key.role !== "verifier" || closed.kind !== "run_closed" || closed.run !== run)
+      return;
+    const reason = afterClose(
+      {
+        closed: { seq: stored.seq },
+        status: closed.body.outcome === "quarantined" ? "quarantined" : "closed",
+      },
+      "step_executed",
+    );
+    if (reason !== null) throw new GateError("run_closed", reason);
   }
 
   /** Signed recovery orders: compensations to run, and quarantines to enforce. */

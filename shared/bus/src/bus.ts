@@ -844,6 +844,24 @@ export class Bus {
     }
   }
 
+  /** The message stored at `seq`, or null when there is none (deleted, purged, not yet written). */
+  async messageAt(seq: number): Promise<StoredMessage | null> {
+    try {
+      const m = await this.#jsm.streams.getMessage(this.stream, { seq });
+      if (!m) return null;
+      return {
+        subject: m.subject,
+        data: m.data,
+        seq: m.seq,
+        headers: hdrsToRecord(m.header),
+        timestampMs: m.time.getTime(),
+      };
+    } catch (e) {
+      if (isNotFound(e)) return null;
+      throw e;
+    }
+  }
+
   /**
    * Every stored message of `run` on `filter` (default: all of the run's), in stream order,
    * without a scan of the stream from its beginning, which nats-server 2.9 makes for a
