@@ -9,17 +9,33 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { auditEvents, ConsoleClient, newRunId, Stack } from "@trias/console";
-import { EXECUTOR_BUCKETS, isTransientFailure } from "@trias/bus";
+import {
+  auditEvents,
+  ConsoleClient,
+  defaultAgents,
+  durablesOf,
+  newRunId,
+  Stack,
+} from "@trias/console";
+import { EXECUTOR_BUCKETS, isRevisionConflict, isTransientFailure, swapSoleKey } from "@trias/bus";
 import { KeyRegistry, Signer, keyFileName } from "@trias/signing";
 import { startTestCluster, waitFor, type TestCluster } from "@trias/testing";
 import { subjectFor } from "@trias/protocol";
-import { LEDGER_BUCKET, Ledger } from "@trias/tools";
+import { LEDGER_BUCKET, Ledger, account } from "@trias/tools";
 
 const TRANSFER = { from: "alice", to: "bob", amount: 1 };
+const TRANSFER_TOOL = "ledger.transfer";
 /** How often, and how far apart, the test retries its own call through a failover. */
 const TRANSIENT_ATTEMPTS = 40;
 const TRANSIENT_PAUSE_MS = 500;
+/** Ledger effects applied at once from one process (five were enough to lose one on R3). */
+const CONCURRENT_EFFECTS = 20;
+/** A scratch bucket, and how many rounds of how many concurrent swaps it takes. */
+const SWAP_BUCKET = "cluster_test_swap";
+const SWAP_ROUNDS = 20;
+const SWAP_WRITERS = 5;
+/** Runs in flight when the first agent is killed (one more is submitted after each kill). */
+const ROLE_KILL_RUNS = 4;
 
 let cluster: TestCluster;
 let stack: Stack;
@@ -119,6 +135,7 @@ async function closedAndClean(runs: readonly string[]): Promise<number> {
   const outcomes = runs.map((r) => closed.get(r)?.body.outcome ?? "open");
   for (const [i, o] of outcomes.entries())
     expect(["completed", "rolled_back"], `${runs[i]} closed as ${o}`).toContain(o);
+  const { applied } = (await retrying(() => ledger.read())).state;
   for (const run of runs) {
     const events = (await retrying(() => stack.admin.readAll(`trias.*.*.${run}`))).map((m) => ({
       seq: m.seq,
@@ -127,6 +144,15 @@ async function closedAndClean(runs: readonly string[]): Promise<number> {
     }));
     const report = auditEvents(registry, run, events);
     expect(report.ok, `${run}: ${JSON.stringify(report)}`).toBe(true);
+    // Every transfer the executor reported done is in the ledger as reported. Money conserved
+    // alone would not show an effect acknowledged, then overwritten, then done again on a
+    // retry (what lost ledger updates looked like: docs/scaling.md, section 1).
+    for (const e of events) {
+      const m = registry.open(e.data).message;
+      if (m.kind !== "step_executed" || m.body.tool !== TRANSFER_TOOL) continue;
+      if (m.body.outcome !== "ok") continue;
+      expect(applied[m.body.effectId], `${m.body.effectId} in the ledger`).toEqual(m.body.result);
+    }
   }
   return outcomes.filter((o) => o === "completed").length;
 }
@@ -140,6 +166,44 @@ describe("a 3-node NATS cluster at R3", () => {
       const kv = await stack.admin.streamInfo(`KV_${b}`);
       expect(kv.config.num_replicas, b).toBe(3);
     }
+  });
+
+  it("stores exactly one of concurrent compare-and-sets from one revision (swapSoleKey at R3)", async () => {
+    const kv = await stack.admin.kv(SWAP_BUCKET, { create: true, replicas: 3 });
+    for (let round = 0; round < SWAP_ROUNDS; round++) {
+      const r = (await kv.get("state"))?.revision ?? (await kv.put("state", new Uint8Array()));
+      const tries = await Promise.allSettled(
+        Array.from({ length: SWAP_WRITERS }, (_, i) =>
+          swapSoleKey(kv, "state", new TextEncoder().encode(`${round}.${i}`), r),
+        ),
+      );
+      const stored = tries.filter((t) => t.status === "fulfilled");
+      expect(stored, `round ${round}`).toHaveLength(1);
+      for (const t of tries)
+        if (t.status === "rejected")
+          expect(isRevisionConflict(t.reason), String(t.reason)).toBe(true);
+    }
+  });
+
+  it("applies concurrent ledger effects from one process each once (none overwritten)", async () => {
+    // Two ledgers in one process, as the executor opens one per tool pack.
+    const ledgers = [ledger, new Ledger(await stack.admin.kv(LEDGER_BUCKET))];
+    const before = (await ledger.read()).state.accounts;
+    const ids = Array.from({ length: CONCURRENT_EFFECTS }, (_, i) => `${newRunId()}:0:${i}`);
+    const results = await Promise.all(
+      ids.map((id, i) =>
+        ledgers[i % ledgers.length]!.apply(id, (s) => {
+          account(s, "treasury").balance -= 1;
+          account(s, "dave").balance += 1;
+          return { id };
+        }),
+      ),
+    );
+    expect(results.filter((r) => r.replayed)).toHaveLength(0);
+    const after = (await ledger.read()).state;
+    for (const id of ids) expect(after.applied[id], `${id} recorded`).toEqual({ id });
+    expect(after.accounts["dave"]!.balance).toBe(before["dave"]!.balance + ids.length);
+    expect(after.accounts["treasury"]!.balance).toBe(before["treasury"]!.balance - ids.length);
   });
 
   it("loses the stream leader mid-run, gets it back, then loses the new leader: nothing lost, each effect once", async () => {
@@ -189,5 +253,41 @@ describe("a 3-node NATS cluster at R3", () => {
     const completed = await closedAndClean(runs);
     expect(await alice()).toBe(start - completed * TRANSFER.amount);
     await cluster.start(leader2);
+  }, 300_000);
+
+  it("loses each role's process mid-run, one after another: every run completes, each effect once", async () => {
+    const start = await alice();
+    const runs = await submit(ROLE_KILL_RUNS);
+    await waitFor(
+      "a first effect",
+      async () => ((await alice()) < start ? true : undefined),
+      60_000,
+    );
+    // Each agent is SIGKILLed while runs are in flight (what it held comes back after the ack
+    // wait), and stays down until a run has reached it and waits in one of its durable
+    // consumers: the run is mid-way at that role when the process comes back.
+    for (const a of defaultAgents()) {
+      await stack.kill(a.name);
+      runs.push(...(await submit(1)));
+      await waitFor(
+        `work waiting for ${a.name}`,
+        async () => {
+          for (const d of durablesOf(a)) {
+            const ci = await retrying(() => stack.admin.consumerInfo(d));
+            if (ci && ci.num_pending + ci.num_ack_pending > 0) return true;
+          }
+          return undefined;
+        },
+        60_000,
+        100,
+      );
+      stack.spawnAgent(a);
+    }
+    await stack.waitReady();
+    const closed = await retrying(() => client.waitForClose(runs, 120_000));
+    for (const run of runs)
+      expect(closed.get(run)?.body.outcome ?? "open", `${run} after the kills`).toBe("completed");
+    const completed = await closedAndClean(runs);
+    expect(await alice()).toBe(start - completed * TRANSFER.amount);
   }, 300_000);
 });

@@ -24,6 +24,7 @@ export {
   type ConsumeOptions,
   type Subscription,
 } from "./bus.js";
+export { swapSoleKey } from "./kv-swap.js";
 export {
   natsConfig,
   permissionsOf,

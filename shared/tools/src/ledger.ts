@@ -1,5 +1,5 @@
 import type { KV } from "@nats-io/kv";
-import { isRevisionConflict } from "@trias/bus";
+import { isRevisionConflict, swapSoleKey } from "@trias/bus";
 import { TransientError, type JsonValue } from "@trias/protocol";
 import { ToolRefusal } from "./pack.js";
 
@@ -29,10 +29,18 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 /**
- * The demo ledger: one JSON document in a KV bucket, changed only by compare-and-set on its
- * revision, so any number of executor replicas apply each effect exactly once.
+ * The demo ledger: one JSON document, the only key of its KV bucket, changed only by
+ * compare-and-set on its revision (swapSoleKey, which holds on a replicated bucket, where
+ * concurrent KV.update calls overwrote each other: docs/scaling.md, section 1), so any
+ * number of executor replicas apply each effect exactly once.
  */
 export class Ledger {
+  /**
+   * This process's ledger writes, one at a time (every Ledger of a process writes the same
+   * key), each starting once the previous one has settled: concurrent ones would all read the
+   * same revision, and all but one would conflict and go round again.
+   */
+  static #writes: Promise<unknown> = Promise.resolve();
   readonly #kv: KV;
   constructor(kv: KV) {
     this.#kv = kv;
@@ -62,7 +70,16 @@ export class Ledger {
    * Apply `fn` once for `effectId`. If the id was applied before (a redelivery, a crash after
    * the write), return the recorded result without touching the state again.
    */
-  async apply(
+  apply(
+    effectId: string,
+    fn: (s: LedgerState) => JsonValue,
+  ): Promise<{ result: JsonValue; replayed: boolean }> {
+    const next = Ledger.#writes.then(() => this.#apply(effectId, fn));
+    Ledger.#writes = next.catch(() => undefined);
+    return next;
+  }
+
+  async #apply(
     effectId: string,
     fn: (s: LedgerState) => JsonValue,
   ): Promise<{ result: JsonValue; replayed: boolean }> {
@@ -75,7 +92,7 @@ export class Ledger {
       next.applied[effectId] = result;
       try {
         if (revision === 0) await this.#kv.create(KEY, enc.encode(JSON.stringify(next)));
-        else await this.#kv.update(KEY, enc.encode(JSON.stringify(next)), revision);
+        else await swapSoleKey(this.#kv, KEY, enc.encode(JSON.stringify(next)), revision);
         return { result, replayed: false };
       } catch (e) {
         if (!isRevisionConflict(e)) {
