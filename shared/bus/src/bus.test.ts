@@ -8,6 +8,7 @@ import {
   DEFAULT_MAX_DELIVER,
   LocalNatsServer,
   isPermissionError,
+  MAX_GETS_PER_SUBJECT,
   MAX_LITERAL_READS,
   type ConsumerLost,
   type Delivery,
@@ -409,6 +410,19 @@ describe("bus", () => {
       const none = await router.readRun("rr-never");
       expect(none.messages).toEqual([]);
       expect(none.fallback).toMatch(/no task_submitted/);
+    });
+
+    it("bus - readRun reads a subject with more messages than it gets one by one with a consumer, the same", async () => {
+      const start = await put(admin, "trias.console.task_submitted.rr-long");
+      for (let i = 0; i <= MAX_GETS_PER_SUBJECT; i++) {
+        if (i % 10 === 0) await noise(3);
+        await put(router, "trias.router.tier_assigned.rr-long");
+      }
+      const r = await router.readRun("rr-long");
+      expect(r.fallback).toBeNull();
+      expect(r.fromSeq).toBe(start.seq);
+      expect(r.messages).toHaveLength(MAX_GETS_PER_SUBJECT + 2);
+      expect(same(r.messages)).toEqual(same(await admin.readAll("trias.*.*.rr-long")));
     });
 
     it("bus - readRun of a run on more subjects than it reads one by one uses its wildcard from the start", async () => {

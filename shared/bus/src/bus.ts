@@ -199,12 +199,23 @@ export interface RunRead {
 }
 
 /**
- * Subjects of one run read one by one (each a literal filter, which nats-server 2.9 serves
- * from its per-subject index); a run with more (junk on many kinds) is read with its one
- * wildcard filter from its start. A run of the shipped protocol uses about ten.
+ * Subjects of one run read one by one (each literal, which nats-server 2.9 serves from its
+ * per-subject index); a run with more (junk on many kinds) is read with its one wildcard
+ * filter from its start. A run of the shipped protocol uses about ten.
  * @default 32
  */
 export const MAX_LITERAL_READS = 32;
+
+/**
+ * A subject of a run with at most this many messages is read by message gets (each the next
+ * message on the subject, answered by the stream's leader), one after another; one with more
+ * by a consumer. Gets make no consumer: on a cluster with a node down, an ephemeral consumer
+ * may be placed on that node and its create time out (about one in two measured here), and
+ * a run read by ten consumers would almost never get through. A step adds one message to
+ * each of its subjects, so runs of up to this many steps are read by gets alone.
+ * @default 64
+ */
+export const MAX_GETS_PER_SUBJECT = 64;
 
 /** What `ensureConsumer` found and did. */
 export type EnsureResult = "created" | "updated" | "unchanged" | "replaced";
@@ -828,20 +839,9 @@ export class Bus {
    * subject), whatever the stream's length (docs/scaling.md, "Cold paths").
    */
   async runStart(run: string): Promise<number | null> {
-    // The stream leader answers (STREAM.MSG.GET), not any replica (a direct get), so a run
-    // just submitted is found on a cluster too. nats-server takes `next_by_subj` there since
-    // 2.9.0; nats.js types only the direct get's request with it.
-    const query: NextMsgRequest = {
-      seq: 1,
-      next_by_subj: subjectFor("console", "task_submitted", run),
-    };
-    try {
-      const m = await this.#jsm.streams.getMessage(this.stream, query as unknown as MsgRequest);
-      return m?.seq ?? null;
-    } catch (e) {
-      if (isNotFound(e)) return null;
-      throw e;
-    }
+    // The stream leader answers (not any replica, as a direct get would), so a run just
+    // submitted is found on a cluster too.
+    return (await this.#nextOn(subjectFor("console", "task_submitted", run), 1))?.seq ?? null;
   }
 
   /** The message stored at `seq`, or null when there is none (deleted, purged, not yet written). */
@@ -879,7 +879,11 @@ export class Bus {
       messages =
         subjects.length > MAX_LITERAL_READS
           ? await this.readAll(filter, start)
-          : (await Promise.all(subjects.map((s) => this.readAll(s, start))))
+          : (
+              await Promise.all(
+                subjects.map((s) => this.#readSubject(s, start, count.counts[s] ?? 0)),
+              )
+            )
               .flat()
               .sort((a, b) => a.seq - b.seq);
     }
@@ -887,6 +891,45 @@ export class Bus {
     if (fallback === null)
       return { messages, fromSeq: start ?? 1, fallback, lastSeq: count.lastSeq };
     return { messages: await this.readAll(filter), fromSeq: 1, fallback, lastSeq: count.lastSeq };
+  }
+
+  /**
+   * The first `count` messages on the literal `subject` from `start`: by gets when they are few
+   * (see MAX_GETS_PER_SUBJECT), else by a consumer (which also reads any stored since).
+   */
+  async #readSubject(subject: string, start: number, count: number): Promise<StoredMessage[]> {
+    if (count > MAX_GETS_PER_SUBJECT) return this.readAll(subject, start);
+    const out: StoredMessage[] = [];
+    let seq = start;
+    while (out.length < count) {
+      const m = await this.#nextOn(subject, seq);
+      if (m === null) break;
+      this.#read++;
+      out.push(m);
+      seq = m.seq + 1;
+    }
+    return out;
+  }
+
+  /** The first message on the literal `subject` at or after `seq`, or null. */
+  async #nextOn(subject: string, seq: number): Promise<StoredMessage | null> {
+    // nats-server takes `next_by_subj` on STREAM.MSG.GET since 2.9.0 (the stream leader
+    // answers); nats.js types only the direct get's request with it.
+    const query: NextMsgRequest = { seq, next_by_subj: subject };
+    try {
+      const m = await this.#jsm.streams.getMessage(this.stream, query as unknown as MsgRequest);
+      if (!m) return null;
+      return {
+        subject: m.subject,
+        data: m.data,
+        seq: m.seq,
+        headers: hdrsToRecord(m.header),
+        timestampMs: m.time.getTime(),
+      };
+    } catch (e) {
+      if (isNotFound(e)) return null;
+      throw e;
+    }
   }
 
   /** The stream's count of messages per subject matching `filter`, and its last sequence. */

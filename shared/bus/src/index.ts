@@ -10,6 +10,7 @@ export {
   DEFAULT_MAX_DELIVER,
   MAX_WORKING_MS,
   MAX_LITERAL_READS,
+  MAX_GETS_PER_SUBJECT,
   type RunRead,
   type ConsumerLost,
   type ConsumerInfo,
