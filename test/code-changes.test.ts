@@ -45,9 +45,7 @@ const patchFor = (from: string, to: string) =>
 /**
  * The code pack through a real stack: executor and verifier run git on a real repository,
  * the checks are real processes, the commit is reviewed by the reviewers the shipped code
- * policy asks for. Roll-backs (discard after a failed check, revert after a commit) are shown
- * in shared/tools/src/code.test.ts: through the stack a compensation can meet an executor race
- * (docs/code-changes.md, known limits).
+ * policy asks for, and roll-backs are compensations the verifier orders and the executor runs.
  */
 describe("transactional code changes, governed", () => {
   let h: Harness;
@@ -143,6 +141,48 @@ describe("transactional code changes, governed", () => {
     expect(trace.filter((m) => m.kind === "step_executed")).toHaveLength(0);
     expect(git(repo, "rev-parse", "main")).toBe(head);
     expect(snapshot(repo)).toBe(before);
+    expect(leftovers()).toEqual({ branches: "", worktrees: 1 });
+  });
+
+  it("code e2e - a failing check rolls the change back: worktree and branch removed, the target untouched", async () => {
+    const before = snapshot(repo);
+    const head = git(repo, "rev-parse", "main");
+    const { closed, trace } = await submit(change("broken", "bad"));
+    expect(closed?.body.outcome).toBe("rolled_back");
+    const executed = trace.filter(
+      (m): m is MessageOf<"step_executed"> => m.kind === "step_executed",
+    );
+    expect(executed.find((m) => m.step === 1)?.body.error).toMatch(/fails lint/);
+    expect(executed.some((m) => m.step === 2)).toBe(false);
+    expect(executed.filter((m) => m.body.compensationOf !== null).map((m) => m.body.tool)).toEqual([
+      "code.discard",
+    ]);
+    expect(git(repo, "rev-parse", "main")).toBe(head);
+    expect(snapshot(repo)).toBe(before);
+    expect(leftovers()).toEqual({ branches: "", worktrees: 1 });
+  });
+
+  it("code e2e - a failure after the commit is compensated by a revert commit on the target", async () => {
+    const was = readFileSync(join(repo, "app.txt"), "utf8");
+    const head = git(repo, "rev-parse", "main");
+    // The step after the commit checks a change that was never staged: the tool refuses.
+    const { closed, trace } = await submit([
+      ...change("landed", "v-landed"),
+      { tool: "code.check", args: { change: "never-staged" } },
+    ]);
+    expect(closed?.body.outcome).toBe("rolled_back");
+    const compensations = trace
+      .filter(
+        (m): m is MessageOf<"step_executed"> =>
+          m.kind === "step_executed" && m.body.compensationOf !== null,
+      )
+      .map((m) => `${m.step}:${m.body.tool}:${m.body.outcome}`);
+    expect(compensations).toEqual(["2:code.revert:ok", "0:code.discard:ok"]);
+    // History keeps the commit and its revert; the files are as before the change.
+    expect(git(repo, "log", "-2", "--format=%s", "main").split("\n")[1]).toBe("landed");
+    expect(git(repo, "rev-list", "--count", `${head}..main`)).toBe("2");
+    expect(readFileSync(join(repo, "app.txt"), "utf8")).toBe(was);
+    expect(git(repo, "status", "--porcelain")).toBe("");
     expect(leftovers()).toEqual({ branches: "", worktrees: 1 });
   });
 });

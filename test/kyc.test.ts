@@ -1,9 +1,10 @@
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Bus, LocalNatsServer, SUBJECT_KEYS_BUCKET } from "@trias/bus";
+import { kycDemoTasks } from "@trias/console";
 import type { MessageOf } from "@trias/protocol";
 import { waitFor } from "@trias/testing";
 import { SubjectKeys } from "@trias/tools";
@@ -197,4 +198,49 @@ describe("kyc onboarding and erasure", () => {
     expect(stored.some(({ bytes }) => bytes.includes(keyBytes))).toBe(false);
     expect(stored.some(({ bytes }) => bytes.includes(Buffer.from(HIGH_RISK.subject)))).toBe(true);
   }, 400_000);
+});
+
+describe("trias demo --scenario kyc", () => {
+  it("demo kyc - three customers under the kyc policy: a person approves the high-risk one, the sanctioned one is rolled back, an erasure leaves the audit passing; no personal datum printed in clear", async () => {
+    const keyDir = join(mkdtempSync(join(tmpdir(), "trias-demo-kyc-")), "keys");
+    const child = spawn(
+      process.execPath,
+      [join(REPO, "agents", "console", "dist", "cli.js"), "demo", "--scenario", "kyc"],
+      { env: { ...process.env, NATS_URL: "", TRIAS_KEY_DIR: keyDir, NO_COLOR: "1" } },
+    );
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    const code = await new Promise<number | null>((r) => child.once("exit", r));
+    expect(code, out).toBe(0);
+    const summary = out.slice(out.indexOf("Summary"));
+    expect(summary).toMatch(/✓ \S+ +Onboard a customer \(low risk\) +completed/);
+    expect(summary).toMatch(/✓ \S+ +Onboard a customer from a high-risk country +completed/);
+    expect(summary).toMatch(/✓ \S+ +Onboard a customer on the sanctions list +rolled_back/);
+    expect(summary).not.toContain("✗");
+    expect(out).toMatch(/human-operator approved step 4 \(as: trias approve run-\S+ 4\)/);
+    expect(out).toMatch(/matches sanctions list entry SAN-001/);
+    expect(out).toMatch(/audit ok after erasure; replayed identity check: .*"name":"\[erased\]"/);
+    for (const t of kycDemoTasks("x")) {
+      const personal = (t.task.input as { personal: Record<string, string> }).personal;
+      for (const v of Object.values(personal)) expect(out, v).not.toContain(v);
+    }
+  }, 240_000);
+
+  it("demo kyc - --env does not apply to the kyc scenario: a usage error naming why", () => {
+    const r = spawnSync(
+      process.execPath,
+      [
+        join(REPO, "agents", "console", "dist", "cli.js"),
+        "demo",
+        "--scenario",
+        "kyc",
+        "--env",
+        "prod",
+      ],
+      { encoding: "utf8", env: { ...process.env, NATS_URL: "" } },
+    );
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/--env does not apply to --scenario kyc/);
+  });
 });

@@ -44,10 +44,7 @@ describe("trias lab", () => {
       expect(report.rows).toHaveLength(ATTACKS.length * 2);
       for (const row of report.rows) {
         const what = `trial ${row.trial} ${row.attack}: ${row.verdict} (${row.observed})`;
-        if (row.attack === "gdpr_erase") {
-          // Erasure is not built: reported as such, never as passed.
-          expect(row.verdict, what).toBe("not_available");
-        } else if (OPEN_ON_MAIN.has(row.attack)) {
+        if (OPEN_ON_MAIN.has(row.attack)) {
           expect(["defended", "breached"], what).toContain(row.verdict);
           if (row.attack === "tier_downgrade")
             expect(row.verdict === "breached", what).toBe(/effect\(s\) applied/.test(row.observed));
@@ -63,6 +60,11 @@ describe("trias lab", () => {
       expect(observed("missing_reviewer").join()).toMatch(/quorum_not_met/);
       expect(observed("purged_run").join()).toMatch(/names it missing/);
       expect(observed("consumer_hijack").join()).toMatch(/refused both on executor-/);
+      // Erasure during a run and after it: both runs closed, receipts verify, nothing in clear.
+      for (const o of observed("gdpr_erase")) {
+        expect(o).toMatch(/during: run closed \w+, key erased, audit OK, no clear datum/);
+        expect(o).toMatch(/after: run closed completed, key erased, audit OK, no clear datum/);
+      }
 
       const failing = report.rows.some((x) => FAILING_VERDICTS.includes(x.verdict));
       expect(report.ok).toBe(!failing);

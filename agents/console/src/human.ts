@@ -6,14 +6,24 @@ import {
   ValidationError,
   asksForHuman,
   subjectFor,
+  type Kind,
   type MessageOf,
   type ReviewRequirement,
   type TraceContext,
 } from "@trias/protocol";
 import type { KeyRegistry, Signer } from "@trias/signing";
 import { separationOfDuties } from "@trias/runtime";
-import { readRun } from "./audit.js";
-import { CliError, EXIT } from "./cli-kit.js";
+import {
+  SpanKind,
+  extractTrace,
+  injectTrace,
+  natsAttributes,
+  triasAttributes,
+  withSpan,
+} from "@trias/telemetry";
+import { CliError, EXIT, requireRun } from "./cli-kit.js";
+import { readRun, replayLines } from "./audit.js";
+import { humanOrder, type HumanAction } from "./resolve.js";
 
 export interface WaitingStep {
   run: string;
@@ -209,7 +219,7 @@ export const HUMAN_VERDICT_TTL_MS = 10 * 60_000;
 /** The unsigned verdict envelope for one human decision; whoever holds the key signs its encoding. */
 export function humanVerdictEnvelope(
   w: WaitingStep,
-  judge: { kid: string },
+  judge: { kid: string; name: string },
   decision: "approve" | "reject",
   reason: string,
   now = Date.now(),
@@ -225,7 +235,7 @@ export function humanVerdictEnvelope(
     role: "human",
     issuedAt: now,
     expiresAt: now + HUMAN_VERDICT_TTL_MS,
-    trace: w.trace,
+    trace: personTrace("verdict", w, w.trace, judge.name),
     body: {
       digest: w.digest,
       assignment: w.frame,
@@ -234,6 +244,49 @@ export function humanVerdictEnvelope(
       reasons: [reason],
     },
   };
+}
+
+/**
+ * A person's message continues the run's one OTel trace (docs/operations.md, "Tracing"):
+ * a PRODUCER span `send <kind>` of this process, child of the context of the message it
+ * answers, whose context the envelope then carries, so the agents that handle the message
+ * are its children. Without tracing, or for a run without a trace, `parent` goes on as is.
+ */
+export function personTrace(
+  kind: Kind,
+  at: { run: string; step: number | null; attempt: number },
+  parent: TraceContext | null,
+  person: string,
+): TraceContext | null {
+  if (parent === null) return null;
+  const subject = subjectFor("human", kind, at.run);
+  return withSpan(
+    `send ${kind}`,
+    () => ({
+      kind: SpanKind.PRODUCER,
+      parent: extractTrace({
+        traceparent: parent.traceparent,
+        ...(parent.tracestate ? { tracestate: parent.tracestate } : {}),
+      }),
+      attributes: {
+        ...natsAttributes({ operation: "send", subject, template: `trias.human.${kind}.{run}` }),
+        ...triasAttributes({
+          run: at.run,
+          ...(at.step !== null ? { step: at.step } : {}),
+          attempt: at.attempt,
+          agent: person,
+          role: "human",
+          kind,
+        }),
+      },
+    }),
+    () => {
+      const h = injectTrace({});
+      const traceparent = h["traceparent"];
+      if (!traceparent) return parent;
+      return { traceparent, ...(h["tracestate"] ? { tracestate: h["tracestate"] } : {}) };
+    },
+  );
 }
 
 /** Publish a signed human verdict frame where the executor reads it, with the run's trace context. */
@@ -269,3 +322,93 @@ export async function decideAsHuman(
 }
 
 export const HUMAN_SUBJECT = (run: string) => subjectFor("human", "verdict", run);
+
+/**
+ * A person's order about a run (cancel, or a decision on an escalated one), unsigned: the
+ * run's state replayed from its trace, `humanOrder`'s verdict on it, and the envelope that
+ * continues the run's trace. The CLI signs it with the person's key file, the console has
+ * the person's browser sign its encoding. Refused (exit 1) when the run's state forbids it.
+ */
+export async function prepareHumanOrder(
+  bus: Bus,
+  registry: KeyRegistry,
+  person: { kid: string; name: string },
+  run: string,
+  action: HumanAction,
+  reason: string,
+  now = Date.now(),
+): Promise<MessageOf<"recovery_decided">> {
+  const { events, r } = await orderOn(bus, registry, person, run, action, reason);
+  // The order continues the run's one trace: the context of the run's last traced message.
+  let last: TraceContext | null = null;
+  for (const e of events) {
+    try {
+      last = registry.open(e.data).message.trace ?? last;
+    } catch {
+      // a frame that does not verify carries no context worth following
+    }
+  }
+  return {
+    v: PROTOCOL_VERSION,
+    id: `human-${action}-${run}-${now.toString(36)}-${randomBytes(4).toString("hex")}`,
+    kind: "recovery_decided",
+    run,
+    step: r.step,
+    attempt: r.attempt,
+    sender: person.kid,
+    role: "human",
+    issuedAt: now,
+    expiresAt: now + HUMAN_VERDICT_TTL_MS,
+    trace: personTrace(
+      "recovery_decided",
+      { run, step: r.step, attempt: r.attempt },
+      last,
+      person.name,
+    ),
+    body: r.body,
+  };
+}
+
+/** The order `humanOrder` gives for the run as its trace stands now, or the refusal (exit 1). */
+async function orderOn(
+  bus: Bus,
+  registry: KeyRegistry,
+  person: { name: string },
+  run: string,
+  action: HumanAction,
+  reason: string,
+) {
+  const events = await readRun(bus, run);
+  requireRun(bus, run, events);
+  const { state } = replayLines(registry, run, events);
+  const r = humanOrder(state, action, person.name, reason);
+  if ("refused" in r) throw new CliError(EXIT.failed, r.refused);
+  return { events, r };
+}
+
+/** Whether a prepared order is still one the person may give (the run may have moved since). */
+export async function recheckHumanOrder(
+  bus: Bus,
+  registry: KeyRegistry,
+  person: { name: string },
+  run: string,
+  action: HumanAction,
+  reason: string,
+): Promise<void> {
+  await orderOn(bus, registry, person, run, action, reason);
+}
+
+/** Publish a person's signed order where the agents read it, with its trace context. */
+export async function publishHumanOrder(
+  bus: Bus,
+  message: MessageOf<"recovery_decided">,
+  frame: Uint8Array,
+): Promise<number> {
+  const headers: Record<string, string> = {};
+  if (message.trace) headers["traceparent"] = message.trace.traceparent;
+  const r = await bus.publish(subjectFor("human", "recovery_decided", message.run), frame, {
+    msgId: message.id,
+    headers,
+  });
+  return r.seq;
+}

@@ -10,7 +10,15 @@ export {
 } from "./stack.js";
 export { ConsoleClient, newRunId } from "./client.js";
 export { describe } from "./format.js";
-export { DEMO_TASKS, runDemo, type DemoTask, type DemoOptions } from "./demo.js";
+export {
+  DEMO_SCENARIOS,
+  DEMO_TASKS,
+  kycDemoTasks,
+  runDemo,
+  type DemoOptions,
+  type DemoScenario,
+  type DemoTask,
+} from "./demo.js";
 export {
   auditAll,
   auditEvents,
@@ -30,6 +38,7 @@ export {
 export { pendingHuman, decideAsHuman, waiting, type WaitingStep } from "./human.js";
 export { setupTrace, deployNatsConfig, type SetupOptions } from "./setup.js";
 export { traceTree } from "./trace.js";
+export { RunIndex, type RunRow } from "./runs.js";
 export { buildProgram, normalizeArgv } from "./program.js";
 export { EXIT, CliError, classify } from "./cli-kit.js";
 export { Forge } from "./lab/forge.js";
@@ -43,6 +52,24 @@ export {
   type Observed,
 } from "./lab/attacks.js";
 export { runLab, type LabOptions, type LabReport, type LabRow } from "./lab/run.js";
-export { ledgerCorpus, type CorpusTask } from "./eval/corpus.js";
-export { runEval, scoreRun, PAPER, type EvalReport, type PolicyMetrics } from "./eval/run.js";
+export {
+  CORPUS_PACKS,
+  codeCorpus,
+  fsCorpus,
+  fullCorpus,
+  kycCorpus,
+  ledgerCorpus,
+  type CorpusPack,
+  type CorpusTask,
+} from "./eval/corpus.js";
+export {
+  evalPolicy,
+  runEval,
+  scoreRun,
+  waves,
+  PAPER,
+  type EvalReport,
+  type PackMetrics,
+  type PolicyMetrics,
+} from "./eval/run.js";
 export { ConsoleServer, type ConsoleServerOptions } from "./web/server.js";

@@ -142,6 +142,8 @@ function line(o: Opened): string {
         return `refused ${m.body.code}: ${m.body.reason}`;
       case "subject_erased":
         return `erased the personal data of ${m.body.subject}: ${m.body.reason}`;
+      case "step_held":
+        return `held until ${new Date(m.body.until).toISOString()}: ${m.body.reason}`;
     }
   })();
   return `${m.kind}${at} [${o.key.name}] ${what}`;

@@ -183,11 +183,23 @@ export class Router {
     const now = this.#host.now();
     const rate = this.#limiter.admit(m.body.tool, now, inc.delivery.timestampMs);
     if (rate.type === "delay") {
-      if (!this.#held.has(m.id)) boundedSet(this.#held, m.id, now, HELD_ENTRIES);
+      const first = !this.#held.has(m.id);
+      if (first) boundedSet(this.#held, m.id, now, HELD_ENTRIES);
       this.#host.log.info(
         { run: m.run, step, attempt: m.attempt, retryInMs: rate.ms, reason: rate.reason },
         "step held back by its tool's rate limit",
       );
+      // Why the run waits, in its trace (a run open without a visible reason is a bug): once
+      // per held step and attempt; a restarted router's repeat has the same id and is dropped.
+      if (first)
+        await this.#host.emit("step_held", {
+          id: `held-${m.run}-${step}-${m.attempt}`,
+          run: m.run,
+          step,
+          attempt: m.attempt,
+          body: { tool: m.body.tool, reason: rate.reason, until: now + rate.ms },
+          trace: m.trace,
+        });
       return { retryInMs: rate.ms };
     }
     const rateRefusal = rate.type === "deny" ? rate.reason : null;

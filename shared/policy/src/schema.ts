@@ -186,14 +186,18 @@ export const PolicyDocument = z
       .object({ afterFailure: Tier.default("standard") })
       .strict()
       .default({ afterFailure: "standard" }),
-    /** Alert thresholds for execution topology metrics. */
+    /**
+     * Alert thresholds for execution topology metrics: the values calibrated on the labelled
+     * corpus (DEFAULT_TOPOLOGY_THRESHOLDS in shared/runstate/src/metrics.ts, docs/eval.md).
+     * @default { entropyBits: 3.5, rollbackDensity: 0.75 }
+     */
     metrics: z
       .object({
-        entropyBits: z.number().positive().default(2.5),
-        rollbackDensity: z.number().min(0).max(1).default(0.3),
+        entropyBits: z.number().positive().default(3.5),
+        rollbackDensity: z.number().min(0).max(1).default(0.75),
       })
       .strict()
-      .default({ entropyBits: 2.5, rollbackDensity: 0.3 }),
+      .default({ entropyBits: 3.5, rollbackDensity: 0.75 }),
     /** How long trace messages stay valid after they are issued. @default 300_000 ms */
     messageTtlMs: z
       .number()

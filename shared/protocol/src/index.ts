@@ -26,6 +26,7 @@ export {
   VerificationVerdict,
   RecoveryAction,
   RunOutcome,
+  PersonEnd,
   TaskSubmitted,
   StepProposed,
   ReviewRequirement,

@@ -40,6 +40,111 @@ function thrashing(): TraceBuilder {
   return t;
 }
 
+/** A run of `n` light steps where `shape` says what happens at which step. */
+function shaped(
+  name: string,
+  n: number,
+  shape: (t: TraceBuilder, i: number) => boolean,
+): TraceBuilder {
+  const t = new TraceBuilder(name);
+  t.submit();
+  for (let i = 0; i < n; i++) if (!shape(t, i)) t.step(i, n, "light");
+  return t;
+}
+
+/** Step `i` fails once, then passes on its retry, proposed and routed again as the agents do. */
+function retried(t: TraceBuilder, i: number, n: number): void {
+  t.step(i, n, "light", "failed");
+  t.recover(i, "retry", { nextAttempt: 1 });
+  t.propose(i, n, { attempt: 1 });
+  t.assign(i, "light");
+  t.execute(i, { attempt: 1 });
+  t.verify(i, "passed", 1);
+}
+
+describe("assessTopology - calibrated alarm (docs/eval.md, Topology alarms)", () => {
+  // The shapes of the corpus's ordinary runs, and of its thrashing runs.
+  const cases: [string, () => TraceBuilder, boolean][] = [
+    ["a clean run of 1 step", () => TraceBuilder.linear("r1", 1), false],
+    ["a clean run of 6 steps", () => TraceBuilder.linear("r6", 6), false],
+    [
+      "a step denied by the policy",
+      () => {
+        const t = shaped("deny", 1, () => false);
+        t.propose(1, 2);
+        t.assign(1, "light", { denied: "over the limit" });
+        t.close("rejected", 2);
+        return t;
+      },
+      false,
+    ],
+    [
+      "a step vetoed by its reviewer",
+      () => {
+        const t = shaped("veto", 1, () => false);
+        t.propose(1, 2);
+        t.assign(1, "standard");
+        t.verdict(1, "reviewer-1", "reject");
+        t.close("rejected", 2);
+        return t;
+      },
+      false,
+    ],
+    [
+      "one retry in a 3-step run",
+      () => {
+        const t = shaped("once", 3, (b, i) => (i === 1 ? (retried(b, i, 3), true) : false));
+        t.close();
+        return t;
+      },
+      false,
+    ],
+    [
+      "a failed check, its one earlier effect compensated",
+      () => {
+        const t = shaped("rollback", 2, (b, i) =>
+          i === 1 ? (b.step(1, 2, "light", "failed"), true) : false,
+        );
+        t.recover(1, "rollback");
+        t.compensate(0);
+        t.close("rolled_back");
+        return t;
+      },
+      false,
+    ],
+    [
+      "every one of 4 steps retried",
+      () => {
+        const t = shaped("every", 4, (b, i) => (retried(b, i, 4), true));
+        t.close();
+        return t;
+      },
+      true,
+    ],
+    ["retries, a replan and a rollback on one step", thrashing, true],
+  ];
+  it.each(cases.map(([n, b, a]) => [n, a, b] as const))("%s -> alarm %s", (_name, alarm, build) => {
+    const s = foldRun(build().events);
+    expect(s.violations).toEqual([]);
+    const m = topologyMetrics(s);
+    const a = assessTopology(m, DEFAULT_TOPOLOGY_THRESHOLDS, linearBaseline(Math.max(1, m.steps)));
+    expect(a.alarm, a.reasons.join("; ")).toBe(alarm);
+  });
+
+  const base = topologyMetrics(foldRun(TraceBuilder.linear("m", 4).events));
+  it.each([
+    ["5 loops in 1 step: under the minimum", { loops: 5, steps: 1 }, false],
+    ["6 loops in 3 steps: 2 per step", { loops: 6, steps: 3 }, true],
+    ["7 loops in 4 steps: under 2 per step", { loops: 7, steps: 4 }, false],
+    ["rollback density 0.75", { rollbackDensity: 0.75 }, false],
+    ["rollback density 0.8", { rollbackDensity: 0.8 }, true],
+    ["entropy 3.5 bits", { entropyBits: 3.5 }, false],
+    ["entropy 3.6 bits", { entropyBits: 3.6 }, true],
+  ] as const)("thresholds - %s -> alarm %s", (_name, over, alarm) => {
+    expect(assessTopology({ ...base, ...over }, DEFAULT_TOPOLOGY_THRESHOLDS).alarm).toBe(alarm);
+  });
+});
+
 describe("metrics - behaviour", () => {
   for (const n of [1, 7, 20, 100]) {
     it(`raises no alarm on a clean linear run of ${n} steps, with or without a baseline`, () => {
@@ -80,9 +185,9 @@ describe("metrics - behaviour", () => {
     expect(m.compensations).toBe(3);
     const a = assessTopology(m, T);
     expect(a.alarm).toBe(true);
-    expect(a.reasons.join("\n")).toMatch(/transition entropy/);
-    expect(a.reasons.join("\n")).toMatch(/path variance/);
-    expect(a.reasons.join("\n")).toMatch(/sequence variance/);
+    expect(a.reasons.join("\n")).toMatch(/repeated transitions/);
+    expect(a.pathVariance).toBeGreaterThan(2);
+    expect(a.sequenceVariance).toBeGreaterThan(0.25);
     expect(m.entropyBits).toBeGreaterThan(2.5);
     expect(m.conditionalEntropyBits).toBeGreaterThan(0.3);
     // Against the program's own clean baseline, too.

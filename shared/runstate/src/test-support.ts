@@ -285,6 +285,7 @@ export class TraceBuilder {
       avoid?: string[];
       compensation?: BodyOf<"recovery_decided">["compensation"];
       who?: string;
+      ends?: BodyOf<"recovery_decided">["ends"];
     } = {},
   ): TraceEvent {
     const c = this.ctx(index);
@@ -297,6 +298,7 @@ export class TraceBuilder {
       nextAttempt: opts.nextAttempt ?? c.attempt + 1,
       notBefore: null,
       evidence: null,
+      ...(opts.ends ? { ends: opts.ends } : {}),
     });
   }
 

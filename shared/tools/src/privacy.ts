@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import type { KV } from "@nats-io/kv";
 import { sealedSubject, SEALED_TOKEN, SUBJECT_ID, ValidationError } from "@trias/protocol";
+import { ToolRefusal } from "./pack.js";
 
 /**
  * Crypto-shredding (docs/privacy.md): a personal field travels and is stored only as a
@@ -89,9 +90,11 @@ export class SubjectKeys {
     const subject = sealedSubject(token);
     if (!subject) throw new ValidationError("schema_invalid", "not a sealed personal value");
     const k = await this.get(subject);
+    // A refusal of the tool that needed the datum, not an error of the executor: the step
+    // is recorded as failed and the run recovers (rolls back) instead of waiting forever for
+    // an execution that will never come (a subject erased while its run is open).
     if (k.state !== "present")
-      throw new ValidationError(
-        "tool_failed",
+      throw new ToolRefusal(
         `the personal data of subject ${subject} is ${k.state === "erased" ? "erased" : "not in the key store"}`,
       );
     return unseal(k.key, token);

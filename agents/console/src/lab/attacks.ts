@@ -1,7 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { Bus } from "@trias/bus";
 import {
-  KINDS,
   encode,
   encodeFrame,
   runFilter,
@@ -14,6 +13,7 @@ import type { KeyRegistry, Opened, Signer } from "@trias/signing";
 import type { Ledger } from "@trias/tools";
 import { auditAll, auditEvents, readRun, type StoredEvent } from "../audit.js";
 import type { ConsoleClient } from "../client.js";
+import { eraseSubject, sealTaskInput, subjectKeys } from "../privacy.js";
 import type { Forge } from "./forge.js";
 
 /**
@@ -224,6 +224,71 @@ function eventOf(events: readonly StoredEvent[], token: string): StoredEvent {
   return e;
 }
 
+/**
+ * Onboard an invented customer through the kyc program (personal fields sealed as the console
+ * seals them), erase the subject during the run (after its first execution) or after its
+ * close, and judge from the stored frames: the run closes, its receipts verify, no clear
+ * personal value is in any frame of the run or of the erasure, the key reads as erased.
+ */
+async function eraseCase(ctx: LabContext, during: boolean): Promise<Observed> {
+  const n = Math.floor(ctx.random() * 1_000_000);
+  const subject = `c-lab-${n.toString(36)}-${during ? "d" : "a"}`;
+  const personal = {
+    name: `Labsubject Number${n}`,
+    dob: "1980-05-17",
+    email: `lab${n}@example.org`,
+    document: `LB${String(1_000_000 + n).slice(-7)}`,
+  };
+  const when = during ? "during" : "after";
+  const run = ctx.uniqueRun(`lab-erase-${when}`);
+  const input = await sealTaskInput(() => subjectKeys(ctx.bus), {
+    subject,
+    country: "FR",
+    monthlyVolume: 100,
+    pep: false,
+    personal,
+  });
+  await ctx.client.submit(
+    { goal: "onboard a customer", program: "kyc", input, requestedBy: "lab" },
+    run,
+  );
+  const first = await settle(ctx, run, (x) =>
+    x.trace.some((o) =>
+      during ? o.message.kind === "step_executed" : o.message.kind === "run_closed",
+    ),
+  );
+  if (first.timedOut)
+    return {
+      verdict: "stuck",
+      observed: `${when}: the run did not reach ${during ? "its first execution" : "its close"}`,
+      runs: [run],
+    };
+  const erasure = await eraseSubject(ctx.client, subject, "lab: gdpr_erase", "lab");
+  const { f, timedOut } = await settle(ctx, run, (x) =>
+    x.trace.some((o) => o.message.kind === "run_closed"),
+  );
+  const closed = f.trace.find((o) => o.message.kind === "run_closed")?.message as
+    MessageOf<"run_closed"> | undefined;
+  if (!closed)
+    return {
+      verdict: timedOut ? "stuck" : "silent",
+      observed: `${when}: the run did not close after the erasure`,
+      runs: [run, erasure.run],
+    };
+  const stored = await readRun(ctx.bus, run);
+  const audit = auditEvents(ctx.registry, run, stored);
+  const frames = [...stored, ...(await readRun(ctx.bus, erasure.run))];
+  const leaked = Object.entries(personal).filter(([, v]) =>
+    frames.some((e) => Buffer.from(e.data).includes(v)),
+  );
+  const key = (await (await subjectKeys(ctx.bus)).get(subject)).state;
+  return {
+    verdict: audit.ok && key === "erased" && leaked.length === 0 ? "defended" : "breached",
+    observed: `${when}: run closed ${closed.body.outcome}, key ${key}, audit ${audit.ok ? "OK" : `FAILED at #${audit.firstBad?.seq ?? "?"}`}, ${leaked.length ? `clear ${leaked.map(([k]) => k).join(", ")} found` : "no clear datum in the stored frames"}`,
+    runs: [run, erasure.run],
+  };
+}
+
 // ---------------------------------------------------------------- the attacks
 
 export const ATTACKS: readonly Attack[] = [
@@ -362,20 +427,17 @@ export const ATTACKS: readonly Attack[] = [
   },
   {
     name: "gdpr_erase",
-    invariants: [9],
-    expected: "personal data erased by crypto-shredding; every receipt still verifies",
-    run: () => {
-      // Erasure is a signed message in the trace when it exists (docs/design.md, invariant 9).
-      const kind = KINDS.find((k) => /erase/.test(k));
-      return Promise.resolve<Observed>(
-        kind
-          ? {
-              verdict: "not_available",
-              observed: `kind ${kind} exists but the lab has no erasure attack yet`,
-              runs: [],
-            }
-          : { verdict: "not_available", observed: "erasure is not built (invariant 9)", runs: [] },
-      );
+    invariants: [7, 9],
+    expected:
+      "two KYC subjects, one erased during its run and one after: each run closes, every receipt still verifies, no personal datum is readable from the stored frames, the keys are gone",
+    run: async (ctx) => {
+      const [during, after] = await Promise.all([eraseCase(ctx, true), eraseCase(ctx, false)]);
+      const worst = FAILING_VERDICTS.includes(during.verdict) ? during : after;
+      return {
+        verdict: worst.verdict,
+        observed: `${during.observed} | ${after.observed}`,
+        runs: [...during.runs, ...after.runs],
+      };
     },
   },
   {

@@ -1,14 +1,15 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Bus } from "@trias/bus";
-import { loadPolicy, SHIPPED_POLICY_DIR } from "@trias/policy";
+import { loadPolicy } from "@trias/policy";
 import { KeyRegistry, Signer, keyFileName } from "@trias/signing";
 import { onShutdown } from "@trias/supervise";
 import { LEDGER_BUCKET, Ledger } from "@trias/tools";
-import { parse, stringify } from "yaml";
+import { stringify } from "yaml";
 import { checkpointOf, readRun, type StoredEvent } from "../audit.js";
 import { ConsoleClient } from "../client.js";
+import { shippedPolicyDoc, withPackEntries } from "../pack-policy.js";
 import { Stack, durablesOf } from "../stack.js";
 import {
   ATTACKS,
@@ -63,14 +64,13 @@ export function unknownAttacks(names: readonly string[]): string[] {
 }
 
 /**
- * The lab's policy: the shipped dev policy under the environment `lab`, each tier's review
+ * The lab's policy: the shipped dev policy (with the KYC pack's entries and rules from
+ * kyc.yaml) under the environment `lab`, each tier's review
  * window shortened so a step missing a reviewer is refused within the lab's wait.
  */
 function labPolicy(dir: string, reviewTimeoutMs: number): string {
-  const doc = parse(readFileSync(join(SHIPPED_POLICY_DIR, "dev.yaml"), "utf8")) as {
-    environment: string;
-    tiers: Record<string, Record<string, unknown>>;
-  };
+  // The KYC pack's entries too: gdpr_erase onboards a customer before erasing them.
+  const doc = withPackEntries(shippedPolicyDoc("dev"), "kyc");
   doc.environment = "lab";
   for (const t of Object.values(doc.tiers)) t["reviewTimeoutMs"] = reviewTimeoutMs;
   const file = join(dir, "lab.yaml");
