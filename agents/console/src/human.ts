@@ -1,9 +1,10 @@
-import type { Bus } from "@trias/bus";
+import { PENDING_BUCKET, isNotFound, type Bus } from "@trias/bus";
 import { randomBytes } from "node:crypto";
 import {
   GateError,
   PROTOCOL_VERSION,
   ValidationError,
+  asksForHuman,
   subjectFor,
   type Kind,
   type MessageOf,
@@ -65,12 +66,7 @@ export function waiting(
     } catch {
       continue;
     }
-    if (
-      m.kind === "tier_assigned" &&
-      m.step !== null &&
-      m.body.requires.human &&
-      m.body.denied === null
-    ) {
+    if (m.kind === "tier_assigned" && m.step !== null && asksForHuman(m.body)) {
       const opened = registry.open(s.data);
       const po = registry.open(m.body.proposal);
       const p = po.message as MessageOf<"step_proposed">;
@@ -114,14 +110,55 @@ export function waiting(
   return out;
 }
 
-/** Steps that wait for a human decision (across runs, or in one run). */
+/**
+ * Runs whose traces are read at once when listing pending steps from the index.
+ * @default 16
+ */
+const PENDING_READS_AT_ONCE = 16;
+
+/**
+ * Steps that wait for a human decision (across runs, or in one run). Across runs, the runs
+ * come from the pending index (PENDING_BUCKET, kept by the verifier) and each is read from
+ * its start, so the cost follows the runs waiting, not the trace; each run's trace decides
+ * what waits (a key is a hint). Without the bucket the whole trace is read, and `onFallback`
+ * says so.
+ */
 export async function pendingHuman(
   bus: Bus,
   registry: KeyRegistry,
   run?: string,
+  onFallback: (why: string) => void = () => undefined,
 ): Promise<WaitingStep[]> {
-  const filter = run ? `trias.*.*.${run}` : "trias.>";
-  return [...waiting(registry, await bus.readAll(filter)).values()];
+  if (run) return [...waiting(registry, await readRun(bus, run, onFallback)).values()];
+  const runs = await pendingRuns(bus);
+  if (runs === null) {
+    onFallback(`no ${PENDING_BUCKET} bucket (trias setup creates it): read the whole trace`);
+    return [...waiting(registry, await bus.readAll("trias.>")).values()];
+  }
+  const out: WaitingStep[] = [];
+  for (let i = 0; i < runs.length; i += PENDING_READS_AT_ONCE) {
+    const reads = await Promise.all(
+      runs.slice(i, i + PENDING_READS_AT_ONCE).map((r) => readRun(bus, r, onFallback)),
+    );
+    for (const events of reads) out.push(...waiting(registry, events).values());
+  }
+  return out;
+}
+
+/** The runs the pending index names, oldest key first; null without the bucket. */
+async function pendingRuns(bus: Bus): Promise<string[] | null> {
+  let kv;
+  try {
+    kv = await bus.kv(PENDING_BUCKET);
+    // Opening a bucket does not look for it.
+    await kv.status();
+  } catch (e) {
+    if (isNotFound(e)) return null;
+    throw e;
+  }
+  const runs: string[] = [];
+  for await (const k of await kv.keys()) runs.push(k);
+  return runs;
 }
 
 /** The step of a run a human is asked to decide; "not waiting" explains why not. */
@@ -131,7 +168,7 @@ export async function waitingStep(
   run: string,
   step: number,
 ): Promise<WaitingStep> {
-  const w = [...waiting(registry, await bus.readAll(`trias.*.*.${run}`)).values()]
+  const w = [...waiting(registry, await readRun(bus, run)).values()]
     .filter((x) => x.step === step)
     .at(-1);
   if (!w) {

@@ -35,7 +35,7 @@ export {
   type AuditReport,
   type StoredEvent,
 } from "./audit.js";
-export { pendingHuman, decideAsHuman, type WaitingStep } from "./human.js";
+export { pendingHuman, decideAsHuman, waiting, type WaitingStep } from "./human.js";
 export { setupTrace, deployNatsConfig, type SetupOptions } from "./setup.js";
 export { traceTree } from "./trace.js";
 export { RunIndex, type RunRow } from "./runs.js";

@@ -104,7 +104,10 @@ const text = (t: string, isError = false): CallToolResult => ({
 
 async function openRun(d: McpDeps, run: string): Promise<Opened[]> {
   const out: Opened[] = [];
-  for (const s of await d.bus.readAll(`trias.*.*.${run}`)) {
+  const read = await d.bus.readRun(run);
+  if (read.fallback !== null && read.messages.length > 0)
+    d.client.host.log.warn({ run, why: read.fallback }, "run read from the start of the trace");
+  for (const s of read.messages) {
     try {
       out.push(d.registry.open(s.data));
     } catch {
@@ -307,7 +310,9 @@ async function control(d: McpDeps, name: string, raw: unknown): Promise<CallTool
     }
     case "trias_pending_approvals": {
       const { run } = z.object({ run: z.string().optional() }).parse(raw ?? {});
-      const pending = await pendingHuman(d.bus, d.registry, run);
+      const pending = await pendingHuman(d.bus, d.registry, run, (why) =>
+        d.client.host.log.warn({ why }, "pending approvals read from the start of the trace"),
+      );
       return text(
         pending
           .map(

@@ -285,7 +285,14 @@ export class Executor {
     // router's clock, with slack) or this message is a redelivery.
     if (this.#firstSight(m.issuedAt, d)) return;
     const exceptSeq = d.seq;
-    for (const stored of await this.#host.bus.readAll(`trias.*.verdict.${m.run}`)) {
+    // From the run's start, not a scan of the trace (Bus.readRun, docs/scaling.md).
+    const read = await this.#host.bus.readRun(m.run, { filter: `trias.*.verdict.${m.run}` });
+    if (read.fallback !== null && read.messages.length > 0)
+      this.#host.log.warn(
+        { run: m.run, why: read.fallback },
+        "verdicts read from the start of the trace",
+      );
+    for (const stored of read.messages) {
       if (stored.seq === exceptSeq) continue;
       try {
         const { verdict } = openVerdict(this.#host.registry, stored.data);

@@ -2,7 +2,6 @@ import {
   executionFits,
   maxTier,
   proposalDigest,
-  runFilter,
   boundedSet,
   subjectFor,
   tierRank,
@@ -146,7 +145,11 @@ export class Router {
 
   async #rebuild(run: string, beforeSeq: number): Promise<RunContext> {
     const ctx = emptyContext();
-    for (const stored of await this.#host.bus.readAll(runFilter(run))) {
+    // From the run's start, not a scan of the trace (Bus.readRun, docs/scaling.md).
+    const read = await this.#host.bus.readRun(run);
+    if (read.fallback !== null && read.messages.length > 0)
+      this.#host.log.warn({ run, why: read.fallback }, "run read from the start of the trace");
+    for (const stored of read.messages) {
       if (stored.seq >= beforeSeq) break;
       let m;
       try {

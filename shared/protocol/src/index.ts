@@ -77,6 +77,7 @@ export {
   subjectFor,
   subjectOf,
   asksForReview,
+  asksForHuman,
   assignmentFilter,
   REVIEW_TOKEN,
   runFilter,

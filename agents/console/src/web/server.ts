@@ -7,7 +7,6 @@ import {
   encodeFrame,
   isTriasError,
   parseMessage,
-  runFilter,
   type Message,
   type MessageOf,
 } from "@trias/protocol";
@@ -20,7 +19,8 @@ import {
   type LoadedPolicy,
 } from "@trias/policy";
 import { readJwks, type KeyRegistry, type Jwks } from "@trias/signing";
-import { auditEvents } from "../audit.js";
+import { auditEvents, readRun } from "../audit.js";
+import { fullReadNote } from "../cli-kit.js";
 import {
   checkHumanDecision,
   humanVerdictEnvelope,
@@ -404,7 +404,7 @@ ${this.#decisionForm(w)}</div>`;
   }
 
   async #runPage(run: string, res: ServerResponse): Promise<void> {
-    const events = await this.#o.bus.readAll(runFilter(run));
+    const events = await readRun(this.#o.bus, run, fullReadNote(run));
     if (events.length === 0)
       return this.#send(
         res,
