@@ -225,6 +225,72 @@ describe("cli signals", () => {
   });
 });
 
+describe("cli: a person added while `trias up` runs", () => {
+  it("cli - keys add-human while `trias up` runs: the person gets their own NATS user at once and approves a step with it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "trias-cli-up-"));
+    const keyDir = join(dir, "keys");
+    const sup = new Supervisor();
+    try {
+      const { child: up } = sup.spawn("up", process.execPath, [CLI, "up", "--env", "staging"], {
+        env: {
+          ...process.env,
+          NATS_URL: undefined,
+          NATS_USER: undefined,
+          NATS_PASSWORD: undefined,
+          NO_COLOR: "1",
+          TRIAS_KEY_DIR: keyDir,
+        },
+        cwd: dir,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let out = "";
+      up.stdout?.on("data", (d: Buffer) => (out += d.toString()));
+      up.stderr?.on("data", (d: Buffer) => (out += d.toString()));
+      const [, url, user, pass] = await waitFor(
+        "trias up to run",
+        () => /export NATS_URL=(\S+) NATS_USER=(\S+) NATS_PASSWORD=(\S+)/.exec(out) ?? undefined,
+        60_000,
+      );
+      const admin = { NATS_URL: url, NATS_USER: user, NATS_PASSWORD: pass, TRIAS_KEY_DIR: keyDir };
+      // As a person runs the CLI: no NATS_USER, so `--as frank` connects as frank's own user.
+      const frank = { NATS_URL: url, NATS_USER: undefined, TRIAS_KEY_DIR: keyDir };
+      const add = cliSync(["keys", "add-human", "frank", "--group", "treasury", "--dir", keyDir]);
+      expect(add.code, add.stdout + add.stderr).toBe(0);
+      expect(add.stdout).toContain("NATS user frank (role human");
+      await waitFor(
+        "frank's NATS user to be served",
+        () => (out.includes("NATS user(s) added: frank") ? true : undefined),
+        15_000,
+      );
+      // The agents read the registry once a second.
+      await new Promise((r) => setTimeout(r, 1500));
+      const sub = cliSync(
+        ["submit", "close-account", '{"account":"dave"}', "--requested-by", "alice"],
+        admin,
+      );
+      expect(sub.code, sub.stdout + sub.stderr).toBe(0);
+      const run = /submitted (\S+)/.exec(sub.stdout)![1]!;
+      await waitFor(
+        "the close to wait for a person",
+        () =>
+          cliSync(["pending", run], admin).stdout.includes(`${run} step 1`) ? true : undefined,
+        30_000,
+      );
+      const ok = cliSync(["approve", run, "1", "--as", "frank"], frank);
+      expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+      await waitFor(
+        "the run to complete",
+        () =>
+          cliSync(["runs", "--status", "completed"], admin).stdout.includes(run) ? true : undefined,
+        30_000,
+      );
+    } finally {
+      await sup.stopAll();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("cli against a stack", () => {
   let h: Harness;
   const cli = (args: string[]) => {

@@ -182,4 +182,54 @@ describe("web console in a browser", () => {
     await bob.waitForSelector(`tr[data-run="${run2}"]`);
     await shot(bob, "4-runs-list");
   });
+
+  it("console - a person cancels a run in the browser: signed with their browser key, the run closes cancelled with their reason", async () => {
+    const bob = people.get("bob")!.page;
+    const r = cli([
+      "submit",
+      "close-account",
+      JSON.stringify({ account: "bob" }),
+      "--requested-by",
+      "alice",
+    ]);
+    expect(r.code, r.out).toBe(0);
+    const run = /submitted (\S+)/.exec(r.out)![1]!;
+    await waitForKind(h, run, "tier_assigned", 30_000, (m) => m.body.requires.human);
+    await bob.goto(`${url}/runs/${run}`);
+    const form = `[data-order-run="${run}"]`;
+    await bob.waitForSelector(form);
+    await bob.click(`${form} button[data-order="cancel"]`);
+    await bob.waitForSelector(`#status:has-text("needs a reason")`);
+    await bob.fill(`${form} textarea`, "opened by mistake");
+    await bob.click(`${form} button[data-order="cancel"]`);
+    await bob.waitForSelector(`#status:has-text("ordered for")`);
+    expect(await bob.textContent("#status")).toContain("signed by bob");
+    const closed = await waitForKind(h, run, "run_closed", 30_000);
+    expect(closed.body.outcome).toBe("cancelled");
+    expect(closed.body.reason).toMatch(/^cancelled by bob: opened by mistake/);
+    const order = (await h.trace(run)).find(
+      (o) => o.message.kind === "recovery_decided" && o.message.role === "human",
+    );
+    expect(order?.key.name).toBe("bob");
+    await bob.goto(`${url}/runs/${run}`);
+    expect(await bob.textContent(".run-status")).toBe("cancelled");
+    expect(await bob.$(form)).toBeNull();
+    await shot(bob, "5-run-cancelled");
+    // Asked again, the console refuses before anything is signed: the run has ended.
+    const kid = readJwks(h.stack.registryFile).keys.find(
+      (k) => k.name === "bob" && k.status === "active",
+    )!.kid;
+    const again = await bob.evaluate(
+      async (body) =>
+        (
+          await fetch("/api/prepare-order", {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify(body),
+          })
+        ).json() as Promise<{ error?: string }>,
+      { run, action: "cancel", reason: "twice", kid },
+    );
+    expect(again.error).toMatch(/is cancelled already; nothing to cancel/);
+  });
 });

@@ -2,6 +2,8 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MessageOf } from "@trias/protocol";
+import { RunIndex } from "@trias/console";
+import { foldRun } from "@trias/runstate";
 import { policyVariant, startHarness, type Harness } from "./helpers/harness.js";
 
 /** ledger.balance: one call per window, delayed; ledger.refund: one per ten minutes, denied. */
@@ -67,6 +69,49 @@ describe("rate limits", () => {
     expect(explanations.join("\n")).toMatch(
       /rate limit: held back \d+\.\d s for ledger\.balance's rate limit before this decision/,
     );
+
+    // Each held step says so in its run's trace, signed by the router, so a run never waits
+    // without a visible reason: read up to the hold, the run is open and `trias runs` says why.
+    let holds = 0;
+    for (const r of runs) {
+      const stored = await h.bus.readAll(`trias.*.*.${r}`);
+      const opened = stored.map((x) => ({ x, o: h.registry.open(x.data) }));
+      const at = opened.findIndex(({ o }) => o.message.kind === "step_held");
+      expect(
+        foldRun(
+          opened.map(({ x, o }) => ({
+            seq: x.seq,
+            subject: x.subject,
+            frame: x.data,
+            message: o.message,
+          })),
+        ).violations,
+        r,
+      ).toEqual([]);
+      if (at < 0) continue;
+      holds++;
+      const held = opened[at]!.o.message as MessageOf<"step_held">;
+      expect(held.role).toBe("router");
+      expect(held.body.until).toBeGreaterThan(held.issuedAt);
+      const index = new RunIndex(h.registry);
+      for (const { x } of opened.slice(0, at + 1)) index.add(x);
+      const row = index.get(r)!;
+      expect(row.outcome).toBeNull();
+      expect(index.why(row)).toMatch(
+        /^step 0 held back by ledger\.balance's rate limit until \d{4}-.*: /,
+      );
+      const upTo = foldRun(
+        opened.slice(0, at + 1).map(({ x, o }) => ({
+          seq: x.seq,
+          subject: x.subject,
+          frame: x.data,
+          message: o.message,
+        })),
+      );
+      expect(upTo.held?.tool).toBe("ledger.balance");
+    }
+    // Three calls, one per window: at least the later two waited.
+    expect(holds).toBeGreaterThanOrEqual(2);
   });
 
   it("rate limit - onExceed deny still refuses the step over the limit, with the reason", async () => {

@@ -5,6 +5,8 @@
  *                                   1 and 32 in flight
  *   pnpm bench --memory [--steps N] RSS of each agent over N light steps (default 100,000)
  *   pnpm bench --mcp                a governed MCP tool call against the same call made directly
+ *   pnpm bench --coldpath           only `trias pending` and `trias audit <run>` at 10,000 and
+ *                                   200,000 stored messages, before and after the indexed reads
  *
  * A governed step is a step of a run of --steps-per-run (20) no-op steps: its latency is
  * from the previous step's verification to its own, once around proposer, router,
@@ -30,12 +32,14 @@ import { benchPolicy, type PolicyBenchResult } from "./policy-bench.js";
 import { MACHINE, rssBytes } from "./proc.js";
 import { benchRecovery } from "./recovery.js";
 import { benchMcp, type McpBenchResult } from "./mcp.js";
+import { benchColdPaths, coldPathLines, type ColdPathResult } from "./coldpath.js";
 import { dist, ratio, round, type Dist } from "./stats.js";
 
 const USAGE = `usage: pnpm bench [--rounds N] [--seconds S] [--inflight 1,32] [--tiers light,standard,full]
                   [--steps-per-run N] [--profile DIR] [--node-options=...] [--no-policy] [--keep] [--verbose] [--out FILE]
        pnpm bench --memory [--steps N] [--steps-per-run N]
-       pnpm bench --mcp                (only the governed vs direct MCP tool call)`;
+       pnpm bench --mcp                (only the governed vs direct MCP tool call)
+       pnpm bench --coldpath           (only pending and audit against the trace's size)`;
 
 function parseOptions() {
   try {
@@ -49,6 +53,7 @@ function parseOptions() {
 const OPTIONS = {
   memory: { type: "boolean", default: false },
   mcp: { type: "boolean", default: false },
+  coldpath: { type: "boolean", default: false },
   steps: { type: "string" },
   "steps-per-run": { type: "string", default: "20" },
   rounds: { type: "string", default: "3" },
@@ -558,9 +563,11 @@ async function mainBench(): Promise<number> {
       `recovery cost (${rec.name}, ${rec.runs} runs, ${rec.compensations} compensations): failed verification -> rolled back p50 ${fmt(rec.totalMs.p50)} ms  p99 ${fmt(rec.totalMs.p99)} ms; per compensation (order -> verified) p50 ${fmt(rec.perCompensationMs.p50)} ms`,
     );
     const mcp = await mcpBench();
+    const coldPaths = await coldPathBench();
     const file = args.out ? resolve(args.out) : join(REPO_ROOT, "bench", "results", "latest.json");
     writeJson(file, {
       mcp,
+      coldPaths,
       when: new Date().toISOString(),
       command: `pnpm bench ${process.argv.slice(2).join(" ")}`.trim(),
       machine: m,
@@ -597,6 +604,30 @@ async function mcpBench(): Promise<McpBenchResult> {
     `MCP tool call (${r.name}, ${r.calls} calls one at a time): governed p50 ${fmt(r.governedMs.p50)} ms  p99 ${fmt(r.governedMs.p99)} ms; direct p50 ${fmt(r.directMs.p50)} ms  p99 ${fmt(r.directMs.p99)} ms`,
   );
   return r;
+}
+
+async function coldPathBench(): Promise<ColdPathResult> {
+  out(
+    "cold paths (`trias pending`, `trias audit <run>` of an old run; before -> after the indexed reads):",
+  );
+  const r = await benchColdPaths();
+  for (const l of coldPathLines(r)) out(l);
+  return r;
+}
+
+async function coldPathOnly(): Promise<number> {
+  const t0 = Date.now();
+  const r = await coldPathBench();
+  const file = args.out ? resolve(args.out) : join(REPO_ROOT, "bench", "results", "coldpath.json");
+  writeJson(file, {
+    when: new Date().toISOString(),
+    command: `pnpm bench ${process.argv.slice(2).join(" ")}`.trim(),
+    machine: machine(),
+    coldPaths: r,
+    durationMs: Date.now() - t0,
+  });
+  out(`\nwrote ${file}`);
+  return 0;
 }
 
 async function memoryBench(): Promise<number> {
@@ -717,7 +748,9 @@ try {
     ? await memoryBench()
     : args.mcp
       ? await mcpBench().then(() => 0)
-      : await mainBench();
+      : args.coldpath
+        ? await coldPathOnly()
+        : await mainBench();
 } catch (e) {
   process.stderr.write(`trias bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
   process.exitCode = 1;

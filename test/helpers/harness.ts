@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -129,18 +129,50 @@ export const CLI = join(REPO, "agents", "console", "dist", "cli.js");
  * credentials and the stack's key directory (commands that sign pick their key by --as).
  */
 export function cliAsAdmin(h: Harness, args: string[]): { code: number | null; out: string } {
-  const admin = h.stack.natsCredentials("admin");
-  const r = spawnSync(process.execPath, [CLI, ...args], {
-    env: {
-      ...process.env,
-      NATS_URL: h.stack.natsUrl,
-      NATS_USER: admin.user ?? "",
-      NATS_PASSWORD: admin.pass ?? "",
-      TRIAS_KEY_DIR: h.keyDir,
-    },
-    encoding: "utf8",
-  });
+  const r = spawnSync(process.execPath, [CLI, ...args], { env: cliEnv(h), encoding: "utf8" });
   return { code: r.status, out: r.stdout + r.stderr };
+}
+
+/**
+ * Run the `trias` CLI as a person would: no NATS_USER, so a command that signs as `--as
+ * <name>` connects with that identity's own NATS user (its credentials file in the key dir).
+ */
+export function cliAsPerson(h: Harness, args: string[]): { code: number | null; out: string } {
+  const env = cliEnv(h);
+  delete env["NATS_USER"];
+  delete env["NATS_PASSWORD"];
+  const r = spawnSync(process.execPath, [CLI, ...args], { env, encoding: "utf8" });
+  return { code: r.status, out: r.stdout + r.stderr };
+}
+
+/**
+ * cliAsAdmin without blocking this process: for a test that serves something the CLI
+ * talks to from this process (an OTLP receiver the CLI exports its spans to).
+ */
+export async function cliAsAdminAsync(
+  h: Harness,
+  args: string[],
+): Promise<{ code: number | null; out: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], { env: cliEnv(h) });
+  let out = "";
+  child.stdout.on("data", (d: Buffer) => (out += d.toString("utf8")));
+  child.stderr.on("data", (d: Buffer) => (out += d.toString("utf8")));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", (c) => resolve(c));
+  });
+  return { code, out };
+}
+
+function cliEnv(h: Harness): NodeJS.ProcessEnv {
+  const admin = h.stack.natsCredentials("admin");
+  return {
+    ...process.env,
+    NATS_URL: h.stack.natsUrl,
+    NATS_USER: admin.user ?? "",
+    NATS_PASSWORD: admin.pass ?? "",
+    TRIAS_KEY_DIR: h.keyDir,
+  };
 }
 
 export async function waitForRejection(

@@ -9,7 +9,6 @@ import {
   parseTraceExport,
   decode,
   encode,
-  runFilter,
   subjectFor,
   type Receipt,
 } from "@trias/protocol";
@@ -128,8 +127,20 @@ export function auditEvents(
   };
 }
 
-export async function readRun(bus: Bus, run: string): Promise<StoredEvent[]> {
-  return (await bus.readAll(runFilter(run))).map((m) => ({
+/**
+ * A run's stored events, read from the run's first task_submitted rather than from the
+ * stream's beginning (Bus.readRun, docs/scaling.md "Cold paths"). When that start was missing
+ * or missed messages of the run, the whole trace was read: `onFallback` hears why (not for a
+ * run with no message at all, which is no such run).
+ */
+export async function readRun(
+  bus: Bus,
+  run: string,
+  onFallback: (why: string) => void = () => undefined,
+): Promise<StoredEvent[]> {
+  const r = await bus.readRun(run);
+  if (r.fallback !== null && r.messages.length > 0) onFallback(r.fallback);
+  return r.messages.map((m) => ({
     seq: m.seq,
     subject: m.subject,
     data: m.data,

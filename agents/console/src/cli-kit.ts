@@ -92,6 +92,16 @@ export function out(line: string): void {
   process.stdout.write(line + "\n");
 }
 
+/** A line on stderr: what the user may want to know, not the command's answer. */
+export function note(line: string): void {
+  process.stderr.write(`trias: ${line}\n`);
+}
+
+/** What a command says when a run had to be read from the stream's beginning (see readRun). */
+export function fullReadNote(run: string): (why: string) => void {
+  return (why) => note(`${why}; read run ${run} from the start of the trace`);
+}
+
 /**
  * Run `fn` with an operator connection, draining it after (also on error). It connects as
  * `as`, the identity the command acts as (docs/security.md: the console by default).

@@ -66,6 +66,8 @@ export function describe(
     }
     case "message_rejected":
       return `  ${yellow("rejected")} by ${m.body.by}: ${m.body.code}: ${m.body.reason} ${dim(`(${m.body.subject} #${m.body.seq ?? "?"})`)}`;
+    case "step_held":
+      return `  ${step}${yellow("held")} until ${new Date(m.body.until).toISOString()}: ${m.body.reason} ${who}`;
     case "subject_erased":
       return `${bold(m.run)} ${red("erased")} the personal data of ${m.body.subject} (${m.body.keyDestroyed ? "key destroyed" : "no key was held"}): ${m.body.reason} ${who}`;
     default: {

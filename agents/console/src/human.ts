@@ -1,17 +1,29 @@
-import type { Bus } from "@trias/bus";
+import { PENDING_BUCKET, isNotFound, type Bus } from "@trias/bus";
 import { randomBytes } from "node:crypto";
 import {
   GateError,
   PROTOCOL_VERSION,
   ValidationError,
+  asksForHuman,
   subjectFor,
+  type Kind,
   type MessageOf,
   type ReviewRequirement,
   type TraceContext,
 } from "@trias/protocol";
 import type { KeyRegistry, Signer } from "@trias/signing";
 import { separationOfDuties } from "@trias/runtime";
-import { CliError, EXIT } from "./cli-kit.js";
+import {
+  SpanKind,
+  extractTrace,
+  injectTrace,
+  natsAttributes,
+  triasAttributes,
+  withSpan,
+} from "@trias/telemetry";
+import { CliError, EXIT, requireRun } from "./cli-kit.js";
+import { readRun, replayLines } from "./audit.js";
+import { humanOrder, type HumanAction } from "./resolve.js";
 
 export interface WaitingStep {
   run: string;
@@ -54,12 +66,7 @@ export function waiting(
     } catch {
       continue;
     }
-    if (
-      m.kind === "tier_assigned" &&
-      m.step !== null &&
-      m.body.requires.human &&
-      m.body.denied === null
-    ) {
+    if (m.kind === "tier_assigned" && m.step !== null && asksForHuman(m.body)) {
       const opened = registry.open(s.data);
       const po = registry.open(m.body.proposal);
       const p = po.message as MessageOf<"step_proposed">;
@@ -103,14 +110,55 @@ export function waiting(
   return out;
 }
 
-/** Steps that wait for a human decision (across runs, or in one run). */
+/**
+ * Runs whose traces are read at once when listing pending steps from the index.
+ * @default 16
+ */
+const PENDING_READS_AT_ONCE = 16;
+
+/**
+ * Steps that wait for a human decision (across runs, or in one run). Across runs, the runs
+ * come from the pending index (PENDING_BUCKET, kept by the verifier) and each is read from
+ * its start, so the cost follows the runs waiting, not the trace; each run's trace decides
+ * what waits (a key is a hint). Without the bucket the whole trace is read, and `onFallback`
+ * says so.
+ */
 export async function pendingHuman(
   bus: Bus,
   registry: KeyRegistry,
   run?: string,
+  onFallback: (why: string) => void = () => undefined,
 ): Promise<WaitingStep[]> {
-  const filter = run ? `trias.*.*.${run}` : "trias.>";
-  return [...waiting(registry, await bus.readAll(filter)).values()];
+  if (run) return [...waiting(registry, await readRun(bus, run, onFallback)).values()];
+  const runs = await pendingRuns(bus);
+  if (runs === null) {
+    onFallback(`no ${PENDING_BUCKET} bucket (trias setup creates it): read the whole trace`);
+    return [...waiting(registry, await bus.readAll("trias.>")).values()];
+  }
+  const out: WaitingStep[] = [];
+  for (let i = 0; i < runs.length; i += PENDING_READS_AT_ONCE) {
+    const reads = await Promise.all(
+      runs.slice(i, i + PENDING_READS_AT_ONCE).map((r) => readRun(bus, r, onFallback)),
+    );
+    for (const events of reads) out.push(...waiting(registry, events).values());
+  }
+  return out;
+}
+
+/** The runs the pending index names, oldest key first; null without the bucket. */
+async function pendingRuns(bus: Bus): Promise<string[] | null> {
+  let kv;
+  try {
+    kv = await bus.kv(PENDING_BUCKET);
+    // Opening a bucket does not look for it.
+    await kv.status();
+  } catch (e) {
+    if (isNotFound(e)) return null;
+    throw e;
+  }
+  const runs: string[] = [];
+  for await (const k of await kv.keys()) runs.push(k);
+  return runs;
 }
 
 /** The step of a run a human is asked to decide; "not waiting" explains why not. */
@@ -120,7 +168,7 @@ export async function waitingStep(
   run: string,
   step: number,
 ): Promise<WaitingStep> {
-  const w = [...waiting(registry, await bus.readAll(`trias.*.*.${run}`)).values()]
+  const w = [...waiting(registry, await readRun(bus, run)).values()]
     .filter((x) => x.step === step)
     .at(-1);
   if (!w) {
@@ -171,7 +219,7 @@ export const HUMAN_VERDICT_TTL_MS = 10 * 60_000;
 /** The unsigned verdict envelope for one human decision; whoever holds the key signs its encoding. */
 export function humanVerdictEnvelope(
   w: WaitingStep,
-  judge: { kid: string },
+  judge: { kid: string; name: string },
   decision: "approve" | "reject",
   reason: string,
   now = Date.now(),
@@ -187,7 +235,7 @@ export function humanVerdictEnvelope(
     role: "human",
     issuedAt: now,
     expiresAt: now + HUMAN_VERDICT_TTL_MS,
-    trace: w.trace,
+    trace: personTrace("verdict", w, w.trace, judge.name),
     body: {
       digest: w.digest,
       assignment: w.frame,
@@ -196,6 +244,49 @@ export function humanVerdictEnvelope(
       reasons: [reason],
     },
   };
+}
+
+/**
+ * A person's message continues the run's one OTel trace (docs/operations.md, "Tracing"):
+ * a PRODUCER span `send <kind>` of this process, child of the context of the message it
+ * answers, whose context the envelope then carries, so the agents that handle the message
+ * are its children. Without tracing, or for a run without a trace, `parent` goes on as is.
+ */
+export function personTrace(
+  kind: Kind,
+  at: { run: string; step: number | null; attempt: number },
+  parent: TraceContext | null,
+  person: string,
+): TraceContext | null {
+  if (parent === null) return null;
+  const subject = subjectFor("human", kind, at.run);
+  return withSpan(
+    `send ${kind}`,
+    () => ({
+      kind: SpanKind.PRODUCER,
+      parent: extractTrace({
+        traceparent: parent.traceparent,
+        ...(parent.tracestate ? { tracestate: parent.tracestate } : {}),
+      }),
+      attributes: {
+        ...natsAttributes({ operation: "send", subject, template: `trias.human.${kind}.{run}` }),
+        ...triasAttributes({
+          run: at.run,
+          ...(at.step !== null ? { step: at.step } : {}),
+          attempt: at.attempt,
+          agent: person,
+          role: "human",
+          kind,
+        }),
+      },
+    }),
+    () => {
+      const h = injectTrace({});
+      const traceparent = h["traceparent"];
+      if (!traceparent) return parent;
+      return { traceparent, ...(h["tracestate"] ? { tracestate: h["tracestate"] } : {}) };
+    },
+  );
 }
 
 /** Publish a signed human verdict frame where the executor reads it, with the run's trace context. */
@@ -231,3 +322,93 @@ export async function decideAsHuman(
 }
 
 export const HUMAN_SUBJECT = (run: string) => subjectFor("human", "verdict", run);
+
+/**
+ * A person's order about a run (cancel, or a decision on an escalated one), unsigned: the
+ * run's state replayed from its trace, `humanOrder`'s verdict on it, and the envelope that
+ * continues the run's trace. The CLI signs it with the person's key file, the console has
+ * the person's browser sign its encoding. Refused (exit 1) when the run's state forbids it.
+ */
+export async function prepareHumanOrder(
+  bus: Bus,
+  registry: KeyRegistry,
+  person: { kid: string; name: string },
+  run: string,
+  action: HumanAction,
+  reason: string,
+  now = Date.now(),
+): Promise<MessageOf<"recovery_decided">> {
+  const { events, r } = await orderOn(bus, registry, person, run, action, reason);
+  // The order continues the run's one trace: the context of the run's last traced message.
+  let last: TraceContext | null = null;
+  for (const e of events) {
+    try {
+      last = registry.open(e.data).message.trace ?? last;
+    } catch {
+      // a frame that does not verify carries no context worth following
+    }
+  }
+  return {
+    v: PROTOCOL_VERSION,
+    id: `human-${action}-${run}-${now.toString(36)}-${randomBytes(4).toString("hex")}`,
+    kind: "recovery_decided",
+    run,
+    step: r.step,
+    attempt: r.attempt,
+    sender: person.kid,
+    role: "human",
+    issuedAt: now,
+    expiresAt: now + HUMAN_VERDICT_TTL_MS,
+    trace: personTrace(
+      "recovery_decided",
+      { run, step: r.step, attempt: r.attempt },
+      last,
+      person.name,
+    ),
+    body: r.body,
+  };
+}
+
+/** The order `humanOrder` gives for the run as its trace stands now, or the refusal (exit 1). */
+async function orderOn(
+  bus: Bus,
+  registry: KeyRegistry,
+  person: { name: string },
+  run: string,
+  action: HumanAction,
+  reason: string,
+) {
+  const events = await readRun(bus, run);
+  requireRun(bus, run, events);
+  const { state } = replayLines(registry, run, events);
+  const r = humanOrder(state, action, person.name, reason);
+  if ("refused" in r) throw new CliError(EXIT.failed, r.refused);
+  return { events, r };
+}
+
+/** Whether a prepared order is still one the person may give (the run may have moved since). */
+export async function recheckHumanOrder(
+  bus: Bus,
+  registry: KeyRegistry,
+  person: { name: string },
+  run: string,
+  action: HumanAction,
+  reason: string,
+): Promise<void> {
+  await orderOn(bus, registry, person, run, action, reason);
+}
+
+/** Publish a person's signed order where the agents read it, with its trace context. */
+export async function publishHumanOrder(
+  bus: Bus,
+  message: MessageOf<"recovery_decided">,
+  frame: Uint8Array,
+): Promise<number> {
+  const headers: Record<string, string> = {};
+  if (message.trace) headers["traceparent"] = message.trace.traceparent;
+  const r = await bus.publish(subjectFor("human", "recovery_decided", message.run), frame, {
+    msgId: message.id,
+    headers,
+  });
+  return r.seq;
+}

@@ -35,9 +35,10 @@ export {
   type AuditReport,
   type StoredEvent,
 } from "./audit.js";
-export { pendingHuman, decideAsHuman, type WaitingStep } from "./human.js";
+export { pendingHuman, decideAsHuman, waiting, type WaitingStep } from "./human.js";
 export { setupTrace, deployNatsConfig, type SetupOptions } from "./setup.js";
 export { traceTree } from "./trace.js";
+export { RunIndex, type RunRow } from "./runs.js";
 export { buildProgram, normalizeArgv } from "./program.js";
 export { EXIT, CliError, classify } from "./cli-kit.js";
 export { Forge } from "./lab/forge.js";

@@ -104,7 +104,10 @@ const text = (t: string, isError = false): CallToolResult => ({
 
 async function openRun(d: McpDeps, run: string): Promise<Opened[]> {
   const out: Opened[] = [];
-  for (const s of await d.bus.readAll(`trias.*.*.${run}`)) {
+  const read = await d.bus.readRun(run);
+  if (read.fallback !== null && read.messages.length > 0)
+    d.client.host.log.warn({ run, why: read.fallback }, "run read from the start of the trace");
+  for (const s of read.messages) {
     try {
       out.push(d.registry.open(s.data));
     } catch {
@@ -139,6 +142,8 @@ function line(o: Opened): string {
         return `refused ${m.body.code}: ${m.body.reason}`;
       case "subject_erased":
         return `erased the personal data of ${m.body.subject}: ${m.body.reason}`;
+      case "step_held":
+        return `held until ${new Date(m.body.until).toISOString()}: ${m.body.reason}`;
     }
   })();
   return `${m.kind}${at} [${o.key.name}] ${what}`;
@@ -305,7 +310,9 @@ async function control(d: McpDeps, name: string, raw: unknown): Promise<CallTool
     }
     case "trias_pending_approvals": {
       const { run } = z.object({ run: z.string().optional() }).parse(raw ?? {});
-      const pending = await pendingHuman(d.bus, d.registry, run);
+      const pending = await pendingHuman(d.bus, d.registry, run, (why) =>
+        d.client.host.log.warn({ why }, "pending approvals read from the start of the trace"),
+      );
       return text(
         pending
           .map(

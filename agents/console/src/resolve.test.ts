@@ -31,6 +31,18 @@ describe("humanOrder", () => {
   const table: [string, RunState, HumanAction, string | RegExp][] = [
     ["cancel of a run waiting for review stops it", run("routed"), "cancel", "quarantine"],
     [
+      "cancel of a run waiting for review after effects rolls them back",
+      run("routed", { effects: 1 }),
+      "cancel",
+      "rollback",
+    ],
+    [
+      "cancel of a run whose approved step may be running halts it",
+      run("approved", { effects: 1 }),
+      "cancel",
+      "quarantine",
+    ],
+    [
       "cancel after a failed step with effects rolls back",
       run("failed", { effects: 1 }),
       "cancel",
@@ -69,6 +81,9 @@ describe("humanOrder", () => {
     if ("refused" in r) throw new Error(r.refused);
     const got = r.body.action === "retry" ? `retry@${r.body.nextAttempt}` : r.body.action;
     expect(got).toBe(want);
+    // Cancel and abandon close the run cancelled, resolved by hand resolved; the rest go on.
+    const ends = { cancel: "cancelled", abandon: "cancelled", resolved: "resolved" } as const;
+    expect(r.body.ends).toBe(ends[action as keyof typeof ends]);
     expect(r.body.reason).toContain("olga");
     expect(r.body.reason).toContain("because");
   });

@@ -1,12 +1,14 @@
-import type { RecoveryDecided } from "@trias/protocol";
+import type { PersonEnd, RecoveryDecided } from "@trias/protocol";
 import { nextPhase, type RunState } from "@trias/runstate";
 
 /**
  * What a person can do to a run that will not end by itself:
- * - cancel: any open run; no further step (a quarantine the executor enforces), or, where
- *   the run's table allows a rollback and something ran, a rollback that compensates it;
+ * - cancel: any open run; it closes as `cancelled`. Where something ran and the run's
+ *   table allows a rollback (a step waiting for review, or after a failure), a rollback
+ *   compensates what ran first; otherwise a halt (a quarantine the executor enforces);
  * - retry, rollback: an escalated run's current step again, or undo what ran;
- * - abandon, resolved: close an escalated run (resolved: fixed by hand outside Trias).
+ * - abandon (closes as `cancelled`), resolved (closes as `resolved`: fixed by hand outside
+ *   Trias): an escalated run.
  */
 export const HUMAN_ACTIONS = ["cancel", "retry", "rollback", "abandon", "resolved"] as const;
 export type HumanAction = (typeof HUMAN_ACTIONS)[number];
@@ -37,18 +39,33 @@ export function humanOrder(
     evidence: null,
   } satisfies Partial<RecoveryDecided>;
   const at = { step: st.current, attempt: step?.attempt ?? 0 };
-  const undoable = st.effects.some((e) => !e.compensated);
+  const ran = st.effects.filter((e) => !e.compensated);
   const order = (
     a: RecoveryDecided["action"],
     text: string,
-    nextAttempt = at.attempt,
+    o: { nextAttempt?: number; ends?: PersonEnd } = {},
   ): HumanOrder =>
     digest === null
       ? { refused: `run ${st.run} has no routed step to ${action} yet` }
-      : { ...at, body: { ...base, digest, action: a, reason: text, nextAttempt } };
+      : {
+          ...at,
+          body: {
+            ...base,
+            digest,
+            action: a,
+            reason: text,
+            nextAttempt: o.nextAttempt ?? at.attempt,
+            ...(o.ends ? { ends: o.ends } : {}),
+          },
+        };
   if (action === "cancel") {
     const text = `cancelled by ${by}: ${reason}`;
-    if (undoable && nextPhase(st.phase, "rollback") !== null) return order("rollback", text);
+    if (ran.length > 0 && nextPhase(st.phase, "rollback") !== null)
+      return order("rollback", text, { ends: "cancelled" });
+    // Something may be in flight (approved, executing, verifying): a halt, with what is left.
+    const left = ran.length
+      ? `; halted while ${st.phase}, so what ran is not compensated: ${ran.map((e) => `${e.tool} (step ${e.step})`).join(", ")}`
+      : "";
     // Quarantine is legal in every phase of an open run and stops every further step.
     return {
       ...at,
@@ -56,8 +73,9 @@ export function humanOrder(
         ...base,
         digest: digest ?? "0".repeat(64),
         action: "quarantine",
-        reason: text,
+        reason: `${text}${left}`,
         nextAttempt: at.attempt,
+        ends: "cancelled",
       },
     };
   }
@@ -67,12 +85,14 @@ export function humanOrder(
     };
   switch (action) {
     case "retry":
-      return order("retry", `retry ordered by ${by}: ${reason}`, at.attempt + 1);
+      return order("retry", `retry ordered by ${by}: ${reason}`, {
+        nextAttempt: at.attempt + 1,
+      });
     case "rollback":
       return order("rollback", `rollback ordered by ${by}: ${reason}`);
     case "abandon":
-      return order("quarantine", `abandoned by ${by}: ${reason}`);
+      return order("quarantine", `abandoned by ${by}: ${reason}`, { ends: "cancelled" });
     case "resolved":
-      return order("quarantine", `resolved by hand by ${by}: ${reason}`);
+      return order("quarantine", `resolved by hand by ${by}: ${reason}`, { ends: "resolved" });
   }
 }

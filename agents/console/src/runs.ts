@@ -19,6 +19,8 @@ export interface RunRow {
   last: string;
   /** Set while the run is escalated: what the verifier said, until a person decides. */
   escalated: string | null;
+  /** Why the router holds the current step back (its tool's rate limit), null when it does not. */
+  held: string | null;
   /** Messages of an open run, to find its steps waiting for a human; dropped once it closes. */
   stored: StoredMessage[];
 }
@@ -69,6 +71,7 @@ export class RunIndex {
         closeReason: "",
         last: "",
         escalated: null,
+        held: null,
         stored: [],
       };
       this.#runs.set(m.run, row);
@@ -84,9 +87,14 @@ export class RunIndex {
         break;
       case "step_proposed":
         if (!row.tools.includes(m.body.tool)) row.tools.push(m.body.tool);
+        row.held = null;
         break;
       case "tier_assigned":
         row.environment = m.body.environment;
+        row.held = null;
+        break;
+      case "step_held":
+        row.held = `step ${m.step ?? 0} held back by ${m.body.tool}'s rate limit until ${new Date(m.body.until).toISOString()}: ${m.body.reason}`;
         break;
       case "recovery_decided":
         row.escalated = m.body.action === "escalate" ? m.body.reason : null;
@@ -95,6 +103,7 @@ export class RunIndex {
         row.outcome = m.body.outcome;
         row.closeReason = m.body.reason;
         row.escalated = null;
+        row.held = null;
         row.stored = [];
         break;
       default:
@@ -126,6 +135,7 @@ export class RunIndex {
       return `escalated, a person decides (${r.escalated}); trias resolve ${r.run} --action retry|rollback|abandon|resolved`;
     const w = pending.find((p) => p.run === r.run);
     if (w) return `waiting for a human decision on step ${w.step} (${needs(w)})`;
+    if (r.held !== null) return r.held;
     return `in progress; last: ${r.last}`;
   }
 }

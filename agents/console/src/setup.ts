@@ -3,6 +3,7 @@ import { join } from "node:path";
 import {
   ADMIN_USER,
   EXECUTOR_BUCKETS,
+  PENDING_BUCKET,
   RECEIPTS_BUCKET,
   REVIEW_CLAIMS_BUCKET,
   SUBJECT_KEYS_BUCKET,
@@ -47,6 +48,9 @@ export async function setupTrace(admin: Bus, o: SetupOptions = {}): Promise<{ se
   await setupKeyStore(admin, replicas);
   // Kept as long as the trace or longer: a checkpoint is what names a purged run.
   await admin.kv(RECEIPTS_BUCKET, { create: true, ...replicas });
+  // Runs waiting for a person (docs/scaling.md, "Cold paths"): a key per run, few at a time.
+  await admin.kv(PENDING_BUCKET, { create: true, ...replicas });
+  await admin.allowMessageDeletes(`KV_${PENDING_BUCKET}`);
   const ledgerKv = kvs[EXECUTOR_BUCKETS.indexOf(LEDGER_BUCKET)];
   const seeded =
     (o.seedLedger ?? false) && ledgerKv !== undefined ? await new Ledger(ledgerKv).seed() : false;

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, unwatchFile, watchFile } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
@@ -8,7 +8,7 @@ import {
   durablesOf as natsDurablesOf,
   type NatsUser,
 } from "@trias/bus";
-import { TransientError } from "@trias/protocol";
+import { TransientError, ValidationError } from "@trias/protocol";
 import {
   initKeyDir,
   natsCredentialsFileName,
@@ -107,11 +107,25 @@ export interface StackOptions {
   natsFactory?: (users: readonly NatsUser[]) => Promise<NatsHandle>;
 }
 
+/**
+ * How long a configuration reload may take before every new user can connect.
+ * @default 10_000 ms
+ */
+const RELOAD_TIMEOUT_MS = 10_000;
+
+/**
+ * How often `followRegistry` looks at the registry file for a change.
+ * @default 500 ms
+ */
+const REGISTRY_POLL_MS = 500;
+
 /** A server the stack started and owns. */
 export interface NatsHandle {
   url: string;
   restart(): Promise<void>;
   stop(): Promise<void>;
+  /** Serve these users from now on, by a configuration reload (no restart); absent: cannot. */
+  reload?(users: readonly NatsUser[]): void | Promise<void>;
 }
 
 /**
@@ -124,7 +138,8 @@ export class Stack {
   readonly natsUrl: string;
   readonly admin: Bus;
   /** Each identity's NATS user (and the admin's), by name. */
-  readonly #users: Map<string, NatsUser>;
+  #users: Map<string, NatsUser>;
+  #unfollow: () => void = () => undefined;
   /** Every agent process; stopping the stack stops each one (docs/cli.md, "signals"). */
   readonly #agents = new Supervisor();
 
@@ -288,9 +303,77 @@ export class Stack {
 
   /** SIGTERM every agent (they drain; SIGKILL after the grace period), then stop the embedded server. */
   async stop(): Promise<void> {
+    this.#unfollow();
     await this.#agents.stopAll("SIGTERM");
     await this.admin.drain();
     await this.server?.stop();
+  }
+
+  /**
+   * Give identities registered since the stack started (a person added with `trias keys
+   * add-human`, which writes their credentials) their own NATS user: the embedded server
+   * reloads its configuration, and this resolves once each new user can connect. Returns
+   * the names added. A server the stack does not own is reconfigured by its operator
+   * (docs/operations.md, "A person's NATS user").
+   */
+  async reloadNatsUsers(timeoutMs = RELOAD_TIMEOUT_MS): Promise<string[]> {
+    const users = identityUsers(this.opts.keyDir);
+    const added = [...users.keys()].filter((n) => !this.#users.has(n));
+    if (added.length === 0) return [];
+    if (!this.server?.reload)
+      throw new ValidationError(
+        "config_invalid",
+        "this stack's NATS server is not one it started: regenerate its configuration with `trias nats-config --key-dir <dir>` and reload the server",
+      );
+    await this.server.reload([...users.values()]);
+    this.#users = users;
+    const deadline = Date.now() + timeoutMs;
+    for (const name of added) {
+      const u = users.get(name)!;
+      for (;;) {
+        try {
+          const bus = await Bus.connect({
+            servers: this.natsUrl,
+            name: `trias-reload-check-${name}`,
+            user: u.user,
+            pass: u.password,
+            connectTimeoutMs: 1_000,
+          });
+          await bus.drain();
+          break;
+        } catch (e) {
+          if (Date.now() > deadline)
+            throw new TransientError(
+              "timeout",
+              `the NATS server did not take user ${name} within ${timeoutMs} ms`,
+              { cause: e },
+            );
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+    }
+    return added;
+  }
+
+  /**
+   * Reload the embedded server's users whenever the registry changes (a person added with
+   * `trias keys add-human` while the stack runs): `added` hears the new names, `failed` why
+   * a reload did not happen. Stops with the stack.
+   */
+  followRegistry(added: (names: string[]) => void, failed: (e: unknown) => void): void {
+    let chain = Promise.resolve();
+    watchFile(this.registryFile, { interval: REGISTRY_POLL_MS, persistent: false }, () => {
+      // One reload at a time, in the order the changes came.
+      chain = chain.then(async () => {
+        try {
+          const names = await this.reloadNatsUsers();
+          if (names.length > 0) added(names);
+        } catch (e) {
+          failed(e);
+        }
+      });
+    });
+    this.#unfollow = () => unwatchFile(this.registryFile);
   }
 
   /** An identity's NATS credentials, or the admin's (tests use these to act as that identity). */

@@ -85,7 +85,9 @@ interface RunOnce {
 type EffectRecord =
   | { status: "started"; at: number; by: string; order?: string }
   | { status: "done"; frame: Uint8Array; order?: string }
-  | { status: "vetoed"; reason: string; order?: undefined };
+  | { status: "vetoed"; reason: string; order?: undefined }
+  /** Under `<run>.quarantine` after a rollback order: no further step, compensations only. */
+  | { status: "rolling_back"; reason: string; order?: undefined };
 
 /**
  * The tool gateway. A tool runs only after every check passes, in this order:
@@ -100,6 +102,8 @@ export class Executor {
   readonly #effects: KV;
   readonly #cases = new Map<string, StepCase>();
   readonly #quarantined = new Set<string>();
+  /** Runs under a rollback order: no further step executes, their compensations do. */
+  readonly #rollingBack = new Set<string>();
   /** Effect keys of steps this process saw through (bounded): late verdicts stop here. */
   readonly #done = new Set<string>();
   /** Runs found not quarantined in the effects bucket (see #checkNotQuarantined). */
@@ -278,7 +282,14 @@ export class Executor {
     // router's clock, with slack) or this message is a redelivery.
     if (this.#firstSight(m.issuedAt, d)) return;
     const exceptSeq = d.seq;
-    for (const stored of await this.#host.bus.readAll(`trias.*.verdict.${m.run}`)) {
+    // From the run's start, not a scan of the trace (Bus.readRun, docs/scaling.md).
+    const read = await this.#host.bus.readRun(m.run, { filter: `trias.*.verdict.${m.run}` });
+    if (read.fallback !== null && read.messages.length > 0)
+      this.#host.log.warn(
+        { run: m.run, why: read.fallback },
+        "verdicts read from the start of the trace",
+      );
+    for (const stored of read.messages) {
       if (stored.seq === exceptSeq) continue;
       try {
         const { verdict } = openVerdict(this.#host.registry, stored.data);
@@ -317,10 +328,11 @@ export class Executor {
     const a = c.assignment;
     const m = a.message;
     const q = d.quorum;
-    // A quarantine or a close only ever follows an execution: the run's very first step cannot
-    // be in one (and its effect id is taken once it ran).
-    if (m.step !== 0 || m.attempt !== 0)
-      await Promise.all([this.#checkNotQuarantined(m.run), this.#checkNotClosed(m.run)]);
+    // A quarantine, a rollback or a close follows an execution or a person's cancel: the
+    // run's very first step can be under one only while it waits for a person (and its
+    // effect id is taken once it ran).
+    if (m.step !== 0 || m.attempt !== 0 || m.body.requires.human)
+      await Promise.all([this.#checkNotQuarantined(m.run, true), this.#checkNotClosed(m.run)]);
     const proposal = a.proposal.message.body;
     setActiveAttribute("trias.tier", m.body.tier);
     setActiveAttribute("trias.policy_digest", m.body.policyDigest);
@@ -565,17 +577,25 @@ export class Executor {
     return true;
   }
 
-  async #checkNotQuarantined(run: string): Promise<void> {
+  /** `step`: a step of the plan, which a rollback order stops too (not a compensation). */
+  async #checkNotQuarantined(run: string, step = false): Promise<void> {
     // A quarantine recorded before this process started is only in the effects bucket; one
     // ordered since is in memory too (this process records it). So the bucket is asked once
     // per run, not once per step.
-    if (!this.#quarantined.has(run) && !this.#clean.has(run)) {
+    if (!this.#quarantined.has(run) && !this.#rollingBack.has(run) && !this.#clean.has(run)) {
       const e = await this.#effects.get(`${run}.quarantine`);
-      if (e && e.operation === "PUT" && e.value.length > 0) this.#quarantined.add(run);
-      else boundedAdd(this.#clean, run, CACHE_ENTRIES);
+      if (e && e.operation === "PUT" && e.value.length > 0) {
+        const r = decode(e.value) as EffectRecord;
+        (r.status === "rolling_back" ? this.#rollingBack : this.#quarantined).add(run);
+      } else boundedAdd(this.#clean, run, CACHE_ENTRIES);
     }
     if (this.#quarantined.has(run))
       throw new GateError("run_quarantined", `run ${run} is quarantined: nothing more executes`);
+    if (step && this.#rollingBack.has(run))
+      throw new GateError(
+        "run_quarantined",
+        `run ${run} is being rolled back: no further step executes, only compensations`,
+      );
   }
 
   /**
@@ -617,6 +637,21 @@ export class Executor {
         `${m.run}.quarantine`,
         encode({ status: "vetoed", reason: m.body.reason } satisfies EffectRecord),
       );
+      return;
+    }
+    if (m.body.action === "rollback") {
+      // From here the run only compensates (transitions.ts: rolling_back); a step still
+      // waiting for review (a person's cancel) must not run. Never weakens a quarantine.
+      this.#rollingBack.add(m.run);
+      this.#clean.delete(m.run);
+      try {
+        await this.#effects.create(
+          `${m.run}.quarantine`,
+          encode({ status: "rolling_back", reason: m.body.reason } satisfies EffectRecord),
+        );
+      } catch (e) {
+        if (!isRevisionConflict(e)) throw e;
+      }
       return;
     }
     if (m.body.action !== "compensate") return;

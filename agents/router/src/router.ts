@@ -3,7 +3,6 @@ import {
   MAX_FRAME_BYTES,
   maxTier,
   proposalDigest,
-  runFilter,
   boundedSet,
   subjectFor,
   tierRank,
@@ -147,7 +146,11 @@ export class Router {
 
   async #rebuild(run: string, beforeSeq: number): Promise<RunContext> {
     const ctx = emptyContext();
-    for (const stored of await this.#host.bus.readAll(runFilter(run))) {
+    // From the run's start, not a scan of the trace (Bus.readRun, docs/scaling.md).
+    const read = await this.#host.bus.readRun(run);
+    if (read.fallback !== null && read.messages.length > 0)
+      this.#host.log.warn({ run, why: read.fallback }, "run read from the start of the trace");
+    for (const stored of read.messages) {
       if (stored.seq >= beforeSeq) break;
       let m;
       try {
@@ -181,11 +184,23 @@ export class Router {
     const now = this.#host.now();
     const rate = this.#limiter.admit(m.body.tool, now, inc.delivery.timestampMs);
     if (rate.type === "delay") {
-      if (!this.#held.has(m.id)) boundedSet(this.#held, m.id, now, HELD_ENTRIES);
+      const first = !this.#held.has(m.id);
+      if (first) boundedSet(this.#held, m.id, now, HELD_ENTRIES);
       this.#host.log.info(
         { run: m.run, step, attempt: m.attempt, retryInMs: rate.ms, reason: rate.reason },
         "step held back by its tool's rate limit",
       );
+      // Why the run waits, in its trace (a run open without a visible reason is a bug): once
+      // per held step and attempt; a restarted router's repeat has the same id and is dropped.
+      if (first)
+        await this.#host.emit("step_held", {
+          id: `held-${m.run}-${step}-${m.attempt}`,
+          run: m.run,
+          step,
+          attempt: m.attempt,
+          body: { tool: m.body.tool, reason: rate.reason, until: now + rate.ms },
+          trace: m.trace,
+        });
       return { retryInMs: rate.ms };
     }
     const rateRefusal = rate.type === "deny" ? rate.reason : null;

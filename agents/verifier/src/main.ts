@@ -1,9 +1,10 @@
-import { RECEIPTS_BUCKET } from "@trias/bus";
+import { PENDING_BUCKET, RECEIPTS_BUCKET } from "@trias/bus";
 import { loadPolicy } from "@trias/policy";
 import { EFFECTS_BUCKET, bootAgent, drainOnSignal, fatal } from "@trias/runtime";
 import { loadAgentCatalogue } from "@trias/tools";
 import { Verifier } from "./verifier.js";
 import { ReceiptAnchor } from "./anchor.js";
+import { PendingIndex } from "./pending.js";
 
 try {
   const b = await bootAgent("verifier");
@@ -29,7 +30,18 @@ try {
       "no receipts bucket: closed runs are not anchored, so a purged run goes unnoticed by `trias audit --all`; `trias setup` (admin) creates it",
     );
   }
-  await new Verifier(b.host, catalogue, policy, anchor, effects).start();
+  let pending: PendingIndex | null = null;
+  try {
+    const kv = await b.bus.kv(PENDING_BUCKET);
+    await kv.status();
+    pending = new PendingIndex(b.bus, kv, b.log);
+  } catch (e) {
+    b.log.warn(
+      { bucket: PENDING_BUCKET, err: String(e) },
+      "no pending bucket: `trias pending` reads the whole trace to find steps waiting for a person; `trias setup` (admin) creates it",
+    );
+  }
+  await new Verifier(b.host, catalogue, policy, anchor, effects, pending).start();
   b.log.info({ config: config.file, packs: catalogue.packs() }, "verifier ready");
 } catch (e) {
   fatal("verifier", e);

@@ -145,6 +145,29 @@ const CASES: [string, RunState, Message, Partial<ReactContext>, string, RegExp |
     /rolled back/,
   ],
   [
+    "the last undo of a person's cancel closes the run cancelled, with their reason",
+    {
+      ...state("rolling_back"),
+      ended: { outcome: "cancelled", sender: "bob:x", reason: "cancelled by bob: wrong", seq: 7 },
+    },
+    verified("passed", [], D),
+    { undo: [{ ...UNDO[0]!, effect: { ...UNDO[0]!.effect, compensated: true } }] },
+    "close:cancelled",
+    /^cancelled by bob: wrong; rolled back: 1 effect\(s\) compensated/,
+  ],
+  [
+    "a person's quarantine that resolves the run closes it resolved",
+    state("quarantined"),
+    msg(
+      "recovery_decided",
+      { action: "quarantine", reason: "resolved by hand by bob: done", ends: "resolved" },
+      "bob:x",
+    ),
+    {},
+    "close:resolved",
+    /resolved by hand by bob/,
+  ],
+  [
     "a quarantine order closes the run",
     state("quarantined"),
     msg("recovery_decided", { action: "quarantine", reason: "halt" }),

@@ -5,7 +5,7 @@ import { nextPhase, type RunState } from "@trias/runstate";
 import { AUTHORISATION_CHECKS } from "./audit.js";
 import { decideRecovery, nextCompensation, type Decision, type EffectUndo } from "./recovery.js";
 import { policyDenial, reviewStop, stepFailure } from "./reasons.js";
-import { closeOnPolicyRollout } from "./rollout.js";
+import { onPolicyRollout } from "./rollout.js";
 
 /**
  * Executor refusals that mean the step as routed will never run: the run ends there, with
@@ -95,6 +95,8 @@ export function react(st: RunState, m: Message, ctx: ReactContext): Reaction {
     case "run_closed":
     // An erasure (docs/privacy.md) changes no run: the fold records it, nothing follows.
     case "subject_erased":
+    // A rate-limit hold only says why the run waits: the router routes the step later.
+    case "step_held":
       return { kind: "none" };
   }
 }
@@ -135,7 +137,7 @@ function afterRejection(st: RunState, m: MessageOf<"message_rejected">): Decisio
     );
   }
   if (b.by !== "executor") return { kind: "none" };
-  const rollout = closeOnPolicyRollout(st, b);
+  const rollout = onPolicyRollout(st, b);
   if (rollout) return rollout;
   const aboutRecovery = b.subject.includes(".recovery_decided.");
   if (STEP_REFUSALS.has(b.code as ErrorCode) && !aboutRecovery) {
@@ -256,7 +258,8 @@ function afterRecovery(
     case "rollback":
       return nextCompensation(st, ctx.undo);
     case "quarantine":
-      return { kind: "close", outcome: "quarantined", reason: m.body.reason };
+      // A person's cancel or resolution closes as what they said (the fold checked the role).
+      return { kind: "close", outcome: m.body.ends ?? "quarantined", reason: m.body.reason };
     case "retry":
     case "replan":
     case "compensate":

@@ -127,11 +127,16 @@ export function nextCompensation(state: RunState, undo: readonly EffectUndo[]): 
   const last = todo.at(-1);
   if (!last) {
     const undone = undo.filter((u) => u.effect.compensated).length;
-    return {
-      kind: "close",
-      outcome: "rolled_back",
-      reason: `rolled back: ${undone} effect(s) compensated in reverse order`,
-    };
+    const rolled = `rolled back: ${undone} effect(s) compensated in reverse order`;
+    const ended = state.ended;
+    if (ended === null) return { kind: "close", outcome: "rolled_back", reason: rolled };
+    // A person's cancel: it closes as they said, with what could not be undone named.
+    const left = undo.filter((u) => !u.effect.compensated && !u.readOnly && u.order === null);
+    const kept = left.length
+      ? `; left as they are (no undo declared): ${left.map((u) => `${u.effect.tool} (step ${u.effect.step})`).join(", ")}`
+      : "";
+    const done = undone > 0 ? rolled : "nothing that ran needed undoing";
+    return { kind: "close", outcome: ended.outcome, reason: `${ended.reason}; ${done}${kept}` };
   }
   const order = last.order;
   if (!order) return { kind: "none" };

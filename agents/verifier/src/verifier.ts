@@ -4,7 +4,6 @@ import {
   GateError,
   boundedSet,
   frameRef,
-  runFilter,
   TransientError,
   subjectFor,
   type Check,
@@ -41,6 +40,7 @@ import type { Decision, EffectUndo } from "./recovery.js";
 import { needsUndo, react, runView } from "./react.js";
 import { TOOL_SUCCEEDED } from "./reasons.js";
 import type { ReceiptAnchor } from "./anchor.js";
+import type { PendingIndex } from "./pending.js";
 
 /** The check recorded when a tool's postconditions could not be read at all. */
 export const POSTCONDITIONS_UNREADABLE = "postconditions readable";
@@ -142,6 +142,8 @@ export class Verifier {
   readonly #sealed = new Map<string, { seq: number; status: "closed" | "quarantined" }>();
   /** Where closed runs' receipts are chained; null without the receipts bucket. */
   readonly #anchor: ReceiptAnchor | null;
+  /** Runs waiting for a person, for `trias pending`; null without the pending bucket. */
+  readonly #pending: PendingIndex | null;
 
   constructor(
     host: AgentHost,
@@ -149,12 +151,14 @@ export class Verifier {
     policy: LoadedPolicy,
     anchor: ReceiptAnchor | null = null,
     effects: ResultStore | null = null,
+    pending: PendingIndex | null = null,
   ) {
     this.#host = host;
     this.#tools = tools;
     this.#policy = policy;
     this.#anchor = anchor;
     this.#effects = effects;
+    this.#pending = pending;
   }
 
   async start(): Promise<void> {
@@ -188,7 +192,7 @@ export class Verifier {
       (await this.#host.bus.lastBySubject(subjectFor("console", "task_submitted", run))) === null;
     if (!unknown && (!first || this.#refusedFirst.delete(run))) {
       const events: TraceEvent[] = [];
-      for (const stored of await this.#host.bus.readAll(runFilter(run))) {
+      for (const stored of await this.#readRun(run)) {
         if (stored.seq >= seq) break;
         c.chain.add({ seq: stored.seq, subject: stored.subject, frame: stored.data });
         const ev = this.#event(stored);
@@ -201,6 +205,14 @@ export class Verifier {
     }
     boundedSet(this.#runs, run, c, MAX_OPEN_RUNS);
     return c;
+  }
+
+  /** The run's stored messages from its start, not a scan of the trace (Bus.readRun). */
+  async #readRun(run: string): Promise<StoredMessage[]> {
+    const r = await this.#host.bus.readRun(run);
+    if (r.fallback !== null && r.messages.length > 0)
+      this.#host.log.warn({ run, why: r.fallback }, "run read from the start of the trace");
+    return r.messages;
   }
 
   #event(stored: StoredMessage): TraceEvent | null {
@@ -228,6 +240,8 @@ export class Verifier {
         `run ${m.run}: waiting for the redelivery of event ${failed}, whose reaction failed`,
       );
     if (failed === seq) this.#failed.delete(m.run);
+    // Before any check that skips a redelivery: a failed write is written again then.
+    await this.#pending?.observe(m, seq);
     const sealed = this.#sealed.get(m.run);
     if (sealed !== undefined && seq > sealed.seq) {
       // A closed run stays closed (docs/receipts.md, "After the receipt"): refusals and slow
@@ -425,8 +439,7 @@ export class Verifier {
     if (order) refs.push(this.#orderEvidence(order) ?? "");
     if (refs.every((r) => cached(r) !== undefined)) return cached;
     const read = new Map<string, Uint8Array>();
-    for (const stored of await this.#host.bus.readAll(runFilter(m.run)))
-      read.set(frameRef(stored.data), stored.data);
+    for (const stored of await this.#readRun(m.run)) read.set(frameRef(stored.data), stored.data);
     return (r) => cached(r) ?? read.get(r);
   }
 

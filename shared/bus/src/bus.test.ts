@@ -8,6 +8,8 @@ import {
   DEFAULT_MAX_DELIVER,
   LocalNatsServer,
   isPermissionError,
+  MAX_GETS_PER_SUBJECT,
+  MAX_LITERAL_READS,
   type ConsumerLost,
   type Delivery,
 } from "./index.js";
@@ -341,6 +343,100 @@ describe("bus", () => {
       all.at(-1)?.seq,
     );
     expect(await admin.lastBySubject("trias.router.tier_assigned.none")).toBeNull();
+  });
+
+  describe("readRun: a run read from its first task_submitted", () => {
+    const bytes = (s: string) => new TextEncoder().encode(s);
+    let n = 0;
+    /** Store a message as `who` (the console's subjects need the admin here: no console user). */
+    const put = (who: Bus, subject: string) =>
+      who.publish(subject, bytes(`${subject} #${n}`), { msgId: `rr-${n++}` });
+    const same = (a: { seq: number; subject: string; data: Uint8Array }[]) =>
+      a.map((m) => [m.seq, m.subject, Buffer.from(m.data).toString()]);
+    /** Another run's messages between this run's, so that neither read is trivially contiguous. */
+    const noise = async (k: number) => {
+      for (let i = 0; i < k; i++) await put(router, `trias.router.tier_assigned.noise-${i % 7}`);
+    };
+
+    it("bus - readRun returns exactly the full read's events, starting at the run's task_submitted", async () => {
+      await noise(50);
+      const start = await put(admin, "trias.console.task_submitted.rr-clean");
+      for (let i = 0; i < 5; i++) {
+        await noise(20);
+        await put(router, "trias.router.tier_assigned.rr-clean");
+        await put(router, "trias.router.tier_assigned_review.rr-clean");
+      }
+      await put(admin, "trias.console.run_note.rr-clean");
+      await noise(20);
+      // The router's own user: the read needs only what every agent may do.
+      const r = await router.readRun("rr-clean");
+      expect(r.fallback).toBeNull();
+      expect(r.fromSeq).toBe(start.seq);
+      expect(r.messages[0]?.subject).toBe("trias.console.task_submitted.rr-clean");
+      expect(r.messages).toHaveLength(12);
+      expect(same(r.messages)).toEqual(same(await admin.readAll("trias.*.*.rr-clean")));
+      const filtered = await router.readRun("rr-clean", {
+        filter: "trias.*.tier_assigned.rr-clean",
+      });
+      expect(filtered.fallback).toBeNull();
+      expect(same(filtered.messages)).toEqual(
+        same(await admin.readAll("trias.*.tier_assigned.rr-clean")),
+      );
+      expect(await router.runStart("rr-clean")).toBe(start.seq);
+    });
+
+    it("bus - readRun falls back to the full read when the run has messages before its task_submitted", async () => {
+      await put(router, "trias.router.tier_assigned.rr-early");
+      await noise(30);
+      await put(admin, "trias.console.task_submitted.rr-early");
+      await put(router, "trias.router.tier_assigned.rr-early");
+      const r = await router.readRun("rr-early");
+      expect(r.fallback).toMatch(
+        /1 message\(s\) on trias\.router\.tier_assigned\.rr-early are stored before/,
+      );
+      expect(r.fromSeq).toBe(1);
+      expect(r.messages).toHaveLength(3);
+      expect(same(r.messages)).toEqual(same(await admin.readAll("trias.*.*.rr-early")));
+    });
+
+    it("bus - readRun falls back to the full read when the run has no task_submitted", async () => {
+      await put(router, "trias.router.tier_assigned.rr-orphan");
+      await noise(10);
+      await put(router, "trias.router.tier_assigned.rr-orphan");
+      const r = await router.readRun("rr-orphan");
+      expect(await router.runStart("rr-orphan")).toBeNull();
+      expect(r.fallback).toMatch(/holds no task_submitted of run rr-orphan/);
+      expect(same(r.messages)).toEqual(same(await admin.readAll("trias.*.*.rr-orphan")));
+      const none = await router.readRun("rr-never");
+      expect(none.messages).toEqual([]);
+      expect(none.fallback).toMatch(/no task_submitted/);
+    });
+
+    it("bus - readRun reads a subject with more messages than it gets one by one with a consumer, the same", async () => {
+      const start = await put(admin, "trias.console.task_submitted.rr-long");
+      for (let i = 0; i <= MAX_GETS_PER_SUBJECT; i++) {
+        if (i % 10 === 0) await noise(3);
+        await put(router, "trias.router.tier_assigned.rr-long");
+      }
+      const r = await router.readRun("rr-long");
+      expect(r.fallback).toBeNull();
+      expect(r.fromSeq).toBe(start.seq);
+      expect(r.messages).toHaveLength(MAX_GETS_PER_SUBJECT + 2);
+      expect(same(r.messages)).toEqual(same(await admin.readAll("trias.*.*.rr-long")));
+    });
+
+    it("bus - readRun of a run on more subjects than it reads one by one uses its wildcard from the start", async () => {
+      const start = await put(admin, "trias.console.task_submitted.rr-wide");
+      for (let i = 0; i <= MAX_LITERAL_READS; i++) {
+        await noise(2);
+        await put(router, `trias.router.kind${i}.rr-wide`);
+      }
+      const r = await router.readRun("rr-wide");
+      expect(r.fallback).toBeNull();
+      expect(r.fromSeq).toBe(start.seq);
+      expect(r.messages).toHaveLength(MAX_LITERAL_READS + 2);
+      expect(same(r.messages)).toEqual(same(await admin.readAll("trias.*.*.rr-wide")));
+    });
   });
 
   it("bus - history survives a server restart", async () => {

@@ -22,13 +22,16 @@ import {
   type JetStreamClient,
   type JetStreamManager,
   type JsMsg,
+  type MsgRequest,
+  type NextMsgRequest,
   type ConsumerMessages,
   type StreamConfig,
   type StreamInfo,
 } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
-import { STREAM_NAME, SUBJECT_ROOT, TransientError } from "@trias/protocol";
+import { STREAM_NAME, SUBJECT_ROOT, TransientError, runFilter, subjectFor } from "@trias/protocol";
 import { backoffMs, classifyFailure, failureAction } from "./failure.js";
+import { runReadGap } from "./run-read.js";
 import { inboxPrefixOf } from "./nats-config.js";
 
 export interface BusOptions {
@@ -183,6 +186,37 @@ export interface ConsumerLost {
 
 export type { ConsumerInfo, StreamInfo };
 
+/** One run's stored messages, read from where the run starts (see Bus.readRun). */
+export interface RunRead {
+  /** The run's messages on the filter, in stream order. */
+  messages: StoredMessage[];
+  /** Where the read started: the run's first task_submitted, or 1 when it fell back. */
+  fromSeq: number;
+  /** Why the run was read from the stream's beginning instead (null: it was read from its start). */
+  fallback: string | null;
+  /** The stream's last sequence when the run was counted: a follower goes on after it. */
+  lastSeq: number;
+}
+
+/**
+ * Subjects of one run read one by one (each literal, which nats-server 2.9 serves from its
+ * per-subject index); a run with more (junk on many kinds) is read with its one wildcard
+ * filter from its start. A run of the shipped protocol uses about ten.
+ * @default 32
+ */
+export const MAX_LITERAL_READS = 32;
+
+/**
+ * A subject of a run with at most this many messages is read by message gets (each the next
+ * message on the subject, answered by the stream's leader), one after another; one with more
+ * by a consumer. Gets make no consumer: on a cluster with a node down, an ephemeral consumer
+ * may be placed on that node and its create time out (about one in two measured here), and
+ * a run read by ten consumers would almost never get through. A step adds one message to
+ * each of its subjects, so runs of up to this many steps are read by gets alone.
+ * @default 64
+ */
+export const MAX_GETS_PER_SUBJECT = 64;
+
 /** What `ensureConsumer` found and did. */
 export type EnsureResult = "created" | "updated" | "unchanged" | "replaced";
 
@@ -242,6 +276,8 @@ export class Bus {
   readonly #acks: JsMsg[] = [];
   #ackTimer: NodeJS.Timeout | undefined;
   readonly #ackLingerMs: number;
+  /** Stored messages fetched by reads (see stats). */
+  #read = 0;
 
   private constructor(
     nc: NatsConnection,
@@ -511,6 +547,21 @@ export class Bus {
     await this.#jsm.streams.deleteMessage(stream, seq, true);
   }
 
+  /**
+   * Remove one message of a stream without a trace of it (no KV delete marker): how the pending
+   * index drops a run's key, so that its bucket holds only runs still waiting. Needs the
+   * stream's deletes allowed and `STREAM.MSG.DELETE` on it (nats-config.ts). False when the
+   * message is gone already.
+   */
+  async removeMessage(stream: string, seq: number): Promise<boolean> {
+    try {
+      return await this.#jsm.streams.deleteMessage(stream, seq, false);
+    } catch (e) {
+      if (isNotFound(e)) return false;
+      throw e;
+    }
+  }
+
   async deleteStream(name = this.stream): Promise<boolean> {
     return this.#jsm.streams.delete(name);
   }
@@ -730,6 +781,7 @@ export class Bus {
         let got = 0;
         for await (const m of batch) {
           got++;
+          this.#read++;
           out.push(toStored(m));
           pending = m.info.pending;
         }
@@ -781,6 +833,17 @@ export class Bus {
     return sub;
   }
 
+  /**
+   * Where `run` starts in the trace: the sequence of its first task_submitted, or null. One
+   * request that the server answers from its per-subject index (next message on a literal
+   * subject), whatever the stream's length (docs/scaling.md, "Cold paths").
+   */
+  async runStart(run: string): Promise<number | null> {
+    // The stream leader answers (not any replica, as a direct get would), so a run just
+    // submitted is found on a cluster too.
+    return (await this.#nextOn(subjectFor("console", "task_submitted", run), 1))?.seq ?? null;
+  }
+
   /** The message stored at `seq`, or null when there is none (deleted, purged, not yet written). */
   async messageAt(seq: number): Promise<StoredMessage | null> {
     try {
@@ -797,6 +860,93 @@ export class Bus {
       if (isNotFound(e)) return null;
       throw e;
     }
+  }
+
+  /**
+   * Every stored message of `run` on `filter` (default: all of the run's), in stream order,
+   * without a scan of the stream from its beginning, which nats-server 2.9 makes for a
+   * wildcard filter however few messages match. The start is a hint taken from the stream
+   * (runStart), and the read checks it: the stream's count of the run's messages per subject
+   * (one request) must all be read from there (runReadGap); otherwise, or without a start,
+   * the run is read from seq 1 and `fallback` says why.
+   */
+  async readRun(run: string, o: { filter?: string } = {}): Promise<RunRead> {
+    const filter = o.filter ?? runFilter(run);
+    const [start, count] = await Promise.all([this.runStart(run), this.#subjectCounts(filter)]);
+    let messages: StoredMessage[] = [];
+    if (start !== null) {
+      const subjects = Object.keys(count.counts);
+      messages =
+        subjects.length > MAX_LITERAL_READS
+          ? await this.readAll(filter, start)
+          : (
+              await Promise.all(
+                subjects.map((s) => this.#readSubject(s, start, count.counts[s] ?? 0)),
+              )
+            )
+              .flat()
+              .sort((a, b) => a.seq - b.seq);
+    }
+    const fallback = runReadGap(run, start, count, messages);
+    if (fallback === null)
+      return { messages, fromSeq: start ?? 1, fallback, lastSeq: count.lastSeq };
+    return { messages: await this.readAll(filter), fromSeq: 1, fallback, lastSeq: count.lastSeq };
+  }
+
+  /**
+   * The first `count` messages on the literal `subject` from `start`: by gets when they are few
+   * (see MAX_GETS_PER_SUBJECT), else by a consumer (which also reads any stored since).
+   */
+  async #readSubject(subject: string, start: number, count: number): Promise<StoredMessage[]> {
+    if (count > MAX_GETS_PER_SUBJECT) return this.readAll(subject, start);
+    const out: StoredMessage[] = [];
+    let seq = start;
+    while (out.length < count) {
+      const m = await this.#nextOn(subject, seq);
+      if (m === null) break;
+      this.#read++;
+      out.push(m);
+      seq = m.seq + 1;
+    }
+    return out;
+  }
+
+  /** The first message on the literal `subject` at or after `seq`, or null. */
+  async #nextOn(subject: string, seq: number): Promise<StoredMessage | null> {
+    // nats-server takes `next_by_subj` on STREAM.MSG.GET since 2.9.0 (the stream leader
+    // answers); nats.js types only the direct get's request with it.
+    const query: NextMsgRequest = { seq, next_by_subj: subject };
+    try {
+      const m = await this.#jsm.streams.getMessage(this.stream, query as unknown as MsgRequest);
+      if (!m) return null;
+      return {
+        subject: m.subject,
+        data: m.data,
+        seq: m.seq,
+        headers: hdrsToRecord(m.header),
+        timestampMs: m.time.getTime(),
+      };
+    } catch (e) {
+      if (isNotFound(e)) return null;
+      throw e;
+    }
+  }
+
+  /** The stream's count of messages per subject matching `filter`, and its last sequence. */
+  async #subjectCounts(
+    filter: string,
+  ): Promise<{ counts: Record<string, number>; lastSeq: number }> {
+    const si = await this.#jsm.streams.info(this.stream, { subjects_filter: filter });
+    return { counts: si.state.subjects ?? {}, lastSeq: si.state.last_seq };
+  }
+
+  /**
+   * What this connection has received: every message (`inMsgs`, API replies included) and the
+   * stored messages its reads fetched (`read`, by readAll and readRun): what a read cost.
+   */
+  stats(): { inMsgs: number; inBytes: number; read: number } {
+    const s = this.#nc.stats();
+    return { inMsgs: s.inMsgs, inBytes: s.inBytes, read: this.#read };
   }
 
   /** The newest message stored on exactly `subject`, or null. */

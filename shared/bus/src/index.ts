@@ -9,6 +9,9 @@ export {
   DEFAULT_ACK_WAIT_MS,
   DEFAULT_MAX_DELIVER,
   MAX_WORKING_MS,
+  MAX_LITERAL_READS,
+  MAX_GETS_PER_SUBJECT,
+  type RunRead,
   type ConsumerLost,
   type ConsumerInfo,
   type StreamInfo,
@@ -36,6 +39,7 @@ export {
   EXECUTOR_BUCKETS,
   REVIEW_CLAIMS_BUCKET,
   RECEIPTS_BUCKET,
+  PENDING_BUCKET,
   type NatsUser,
   type NatsUserRole,
   type NatsConfigOptions,
@@ -58,3 +62,4 @@ export {
   type FailureClass,
   type FailureAction,
 } from "./failure.js";
+export { runReadGap, type RunCount, type ReadMessage } from "./run-read.js";

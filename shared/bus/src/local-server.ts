@@ -170,6 +170,19 @@ export class LocalNatsServer {
     }
   }
 
+  /**
+   * Serve `users` from now on without a restart: the configuration is rewritten and the
+   * server reloads it (SIGHUP, as `nats-server --signal reload`). A running process's
+   * environment cannot change, so the reloaded file carries the passwords itself (mode
+   * 0600, in this server's own directory) instead of environment references.
+   */
+  reload(users: readonly NatsUser[]): void {
+    writeFileSync(this.#confPath, natsConfig({ port: this.port, storeDir: this.storeDir, users }), {
+      mode: 0o600,
+    });
+    this.#child?.kill("SIGHUP");
+  }
+
   get pid(): number | undefined {
     return this.#child?.pid;
   }

@@ -9,6 +9,7 @@ const users: NatsUser[] = [
   { user: "reviewer-2", password: "r2", role: "reviewer" },
   { user: "executor", password: "e", role: "executor" },
   { user: "console", password: "c", role: "console" },
+  { user: "verifier", password: "v", role: "verifier" },
 ];
 const of = (name: string) => permissionsOf(users.find((u) => u.user === name) as NatsUser, users);
 
@@ -36,6 +37,14 @@ describe("nats-config", () => {
     ["console", "$JS.API.STREAM.PURGE.TRIAS", false, false],
     ["proposer", "$JS.API.CONSUMER.CREATE.TRIAS.proposer-tasks.>", true, false],
     ["proposer", "trias.executor.>", false, false],
+    // The pending index: the verifier writes and removes keys, everyone may list them.
+    ["verifier", "$KV.trias_pending.>", true, false],
+    ["verifier", "$JS.API.STREAM.MSG.DELETE.KV_trias_pending", true, false],
+    ["verifier", "$JS.API.STREAM.MSG.DELETE.TRIAS", false, false],
+    ["console", "$KV.trias_pending.>", false, false],
+    ["console", "$JS.API.STREAM.MSG.DELETE.KV_trias_pending", false, false],
+    ["console", "$JS.API.CONSUMER.CREATE.KV_trias_pending", true, false],
+    ["executor", "$KV.trias_pending.>", false, false],
   ];
   it.each(table)("nats-config - %s: %s allowed %s, denied %s", (name, subject, allow, deny) => {
     const p = of(name);

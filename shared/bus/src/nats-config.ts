@@ -52,6 +52,14 @@ export function keyStoreDeny(role: NatsUserRole): string[] {
  */
 export const RECEIPTS_BUCKET = "trias_receipts";
 
+/**
+ * The pending index (docs/scaling.md, "Cold paths"): one key per run that has a step asking a
+ * human, put by the verifier when it sees the assignment and deleted when the run closes, so
+ * `trias pending` reads those runs instead of the whole trace. A hint: readers still check
+ * each run's trace, and only the verifier writes it.
+ */
+export const PENDING_BUCKET = "trias_pending";
+
 /** Where reviewers claim a step that needs fewer reviewers than there are (first come, first judge). */
 export const REVIEW_CLAIMS_BUCKET = "trias_reviews";
 
@@ -140,14 +148,16 @@ function ephemeralReads(stream: string): string[] {
  * space, never another's messages.
  */
 function bucketReads(): string[] {
-  return [...EXECUTOR_BUCKETS, REVIEW_CLAIMS_BUCKET, RECEIPTS_BUCKET].flatMap((b) => [
-    `${API}.CONSUMER.CREATE.KV_${b}`,
-    `${API}.CONSUMER.CREATE.KV_${b}.>`,
-    `${API}.CONSUMER.INFO.KV_${b}.*`,
-    `${API}.CONSUMER.MSG.NEXT.KV_${b}.*`,
-    `${API}.CONSUMER.DELETE.KV_${b}.*`,
-    `$JS.FC.KV_${b}.>`,
-  ]);
+  return [...EXECUTOR_BUCKETS, REVIEW_CLAIMS_BUCKET, RECEIPTS_BUCKET, PENDING_BUCKET].flatMap(
+    (b) => [
+      `${API}.CONSUMER.CREATE.KV_${b}`,
+      `${API}.CONSUMER.CREATE.KV_${b}.>`,
+      `${API}.CONSUMER.INFO.KV_${b}.*`,
+      `${API}.CONSUMER.MSG.NEXT.KV_${b}.*`,
+      `${API}.CONSUMER.DELETE.KV_${b}.*`,
+      `$JS.FC.KV_${b}.>`,
+    ],
+  );
 }
 
 function othersDurable(stream: string, d: string): string[] {
@@ -165,7 +175,13 @@ function ownSubjects(role: Role): string[] {
     case "reviewer":
       return [`trias.${role}.>`, `$KV.${REVIEW_CLAIMS_BUCKET}.>`];
     case "verifier":
-      return [`trias.${role}.>`, `$KV.${RECEIPTS_BUCKET}.>`];
+      return [
+        `trias.${role}.>`,
+        `$KV.${RECEIPTS_BUCKET}.>`,
+        `$KV.${PENDING_BUCKET}.>`,
+        // A closed run's key is removed, not deleted: a delete marker per run would grow the bucket.
+        `${API}.STREAM.MSG.DELETE.KV_${PENDING_BUCKET}`,
+      ];
     case "console":
       return [`trias.${role}.>`, `$KV.${SUBJECT_KEYS_BUCKET}.>`];
     default:

@@ -69,6 +69,14 @@ export const RecoveryAction = z.enum([
 ]);
 export type RecoveryAction = z.infer<typeof RecoveryAction>;
 
+/**
+ * A run stopped by a person's signed order (docs/console.md, "Runs that always end"):
+ * `cancelled` (stopped, what ran compensated where the run's table allows a rollback) or
+ * `resolved` (an escalation settled by hand outside Trias).
+ */
+export const PersonEnd = z.enum(["cancelled", "resolved"]);
+export type PersonEnd = z.infer<typeof PersonEnd>;
+
 export const RunOutcome = z.enum([
   "completed",
   "failed",
@@ -76,6 +84,7 @@ export const RunOutcome = z.enum([
   "rolled_back",
   "escalated",
   "quarantined",
+  ...PersonEnd.options,
 ]);
 export type RunOutcome = z.infer<typeof RunOutcome>;
 
@@ -229,6 +238,12 @@ export const RecoveryDecided = z.object({
    * is in the run's trace): naming it costs the order 64 characters, whatever its arguments.
    */
   evidence: Digest.nullable(),
+  /**
+   * Set only on a person's quarantine or rollback that ends the run (a cancel, an abandon,
+   * a resolution by hand): the outcome the run then closes with, instead of `quarantined`
+   * or `rolled_back`. The run-state fold refuses it from any other role.
+   */
+  ends: PersonEnd.optional(),
 });
 export type RecoveryDecided = z.infer<typeof RecoveryDecided>;
 
@@ -296,6 +311,19 @@ export const SubjectErased = z.object({
 });
 export type SubjectErased = z.infer<typeof SubjectErased>;
 
+/**
+ * A step the router holds back for its tool's rate limit (docs/rate-limits.md): why the run
+ * waits, in the trace. Published once per held step and attempt; the step is routed when the
+ * window lets it, or refused after the policy's longest delay.
+ */
+export const StepHeld = z.object({
+  tool: z.string().min(1).max(256),
+  reason: z.string().max(1024),
+  /** The earliest the router will route it, ms since the epoch. */
+  until: z.number().int().nonnegative(),
+});
+export type StepHeld = z.infer<typeof StepHeld>;
+
 // ---------------------------------------------------------------------------------------
 // The envelope.
 
@@ -336,6 +364,7 @@ export const Message = z.discriminatedUnion("kind", [
   kindOf("run_closed", RunClosed),
   kindOf("message_rejected", MessageRejected),
   kindOf("subject_erased", SubjectErased),
+  kindOf("step_held", StepHeld),
 ]);
 export type Message = z.infer<typeof Message>;
 export type Kind = Message["kind"];
@@ -356,4 +385,5 @@ export const SENDERS: Readonly<Record<Kind, readonly Role[]>> = {
   run_closed: ["verifier"],
   message_rejected: ["proposer", "router", "reviewer", "executor", "verifier", "console"],
   subject_erased: ["console"],
+  step_held: ["router"],
 };

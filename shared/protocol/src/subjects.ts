@@ -25,6 +25,11 @@ export function asksForReview(b: BodyOf<"tier_assigned">): boolean {
   return b.denied === null && b.requires.reviewers > 0;
 }
 
+/** Whether an assignment waits for a person's decision (a denied step waits for no one). */
+export function asksForHuman(b: BodyOf<"tier_assigned">): boolean {
+  return b.denied === null && b.requires.human;
+}
+
 /** The subject a message is published on: its kind's, or REVIEW_TOKEN's for an assignment asking for review. */
 export function subjectOf<K extends Kind>(
   role: Role,

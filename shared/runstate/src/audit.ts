@@ -195,8 +195,15 @@ export function auditTrace(
   // After the receipt: the same fold goes on, so what a sealed run may take is decided by
   // the one rule the agents apply (afterClose) and the verdict rules, not by a second list.
   const after: AfterReceipt[] = [];
-  for (const ev of later) {
+  // The run ends at its receipt: the close is judged against the covered events alone (what
+  // the verifier decided on), and an event stored between the receipt and the close (a
+  // reviewer answering while the run was being closed) is judged against the sealed run,
+  // as an event after the close is; the stream order among them is kept.
+  const sealedFirst = closing && later.includes(closing);
+  const judged = sealedFirst ? [closing, ...later.filter((e) => e !== closing)] : later;
+  for (const ev of judged) {
     const m = ev.message;
+    if (sealedFirst && ev !== closing && ev.seq <= state.lastSeq) state.lastSeq = ev.seq - 1;
     const entry = (verdict: AfterReceipt["verdict"], reason: string): void => {
       after.push({
         seq: ev.seq,

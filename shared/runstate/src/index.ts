@@ -20,6 +20,8 @@ export type {
   RecoveryState,
   RunCounts,
   ClosedRecord,
+  EndedByPerson,
+  HeldStep,
 } from "./state.js";
 export {
   PHASES,
@@ -36,6 +38,8 @@ export {
   foldRun,
   quorum,
   afterClose,
+  personOnly,
+  proposedAt,
   type QuorumStatus,
 } from "./reduce.js";
 export {

@@ -195,6 +195,66 @@ describe("receipt - behaviour", () => {
   });
 });
 
+describe("audit - between the receipt and the close", () => {
+  /**
+   * A run closed while its step was still under review: the executor refused the step (a
+   * record, no transition) and the verifier closed the run on it, while two reviewers were
+   * still reviewing.
+   */
+  function closedWhileReviewed(between: (t: TraceBuilder) => void): TraceBuilder {
+    const t = new TraceBuilder("run-between");
+    t.submit();
+    t.propose(0, 1);
+    t.assign(0, "full");
+    t.emit("executor", "message_rejected", 0, 0, {
+      code: "policy_digest_mismatch",
+      reason: "step was routed under policy aaaa but this executor enforces bbbb",
+      subject: `trias.router.tier_assigned_review.${t.run}`,
+      seq: t.events.at(-1)!.seq,
+      messageId: null,
+      sender: null,
+      by: "executor",
+    });
+    // The verifier seals the run up to the refusal; the reviewers answer before its close is stored.
+    const receipt = computeReceipt(t.events, t.run);
+    between(t);
+    t.emit("verifier", "run_closed", null, 0, {
+      outcome: "rejected",
+      reason: "human rejected step 0",
+      steps: 1,
+      receipt,
+      topology: null,
+    });
+    return t;
+  }
+
+  it("audit - a reviewer's verdict stored between the receipt and the close is late, judged against the sealed run", () => {
+    const t = closedWhileReviewed((x) => {
+      x.verdict(0, "reviewer-1");
+      x.verdict(0, "reviewer-2");
+    });
+    const r = auditTrace(t.events);
+    expect(r.problems).toEqual([]);
+    expect(r.ok).toBe(true);
+    expect(r.after.map((a) => a.verdict)).toEqual(["late", "late"]);
+    expect(r.state.outcome).toBe("rejected");
+  });
+
+  it("audit - an execution stored between the receipt and the close is tampering", () => {
+    const t = closedWhileReviewed((x) => {
+      x.execute(0);
+    });
+    const r = auditTrace(t.events);
+    expect(r.ok).toBe(false);
+    expect(r.after).toEqual([
+      expect.objectContaining({
+        verdict: "tampering",
+        reason: expect.stringMatching(/nothing may follow run_closed/),
+      }),
+    ]);
+  });
+});
+
 describe("audit - after the receipt", () => {
   /** A clean 1-step full-tier run (two approvals of three reviewers), sealed. */
   function sealedRun(run: string): TraceBuilder {

@@ -7,6 +7,8 @@ import {
   tierRank,
   type Message,
   type MessageOf,
+  type PersonEnd,
+  type Role,
   type RunOutcome,
   type Tier,
 } from "@trias/protocol";
@@ -68,6 +70,7 @@ export function initialRunState(run: string): RunState {
       passed: 0,
       notPassed: 0,
       retries: 0,
+      reroutes: 0,
       replans: 0,
       rollbacks: 0,
       compensations: 0,
@@ -80,6 +83,8 @@ export function initialRunState(run: string): RunState {
     violations: [],
     rejections: [],
     closed: null,
+    ended: null,
+    held: null,
   };
 }
 
@@ -155,7 +160,11 @@ function applyEvent(s: RunState, ev: TraceEvent): "applied" | "violation" | "fai
     s.lastSeq = ev.seq;
     s.messageIds.push(ev.message.id);
     s.counts.applied++;
-    if (to !== from) moveTo(s, to, ev.seq, c.step);
+    if (to !== from) {
+      moveTo(s, to, ev.seq, c.step);
+      // A hold explains a wait in one phase: routed, retried or closed, the step has moved on.
+      s.held = null;
+    }
     settleQuorum(s, ev.seq);
   } catch {
     return "failed";
@@ -268,6 +277,8 @@ function classify(s: RunState, ev: TraceEvent): Classified {
       return recovery(s, m, ev);
     case "run_closed":
       return closed(s, m, ev);
+    case "step_held":
+      return held(s, m, ev);
     case "subject_erased":
       // An erasure is a run of its own with nothing to drive; inside a task's run it is misplaced.
       return {
@@ -289,6 +300,29 @@ export function afterClose(
 ): string | null {
   if (s.closed === null || kind === "message_rejected" || kind === "verdict") return null;
   return `run ${s.status === "quarantined" ? "quarantined and sealed" : "closed"} at seq ${s.closed.seq}: nothing may follow run_closed, a ${kind} is refused`;
+}
+
+/** A record of why the current step waits (its tool's rate limit); it changes no phase. */
+function held(s: RunState, m: MessageOf<"step_held">, ev: TraceEvent): Classified {
+  const step = s.current === null ? undefined : s.steps[s.current];
+  if (!step || m.step !== step.index || m.attempt !== step.attempt || s.phase !== "proposed")
+    return {
+      illegal: `a hold of step ${String(m.step)} attempt ${m.attempt} while the current step is ${String(s.current)} in phase ${s.phase}: only a proposed step waits for the router`,
+    };
+  return {
+    event: null,
+    step: step.index,
+    apply: (st) => {
+      st.held = {
+        step: step.index,
+        attempt: m.attempt,
+        tool: m.body.tool,
+        reason: m.body.reason,
+        until: m.body.until,
+        seq: ev.seq,
+      };
+    },
+  };
 }
 
 function rejected(m: MessageOf<"message_rejected">, ev: TraceEvent): Plan {
@@ -785,16 +819,23 @@ function compensationTarget(s: RunState, step: number, of: string): number | str
 
 function recovery(s: RunState, m: MessageOf<"recovery_decided">, ev: TraceEvent): Classified {
   const b = m.body;
-  const event: RunEvent = b.action;
+  // A retry of a step that never executed can only be a re-route (transitions.ts).
+  const event: RunEvent =
+    b.action === "retry" && (s.phase === "routed" || s.phase === "approved") ? "reroute" : b.action;
   if (nextPhase(s.phase, event) === null) return { event, step: s.current, apply: () => {} };
-  if (s.phase === "escalated" && event !== "quarantine" && m.role !== "human") {
-    return { illegal: `the run is escalated: only a human decides, not ${m.role} ${m.sender}` };
-  }
+  const personal = personOnly(s.phase, event, m.role, b.ends);
+  if (personal !== null) return { illegal: `${personal}, not ${m.role} ${m.sender}` };
   const step = s.current === null ? undefined : s.steps[s.current];
-  if ((event === "retry" || event === "replan") && (!step || b.digest !== step.digest)) {
+  const again = event === "retry" || event === "replan" || event === "reroute";
+  if (again && (!step || b.digest !== step.digest)) {
     return { illegal: `${event} names ${b.digest}, which is not the current step's proposal` };
   }
-  if ((event === "retry" || event === "replan") && step && b.nextAttempt <= step.attempt) {
+  if (event === "reroute" && step && !refusedUnderAnotherPolicy(s, step.index)) {
+    return {
+      illegal: `a re-route of step ${step.index} needs the executor's policy_digest_mismatch refusal of its current attempt, and the trace holds none`,
+    };
+  }
+  if (again && step && b.nextAttempt <= step.attempt) {
     return {
       illegal: `${event} orders attempt ${b.nextAttempt}, not after attempt ${step.attempt}`,
     };
@@ -836,7 +877,9 @@ function recovery(s: RunState, m: MessageOf<"recovery_decided">, ev: TraceEvent)
         st.recovery.pending = pending;
         st.recovery.cursor = pending.effect;
       }
+      if (event === "retry" && m.role === "human" && step) liftAvoid(st, step.index, b.digest);
       if (event === "retry") st.counts.retries++;
+      if (event === "reroute") st.counts.reroutes++;
       if (event === "replan") st.counts.replans++;
       if (event === "rollback") {
         st.recovery.rollback = true;
@@ -845,8 +888,10 @@ function recovery(s: RunState, m: MessageOf<"recovery_decided">, ev: TraceEvent)
       if (event === "escalate") st.counts.escalations++;
       if (event === "quarantine") {
         st.counts.quarantines++;
-        st.outcome = "quarantined";
+        st.outcome = b.ends ?? "quarantined";
       }
+      if (b.ends !== undefined)
+        st.ended = { outcome: b.ends, sender: m.sender, reason: b.reason, seq: ev.seq };
     },
   };
 }
@@ -948,8 +993,12 @@ function compensationVerified(
 
 function closed(s: RunState, m: MessageOf<"run_closed">, ev: TraceEvent): Classified {
   const b = m.body;
-  const event = closeEvent(b.outcome);
+  const event = closeEvent(b.outcome, s.phase);
   if (nextPhase(s.phase, event) === null) return { event, step: null, apply: () => {} };
+  if ((b.outcome === "cancelled" || b.outcome === "resolved") && s.ended?.outcome !== b.outcome)
+    return {
+      illegal: `run closed as ${b.outcome}, but no person's signed order ended it so (${s.ended ? `the last one says ${s.ended.outcome}` : "there is none"})`,
+    };
   if (event === "close_completed") {
     const step = s.current === null ? undefined : s.steps[s.current];
     if (!step || step.index !== step.total - 1) {
@@ -974,7 +1023,7 @@ function closed(s: RunState, m: MessageOf<"run_closed">, ev: TraceEvent): Classi
   };
 }
 
-function closeEvent(outcome: RunOutcome): RunEvent {
+function closeEvent(outcome: RunOutcome, phase: Phase): RunEvent {
   switch (outcome) {
     case "completed":
       return "close_completed";
@@ -982,9 +1031,71 @@ function closeEvent(outcome: RunOutcome): RunEvent {
       return "close_rolled_back";
     case "quarantined":
       return "close_quarantined";
+    case "cancelled":
+    case "resolved":
+      // A person's end seals what their order set in motion: the halt or the rollback.
+      if (phase === "quarantined") return "close_quarantined";
+      if (phase === "rolling_back") return "close_rolled_back";
+      return "close_failed";
     default:
       return "close_failed";
   }
+}
+
+/**
+ * The recovery orders only a person may give, in one place (docs/console.md, "Runs that
+ * always end"): any order but a quarantine while the run is escalated; an order that ends
+ * the run as cancelled or resolved (only as a quarantine or a rollback); and a rollback of
+ * a step still under review (a cancel while it waits: the executor then runs no further
+ * step of the run). Returns what is refused, or null.
+ */
+export function personOnly(
+  phase: Phase,
+  event: RunEvent,
+  role: Role,
+  ends: PersonEnd | undefined,
+): string | null {
+  if (ends !== undefined && event !== "quarantine" && event !== "rollback")
+    return `a ${event} cannot end a run as ${ends}: only a quarantine or a rollback can`;
+  if (role === "human") return null;
+  if (ends !== undefined) return `only a person may end a run as ${ends}`;
+  if (phase === "escalated" && event !== "quarantine")
+    return "the run is escalated: only a human decides";
+  if (phase === "routed" && event === "rollback")
+    return "only a person may roll back a run while its step waits for review";
+  return null;
+}
+
+/** The stream seq at which the current attempt of `step` was proposed (0 when unknown). */
+export function proposedAt(s: Pick<RunState, "transitions">, step: number): number {
+  for (let i = s.transitions.length - 1; i >= 0; i--) {
+    const t = s.transitions[i];
+    if (t && t.step === step && t.to === "proposed") return t.seq;
+  }
+  return 0;
+}
+
+/** The executor refused the current attempt of `step` as routed under another policy. */
+function refusedUnderAnotherPolicy(s: RunState, step: number): boolean {
+  const since = proposedAt(s, step);
+  return s.rejections.some(
+    (r) =>
+      r.by === "executor" &&
+      r.code === "policy_digest_mismatch" &&
+      (r.rejectedSeq ?? r.seq) > since,
+  );
+}
+
+/**
+ * A person who orders a retry of a step decides that its action may run again unchanged:
+ * the escalation that brought them in had put it on the avoid list (recovery.ts), which
+ * would otherwise refuse the very proposal the retry asks for.
+ */
+function liftAvoid(st: RunState, step: number, digest: string): void {
+  const action = st.steps[step]?.digests.find((d) => d.digest === digest)?.action;
+  st.recovery.avoid = st.recovery.avoid.filter((d) => d !== digest);
+  if (action !== undefined)
+    st.recovery.avoidActions = st.recovery.avoidActions.filter((k) => k !== `${step}|${action}`);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1030,7 +1141,7 @@ function tableReason(s: RunState, ev: TraceEvent, event: RunEvent): string {
   const st = s.current === null ? undefined : s.steps[s.current];
   if (s.phase === "new") return `${base}: the run has no task_submitted yet`;
   if (s.phase === "quarantined")
-    return `${base}: the run is quarantined; only a run_closed with outcome quarantined may seal it`;
+    return `${base}: the run is quarantined; only a run_closed with outcome quarantined (or the cancelled or resolved a person ordered) may seal it`;
   if (event === "execute" && st && (s.phase === "proposed" || s.phase === "routed")) {
     const q = quorum(st);
     return `${base}: step ${st.index} was never approved (${q.have} of ${q.need} approvals${q.humanRequired && !q.humanApproved ? ", no human approval" : ""})`;

@@ -8,6 +8,7 @@ import {
   initialRunState,
   reduce,
   afterClose,
+  personOnly,
   type RunState,
   type TraceEvent,
   type Violation,
@@ -276,6 +277,40 @@ describe("runstate - behaviour", () => {
     }).toEqual(b);
   });
 
+  it.each([
+    ["the current proposed step", 0, 0, "proposed", true],
+    ["another step", 1, 0, "proposed", false],
+    ["an older attempt", 0, 1, "proposed", false],
+    ["a step already routed", 0, 0, "routed", false],
+  ] as const)(
+    "step_held: a hold of %s is legal only while it waits for the router",
+    (_what, step, attemptBehind, phase, legal) => {
+      const t = new TraceBuilder(`run-held-${step}-${attemptBehind}-${phase}`);
+      t.submit();
+      t.propose(0, 2, { attempt: attemptBehind });
+      if (phase === "routed") t.assign(0, "light");
+      const hold = t.emit("router", "step_held", step, 0, {
+        tool: "ledger.transfer",
+        reason: "1 call per 1000 ms",
+        until: 2_000_000_000_000,
+      });
+      const s = foldRun(t.events);
+      if (legal) {
+        expect(s.violations).toEqual([]);
+        expect(s.held).toEqual(
+          expect.objectContaining({ step: 0, attempt: 0, tool: "ledger.transfer", seq: hold.seq }),
+        );
+        expect(s.phase).toBe("proposed");
+        // Routed, the step has moved on: the hold no longer explains the wait.
+        t.assign(0, "light");
+        expect(foldRun(t.events).held).toBeNull();
+      } else {
+        expect(s.violations.map((v) => v.seq)).toEqual([hold.seq]);
+        expect(s.held).toBeNull();
+      }
+    },
+  );
+
   it("never counts uncertain as passed", () => {
     const t = new TraceBuilder("run-uncertain");
     t.submit();
@@ -462,6 +497,156 @@ describe("runstate - behaviour", () => {
     const s = foldRun(t.events);
     expect(s.violations).toEqual([]);
     expect(s.outcome).toBe("completed");
+  });
+
+  it("runstate - personOnly: the orders only a person may give, and which orders may end a run", () => {
+    const table: [
+      Parameters<typeof personOnly>[0],
+      Parameters<typeof personOnly>[1],
+      Parameters<typeof personOnly>[2],
+      Parameters<typeof personOnly>[3],
+      RegExp | null,
+    ][] = [
+      ["failed", "retry", "verifier", undefined, null],
+      ["escalated", "retry", "verifier", undefined, /only a human decides/],
+      ["escalated", "quarantine", "verifier", undefined, null],
+      ["escalated", "retry", "human", undefined, null],
+      ["routed", "rollback", "verifier", undefined, /only a person may roll back/],
+      ["routed", "rollback", "human", "cancelled", null],
+      ["failed", "rollback", "verifier", undefined, null],
+      ["routed", "quarantine", "human", "cancelled", null],
+      ["escalated", "quarantine", "human", "resolved", null],
+      ["routed", "quarantine", "verifier", "cancelled", /only a person may end a run as cancelled/],
+      ["escalated", "retry", "human", "resolved", /a retry cannot end a run/],
+    ];
+    for (const [phase, event, role, ends, want] of table) {
+      const got = personOnly(phase, event, role, ends);
+      const label = `${role} ${event} in ${phase} ending ${String(ends)}`;
+      if (want === null) expect(got, label).toBeNull();
+      else expect(got, label).toMatch(want);
+    }
+  });
+
+  it("runstate - a person's cancel while a step waits rolls back what ran and closes as cancelled", () => {
+    const t = new TraceBuilder("run-cancel-rollback");
+    t.submit();
+    t.step(0, 2, "light");
+    t.propose(1, 2);
+    t.assign(1, "full");
+    t.recover(1, "rollback", { who: "human", nextAttempt: 0, ends: "cancelled" });
+    t.compensate(0);
+    t.close("cancelled");
+    const s = foldRun(t.events);
+    expect(s.violations).toEqual([]);
+    expect(s.outcome).toBe("cancelled");
+    expect(s.status).toBe("closed");
+    expect(s.ended).toEqual(
+      expect.objectContaining({ outcome: "cancelled", reason: "test rollback" }),
+    );
+    expect(s.effects[0]?.compensated).toBe(true);
+    // Once rolled back, the step that waited may not execute.
+    const u = new TraceBuilder("run-cancel-late-exec");
+    u.submit();
+    u.step(0, 2, "light");
+    u.propose(1, 2);
+    u.assign(1, "standard");
+    u.recover(1, "rollback", { who: "human", nextAttempt: 0, ends: "cancelled" });
+    u.verdict(1, "reviewer-1");
+    expectOnlyViolation(u.events, u.execute(1), /not legal in phase rolling_back/);
+  });
+
+  it("runstate - a run closes as cancelled or resolved only after a person's order says so", () => {
+    const t = new TraceBuilder("run-cancel-halt");
+    t.submit();
+    t.propose(0, 1);
+    t.assign(0, "full");
+    t.recover(0, "quarantine", { who: "human", nextAttempt: 0, ends: "cancelled" });
+    t.close("cancelled");
+    const s = foldRun(t.events);
+    expect(s.violations).toEqual([]);
+    expect(s.outcome).toBe("cancelled");
+
+    const u = new TraceBuilder("run-resolved-lie");
+    u.submit();
+    u.step(0, 1, "light", "failed");
+    u.recover(0, "escalate");
+    u.recover(0, "quarantine", { who: "human", nextAttempt: 0, ends: "cancelled" });
+    expectOnlyViolation(u.events, u.close("resolved"), /no person's signed order ended it so/);
+
+    const v = new TraceBuilder("run-closed-as-cancelled-by-verifier");
+    v.submit();
+    v.step(0, 1, "light", "failed");
+    v.recover(0, "quarantine");
+    expectOnlyViolation(v.events, v.close("cancelled"), /there is none/);
+  });
+
+  it("runstate - a person's retry of an escalated step lifts the escalation's avoid list for that step", () => {
+    const t = new TraceBuilder("run-escalate-retry");
+    t.submit();
+    t.step(0, 1, "light", "failed");
+    t.recover(0, "escalate", { nextAttempt: 0, avoid: [t.ctx(0).digest] });
+    // Without the person's retry, proposing the same action again is refused.
+    const u = new TraceBuilder("run-escalate-replan");
+    u.submit();
+    u.step(0, 1, "light", "failed");
+    u.recover(0, "escalate", { nextAttempt: 0, avoid: [u.ctx(0).digest] });
+    u.recover(0, "replan", { who: "human", nextAttempt: 1 });
+    const again = u.propose(0, 1, { attempt: 1, replanOf: u.ctx(0).digest });
+    expectOnlyViolation(u.events, again, /avoid list/);
+
+    t.recover(0, "retry", { who: "human", nextAttempt: 1 });
+    t.propose(0, 1, { attempt: 1 });
+    t.assign(0, "light");
+    t.execute(0);
+    t.verify(0, "passed");
+    t.close();
+    const s = foldRun(t.events);
+    expect(s.violations).toEqual([]);
+    expect(s.outcome).toBe("completed");
+  });
+
+  it("runstate - a step the executor refused as routed under another policy is routed again at its next attempt, and only then", () => {
+    const refuse = (t: TraceBuilder, seq: number | null) =>
+      t.emit("executor", "message_rejected", 0, 0, {
+        code: "policy_digest_mismatch",
+        reason: "step was routed under policy aaaa but this executor enforces bbbb",
+        subject: `trias.human.verdict.${t.run}`,
+        seq,
+        messageId: null,
+        sender: null,
+        by: "executor",
+      });
+    const t = new TraceBuilder("run-reroute");
+    t.submit();
+    t.propose(0, 1);
+    t.assign(0, "full");
+    const waiting = t.verdict(0, "human");
+    // Without the executor's refusal a retry of a step never executed is refused.
+    const bare = new TraceBuilder("run-reroute-bare");
+    bare.submit();
+    bare.propose(0, 1);
+    bare.assign(0, "full");
+    expectOnlyViolation(
+      bare.events,
+      bare.recover(0, "retry", { nextAttempt: 1 }),
+      /needs the executor's policy_digest_mismatch refusal/,
+    );
+    refuse(t, waiting.seq);
+    t.recover(0, "retry", { nextAttempt: 1 });
+    t.propose(0, 1, { attempt: 1 });
+    t.assign(0, "full");
+    t.approveFor(0);
+    t.execute(0);
+    t.verify(0);
+    t.close();
+    const s = foldRun(t.events);
+    expect(s.violations).toEqual([]);
+    expect(s.outcome).toBe("completed");
+    expect(s.counts.reroutes).toBe(1);
+    expect(s.transitions.map((x) => x.to)).toContain("retrying");
+    expect(s.steps[0]?.history).toEqual([
+      expect.objectContaining({ attempt: 0, execution: null, verdict: null }),
+    ]);
   });
 
   it("accepts a slow reviewer's verdict after the fact without changing any phase", () => {

@@ -3,6 +3,7 @@ import type {
   JsonObject,
   JsonValue,
   Message,
+  PersonEnd,
   Receipt,
   RecoveryAction,
   ReviewDecision,
@@ -237,11 +238,23 @@ export interface RunCounts {
   passed: number;
   notPassed: number;
   retries: number;
+  /** Steps routed again after the executor refused them as routed under another policy. */
+  reroutes: number;
   replans: number;
   rollbacks: number;
   compensations: number;
   escalations: number;
   quarantines: number;
+}
+
+/** A person's signed order that ends the run (docs/console.md, "Runs that always end"). */
+export interface EndedByPerson {
+  /** The outcome the run closes with once what the order set in motion is done. */
+  outcome: PersonEnd;
+  /** Key id of the person who signed it. */
+  sender: string;
+  reason: string;
+  seq: number;
 }
 
 export interface ClosedRecord {
@@ -273,4 +286,19 @@ export interface RunState {
   violations: Violation[];
   rejections: Rejection[];
   closed: ClosedRecord | null;
+  /** The last order by which a person ended the run (cancelled, resolved), null while none. */
+  ended: EndedByPerson | null;
+  /** The current step held back by its tool's rate limit, until its phase moves on. */
+  held: HeldStep | null;
+}
+
+/** A step the router holds back for a rate limit (a step_held record): why the run waits. */
+export interface HeldStep {
+  step: number;
+  attempt: number;
+  tool: string;
+  reason: string;
+  /** The earliest the router routes it, ms since the epoch. */
+  until: number;
+  seq: number;
 }

@@ -289,6 +289,7 @@ export class TraceBuilder {
       avoid?: string[];
       compensation?: BodyOf<"recovery_decided">["compensation"];
       who?: string;
+      ends?: BodyOf<"recovery_decided">["ends"];
     } = {},
   ): TraceEvent {
     const c = this.ctx(index);
@@ -301,6 +302,7 @@ export class TraceBuilder {
       nextAttempt: opts.nextAttempt ?? c.attempt + 1,
       notBefore: null,
       evidence: null,
+      ...(opts.ends ? { ends: opts.ends } : {}),
     });
   }
 

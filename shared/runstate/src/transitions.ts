@@ -53,6 +53,11 @@ export const RUN_EVENTS = [
   "verify_pass",
   "verify_fail",
   "retry",
+  /**
+   * A retry of a step not yet executed, whose assignment the executor refused as routed
+   * under another policy: the step is proposed and routed again under the current one.
+   */
+  "reroute",
   "replan",
   "rollback",
   "compensate",
@@ -98,9 +103,14 @@ export const TRANSITIONS: Readonly<Record<Phase, Readonly<Row>>> = {
     veto: "vetoed",
     raise: "routed",
     deny: "denied",
+    // A person's cancel while the step waits for review; nothing approved, nothing in flight.
+    rollback: "rolling_back",
+    reroute: "retrying",
     close_failed: "closed",
   }),
   approved: live("approved", {
+    // The executor refused the approved step (another policy): it never runs as routed.
+    reroute: "retrying",
     approve: "approved",
     raise: "approved",
     quorum_lost: "routed",

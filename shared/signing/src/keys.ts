@@ -164,18 +164,26 @@ export async function initKeyDir(
     created.push(id.name);
   }
   writeFileSync(registryPath, JSON.stringify(registry, null, 2) + "\n", { mode: 0o644 });
-  for (const name of [ADMIN_NATS_USER, ...identities.map((i) => i.name)]) {
-    const file = join(dir, natsCredentialsFileName(name));
-    if (existsSync(file)) continue;
-    const creds: NatsCredentials = {
-      user: name,
-      // A letter first: nats-server reads an unquoted value that starts with a digit as a number.
-      password: `p${randomBytes(NATS_PASSWORD_BYTES).toString("hex")}`,
-    };
-    writeFileSync(file, JSON.stringify(creds, null, 2) + "\n", { mode: 0o600 });
-    chmodSync(file, 0o600);
-  }
+  for (const name of [ADMIN_NATS_USER, ...identities.map((i) => i.name)])
+    writeNatsCredentials(dir, name);
   return { dir, created, kept };
+}
+
+/**
+ * An identity's NATS user and password, beside its key (`<name>.nats.json`, mode 0600).
+ * An existing file is kept, never overwritten. Returns the file.
+ */
+function writeNatsCredentials(dir: string, name: string): string {
+  const file = join(dir, natsCredentialsFileName(name));
+  if (existsSync(file)) return file;
+  const creds: NatsCredentials = {
+    user: name,
+    // A letter first: nats-server reads an unquoted value that starts with a digit as a number.
+    password: `p${randomBytes(NATS_PASSWORD_BYTES).toString("hex")}`,
+  };
+  writeFileSync(file, JSON.stringify(creds, null, 2) + "\n", { mode: 0o600 });
+  chmodSync(file, 0o600);
+  return file;
 }
 
 /** Read and validate one JSON key file; the error says which file, what is wrong, what to do. */
@@ -281,14 +289,16 @@ export interface AddHumanOptions {
 }
 
 /**
- * Register a human identity: its own Ed25519 key and its groups. A name already active is
- * refused (revoke it first), so a key is never silently replaced.
+ * Register a human identity: its own Ed25519 key and its groups, and its own NATS user
+ * (`<name>.nats.json` beside the registry: role `human`, so it may publish human verdicts
+ * and orders and read the trace, nothing else; nats-config.ts `permissionsOf`). A name
+ * already active is refused (revoke it first), so a key is never silently replaced.
  */
 export async function addHuman(
   dir: string,
   name: string,
   o: AddHumanOptions,
-): Promise<{ entry: PublicKeyEntry; privateKeyFile: string | null }> {
+): Promise<{ entry: PublicKeyEntry; privateKeyFile: string | null; natsCredentialsFile: string }> {
   checkIdentityName(name);
   const path = join(dir, REGISTRY_FILE);
   const jwks: Jwks = existsSync(path) ? readJwks(path) : { keys: [] };
@@ -331,5 +341,5 @@ export async function addHuman(
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   jwks.keys.push(entry);
   writeFileSync(path, JSON.stringify(jwks, null, 2) + "\n", { mode: 0o644 });
-  return { entry, privateKeyFile };
+  return { entry, privateKeyFile, natsCredentialsFile: writeNatsCredentials(dir, name) };
 }

@@ -7,6 +7,8 @@ export interface TestNats {
   kind: "container" | "binary";
   /** Stop and start the server keeping its store (a restart mid-run). */
   restart(): Promise<void>;
+  /** Serve these users from now on (a configuration reload, no restart). */
+  reload(users: readonly NatsUser[]): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -42,6 +44,16 @@ async function startContainer(users: readonly NatsUser[]): Promise<TestNats> {
     restart: async () => {
       await container.restart();
     },
+    reload: async (next) => {
+      await container.copyContentToContainer([
+        {
+          content: natsConfig({ host: "0.0.0.0", port: 4222, storeDir: "/data", users: next }),
+          target: "/etc/nats/nats.conf",
+        },
+      ]);
+      // nats-server is the container's first process; SIGHUP reloads its configuration.
+      await container.exec(["kill", "-HUP", "1"]);
+    },
     stop: async () => {
       await container.stop();
     },
@@ -52,5 +64,11 @@ async function startContainer(users: readonly NatsUser[]): Promise<TestNats> {
 export async function startTestNats(users: readonly NatsUser[] = []): Promise<TestNats> {
   if (await dockerAvailable()) return startContainer(users);
   const s = await LocalNatsServer.start({ users });
-  return { url: s.url, kind: "binary", restart: () => s.restart(), stop: () => s.stop() };
+  return {
+    url: s.url,
+    kind: "binary",
+    restart: () => s.restart(),
+    reload: (next) => Promise.resolve(s.reload(next)),
+    stop: () => s.stop(),
+  };
 }

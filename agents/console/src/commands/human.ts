@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { Signer } from "@trias/signing";
 import { decideAsHuman, pendingHuman } from "../human.js";
 import { loadSigner, operatorKeyDir } from "../connect.js";
-import { nonNegativeInt, out, withOperator } from "../cli-kit.js";
+import { nonNegativeInt, note, out, withOperator } from "../cli-kit.js";
 
 export function registerHuman(program: Command): void {
   program
@@ -11,7 +11,7 @@ export function registerHuman(program: Command): void {
     .argument("[run]", "only this run")
     .action(async (run: string | undefined) =>
       withOperator(async ({ bus, registry }) => {
-        const steps = await pendingHuman(bus, registry, run);
+        const steps = await pendingHuman(bus, registry, run, (why) => note(why));
         for (const w of steps)
           out(
             `${w.run} step ${w.step} (attempt ${w.attempt}): ${w.tool} ${JSON.stringify(w.args)} — tier ${w.tier}, waiting for a human`,

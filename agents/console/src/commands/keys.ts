@@ -1,3 +1,5 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import type { Command } from "commander";
 import { addHuman, initKeyDir, revokeKey, DEFAULT_IDENTITIES } from "@trias/signing";
 import { out } from "../cli-kit.js";
@@ -41,8 +43,13 @@ export function registerKeys(program: Command): void {
           ...(o.publicKey !== undefined ? { publicX: o.publicKey } : {}),
           ...(o.out !== undefined ? { privateKeyFile: o.out } : {}),
         });
+        // The server's environment file, when this key dir has one, gets the new password.
+        const env = existsSync(join(o.dir, "nats.env")) ? writeNatsEnv(o.dir) : null;
         out(
           `registered ${r.entry.name} (${r.entry.kid}) in group(s) ${o.group.join(", ")}${r.privateKeyFile ? `; private key in ${r.privateKeyFile} (give it to ${name} alone)` : "; public key only"}`,
+        );
+        out(
+          `NATS user ${name} (role human: publishes human verdicts and orders, reads the trace): credentials in ${r.natsCredentialsFile}${env ? `, password added to ${env}` : ""}; the server serves it once its configuration is regenerated (trias nats-config --key-dir ${o.dir}) and reloaded`,
         );
       },
     );

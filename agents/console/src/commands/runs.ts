@@ -1,11 +1,11 @@
 import { Option, type Command } from "commander";
-import { RunOutcome, subjectFor, type MessageOf } from "@trias/protocol";
+import { RunOutcome } from "@trias/protocol";
 import { Signer } from "@trias/signing";
-import { readRun, replayLines } from "../audit.js";
-import { loadSigner } from "../connect.js";
-import { HUMAN_ACTIONS, humanOrder, type HumanAction } from "../resolve.js";
+import { loadSigner, operatorKeyDir } from "../connect.js";
+import { HUMAN_ACTIONS, type HumanAction } from "../resolve.js";
+import { prepareHumanOrder, publishHumanOrder } from "../human.js";
 import { RunIndex } from "../runs.js";
-import { CliError, EXIT, out, requireRun, withOperator } from "../cli-kit.js";
+import { CliError, EXIT, out, withOperator } from "../cli-kit.js";
 
 /** Sign a person's order about a run (cancel, resolve) with their own key and publish it. */
 async function order(
@@ -13,52 +13,19 @@ async function order(
   action: HumanAction,
   o: { as: string; key?: string; reason: string },
 ): Promise<void> {
-  await withOperator(async ({ bus, registry, keyDir }) => {
-    const keyFile = o.key ?? process.env["TRIAS_HUMAN_KEY"];
-    const human = keyFile ? Signer.load(keyFile) : loadSigner(keyDir, o.as);
-    if (human.role !== "human")
-      throw new CliError(
-        EXIT.failed,
-        `key ${human.name} is a ${human.role} key; this needs a person's key`,
-      );
-    const events = await readRun(bus, run);
-    requireRun(bus, run, events);
-    const { state } = replayLines(registry, run, events);
-    const r = humanOrder(state, action, human.name, o.reason);
-    if ("refused" in r) throw new CliError(EXIT.failed, r.refused);
-    // The order continues the run's one trace: the context of the run's last traced message.
-    const trace =
-      events
-        .map((e) => {
-          try {
-            return registry.open(e.data).message.trace;
-          } catch {
-            return null;
-          }
-        })
-        .filter((t) => t !== null)
-        .at(-1) ?? null;
-    const now = Date.now();
-    const message: MessageOf<"recovery_decided"> = {
-      v: 1,
-      id: `human-${action}-${run}-${now.toString(36)}`,
-      kind: "recovery_decided",
-      run,
-      step: r.step,
-      attempt: r.attempt,
-      sender: human.kid,
-      role: "human",
-      issuedAt: now,
-      expiresAt: now + 10 * 60_000,
-      trace,
-      body: r.body,
-    };
-    await bus.publish(subjectFor("human", "recovery_decided", run), human.seal(message), {
-      msgId: message.id,
-      headers: trace ? { traceparent: trace.traceparent } : {},
-    });
-    out(`${run}: ${r.body.action} ordered, signed by ${human.name}: ${r.body.reason}`);
-  });
+  const keyFile = o.key ?? process.env["TRIAS_HUMAN_KEY"];
+  const human = keyFile ? Signer.load(keyFile) : loadSigner(operatorKeyDir(), o.as);
+  if (human.role !== "human")
+    throw new CliError(
+      EXIT.failed,
+      `key ${human.name} is a ${human.role} key; this needs a person's key`,
+    );
+  // The person's own NATS user: it may publish human messages, nothing else.
+  await withOperator(async ({ bus, registry }) => {
+    const message = await prepareHumanOrder(bus, registry, human, run, action, o.reason);
+    await publishHumanOrder(bus, message, human.seal(message));
+    out(`${run}: ${message.body.action} ordered, signed by ${human.name}: ${message.body.reason}`);
+  }, human.name);
 }
 
 function personOptions(c: Command): Command {

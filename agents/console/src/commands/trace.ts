@@ -19,6 +19,7 @@ import {
   EXIT,
   classify,
   existingFile,
+  fullReadNote,
   notFound,
   out,
   requireRun,
@@ -30,6 +31,7 @@ import {
 async function load(
   run: string | undefined,
   file: string | undefined,
+  withErasures = false,
 ): Promise<{ run: string; events: StoredEvent[]; erased: Set<string> }> {
   if (file) {
     if (run) throw usage("give a run or --file, not both");
@@ -39,9 +41,11 @@ async function load(
   }
   if (!run) throw usage("give a run id, or --file <trace> for an exported trace");
   return withOperator(async ({ bus }) => {
-    const events = await readRun(bus, run);
+    const events = await readRun(bus, run, fullReadNote(run));
     requireRun(bus, run, events);
-    return { run, events, erased: await erasedSubjects(bus) };
+    // Only the causal tree shows sealed values: the other commands skip this read, which
+    // spans every erasure record in the trace.
+    return { run, events, erased: withErasures ? await erasedSubjects(bus) : new Set<string>() };
   });
 }
 
@@ -211,7 +215,7 @@ export function registerTrace(program: Command): void {
     "trace",
     "the run's causal tree (who emitted what, in answer to what)",
   ).action(async (r: string | undefined, o: { file?: string }) => {
-    const { run, events, erased } = await load(r, o.file);
+    const { run, events, erased } = await load(r, o.file, true);
     for (const l of traceTree(loadRegistry(), run, events, erased)) out(l);
   });
 
@@ -222,7 +226,7 @@ export function registerTrace(program: Command): void {
     .argument("<file>", "where to write the trace")
     .action(async (run: string, file: string) =>
       withOperator(async ({ bus }) => {
-        const events = await readRun(bus, run);
+        const events = await readRun(bus, run, fullReadNote(run));
         requireRun(bus, run, events);
         exportTrace(file, run, events, await checkpointOf(bus, run));
         out(`wrote ${events.length} events of ${run} to ${file}`);

@@ -40,6 +40,11 @@ export function registerUp(program: Command): void {
         ...(config ? { env: { TRIAS_CONFIG: config } } : {}),
       });
       started.stack = stack;
+      // A person registered while it runs (trias keys add-human) gets their NATS user at once.
+      stack.followRegistry(
+        (names) => out(`NATS user(s) added: ${names.join(", ")}`),
+        (e) => out(`NATS users not reloaded: ${(e as Error).message}`),
+      );
       const admin = stack.natsCredentials("admin");
       out(`trias up: every agent running, tools from ${config ?? "the shipped packs"}`);
       out("in another shell:");

@@ -2,7 +2,8 @@
  * The browser side of the console, served as /app.js. It holds the person's signing key:
  * an Ed25519 key made by WebCrypto with `extractable: false`, kept in IndexedDB, so the
  * private half never leaves the browser (not to the console server, not to script). The
- * server prepares the exact bytes of a verdict; this signs them and sends the signature.
+ * server prepares the exact bytes of a verdict or an order; this signs them and sends the
+ * signature.
  * Plain JavaScript with no dependencies: the page is served from this string as it is.
  */
 export const CLIENT_JS = String.raw`
@@ -77,9 +78,28 @@ async function decide(btn) {
   status(done.message, true);
 }
 
+// A person's order about a run (cancel, or a decision on an escalated one), signed the same way.
+async function order(btn) {
+  const run = btn.dataset.run, action = btn.dataset.order;
+  const box = document.querySelector('[data-order-reason="' + run + '"]');
+  const reason = (box && box.value.trim()) || "";
+  if (!reason) return status("a " + action + " needs a reason", false);
+  const me = await whoami();
+  if (!me.kid) return status("this browser's key is not registered: see Identity", false);
+  const prep = await (await fetch("/api/prepare-order", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ run, action, reason, kid: me.kid }) })).json();
+  if (prep.error) return status("refused: " + prep.error, false);
+  const { privateKey } = await myKey();
+  const sig = await crypto.subtle.sign({ name: "Ed25519" }, privateKey, unb64(prep.payload));
+  const done = await (await fetch("/api/decide", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id: prep.id, sig: b64(sig) }) })).json();
+  if (done.error) return status("refused: " + done.error, false);
+  status(done.message, true);
+}
+
 document.addEventListener("click", (e) => {
   const btn = e.target.closest("button[data-decision]");
   if (btn) decide(btn).catch((err) => status(String(err), false));
+  const ord = e.target.closest("button[data-order]");
+  if (ord) order(ord).catch((err) => status(String(err), false));
 });
 
 async function refresh() {

@@ -7,7 +7,6 @@ import {
   encodeFrame,
   isTriasError,
   parseMessage,
-  runFilter,
   type Message,
   type MessageOf,
 } from "@trias/protocol";
@@ -20,18 +19,23 @@ import {
   type LoadedPolicy,
 } from "@trias/policy";
 import { readJwks, type KeyRegistry, type Jwks } from "@trias/signing";
-import { auditEvents } from "../audit.js";
+import { auditEvents, readRun } from "../audit.js";
+import { fullReadNote } from "../cli-kit.js";
 import {
   checkHumanDecision,
   humanVerdictEnvelope,
+  prepareHumanOrder,
+  publishHumanOrder,
+  recheckHumanOrder,
   publishHumanVerdict,
   waiting,
   waitingStep,
   type WaitingStep,
 } from "../human.js";
+import { HUMAN_ACTIONS, type HumanAction } from "../resolve.js";
 import { CLIENT_JS } from "./client.js";
 import { needs, RunIndex, type RunRow } from "../runs.js";
-import { esc, layout, time } from "./html.js";
+import { esc, layout, outcomeClass, time } from "./html.js";
 
 export interface ConsoleServerOptions {
   bus: Bus;
@@ -60,9 +64,17 @@ export class ConsoleServer {
   readonly #o: ConsoleServerOptions;
   readonly #runs: RunIndex;
   readonly #clients = new Set<ServerResponse>();
+  /** Envelopes prepared for a person's browser to sign: a verdict, or an order about a run. */
   readonly #prepared = new Map<
     string,
-    { message: MessageOf<"verdict">; payload: Uint8Array; at: number }
+    {
+      message: MessageOf<"verdict"> | MessageOf<"recovery_decided">;
+      payload: Uint8Array;
+      at: number;
+      /** For an order: what the person asked, to check again when the signature comes. */
+      action?: HumanAction;
+      reason?: string;
+    }
   >();
   #jwks: Jwks;
   #server: Server | null = null;
@@ -142,6 +154,7 @@ export class ConsoleServer {
     if (req.method === "GET" && path === "/api/events") return this.#events(req, res);
     if (req.method === "GET" && path === "/api/whoami") return this.#whoami(url, res);
     if (req.method === "POST" && path === "/api/prepare") return this.#prepare(req, res);
+    if (req.method === "POST" && path === "/api/prepare-order") return this.#prepareOrder(req, res);
     if (req.method === "POST" && path === "/api/decide") return this.#decide(req, res);
     if (req.method === "GET" && path === "/") return this.#html(res, this.#runsPage(url));
     if (req.method === "GET" && path.startsWith("/runs/"))
@@ -216,15 +229,62 @@ export class ConsoleServer {
       const message = parseMessage(
         humanVerdictEnvelope(w, judge, decision, reason || `approved by ${judge.name}`),
       ) as MessageOf<"verdict">;
-      const payload = encode(message);
-      const now = Date.now();
-      for (const [id, p] of this.#prepared)
-        if (now - p.at > PREPARED_TTL_MS) this.#prepared.delete(id);
-      this.#prepared.set(message.id, { message, payload, at: now });
-      this.#json(res, 200, { id: message.id, payload: Buffer.from(payload).toString("base64") });
+      this.#keep(message);
+      this.#json(res, 200, {
+        id: message.id,
+        payload: Buffer.from(this.#prepared.get(message.id)!.payload).toString("base64"),
+      });
     } catch (e) {
       this.#json(res, 403, { error: isTriasError(e) ? `${e.code}: ${e.message}` : String(e) });
     }
+  }
+
+  /**
+   * The exact bytes of a person's order about a run (cancel; retry, rollback, abandon or
+   * resolved for an escalated run), as `trias cancel`/`trias resolve` would sign them.
+   */
+  async #prepareOrder(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const b = await this.#body(req);
+    const run = String(b["run"]);
+    const action = String(b["action"]) as HumanAction;
+    const reason = typeof b["reason"] === "string" ? b["reason"].trim() : "";
+    const person = this.#o.registry.get(String(b["kid"]));
+    if (!person || person.status !== "active" || person.role !== "human")
+      return this.#json(res, 403, {
+        error: "this key is not a registered person's (see Identity)",
+      });
+    if (!HUMAN_ACTIONS.includes(action))
+      return this.#json(res, 400, { error: `no such action: ${action}` });
+    if (!reason) return this.#json(res, 400, { error: `a ${action} needs a reason` });
+    try {
+      const message = parseMessage(
+        await prepareHumanOrder(this.#o.bus, this.#o.registry, person, run, action, reason),
+      ) as MessageOf<"recovery_decided">;
+      this.#keep(message, { action, reason });
+      this.#json(res, 200, {
+        id: message.id,
+        payload: Buffer.from(this.#prepared.get(message.id)!.payload).toString("base64"),
+      });
+    } catch (e) {
+      // A refusal says why in words (no such run, not escalated, closed already).
+      this.#json(res, 403, { error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+
+  /** Keep a prepared envelope, encoded once, until its signature comes (or it expires). */
+  #keep(
+    message: MessageOf<"verdict"> | MessageOf<"recovery_decided">,
+    order?: { action: HumanAction; reason: string },
+  ): void {
+    const now = Date.now();
+    for (const [id, p] of this.#prepared)
+      if (now - p.at > PREPARED_TTL_MS) this.#prepared.delete(id);
+    this.#prepared.set(message.id, {
+      message,
+      payload: encode(message),
+      at: now,
+      ...order,
+    });
   }
 
   /** A signature from the browser: the frame is checked against the registered key, then published. */
@@ -237,6 +297,21 @@ export class ConsoleServer {
       const sig = Buffer.from(String(b["sig"]), "base64");
       const frame = encodeFrame({ kid: p.message.sender, sig, payload: p.payload });
       const opened = this.#o.registry.open(frame);
+      if (p.message.kind === "recovery_decided") {
+        // The run may have moved since: the order must still be one the person may give.
+        await recheckHumanOrder(
+          this.#o.bus,
+          this.#o.registry,
+          opened.key,
+          p.message.run,
+          p.action ?? "cancel",
+          p.reason ?? "",
+        );
+        await publishHumanOrder(this.#o.bus, p.message, frame);
+        return this.#json(res, 200, {
+          message: `${p.message.body.action} ordered for ${p.message.run}, signed by ${opened.key.name}: ${p.message.body.reason}`,
+        });
+      }
       const w = await waitingStep(
         this.#o.bus,
         this.#o.registry,
@@ -253,7 +328,13 @@ export class ConsoleServer {
         message: `${p.message.body.decision === "approve" ? "approved" : "rejected"} step ${w.step} of ${w.run}, signed by ${opened.key.name}`,
       });
     } catch (e) {
-      this.#json(res, 403, { error: isTriasError(e) ? `${e.code}: ${e.message}` : String(e) });
+      this.#json(res, 403, {
+        error: isTriasError(e)
+          ? `${e.code}: ${e.message}`
+          : e instanceof Error
+            ? e.message
+            : String(e),
+      });
     }
   }
 
@@ -271,7 +352,7 @@ export class ConsoleServer {
         (
           r,
         ) => `<tr data-run="${esc(r.run)}"><td><a href="/runs/${encodeURIComponent(r.run)}">${esc(r.run)}</a></td>
-<td class="${r.outcome === null ? "open" : r.outcome === "completed" ? "ok" : "bad"}">${esc(r.outcome ?? "open")}</td>
+<td class="${outcomeClass(r.outcome)}">${esc(r.outcome ?? "open")}</td>
 <td>${esc(r.environment)}</td><td>${esc(r.tools.join(", "))}</td><td>${esc(r.requestedBy)}</td>
 <td>${time(r.startedAt)}</td><td>${esc(this.#why(r, pending))}</td></tr>`,
       )
@@ -291,6 +372,22 @@ export class ConsoleServer {
 <button data-decision="reject" data-run="${esc(w.run)}" data-step="${w.step}">Reject</button></div>`;
   }
 
+  /** What a person may do to an open run: cancel it, or decide it when it is escalated. */
+  #orderForm(run: string, escalated: boolean): string {
+    const actions: [HumanAction, string][] = escalated
+      ? [
+          ["retry", "Retry the step"],
+          ["rollback", "Roll back"],
+          ["abandon", "Abandon"],
+          ["resolved", "Mark resolved by hand"],
+          ["cancel", "Cancel"],
+        ]
+      : [["cancel", "Cancel the run"]];
+    return `<div class="step order" data-order-run="${esc(run)}"><div class="k">${escalated ? "escalated: a person decides" : "stop this run"}</div>
+<textarea data-order-reason="${esc(run)}" rows="1" cols="40" placeholder="reason (recorded in the trace)"></textarea>
+${actions.map(([a, label]) => `<button data-order="${a}" data-run="${esc(run)}">${label}</button>`).join("\n")}</div>`;
+  }
+
   #approvalsPage(): string {
     const items = this.pending()
       .map((w) => {
@@ -307,7 +404,7 @@ ${this.#decisionForm(w)}</div>`;
   }
 
   async #runPage(run: string, res: ServerResponse): Promise<void> {
-    const events = await this.#o.bus.readAll(runFilter(run));
+    const events = await readRun(this.#o.bus, run, fullReadNote(run));
     if (events.length === 0)
       return this.#send(
         res,
@@ -340,6 +437,7 @@ ${this.#decisionForm(w)}</div>`;
 <p>trace id <code class="trace-id">${esc(traceId ?? "none (tracing off)")}</code></p>
 <p class="audit ${report.ok ? "ok" : "bad"}">${report.ok ? "audit: OK, every signature and every receipt link verifies" : `audit: FAILED ${esc(report.firstBad?.reason ?? report.problems[0] ?? "")}`} (${report.verified} signatures, receipt ${esc(report.claimed?.head ?? "none")})</p>
 ${pending.map((w) => `<div class="step">step ${w.step} waits for a human (${esc(this.#needs(w))})${this.#decisionForm(w)}</div>`).join("")}
+${report.outcome === null && row ? this.#orderForm(run, row.escalated !== null) : ""}
 ${[...bySteps].map(([k, l]) => `<div class="step"><div class="k">${esc(k)}</div>${l.join("")}</div>`).join("")}`;
     this.#html(res, layout(`Run ${run}`, body));
   }
@@ -363,10 +461,12 @@ ${[...bySteps].map(([k, l]) => `<div class="step"><div class="k">${esc(k)}</div>
         return `<span class="k">recovery</span> ${esc(m.body.action)}: ${esc(m.body.reason)}`;
       case "run_closed": {
         const t = m.body.topology;
-        return `<span class="k">closed</span> <b class="${m.body.outcome === "completed" ? "ok" : "bad"}">${esc(m.body.outcome)}</b>: ${esc(m.body.reason)}; receipt ${esc(m.body.receipt.head)} over ${m.body.receipt.events} events${t ? `; topology entropy ${t.entropyBits.toFixed(2)} bits, rollback density ${t.rollbackDensity.toFixed(2)}, path variance ${t.pathVariance.toFixed(2)}${t.alarm ? ` <b class="bad">alarm: ${esc(t.reasons.join("; "))}</b>` : ""}` : ""}`;
+        return `<span class="k">closed</span> <b class="${outcomeClass(m.body.outcome)}">${esc(m.body.outcome)}</b>: ${esc(m.body.reason)}; receipt ${esc(m.body.receipt.head)} over ${m.body.receipt.events} events${t ? `; topology entropy ${t.entropyBits.toFixed(2)} bits, rollback density ${t.rollbackDensity.toFixed(2)}, path variance ${t.pathVariance.toFixed(2)}${t.alarm ? ` <b class="bad">alarm: ${esc(t.reasons.join("; "))}</b>` : ""}` : ""}`;
       }
       case "message_rejected":
         return `<span class="k bad">refused</span> by ${esc(m.body.by)}: ${esc(m.body.code)}: ${esc(m.body.reason)}`;
+      case "step_held":
+        return `<span class="k">held</span> until ${esc(new Date(m.body.until).toISOString())}: ${esc(m.body.reason)}`;
       case "subject_erased":
         return `<span class="k">erased</span> the personal data of ${esc(m.body.subject)}: ${esc(m.body.reason)}`;
       default: {
