@@ -22,7 +22,19 @@ export interface ToAnchor {
   closeSeq: number;
   outcome: RunOutcome;
   receipt: Receipt;
+  /**
+   * The close's first delivery to a process that started before it was stored: nothing can
+   * have anchored it yet, so the run's key is not looked up (a redelivery always is).
+   */
+  firstSight?: boolean;
 }
+
+/**
+ * The stored head is a hint for a writer that starts (or lost its place): it is written with
+ * every HEAD_EVERY-th checkpoint, so such a writer walks at most that many entries forward.
+ * Writing it with each one cost a KV write per closed run.
+ */
+export const HEAD_EVERY = 16;
 
 /**
  * Appends each closed run's receipt head to the signed chain of checkpoints in the receipts
@@ -81,7 +93,7 @@ export class ReceiptAnchor {
 
   async #anchor(x: ToAnchor): Promise<number> {
     const [done, head] = await Promise.all([
-      this.#kv.get(anchoredRunKey(x.run)),
+      x.firstSight ? null : this.#kv.get(anchoredRunKey(x.run)),
       this.#at ? null : this.#kv.get(ANCHOR_HEAD_KEY),
     ]);
     if (done && done.operation === "PUT" && done.value.length > 0) return Number(done.string());
@@ -121,7 +133,7 @@ export class ReceiptAnchor {
         continue;
       }
       await Promise.all([
-        this.#kv.put(ANCHOR_HEAD_KEY, JSON.stringify({ n, anchor })),
+        n % HEAD_EVERY === 0 ? this.#kv.put(ANCHOR_HEAD_KEY, JSON.stringify({ n, anchor })) : null,
         this.#kv.put(anchoredRunKey(x.run), String(n)),
       ]);
       this.#at = { n, anchor };

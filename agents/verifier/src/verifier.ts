@@ -142,6 +142,8 @@ export class Verifier {
   readonly #sealed = new Map<string, { seq: number; status: "closed" | "quarantined" }>();
   /** Where closed runs' receipts are chained; null without the receipts bucket. */
   readonly #anchor: ReceiptAnchor | null;
+  /** When this process started consuming: a close stored after it cannot be anchored yet. */
+  #startedAt = Number.MAX_SAFE_INTEGER;
   /** Runs waiting for a person, for `trias pending`; null without the pending bucket. */
   readonly #pending: PendingIndex | null;
 
@@ -162,6 +164,7 @@ export class Verifier {
   }
 
   async start(): Promise<void> {
+    this.#startedAt = this.#host.now();
     await this.#host.listen("verifier", "trias.>", (inc) => this.onMessage(inc), {
       batch: 128,
       onRefused: (d) => {
@@ -292,6 +295,8 @@ export class Verifier {
           closeSeq: seq,
           outcome: m.body.outcome,
           receipt: m.body.receipt,
+          firstSight:
+            inc.delivery.deliveryCount === 1 && inc.delivery.timestampMs >= this.#startedAt,
         });
       return;
     }
