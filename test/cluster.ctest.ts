@@ -71,7 +71,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stack?.stop();
-  rmSync(dir, { recursive: true, force: true });
+  // TRIAS_KEEP=1 keeps the servers' and agents' logs for a post-mortem.
+  if (!process.env["TRIAS_KEEP"]) rmSync(dir, { recursive: true, force: true });
 }, 60_000);
 
 /**
