@@ -55,6 +55,15 @@ describe("single key", () => {
     return { bytes: stored.data, message };
   }
 
+  /** Route a proposal light with no reviewer, signed with the router's real key. */
+  async function routeLight(
+    p: Awaited<ReturnType<typeof proposal>>,
+    o: { issuedAt?: number; ttlMs?: number } = {},
+  ): Promise<void> {
+    const a = h.forge.assignment(p, policy.digest, "light", LIGHT, o);
+    await h.forge.send("router", "tier_assigned", p.message.run, a.bytes);
+  }
+
   async function kinds(run: string, k: string) {
     return (await h.trace(run)).map((o) => o.message).filter((m) => m.kind === k);
   }
@@ -91,21 +100,11 @@ describe("single key", () => {
     const run = await submit([{ tool: "flaky.write", args: { key, passFromAttempt: 1 } }]);
     // Attempt 0 routed light, as the policy says; its postcondition fails.
     const p0 = await proposal(run, 0);
-    await h.forge.send(
-      "router",
-      "tier_assigned",
-      run,
-      h.forge.assignment(p0, policy.digest, "light", LIGHT).bytes,
-    );
+    await routeLight(p0);
     // The retry must be at least the policy's after-failure tier; the stolen key says light.
     // The executor cannot see the failure without reading the run: it runs the step.
     const p1 = await proposal(run, 1);
-    await h.forge.send(
-      "router",
-      "tier_assigned",
-      run,
-      h.forge.assignment(p1, policy.digest, "light", LIGHT).bytes,
-    );
+    await routeLight(p1);
     const closed = await waitForKind(h, run, "run_closed", 30_000);
     expect(closed.body.outcome).toBe("quarantined");
     expect(closed.body.reason).toMatch(/without valid authorisation/);
@@ -137,12 +136,7 @@ describe("single key", () => {
       { tool: "ledger.balance", args: { account: "bob" } },
     ]);
     const p = await proposal(run);
-    await h.forge.send(
-      "router",
-      "tier_assigned",
-      run,
-      h.forge.assignment(p, policy.digest, "light", LIGHT).bytes,
-    );
+    await routeLight(p);
     await waitForKind(h, run, "step_verified");
     await proposal(run, 0, 1);
     const [stored] = await h.bus.readAll(subjectFor("executor", "step_executed", run));
@@ -223,12 +217,7 @@ describe("single key", () => {
     const key = `closed-${Date.now().toString(36)}`;
     const run = await submit([{ tool: "flaky.write", args: { key, passFromAttempt: 0 } }]);
     const p0 = await proposal(run, 0);
-    await h.forge.send(
-      "router",
-      "tier_assigned",
-      run,
-      h.forge.assignment(p0, policy.digest, "light", LIGHT).bytes,
-    );
+    await routeLight(p0);
     const closed = await waitForKind(h, run, "run_closed", 30_000);
     expect(closed.body.outcome).toBe("completed");
 
@@ -242,12 +231,7 @@ describe("single key", () => {
       total: 2,
     });
     await h.forge.send("proposer", "step_proposed", run, extra.bytes);
-    await h.forge.send(
-      "router",
-      "tier_assigned",
-      run,
-      h.forge.assignment(extra, policy.digest, "light", LIGHT).bytes,
-    );
+    await routeLight(extra);
     const r = await waitForRejection(h, run, "executor", "run_closed");
     expect(r.body.reason).toMatch(/nothing may follow run_closed/);
     const executed = await h.bus.readAll(subjectFor("executor", "step_executed", run));
@@ -267,15 +251,7 @@ describe("single key", () => {
     await h.stack.restart("executor");
     const p = await proposal(run);
     const ago = 10 * 60_000;
-    await h.forge.send(
-      "router",
-      "tier_assigned",
-      run,
-      h.forge.assignment(p, policy.digest, "light", LIGHT, {
-        issuedAt: Date.now() - ago,
-        ttlMs: 2 * ago,
-      }).bytes,
-    );
+    await routeLight(p, { issuedAt: Date.now() - ago, ttlMs: 2 * ago });
     const record = await waitFor(
       "the record done again",
       async () => {

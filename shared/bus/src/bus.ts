@@ -846,20 +846,7 @@ export class Bus {
 
   /** The message stored at `seq`, or null when there is none (deleted, purged, not yet written). */
   async messageAt(seq: number): Promise<StoredMessage | null> {
-    try {
-      const m = await this.#jsm.streams.getMessage(this.stream, { seq });
-      if (!m) return null;
-      return {
-        subject: m.subject,
-        data: m.data,
-        seq: m.seq,
-        headers: hdrsToRecord(m.header),
-        timestampMs: m.time.getTime(),
-      };
-    } catch (e) {
-      if (isNotFound(e)) return null;
-      throw e;
-    }
+    return this.#get({ seq });
   }
 
   /**
@@ -916,8 +903,13 @@ export class Bus {
     // nats-server takes `next_by_subj` on STREAM.MSG.GET since 2.9.0 (the stream leader
     // answers); nats.js types only the direct get's request with it.
     const query: NextMsgRequest = { seq, next_by_subj: subject };
+    return this.#get(query as unknown as MsgRequest);
+  }
+
+  /** One stored message by a STREAM.MSG.GET request (the stream leader answers), or null. */
+  async #get(query: MsgRequest): Promise<StoredMessage | null> {
     try {
-      const m = await this.#jsm.streams.getMessage(this.stream, query as unknown as MsgRequest);
+      const m = await this.#jsm.streams.getMessage(this.stream, query);
       if (!m) return null;
       return {
         subject: m.subject,
@@ -951,20 +943,7 @@ export class Bus {
 
   /** The newest message stored on exactly `subject`, or null. */
   async lastBySubject(subject: string): Promise<StoredMessage | null> {
-    try {
-      const m = await this.#jsm.streams.getMessage(this.stream, { last_by_subj: subject });
-      if (!m) return null;
-      return {
-        subject: m.subject,
-        data: m.data,
-        seq: m.seq,
-        headers: hdrsToRecord(m.header),
-        timestampMs: m.time.getTime(),
-      };
-    } catch (e) {
-      if (isNotFound(e)) return null;
-      throw e;
-    }
+    return this.#get({ last_by_subj: subject });
   }
 
   async kv(
