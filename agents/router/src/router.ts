@@ -118,6 +118,11 @@ export class Router {
     this.#host = host;
     this.#policy = policy;
     this.#limiter = new RateLimiter(policy);
+    // Runs now handled by another replica (docs/scaling.md, section 2): rebuilt from the
+    // trace if they come back.
+    host.onRunsMoved((moved) => {
+      for (const run of this.#runs.keys()) if (moved(run)) this.#runs.delete(run);
+    });
   }
 
   async start(): Promise<void> {
