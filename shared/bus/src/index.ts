@@ -41,6 +41,7 @@ export {
   RECEIPTS_BUCKET,
   PENDING_BUCKET,
   LEASES_BUCKET,
+  RATES_BUCKET,
   MAX_REPLICAS,
   replicaDurable,
   firstReplicaDurables,

@@ -74,8 +74,11 @@ export {
 export {
   checkBudget,
   decideRate,
+  admitCall,
   rateLimitOf,
+  rateLimitsOf,
   RateLimiter,
+  type AcceptedCall,
   type BudgetUsage,
   type RateDecision,
   type RateQuery,
