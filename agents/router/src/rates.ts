@@ -61,7 +61,7 @@ export class SharedLimiter implements Limiter {
     for (let attempt = 1; attempt <= SHARED_ATTEMPTS; attempt++) {
       const e = await this.#kv.get(key);
       const stored = e !== null && e.length > 0;
-      const window = stored ? (e.json() as { calls: AcceptedCall[] }).calls : [];
+      const window = stored ? e.json<{ calls: AcceptedCall[] }>().calls : [];
       const r = admitCall({
         tool,
         environment: this.#env,
