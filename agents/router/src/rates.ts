@@ -6,7 +6,7 @@ import {
   RateLimiter,
   admitCall,
   rateLimitsOf,
-  type AcceptedCall,
+  SharedWindowSchema,
   type LoadedPolicy,
   type RateDecision,
 } from "@trias/policy";
@@ -61,7 +61,8 @@ export class SharedLimiter implements Limiter {
     for (let attempt = 1; attempt <= SHARED_ATTEMPTS; attempt++) {
       const e = await this.#kv.get(key);
       const stored = e !== null && e.length > 0;
-      const window = stored ? e.json<{ calls: AcceptedCall[] }>().calls : [];
+      // Only routers write the bucket; a window that does not parse is a fault, not a limit.
+      const window = stored ? SharedWindowSchema.parse(e.json()).calls : [];
       const r = admitCall({
         tool,
         environment: this.#env,

@@ -75,6 +75,7 @@ export {
   checkBudget,
   decideRate,
   admitCall,
+  SharedWindowSchema,
   rateLimitOf,
   rateLimitsOf,
   RateLimiter,

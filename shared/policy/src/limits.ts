@@ -1,3 +1,4 @@
+import { z } from "zod";
 import type { LoadedPolicy } from "./load.js";
 import { RateLimit, type ToolEntry } from "./schema.js";
 
@@ -106,11 +107,12 @@ export function decideRate(q: RateQuery): RateDecision {
   };
 }
 
+/** A shared window as stored (the rates bucket): each accepted call's proposal id and time. */
+export const SharedWindowSchema = z.object({
+  calls: z.array(z.object({ id: z.string(), at: z.number().finite() })),
+});
 /** One accepted call in a shared window: the proposal it admitted (a repeat counts once) and when. */
-export interface AcceptedCall {
-  id: string;
-  at: number;
-}
+export type AcceptedCall = z.infer<typeof SharedWindowSchema>["calls"][number];
 
 /**
  * Pure: the decision for proposal `id`'s call under a window every router replica shares
