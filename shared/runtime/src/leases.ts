@@ -247,6 +247,11 @@ export class PartitionKeeper {
         if (!released.has(p)) lost.push(p);
       }
     }
+    // Partitions the table gives this replica that this process did not hold: its own from
+    // before a restart (its durables hold what it left; nothing to replay).
+    table.partitions.forEach((p, i) => {
+      if (p.owner === this.replica) this.#owned.add(i);
+    });
     for (const p of drain) this.#draining.add(p);
     for (const c of claims) {
       this.#owned.add(c.partition);
