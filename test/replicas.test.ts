@@ -6,7 +6,7 @@ import { auditEvents, defaultAgents, processName, readRun, type AgentSpec } from
 import type { MessageOf } from "@trias/protocol";
 import { LeaseTableSchema, type LeaseTable } from "@trias/runtime";
 import { waitFor } from "@trias/testing";
-import { startHarness, type Harness } from "./helpers/harness.js";
+import { cliAsAdmin, startHarness, type Harness } from "./helpers/harness.js";
 
 // Two replicas of every role on one server (docs/scaling.md, section 2): runs are split by
 // partition between them, each partition handled by one replica at a time, so no effect is
@@ -125,6 +125,19 @@ describe("replicas", () => {
         expect(runs.filter((r) => a.has(r)).length, first.name).toBeGreaterThan(0);
         expect(runs.filter((r) => b.has(r)).length, processName(SECOND[i]!)).toBeGreaterThan(0);
       } else for (const run of runs) expect(a.has(run) && b.has(run), run).toBe(false);
+    }
+    // The operator sees it: each identity's two replicas, half the partitions each.
+    const cli = cliAsAdmin(h, ["replicas", "--json"]);
+    expect(cli.code, cli.out).toBe(0);
+    const rows = JSON.parse(cli.out) as {
+      identity: string;
+      replicas: string[];
+      partitions: Record<string, number>;
+    }[];
+    expect(rows.map((r) => r.identity).sort(), cli.out).toEqual(FIRST.map((a) => a.name).sort());
+    for (const r of rows) {
+      expect(r.replicas, r.identity).toEqual(["1", "2"]);
+      expect(r.partitions, r.identity).toEqual({ "1": 8, "2": 8 });
     }
   });
 
