@@ -17,7 +17,13 @@ import {
   newRunId,
   Stack,
 } from "@trias/console";
-import { EXECUTOR_BUCKETS, isRevisionConflict, isTransientFailure, swapSoleKey } from "@trias/bus";
+import {
+  EXECUTOR_BUCKETS,
+  createExact,
+  isRevisionConflict,
+  isTransientFailure,
+  swapSoleKey,
+} from "@trias/bus";
 import { KeyRegistry, Signer, keyFileName } from "@trias/signing";
 import { startTestCluster, waitFor, type TestCluster } from "@trias/testing";
 import { subjectFor } from "@trias/protocol";
@@ -34,6 +40,8 @@ const CONCURRENT_EFFECTS = 20;
 const SWAP_BUCKET = "cluster_test_swap";
 const SWAP_ROUNDS = 20;
 const SWAP_WRITERS = 5;
+/** A scratch bucket for exclusive claims (createExact), one fresh key per round. */
+const CLAIM_BUCKET = "cluster_test_claim";
 /** Runs in flight when the first agent is killed (one more is submitted after each kill). */
 const ROLE_KILL_RUNS = 4;
 
@@ -190,6 +198,31 @@ describe("a 3-node NATS cluster at R3", () => {
       for (const t of tries)
         if (t.status === "rejected")
           expect(isRevisionConflict(t.reason), String(t.reason)).toBe(true);
+    }
+  });
+
+  it("stores exactly one of concurrent exclusive claims of one key (createExact at R3)", async () => {
+    await stack.admin.kv(CLAIM_BUCKET, { create: true, replicas: 3 });
+    const kv = await stack.admin.kv(CLAIM_BUCKET);
+    for (let round = 0; round < SWAP_ROUNDS; round++) {
+      const key = `slot.${round}`;
+      const tries = await Promise.allSettled(
+        Array.from({ length: SWAP_WRITERS }, (_, i) =>
+          createExact(kv, key, new TextEncoder().encode(`${round}.${i}`)),
+        ),
+      );
+      const won = tries.flatMap((t, i) => (t.status === "fulfilled" ? [{ i, rev: t.value }] : []));
+      const outcomes = tries.map((t) => (t.status === "rejected" ? String(t.reason) : "stored"));
+      expect(won, `round ${round}: ${outcomes.join("; ")}`).toHaveLength(1);
+      for (const t of tries)
+        if (t.status === "rejected")
+          expect(isRevisionConflict(t.reason), String(t.reason)).toBe(true);
+      // The key holds the one winner's value, at the revision it was told, and nothing else
+      // was stored in the bucket (a second stored claim would have moved its last sequence).
+      const e = await kv.get(key);
+      expect(new TextDecoder().decode(e?.value)).toBe(`${round}.${won[0]!.i}`);
+      expect(e?.revision).toBe(won[0]!.rev);
+      expect((await stack.admin.streamInfo(`KV_${CLAIM_BUCKET}`)).state.last_seq).toBe(won[0]!.rev);
     }
   });
 

@@ -1,5 +1,5 @@
 import type { KV } from "@nats-io/kv";
-import { isRevisionConflict } from "@trias/bus";
+import { createExact, isRevisionConflict } from "@trias/bus";
 import { assignmentFilter, subjectFor, ValidationError, type BodyOf } from "@trias/protocol";
 import type { LlmClient } from "@trias/llm";
 import type { LoadedPolicy } from "@trias/policy";
@@ -17,6 +17,8 @@ import {
 import { metrics, setActiveAttribute } from "@trias/telemetry";
 import { reviewWithLlm } from "./llm-review.js";
 import { reviewByRules } from "./rules.js";
+
+const ENC = new TextEncoder();
 
 export type ReviewerStrategy = "rules" | "llm";
 
@@ -161,7 +163,7 @@ export class Reviewer {
         if (held !== null) continue;
       }
       try {
-        await claims.create(key, me);
+        await createExact(claims, key, ENC.encode(me));
         return true;
       } catch (e) {
         if (!isRevisionConflict(e)) throw e;
