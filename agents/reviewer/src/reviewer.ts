@@ -185,7 +185,7 @@ export class Reviewer {
     if (lv !== undefined && laterStep(lv, a.message)) return true;
     if (lv?.body.digest === digest && requires.reviewers === 1) return true;
     const verdicts: OpenedVerdict[] = [];
-    for (const s of await this.#host.bus.readAll(subject)) {
+    for (const s of (await this.#host.bus.readRun(a.message.run, { filter: subject })).messages) {
       const v = this.#verdict(s.data);
       if (v === undefined || v.message.body.digest !== digest) continue;
       if (v.message.body.decision !== "approve") return true;
