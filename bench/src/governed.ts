@@ -2,7 +2,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalNatsServer, type Subscription } from "@trias/bus";
-import { ConsoleClient, Stack, defaultAgents } from "@trias/console";
+import { ConsoleClient, Stack, defaultAgents, processName } from "@trias/console";
 import { decode, decodeFrame, parseSubject, type Message } from "@trias/protocol";
 import { KeyRegistry, Signer, keyFileName } from "@trias/signing";
 import { CpuMeter } from "./proc.js";
@@ -51,6 +51,11 @@ export interface GovernedOptions {
   /** Extra environment for every agent (NODE_OPTIONS for profiles, ...). */
   env?: Record<string, string>;
   logDir?: string;
+  /**
+   * Replicas of each agent identity (docs/scaling.md, section 2).
+   * @default 1
+   */
+  replicas?: number;
 }
 
 /**
@@ -87,7 +92,9 @@ export class Governed {
     this.#runs = runs;
     this.#collect = collect;
     this.pids = new Map(
-      (stack.opts.agents ?? []).map((a) => [a.name, stack.pid(a.name) ?? -1] as const),
+      (stack.opts.agents ?? []).map(
+        (a) => [processName(a), stack.pid(processName(a)) ?? -1] as const,
+      ),
     );
   }
 
@@ -99,7 +106,9 @@ export class Governed {
       keyDir: join(dir, "keys"),
       logDir,
       environment: "dev",
-      agents: defaultAgents(2),
+      agents: Array.from({ length: o.replicas ?? 1 }, (_, r) =>
+        defaultAgents(2).map((a) => ({ ...a, replica: r + 1 })),
+      ).flat(),
       env: { LOG_LEVEL: "warn", ...(o.env ?? {}) },
       natsFactory: async (users) => {
         server = await LocalNatsServer.start({ users, logFile: join(logDir, "nats-server.log") });

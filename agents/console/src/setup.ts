@@ -4,6 +4,8 @@ import {
   ADMIN_USER,
   EXECUTOR_BUCKETS,
   PENDING_BUCKET,
+  LEASES_BUCKET,
+  RATES_BUCKET,
   RECEIPTS_BUCKET,
   REVIEW_CLAIMS_BUCKET,
   SUBJECT_KEYS_BUCKET,
@@ -48,6 +50,10 @@ export async function setupTrace(admin: Bus, o: SetupOptions = {}): Promise<{ se
   await setupKeyStore(admin, replicas);
   // Kept as long as the trace or longer: a checkpoint is what names a purged run.
   await admin.kv(RECEIPTS_BUCKET, { create: true, ...replicas });
+  // Replicas' partition leases (docs/scaling.md, section 2): a key per agent identity.
+  await admin.kv(LEASES_BUCKET, { create: true, ...replicas });
+  // Rate-limit windows the router replicas share (docs/rate-limits.md): a key per limited tool.
+  await admin.kv(RATES_BUCKET, { create: true, ...replicas });
   // Runs waiting for a person (docs/scaling.md, "Cold paths"): a key per run, few at a time.
   await admin.kv(PENDING_BUCKET, { create: true, ...replicas });
   await admin.allowMessageDeletes(`KV_${PENDING_BUCKET}`);

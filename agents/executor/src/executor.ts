@@ -129,6 +129,14 @@ export class Executor {
     this.#policy = policy;
     this.#tools = tools;
     this.#effects = effects;
+    // Runs now handled by another replica (docs/scaling.md, section 2): what this process
+    // learnt of them may be stale; each fact is looked up again if the runs come back.
+    host.onRunsMoved((moved) => {
+      for (const [k, c] of this.#cases) if (moved(c.assignment.message.run)) this.#cases.delete(k);
+      for (const set of [this.#quarantined, this.#rollingBack, this.#clean, this.#open])
+        for (const run of set) if (moved(run)) set.delete(run);
+      for (const k of this.#done) if (moved(k.slice(0, k.indexOf(".")))) this.#done.delete(k);
+    });
   }
 
   async start(): Promise<void> {

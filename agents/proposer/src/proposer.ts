@@ -60,6 +60,10 @@ export class Proposer {
     this.#host = host;
     this.#llm = llm;
     this.#tools = tools;
+    // Runs now handled by another replica (docs/scaling.md, section 2): planned again if they come back.
+    host.onRunsMoved((moved) => {
+      for (const run of this.#plans.keys()) if (moved(run)) this.#plans.delete(run);
+    });
   }
 
   async start(): Promise<void> {

@@ -178,6 +178,13 @@ export class Verifier {
     this.#anchor = anchor;
     this.#effects = effects;
     this.#pending = pending;
+    // Runs now handled by another replica (docs/scaling.md, section 2): folded from the
+    // trace again if they come back. Closed runs (#sealed) stay closed.
+    host.onRunsMoved((moved) => {
+      for (const m of [this.#runs, this.#failed])
+        for (const run of m.keys()) if (moved(run)) m.delete(run);
+      for (const run of this.#refusedFirst) if (moved(run)) this.#refusedFirst.delete(run);
+    });
   }
 
   async start(): Promise<void> {

@@ -63,6 +63,30 @@ export const PENDING_BUCKET = "trias_pending";
 /** Where reviewers claim a step that needs fewer reviewers than there are (first come, first judge). */
 export const REVIEW_CLAIMS_BUCKET = "trias_reviews";
 
+/**
+ * The partition leases of replicas (docs/scaling.md, section 2): one key per agent identity,
+ * its lease table, which only that identity may write (`$KV.trias_leases.<identity>`).
+ */
+export const LEASES_BUCKET = "trias_leases";
+
+/**
+ * Rate-limit windows every router replica shares (docs/rate-limits.md): one key per limited
+ * tool, the calls accepted in its window; only routers write it.
+ */
+export const RATES_BUCKET = "trias_rates";
+
+/**
+ * Replicas of one agent identity at most. Each replica after the first has its own durables
+ * (`<durable>-r<n>`), which the permissions below name one by one, so the number is bounded.
+ * @default 4
+ */
+export const MAX_REPLICAS = 4;
+
+/** A replica's durable name: the first replica keeps the identity's name, others add `-r<n>`. */
+export function replicaDurable(durable: string, replica: string): string {
+  return replica === "1" ? durable : `${durable}-r${replica}`;
+}
+
 /** The user an operator sets up the trace with; never given to an agent or the CLI's daily use. */
 export const ADMIN_USER = "admin";
 
@@ -79,6 +103,13 @@ export interface NatsUser {
  * drifts fails every stack test).
  */
 export function durablesOf(u: { user: string; role: NatsUserRole }): string[] {
+  return firstReplicaDurables(u).flatMap((d) =>
+    Array.from({ length: MAX_REPLICAS }, (_, i) => replicaDurable(d, String(i + 1))),
+  );
+}
+
+/** The durables of an identity's first replica (the only ones of a deployment without replicas). */
+export function firstReplicaDurables(u: { user: string; role: NatsUserRole }): string[] {
   switch (u.role) {
     case "proposer":
       return ["proposer-tasks", "proposer-progress", "proposer-recovery"];
@@ -148,16 +179,21 @@ function ephemeralReads(stream: string): string[] {
  * space, never another's messages.
  */
 function bucketReads(): string[] {
-  return [...EXECUTOR_BUCKETS, REVIEW_CLAIMS_BUCKET, RECEIPTS_BUCKET, PENDING_BUCKET].flatMap(
-    (b) => [
-      `${API}.CONSUMER.CREATE.KV_${b}`,
-      `${API}.CONSUMER.CREATE.KV_${b}.>`,
-      `${API}.CONSUMER.INFO.KV_${b}.*`,
-      `${API}.CONSUMER.MSG.NEXT.KV_${b}.*`,
-      `${API}.CONSUMER.DELETE.KV_${b}.*`,
-      `$JS.FC.KV_${b}.>`,
-    ],
-  );
+  return [
+    ...EXECUTOR_BUCKETS,
+    REVIEW_CLAIMS_BUCKET,
+    RECEIPTS_BUCKET,
+    PENDING_BUCKET,
+    LEASES_BUCKET,
+    RATES_BUCKET,
+  ].flatMap((b) => [
+    `${API}.CONSUMER.CREATE.KV_${b}`,
+    `${API}.CONSUMER.CREATE.KV_${b}.>`,
+    `${API}.CONSUMER.INFO.KV_${b}.*`,
+    `${API}.CONSUMER.MSG.NEXT.KV_${b}.*`,
+    `${API}.CONSUMER.DELETE.KV_${b}.*`,
+    `$JS.FC.KV_${b}.>`,
+  ]);
 }
 
 function othersDurable(stream: string, d: string): string[] {
@@ -168,7 +204,14 @@ function othersDurable(stream: string, d: string): string[] {
   ];
 }
 
-function ownSubjects(role: Role): string[] {
+function ownSubjects(u: NatsUser): string[] {
+  const role = u.role as Role;
+  // Agents keep their replicas' partition leases; people and the console have none.
+  const leases = durablesOf(u).length > 0 ? [`$KV.${LEASES_BUCKET}.${u.user}`] : [];
+  return [...roleSubjects(role), ...leases];
+}
+
+function roleSubjects(role: Role): string[] {
   switch (role) {
     case "executor":
       return [`trias.${role}.>`, ...EXECUTOR_BUCKETS.map((b) => `$KV.${b}.>`)];
@@ -184,6 +227,8 @@ function ownSubjects(role: Role): string[] {
       ];
     case "console":
       return [`trias.${role}.>`, `$KV.${SUBJECT_KEYS_BUCKET}.>`];
+    case "router":
+      return [`trias.${role}.>`, `$KV.${RATES_BUCKET}.>`];
     default:
       return [`trias.${role}.>`];
   }
@@ -209,7 +254,7 @@ export function permissionsOf(
         ...ephemeralReads(stream),
         ...bucketReads(),
         ...[...mine].flatMap((d) => ownDurable(stream, d)),
-        ...ownSubjects(u.role),
+        ...ownSubjects(u),
       ],
       ...(deny.length > 0 ? { deny } : {}),
     },

@@ -74,8 +74,12 @@ export {
 export {
   checkBudget,
   decideRate,
+  admitCall,
+  SharedWindowSchema,
   rateLimitOf,
+  rateLimitsOf,
   RateLimiter,
+  type AcceptedCall,
   type BudgetUsage,
   type RateDecision,
   type RateQuery,
