@@ -768,7 +768,8 @@ export class Executor {
         ? (decode(own.value) as EffectRecord)
         : null;
     if (record?.status === "done" && frameRef(record.frame) === ref) return record.frame;
-    for (const s of await this.#host.bus.readAll(subjectFor("executor", "step_executed", run)))
+    const filter = subjectFor("executor", "step_executed", run);
+    for (const s of (await this.#host.bus.readRun(run, { filter })).messages)
       if (frameRef(s.data) === ref) return s.data;
     throw new GateError(
       "scope_denied",

@@ -25,7 +25,12 @@ export {
   type ConsumeOptions,
   type Subscription,
 } from "./bus.js";
-export { swapSoleKey } from "./kv-swap.js";
+export {
+  swapSoleKey,
+  createExact,
+  keyRevisionCheckHolds,
+  KEY_REVISION_CHECK_SINCE,
+} from "./kv-swap.js";
 export {
   natsConfig,
   permissionsOf,
