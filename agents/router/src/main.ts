@@ -1,6 +1,6 @@
 import { loadPolicy } from "@trias/policy";
 import { bootAgent, drainOnSignal, fatal, type Booted } from "@trias/runtime";
-import { RATES_BUCKET, isNotFound } from "@trias/bus";
+import { KeySwap, RATES_BUCKET, isNotFound } from "@trias/bus";
 import type { LoadedPolicy } from "@trias/policy";
 import { loadAgentCatalogue } from "@trias/tools";
 import { Router } from "./router.js";
@@ -29,7 +29,10 @@ try {
  */
 async function limiterFor(b: Booted, policy: LoadedPolicy): Promise<Limiter> {
   try {
-    return new SharedLimiter(policy, await b.bus.kv(RATES_BUCKET));
+    return new SharedLimiter(
+      policy,
+      await KeySwap.open(await b.bus.kv(RATES_BUCKET), b.bus.serverVersion),
+    );
   } catch (e) {
     if (!isNotFound(e)) throw e;
     b.log.warn(

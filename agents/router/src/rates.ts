@@ -1,7 +1,6 @@
 // Rate limits counted by every router replica together (docs/rate-limits.md): each limited
 // tool's window of accepted calls is a key of the rates bucket, changed by compare-and-set.
-import type { KV } from "@nats-io/kv";
-import { isRevisionConflict } from "@trias/bus";
+import { isRevisionConflict, type KeySwap } from "@trias/bus";
 import {
   RateLimiter,
   admitCall,
@@ -38,11 +37,11 @@ const CONTENDED_DELAY_MS = 100;
 
 /** The window of every limited tool in KV, shared by the router replicas. */
 export class SharedLimiter implements Limiter {
-  readonly #kv: KV;
+  readonly #kv: KeySwap;
   readonly #limits: ReadonlyMap<string, RateLimit>;
   readonly #env: string;
 
-  constructor(policy: LoadedPolicy, kv: KV) {
+  constructor(policy: LoadedPolicy, kv: KeySwap) {
     this.#kv = kv;
     this.#limits = rateLimitsOf(policy);
     this.#env = policy.doc.environment;
@@ -59,10 +58,11 @@ export class SharedLimiter implements Limiter {
     if (limit === undefined) return { type: "assign" };
     const key = rateKey(tool);
     for (let attempt = 1; attempt <= SHARED_ATTEMPTS; attempt++) {
-      const e = await this.#kv.get(key);
-      const stored = e !== null && e.length > 0;
+      const read = await this.#kv.read(key);
       // Only routers write the bucket; a window that does not parse is a fault, not a limit.
-      const window = stored ? SharedWindowSchema.parse(e.json()).calls : [];
+      const window = read.value
+        ? SharedWindowSchema.parse(JSON.parse(new TextDecoder().decode(read.value))).calls
+        : [];
       const r = admitCall({
         tool,
         environment: this.#env,
@@ -75,8 +75,7 @@ export class SharedLimiter implements Limiter {
       if (r.window === null) return r.decision;
       const bytes = new TextEncoder().encode(JSON.stringify({ calls: r.window }));
       try {
-        if (stored) await this.#kv.update(key, bytes, e.revision);
-        else await this.#kv.create(key, bytes);
+        await this.#kv.write(key, bytes, read.expect);
         return r.decision;
       } catch (err) {
         if (!isRevisionConflict(err)) throw err;

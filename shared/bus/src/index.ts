@@ -28,6 +28,8 @@ export {
 export {
   swapSoleKey,
   createExact,
+  KeySwap,
+  type SwapRead,
   keyRevisionCheckHolds,
   KEY_REVISION_CHECK_SINCE,
 } from "./kv-swap.js";

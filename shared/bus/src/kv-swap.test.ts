@@ -3,6 +3,7 @@ import type { KV } from "@nats-io/kv";
 import { TriasError } from "@trias/protocol";
 import {
   Bus,
+  KeySwap,
   LocalNatsServer,
   createExact,
   isRevisionConflict,
@@ -145,5 +146,73 @@ describe("keyRevisionCheckHolds", () => {
     ["garbage", 3, 0, true],
   ] as const)("%s at R%i from revision %i: %s", (version, replicas, revision, holds) => {
     expect(keyRevisionCheckHolds(version, replicas, revision)).toBe(holds);
+  });
+});
+
+describe("KeySwap", () => {
+  let server: LocalNatsServer;
+  let bus: Bus;
+  beforeAll(async () => {
+    server = await LocalNatsServer.start();
+    bus = await Bus.connect({ servers: server.url, name: "kv-key-swap-test" });
+  });
+  afterAll(async () => {
+    await bus?.drain();
+    await server?.stop();
+  });
+
+  async function outcome(p: Promise<unknown>): Promise<"stored" | "conflict" | "other"> {
+    try {
+      await p;
+      return "stored";
+    } catch (e) {
+      return isRevisionConflict(e) ? "conflict" : "other";
+    }
+  }
+
+  it.each([
+    ["by key (R1: the key's revision is checked exactly)", "open"],
+    ["by the bucket's last sequence", "byBucket"],
+  ] as const)(
+    "%s: of five concurrent writes from one read, exactly one is stored",
+    async (_n, mode) => {
+      const kv = await bus.kv(`key_swap_${mode}`, { create: true });
+      const swap =
+        mode === "open" ? await KeySwap.open(kv, bus.serverVersion) : KeySwap.byBucket(kv);
+      expect(swap.byKey).toBe(mode === "open");
+      await kv.put("other", enc.encode("x"));
+      for (let round = 0; round < 5; round++) {
+        const read = await swap.read("table");
+        const results = await Promise.all(
+          [0, 1, 2, 3, 4].map((i) =>
+            outcome(swap.write("table", enc.encode(`${round}-${i}`), read.expect)),
+          ),
+        );
+        expect(
+          results.filter((r) => r === "stored"),
+          `round ${round}`,
+        ).toHaveLength(1);
+        expect(
+          results.filter((r) => r === "conflict"),
+          `round ${round}`,
+        ).toHaveLength(4);
+      }
+    },
+  );
+
+  it("by the bucket's last sequence: a write to another key since the read makes it conflict; by key it does not", async () => {
+    const kv = await bus.kv("key_swap_other", { create: true });
+    for (const [swap, conflicts] of [
+      [KeySwap.byBucket(kv), true],
+      [await KeySwap.open(kv, bus.serverVersion), false],
+    ] as const) {
+      const read = await swap.read("table");
+      await kv.put("another", enc.encode("meanwhile"));
+      expect(await outcome(swap.write("table", enc.encode("v"), read.expect))).toBe(
+        conflicts ? "conflict" : "stored",
+      );
+    }
+    const read = await KeySwap.byBucket(kv).read("table");
+    expect(dec.decode(read.value ?? new Uint8Array())).toBe("v");
   });
 });

@@ -95,3 +95,61 @@ export async function swapSoleKey(
   });
   return ack.seq;
 }
+
+/** A key's value as read for a compare-and-set, and what the write must expect. */
+export interface SwapRead {
+  /** The key's value, or null when it has none (never written, or a delete marker). */
+  value: Uint8Array | null;
+  /** Passed back to `KeySwap.write`: the key's revision, or the bucket's last sequence. */
+  expect: number;
+}
+
+/**
+ * Compare-and-set on one key of a bucket that holds several (the partition lease tables, the
+ * routers' rate windows), exact between processes on any server and any replica count. Where
+ * `keyRevisionCheckHolds` (R1, or nats-server 2.9.21 and later) the write expects the key's
+ * revision, as `KV.update` does; elsewhere it expects the bucket's last sequence, read before
+ * the key: a write to any key of the bucket since makes it conflict, and the caller reads
+ * again (what `swapSoleKey` does for a bucket of one key, at the cost of conflicts between
+ * keys). A write that lost throws what `isRevisionConflict` recognises.
+ */
+export class KeySwap {
+  readonly #b: Bucket;
+  /** Whether the key's own revision is checked exactly here (else the bucket's last sequence). */
+  readonly byKey: boolean;
+
+  private constructor(b: Bucket, byKey: boolean) {
+    this.#b = b;
+    this.byKey = byKey;
+  }
+
+  /** For `kv` on a server of `serverVersion` (Bus.serverVersion): one stream info request. */
+  static async open(kv: KV, serverVersion: string): Promise<KeySwap> {
+    const b = bucketOf(kv, "KeySwap");
+    const replicas = (await b.status()).streamInfo.config.num_replicas;
+    return new KeySwap(b, keyRevisionCheckHolds(serverVersion, replicas, 1));
+  }
+
+  /** Always by the bucket's last sequence: what `open` picks where a key's revision is not checked exactly. */
+  static byBucket(kv: KV): KeySwap {
+    return new KeySwap(bucketOf(kv, "KeySwap"), false);
+  }
+
+  async read(key: string): Promise<SwapRead> {
+    const last = this.byKey ? 0 : (await this.#b.status()).streamInfo.state.last_seq;
+    const e = await this.#b.get(key);
+    const value = e !== null && e.length > 0 ? e.value : null;
+    return { value, expect: this.byKey ? (e?.revision ?? 0) : last };
+  }
+
+  async write(key: string, value: Uint8Array, expect: number): Promise<number> {
+    const ack = await this.#b.js.publish(
+      this.#b.subjectForKey(this.#b.encodeKey(key), true),
+      value,
+      {
+        expect: this.byKey ? { lastSubjectSequence: expect } : { lastSequence: expect },
+      },
+    );
+    return ack.seq;
+  }
+}

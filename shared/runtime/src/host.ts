@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
 import {
   replicaDurable,
+  type KeySwap,
   backoffMs,
   classifyFailure,
   failureAction,
@@ -30,7 +31,6 @@ import {
   type TraceContext,
 } from "@trias/protocol";
 import type { KeyRegistry, RegisteredKey, Signer } from "@trias/signing";
-import type { KV } from "@nats-io/kv";
 import {
   SpanKind,
   extractTrace,
@@ -660,7 +660,7 @@ export class AgentHost {
    * replica that holds its run's partition (docs/scaling.md, section 2). Before `listen`.
    */
   async usePartitions(o: {
-    kv: KV;
+    kv: KeySwap;
     replica: string;
     partitions?: number;
     leaseMs?: number;

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KV } from "@nats-io/kv";
-import { Bus, LocalNatsServer } from "@trias/bus";
+import { Bus, KeySwap, LocalNatsServer } from "@trias/bus";
 import { waitFor } from "@trias/testing";
 import { silentLogger } from "./host.js";
 import { PartitionKeeper } from "./leases.js";
@@ -15,6 +15,7 @@ describe("partition keeper", () => {
   let server: LocalNatsServer;
   let bus: Bus;
   let kv: KV;
+  let swap: KeySwap;
   const keepers: PartitionKeeper[] = [];
   const replays: {
     replica: string;
@@ -27,6 +28,7 @@ describe("partition keeper", () => {
     server = await LocalNatsServer.start();
     bus = await Bus.connect({ servers: server.url, name: "leases-test" });
     kv = await bus.kv("leases_test", { create: true });
+    swap = await KeySwap.open(kv, bus.serverVersion);
   });
   afterAll(async () => {
     for (const k of keepers) await k.stop().catch(() => undefined);
@@ -36,7 +38,7 @@ describe("partition keeper", () => {
 
   function keeper(replica: string, resumeAt = 100): PartitionKeeper {
     const k = new PartitionKeeper({
-      kv,
+      kv: swap,
       identity: "executor",
       replica,
       partitions: PARTITIONS,
