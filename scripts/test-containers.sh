@@ -57,4 +57,8 @@ CT_REBUILD=1 jaeger_standin_image
 echo "containers: images ready after $(($(date +%s) - start)) s" >&2
 
 SUMMARY_PRINTED=1
+echo "containers: the compose stack (one NATS server, one replica of each agent)" >&2
 node scripts/test.mjs --config test/vitest.slow.config.mjs test/containers/
+remove_project
+echo "containers: the cluster profile (three NATS servers at R3, two replicas of each agent)" >&2
+TRIAS_CT_CLUSTER=1 node scripts/test.mjs --config test/vitest.slow.config.mjs test/containers/

@@ -2,7 +2,9 @@
 // agent in its own container with its own key volume and NATS user, tasks submitted from a
 // container, an agent killed mid-run and restarted, nats stopped with runs in flight.
 // Run by `pnpm test:containers` (scripts/test-containers.sh sets up the engine and the
-// images first), never by `pnpm test`: it needs podman as root and takes minutes.
+// images first), never by `pnpm test`: it needs podman as root and takes minutes. With
+// TRIAS_CT_CLUSTER=1 the same tests run the cluster profile on top (docker-compose.cluster.yml:
+// three NATS servers at R3 and a second replica of each agent; docs/scaling.md).
 import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -20,7 +22,14 @@ const run = promisify(execFile);
 const REPO = join(import.meta.dirname, "..", "..");
 const PROJECT = "trias-ct";
 const NETWORK = `${PROJECT}_default`;
-const AGENTS = ["proposer", "router", "reviewer-1", "reviewer-2", "executor", "verifier"];
+const CLUSTER = process.env["TRIAS_CT_CLUSTER"] === "1";
+const IDENTITIES = ["proposer", "router", "reviewer-1", "reviewer-2", "executor", "verifier"];
+/** Each agent service and the identity it runs as (the cluster profile adds `<identity>-2`). */
+const AGENTS: [service: string, identity: string][] = [
+  ...IDENTITIES.map((i) => [i, i] as [string, string]),
+  ...(CLUSTER ? IDENTITIES.map((i) => [`${i}-2`, i] as [string, string]) : []),
+];
+const NATS_SERVICES = CLUSTER ? ["nats", "nats-2", "nats-3"] : ["nats"];
 /** Identity -> role of its NATS user: every identity the shipped nats.conf names. */
 const IDENTITY_ROLES: Record<string, NatsUserRole> = {
   admin: "admin",
@@ -82,6 +91,7 @@ const compose = (...args: string[]) =>
     dir,
     "-f",
     join(REPO, "docker-compose.yml"),
+    ...(CLUSTER ? ["-f", join(REPO, "docker-compose.cluster.yml")] : []),
     "-f",
     join(dir, "compose.test.yml"),
     "--env-file",
@@ -193,16 +203,17 @@ beforeAll(async () => {
   // The server config is generated here as `trias nats-config` does, with this test's
   // passwords; the ack wait is set a little longer than the default for a loaded machine.
   const ackWait = Object.fromEntries(
-    AGENTS.map((a) => [a, { environment: { TRIAS_ACK_WAIT_MS: "5000" } }]),
+    AGENTS.map(([a]) => [a, { environment: { TRIAS_ACK_WAIT_MS: "5000" } }]),
+  );
+  const natsConf = Object.fromEntries(
+    NATS_SERVICES.map((n) => [n, { volumes: ["./nats.conf:/etc/nats/nats.conf:ro"] }]),
   );
   writeFileSync(
     join(dir, "compose.test.yml"),
-    JSON.stringify({
-      services: { nats: { volumes: ["./nats.conf:/etc/nats/nats.conf:ro"] }, ...ackWait },
-    }),
+    JSON.stringify({ services: { ...natsConf, ...ackWait } }),
   );
   await compose("up", "-d");
-  for (const name of ["nats", ...AGENTS].map(container))
+  for (const name of [...NATS_SERVICES, ...AGENTS.map(([a]) => a)].map(container))
     await waitFor(
       `${name} healthy`,
       async () => ((await health(name)) === "healthy" ? true : undefined),
@@ -228,10 +239,10 @@ describe("the compose stack in containers", () => {
       container("setup"),
     ]);
     expect(setup.trim()).toBe("0");
-    for (const agent of AGENTS) {
+    for (const [service, agent] of AGENTS) {
       const listing = await sh("podman", [
         "exec",
-        container(agent),
+        container(service),
         "sh",
         "-c",
         "id -un; ls /keys; cat /keys/*.key.json >/dev/null && echo readable",
@@ -274,7 +285,7 @@ describe("the compose stack in containers", () => {
     expect(await auditOk(runs)).toBe(runs.length);
   });
 
-  it("nats stopped with accepted runs in flight: none is lost once it is back", async () => {
+  it("nats stopped with accepted runs in flight (one node of the cluster profile's three): none is lost once it is back", async () => {
     const runs = await submit(6);
     submitted += runs.length;
     await admin?.drain();
@@ -290,6 +301,25 @@ describe("the compose stack in containers", () => {
     expect(await outcomes(runs)).toEqual(runs.map(() => "completed"));
     expect(await aliceBalance()).toBe(ALICE_START - submitted);
     expect(await auditOk(runs)).toBe(runs.length);
+  });
+
+  it("every identity runs as its replicas, each holding a share of the runs' partitions", async () => {
+    const want = CLUSTER ? { "1": 8, "2": 8 } : { "1": 16 };
+    // After the kills above, a share may still be on its way back to a restarted replica.
+    const rows = await waitFor(
+      "each identity's partitions held by its replicas",
+      async () => {
+        const out = await consoleRun(`${CLI} replicas --json`);
+        const rows = JSON.parse(out) as { identity: string; partitions: Record<string, number> }[];
+        return rows.length === IDENTITIES.length &&
+          rows.every((r) => JSON.stringify(r.partitions) === JSON.stringify(want))
+          ? rows
+          : undefined;
+      },
+      60_000,
+      2000,
+    );
+    expect(rows.map((r) => r.identity).sort()).toEqual([...IDENTITIES].sort());
   });
 
   it("every agent's spans reach the trace receiver named in compose", async () => {
