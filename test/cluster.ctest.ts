@@ -15,10 +15,14 @@ import {
   defaultAgents,
   durablesOf,
   newRunId,
+  processName,
   Stack,
 } from "@trias/console";
+import { LeaseTableSchema } from "@trias/runtime";
 import {
   EXECUTOR_BUCKETS,
+  KeySwap,
+  LEASES_BUCKET,
   createExact,
   isRevisionConflict,
   isTransientFailure,
@@ -45,6 +49,10 @@ const CLAIM_BUCKET = "cluster_test_claim";
 /** How long every run gets to close, and how often the test looks (a bound, not a measure). */
 const CLOSE_WAIT_MS = 120_000;
 const CLOSE_POLL_MS = 250;
+/** A scratch bucket of several keys for KeySwap. */
+const KEY_SWAP_BUCKET = "cluster_test_key_swap";
+/** Runs submitted while two replicas of each role run (two more after one of each dies). */
+const REPLICA_RUNS = 8;
 /** Runs in flight when the first agent is killed (one more is submitted after each kill). */
 const ROLE_KILL_RUNS = 4;
 
@@ -277,6 +285,29 @@ describe("a 3-node NATS cluster at R3", () => {
     }
   });
 
+  it("stores exactly one of concurrent compare-and-sets of one key of a shared bucket (KeySwap at R3)", async () => {
+    await stack.admin.kv(KEY_SWAP_BUCKET, { create: true, replicas: 3 });
+    const kv = await stack.admin.kv(KEY_SWAP_BUCKET);
+    const swap = await KeySwap.open(kv, stack.admin.serverVersion);
+    await kv.put("another", new Uint8Array([1]));
+    for (let round = 0; round < SWAP_ROUNDS; round++) {
+      const read = await swap.read("table");
+      const tries = await Promise.allSettled(
+        Array.from({ length: SWAP_WRITERS }, (_, i) =>
+          swap.write("table", new TextEncoder().encode(`${round}.${i}`), read.expect),
+        ),
+      );
+      const won = tries.flatMap((t, i) => (t.status === "fulfilled" ? [i] : []));
+      const outcomes = tries.map((t) => (t.status === "rejected" ? String(t.reason) : "stored"));
+      expect(won, `round ${round}: ${outcomes.join("; ")}`).toHaveLength(1);
+      for (const t of tries)
+        if (t.status === "rejected")
+          expect(isRevisionConflict(t.reason), String(t.reason)).toBe(true);
+      const now = await swap.read("table");
+      expect(new TextDecoder().decode(now.value ?? new Uint8Array())).toBe(`${round}.${won[0]}`);
+    }
+  });
+
   it("applies concurrent ledger effects from one process each once (none overwritten)", async () => {
     // Two ledgers in one process, as the executor opens one per tool pack.
     const ledgers = [ledger, new Ledger(await stack.admin.kv(LEDGER_BUCKET))];
@@ -379,6 +410,41 @@ describe("a 3-node NATS cluster at R3", () => {
     const closed = await closedRuns(runs);
     for (const run of runs)
       expect(closed.get(run) ?? "open", `${run} after the kills`).toBe("completed");
+    const completed = await closedAndClean(runs);
+    expect(await alice()).toBe(start - completed * TRANSFER.amount);
+  }, 300_000);
+
+  it("runs two replicas of each role, then loses one of each mid-run: every run completes, each effect once", async () => {
+    const second = defaultAgents().map((a) => ({ ...a, replica: 2 }));
+    for (const a of second) stack.spawnAgent(a);
+    // Each identity's partitions split between its two replicas (docs/scaling.md, section 2).
+    const leases = await stack.admin.kv(LEASES_BUCKET);
+    await waitFor(
+      "every identity's partitions split between two replicas",
+      async () => {
+        for (const a of defaultAgents()) {
+          const e = await retrying(() => leases.get(a.name));
+          if (!e || e.length === 0) return undefined;
+          const owners = LeaseTableSchema.parse(e.json()).partitions.map((p) => p.owner);
+          if (owners.filter((o) => o === "2").length !== owners.length / 2) return undefined;
+        }
+        return true;
+      },
+      60_000,
+      200,
+    );
+    const start = await alice();
+    const runs = await submit(REPLICA_RUNS);
+    await waitFor(
+      "a first effect",
+      async () => ((await alice()) < start ? true : undefined),
+      60_000,
+    );
+    for (const a of second) await stack.kill(processName(a));
+    runs.push(...(await submit(2)));
+    const closed = await closedRuns(runs);
+    for (const run of runs)
+      expect(closed.get(run) ?? "open", `${run} after the second replicas died`).toBe("completed");
     const completed = await closedAndClean(runs);
     expect(await alice()).toBe(start - completed * TRANSFER.amount);
   }, 300_000);

@@ -2,6 +2,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalNatsServer, type Subscription } from "@trias/bus";
+import { startTestCluster } from "@trias/testing";
 import { ConsoleClient, Stack, defaultAgents, processName } from "@trias/console";
 import { decode, decodeFrame, parseSubject, type Message } from "@trias/protocol";
 import { KeyRegistry, Signer, keyFileName } from "@trias/signing";
@@ -56,6 +57,12 @@ export interface GovernedOptions {
    * @default 1
    */
   replicas?: number;
+  /**
+   * A 3-node cluster with the trace and buckets at R3 (docs/scaling.md, section 1) instead
+   * of one server.
+   * @default false
+   */
+  cluster?: boolean;
 }
 
 /**
@@ -65,7 +72,8 @@ export interface GovernedOptions {
  */
 export class Governed {
   readonly stack: Stack;
-  readonly server: LocalNatsServer;
+  /** The nats-server processes: one, or the cluster's three. */
+  readonly serverPids: number[];
   readonly client: ConsoleClient;
   readonly dir: string;
   readonly pids: Map<string, number>;
@@ -77,7 +85,7 @@ export class Governed {
 
   private constructor(
     stack: Stack,
-    server: LocalNatsServer,
+    serverPids: number[],
     client: ConsoleClient,
     dir: string,
     sink: Subscription,
@@ -85,7 +93,7 @@ export class Governed {
     collect: { current: Collector | null },
   ) {
     this.stack = stack;
-    this.server = server;
+    this.serverPids = serverPids;
     this.client = client;
     this.dir = dir;
     this.#sink = sink;
@@ -100,7 +108,7 @@ export class Governed {
 
   static async start(o: GovernedOptions = {}): Promise<Governed> {
     const dir = mkdtempSync(join(tmpdir(), "trias-bench-"));
-    let server: LocalNatsServer | null = null;
+    let serverPids: () => number[] = () => [];
     const logDir = o.logDir ?? join(dir, "logs");
     const stack = await Stack.start({
       keyDir: join(dir, "keys"),
@@ -110,12 +118,26 @@ export class Governed {
         defaultAgents(2).map((a) => ({ ...a, replica: r + 1 })),
       ).flat(),
       env: { LOG_LEVEL: "warn", ...(o.env ?? {}) },
+      ...(o.cluster ? { replicas: 3 } : {}),
       natsFactory: async (users) => {
-        server = await LocalNatsServer.start({ users, logFile: join(logDir, "nats-server.log") });
+        if (o.cluster) {
+          const cluster = await startTestCluster({ users, logDir });
+          serverPids = () => cluster.nodes.flatMap((n) => (n.pid !== undefined ? [n.pid] : []));
+          return {
+            url: cluster.urls,
+            restart: () => Promise.resolve(),
+            stop: () => cluster.stop(),
+          };
+        }
+        const server = await LocalNatsServer.start({
+          users,
+          logFile: join(logDir, "nats-server.log"),
+        });
+        serverPids = () => (server.pid !== undefined ? [server.pid] : []);
         return server;
       },
     });
-    if (!server) throw new Error("the stack did not start a nats-server");
+    if (serverPids().length === 0) throw new Error("the stack did not start a nats-server");
     const keyDir = join(dir, "keys");
     const client = new ConsoleClient(
       stack.admin,
@@ -163,7 +185,7 @@ export class Governed {
         f.reject(e instanceof Error ? e : new Error(String(e)));
       }
     });
-    return new Governed(stack, server, client, dir, sink, runs, collect);
+    return new Governed(stack, serverPids(), client, dir, sink, runs, collect);
   }
 
   /** One governed run of `steps` no-op steps of a tier; resolves when it is closed. */

@@ -1,12 +1,13 @@
-// `pnpm bench --replicas`: light steps with one replica of each agent identity against two
-// (docs/scaling.md, section 2). Figures, no target: on a machine with two cores, twice the
-// processes share the same cores, so this measures what partitioning costs, not what it gains
-// on more machines.
-import { Governed } from "./governed.js";
+// `pnpm bench --replicas` and `--cluster`: light steps on one deployment against another
+// (docs/scaling.md): one replica of each agent identity against two, one server against a
+// 3-node cluster at R3. Figures, no target: on a machine with two cores every extra process
+// shares the same cores, so this measures what each costs, not what it gains on more machines.
+import { Governed, type GovernedOptions } from "./governed.js";
 import { dist, round, type Dist } from "./stats.js";
 
-export interface ReplicaRow {
-  replicas: number;
+export interface VariantRow {
+  /** The deployment measured (see DEPLOYMENTS). */
+  variant: string;
   inFlight: number;
   steps: number;
   stepsPerSec: number;
@@ -16,7 +17,19 @@ export interface ReplicaRow {
   failures: string[];
 }
 
-export interface ReplicaBenchOptions {
+/** The deployments each comparison measures, the reference first. */
+export const DEPLOYMENTS: Record<"replicas" | "cluster", [string, GovernedOptions][]> = {
+  replicas: [
+    ["1 replica", { replicas: 1 }],
+    ["2 replicas", { replicas: 2 }],
+  ],
+  cluster: [
+    ["R1, 1 server", {}],
+    ["R3, 3 servers", { cluster: true }],
+  ],
+};
+
+export interface VariantBenchOptions {
   rounds: number;
   segMs: number;
   levels: readonly number[];
@@ -26,11 +39,14 @@ export interface ReplicaBenchOptions {
   started?: (gov: Governed) => void;
 }
 
-/** Each replica count on its own stack, one after the other (never both at once). */
-export async function benchReplicas(o: ReplicaBenchOptions): Promise<ReplicaRow[]> {
-  const rows: ReplicaRow[] = [];
-  for (const replicas of [1, 2]) {
-    const gov = await Governed.start({ env: o.env, replicas });
+/** Each deployment on its own stack, one after the other (never two at once). */
+export async function benchVariants(
+  variants: readonly [string, GovernedOptions][],
+  o: VariantBenchOptions,
+): Promise<VariantRow[]> {
+  const rows: VariantRow[] = [];
+  for (const [variant, opts] of variants) {
+    const gov = await Governed.start({ ...opts, env: o.env });
     o.started?.(gov);
     try {
       // Warm-up as the main bench's (JIT, connections, leases settled), not measured.
@@ -51,7 +67,7 @@ export async function benchReplicas(o: ReplicaBenchOptions): Promise<ReplicaRow[
           for (const name of gov.pids.keys()) cpuMs += s.cpuMs[name] ?? 0;
         }
         rows.push({
-          replicas,
+          variant,
           inFlight: n,
           steps,
           stepsPerSec: wallMs > 0 ? round((steps * 1000) / wallMs, 1) : 0,

@@ -165,7 +165,7 @@ interface Registration {
   /** The durable's name for the first replica (each replica's is replicaDurable of it). */
   base: string;
   filter: string;
-  process: (d: Delivery) => Promise<Disposition>;
+  handle: (d: Delivery) => Promise<Disposition>;
   sub: Subscription | null;
   maxDeliver: number | undefined;
 }
@@ -506,7 +506,7 @@ export class AgentHost {
         { durable },
         "a consumer that was not this agent's durable held its name; deleted it and created the durable",
       );
-    const process = (d: Delivery): Promise<Disposition> => {
+    const handle = (d: Delivery): Promise<Disposition> => {
       const parts = parseSubject(d.subject);
       return withSpan(
         `process ${parts?.kind ?? "message"}`,
@@ -606,17 +606,17 @@ export class AgentHost {
         },
       );
     };
-    const reg: Registration = { base, filter, process, sub: null, maxDeliver: o.maxDeliver };
+    const reg: Registration = { base, filter, handle, sub: null, maxDeliver: o.maxDeliver };
     this.#regs.push(reg);
     const sub = await this.bus.consume(
       durable,
       async (d): Promise<Disposition> => {
-        if (!keeper) return process(d);
+        if (!keeper) return handle(d);
         const ticket = await keeper.enter(runOfSubject(d.subject));
         if (ticket.type === "skip") return { type: "ack" };
         if (ticket.type === "defer") return { type: "nak", delayMs: 0 };
         try {
-          return await process(d);
+          return await handle(d);
         } finally {
           ticket.done();
         }
@@ -749,7 +749,7 @@ export class AgentHost {
     this.#replayed.add(d.seq);
     let settled = true;
     try {
-      const disp = await reg.process(d);
+      const disp = await reg.handle(d);
       if (disp.type !== "nak") return;
       if (reg.maxDeliver !== undefined && reg.maxDeliver > 0 && d.deliveryCount >= reg.maxDeliver)
         return;
