@@ -147,6 +147,12 @@ export const PULL_EXPIRES_MS = 5_000;
  */
 export const DEFAULT_MAX_DELIVER = -1;
 
+/**
+ * How long consuming waits before resuming a pull that ended by itself (see ConsumerLost).
+ * @default 1_000 ms
+ */
+const CONSUME_RESUME_MS = 1_000;
+
 /** How long a handled message's ack waits by default for a publish to share a write with. */
 const ACK_LINGER_MS = 20;
 /** Acks sent at once at most; more waiting go out without waiting for a publish. */
@@ -177,8 +183,11 @@ export interface ConsumeOptions {
  */
 export interface ConsumerLost {
   durable: string;
-  /** How the client learnt it: the server's 409 on a waiting pull, or a failed lookup. */
-  reason: "consumer_deleted" | "consumer_not_found";
+  /**
+   * How the client learnt it: the server's 409 on a waiting pull, a failed lookup, or the
+   * pull ending by itself (`consume_ended`: the durable is kept if it still exists).
+   */
+  reason: "consumer_deleted" | "consumer_not_found" | "consume_ended";
   /** Where the recreated durable starts; absent when recreating failed (`error` says why). */
   fromSeq?: number;
   error?: unknown;
@@ -674,24 +683,32 @@ export class Bus {
 
     const loop = (async () => {
       for (;;) {
-        for await (const m of messages) {
-          const d = toDelivery(m);
-          held.set(m, Date.now());
-          position.delivered(d.seq);
-          const key = keyOf(d);
-          const prev = tails.get(key) ?? Promise.resolve();
-          const next = prev.then(() => handleOne(m, d));
-          tails.set(key, next);
-          inflight.add(next);
-          void next.finally(() => {
-            inflight.delete(next);
-            if (tails.get(key) === next) tails.delete(key);
-          });
+        try {
+          for await (const m of messages) {
+            const d = toDelivery(m);
+            held.set(m, Date.now());
+            position.delivered(d.seq);
+            const key = keyOf(d);
+            const prev = tails.get(key) ?? Promise.resolve();
+            const next = prev.then(() => handleOne(m, d));
+            tails.set(key, next);
+            inflight.add(next);
+            void next.finally(() => {
+              inflight.delete(next);
+              if (tails.get(key) === next) tails.delete(key);
+            });
+          }
+        } catch {
+          // Reported below as the pull having ended: consuming resumes, never stops silently.
         }
-        const reason = lost;
+        // An iteration that ended while this process neither stopped nor lost its connection
+        // (the client gave up on the pull) is resumed as a lost durable is: never a silent stop.
+        const reason = lost ?? (stopping || this.#nc.isClosed() ? null : "consume_ended");
         lost = null;
         const opts = this.#durables.get(durable);
         if (stopping || reason === null || opts === undefined || this.#nc.isClosed()) break;
+        // A pull that keeps ending at once (a permission lost, say) is not retried in a spin.
+        if (reason === "consume_ended") await new Promise((r) => setTimeout(r, CONSUME_RESUME_MS));
         try {
           messages = await this.#recreate(durable, opts, position, reason, o, () => stopping);
         } catch {

@@ -630,7 +630,9 @@ export class AgentHost {
           if (e.fromSeq !== undefined)
             this.log.error(
               { durable, reason: e.reason, fromSeq: e.fromSeq },
-              "durable consumer disappeared; recreated it from the oldest message not yet settled",
+              e.reason === "consume_ended"
+                ? "consuming the durable ended by itself; resumed it"
+                : "durable consumer disappeared; recreated it from the oldest message not yet settled",
             );
           else
             this.log.error(
