@@ -40,6 +40,8 @@ export {
   REVIEW_CLAIMS_BUCKET,
   RECEIPTS_BUCKET,
   PENDING_BUCKET,
+  PAYLOADS_BUCKET,
+  PAYLOAD_WRITERS,
   type NatsUser,
   type NatsUserRole,
   type NatsConfigOptions,

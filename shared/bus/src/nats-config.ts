@@ -63,6 +63,21 @@ export const PENDING_BUCKET = "trias_pending";
 /** Where reviewers claim a step that needs fewer reviewers than there are (first come, first judge). */
 export const REVIEW_CLAIMS_BUCKET = "trias_reviews";
 
+/**
+ * Step arguments too large to travel in their frames (docs/security.md, "Bounded messages end
+ * to end"): content-addressed chunks, keyed by the SHA-256 of the arguments' canonical
+ * encoding, so a reader checks what it gets against the reference it holds. Written only by
+ * the identities that build a step's arguments (PAYLOAD_WRITERS); every role reads it.
+ */
+export const PAYLOADS_BUCKET = "trias_payloads";
+
+/**
+ * Who may put into the payloads bucket: the console (a submitted task's arguments), the
+ * proposer (a step it plans) and the verifier (the arguments of a compensation it orders).
+ * A reviewer, the router, the executor and a human only read it.
+ */
+export const PAYLOAD_WRITERS: readonly Role[] = ["console", "proposer", "verifier"];
+
 /** The user an operator sets up the trace with; never given to an agent or the CLI's daily use. */
 export const ADMIN_USER = "admin";
 
@@ -169,6 +184,11 @@ function othersDurable(stream: string, d: string): string[] {
 }
 
 function ownSubjects(role: Role): string[] {
+  const payloads = PAYLOAD_WRITERS.includes(role) ? [`$KV.${PAYLOADS_BUCKET}.>`] : [];
+  return [...roleSubjects(role), ...payloads];
+}
+
+function roleSubjects(role: Role): string[] {
   switch (role) {
     case "executor":
       return [`trias.${role}.>`, ...EXECUTOR_BUCKETS.map((b) => `$KV.${b}.>`)];

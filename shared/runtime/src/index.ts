@@ -46,3 +46,4 @@ export {
   type ResultRef,
   type ResultStore,
 } from "./results.js";
+export { Payloads, busPayloads, type PayloadBucket } from "./payloads.js";
