@@ -109,6 +109,7 @@ export {
   payloadKeys,
   payloadChunks,
   wireArgs,
+  sameArguments,
   type WireArgs,
 } from "./payloads.js";
 export { readEnv, envPositiveInt, envNonNegative, envEnum, envText, type Env } from "./env.js";

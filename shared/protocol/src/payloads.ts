@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { canonicalBytes, sha256Hex } from "./codec.js";
+import { canonicalBytes, canonicalEqual, sha256Hex } from "./codec.js";
 import { MAX_FRAME_BYTES } from "./frame.js";
 import type { JsonObject } from "./schemas.js";
 
@@ -93,4 +93,15 @@ export function wireArgs(args: JsonObject, inlineBytes = INLINE_ARGUMENT_BYTES):
   const canonical = canonicalBytes(args);
   if (canonical.length <= inlineBytes) return { inline: true, args };
   return { inline: false, args: argsRefOf(canonical), canonical };
+}
+
+/**
+ * The argument-equality rule for arguments that may travel by reference: equal when their
+ * wire forms (wireArgs) are canonically equal. Arguments and a reference to their bytes are
+ * the same action, so a compensation derived from an effect's resolved arguments matches an
+ * order that names it by reference.
+ */
+export function sameArguments(a: JsonObject, b: JsonObject): boolean {
+  if (!isArgsRef(a) && !isArgsRef(b)) return canonicalEqual(a, b);
+  return canonicalEqual(wireArgs(a).args, wireArgs(b).args);
 }
