@@ -107,7 +107,13 @@ export function auditExecution(
     // The execution's arguments are the proposal's (checked above): judged resolved.
     const derived = checkAssignment(
       policy,
-      { tool: p.tool, args: same ? args : p.args, run: m.run, step: m.step ?? 0, attempt: m.attempt },
+      {
+        tool: p.tool,
+        args: same ? args : p.args,
+        run: m.run,
+        step: m.step ?? 0,
+        attempt: m.attempt,
+      },
       view,
       a.message.body,
     );

@@ -80,8 +80,7 @@ export function payloadChunks(canonical: Uint8Array): Uint8Array[] {
 
 /** How arguments go on the wire: inline, or by reference with the bytes to store. */
 export type WireArgs =
-  | { inline: true; args: JsonObject }
-  | { inline: false; args: ArgsRef; canonical: Uint8Array };
+  { inline: true; args: JsonObject } | { inline: false; args: ArgsRef; canonical: Uint8Array };
 
 /**
  * Pure: the arguments as a step's frames carry them. Arguments already by reference, and
