@@ -5,6 +5,7 @@ import {
   EXECUTOR_BUCKETS,
   PAYLOADS_BUCKET,
   PENDING_BUCKET,
+  LEASES_BUCKET,
   RECEIPTS_BUCKET,
   REVIEW_CLAIMS_BUCKET,
   SUBJECT_KEYS_BUCKET,
@@ -49,6 +50,8 @@ export async function setupTrace(admin: Bus, o: SetupOptions = {}): Promise<{ se
   await setupKeyStore(admin, replicas);
   // Kept as long as the trace or longer: a checkpoint is what names a purged run.
   await admin.kv(RECEIPTS_BUCKET, { create: true, ...replicas });
+  // Replicas' partition leases (docs/scaling.md, section 2): a key per agent identity.
+  await admin.kv(LEASES_BUCKET, { create: true, ...replicas });
   // Runs waiting for a person (docs/scaling.md, "Cold paths"): a key per run, few at a time.
   await admin.kv(PENDING_BUCKET, { create: true, ...replicas });
   await admin.allowMessageDeletes(`KV_${PENDING_BUCKET}`);

@@ -5,7 +5,8 @@ import {
   ADMIN_USER,
   Bus,
   LocalNatsServer,
-  durablesOf as natsDurablesOf,
+  firstReplicaDurables,
+  replicaDurable,
   type NatsUser,
 } from "@trias/bus";
 import { TransientError, ValidationError } from "@trias/protocol";
@@ -53,6 +54,16 @@ export interface AgentSpec {
   role: AgentRole;
   /** Environment for this agent only (e.g. TRIAS_REVIEWER_STRATEGY=llm). */
   env?: Record<string, string>;
+  /**
+   * Which replica of the identity this process is (TRIAS_REPLICA; docs/scaling.md, section 2).
+   * @default 1
+   */
+  replica?: number;
+}
+
+/** The process's name in the stack (kill, restart, its log file): `<identity>#<n>` past the first replica. */
+export function processName(a: AgentSpec): string {
+  return (a.replica ?? 1) > 1 ? `${a.name}#${a.replica}` : a.name;
 }
 
 export function defaultAgents(reviewers = 2): AgentSpec[] {
@@ -73,7 +84,9 @@ export function defaultAgents(reviewers = 2): AgentSpec[] {
  * the NATS permissions grant (nats-config.ts), so an agent that named another is refused.
  */
 export function durablesOf(a: AgentSpec): string[] {
-  return natsDurablesOf({ user: a.name, role: a.role });
+  return firstReplicaDurables({ user: a.name, role: a.role }).map((d) =>
+    replicaDurable(d, String(a.replica ?? 1)),
+  );
 }
 
 export interface StackOptions {
@@ -160,7 +173,9 @@ export class Stack {
   static async start(opts: StackOptions): Promise<Stack> {
     const agents = opts.agents ?? defaultAgents();
     const identities: Identity[] = [
-      ...agents.map((a) => ({ name: a.name, role: a.role })),
+      ...agents
+        .filter((a, i) => agents.findIndex((b) => b.name === a.name) === i)
+        .map((a) => ({ name: a.name, role: a.role })),
       { name: "console", role: "console" },
       { name: "human-operator", role: "human" },
     ];
@@ -230,11 +245,17 @@ export class Stack {
     const main = join(REPO_ROOT, "agents", a.role, "dist", "main.js");
     if (!existsSync(main))
       throw new TransientError("internal", `${main} is missing: run \`pnpm build\` first`);
-    const env = { ...this.agentEnv(a), ...(a.env ?? {}), ...extraEnv };
-    this.#agents.spawn(a.name, process.execPath, [...agentNodeFlags(env["NODE_OPTIONS"]), main], {
+    const env: Record<string, string> = {
+      ...this.agentEnv(a),
+      ...(a.replica !== undefined ? { TRIAS_REPLICA: String(a.replica) } : {}),
+      ...(a.env ?? {}),
+      ...extraEnv,
+    };
+    const name = processName(a);
+    this.#agents.spawn(name, process.execPath, [...agentNodeFlags(env["NODE_OPTIONS"]), main], {
       env,
       cwd: REPO_ROOT,
-      logFile: join(this.opts.logDir, `${a.name}.log`),
+      logFile: join(this.opts.logDir, `${name}.log`),
     });
   }
 
@@ -249,7 +270,7 @@ export class Stack {
 
   /** Kill an agent and start it again (with extra environment, e.g. a TRIAS_FAULT to arm). */
   async restart(name: string, extraEnv: Record<string, string> = {}): Promise<void> {
-    const spec = (this.opts.agents ?? []).find((a) => a.name === name);
+    const spec = (this.opts.agents ?? []).find((a) => processName(a) === name);
     if (!spec) throw new Error(`no agent named ${name}`);
     await this.kill(name);
     this.spawnAgent(spec, extraEnv);
@@ -262,7 +283,8 @@ export class Stack {
 
   /** Start every configured agent that is not running, and wait until they are ready. */
   async startAll(): Promise<void> {
-    for (const a of this.opts.agents ?? []) if (!this.#agents.has(a.name)) this.spawnAgent(a);
+    for (const a of this.opts.agents ?? [])
+      if (!this.#agents.has(processName(a))) this.spawnAgent(a);
     await this.waitReady();
   }
 

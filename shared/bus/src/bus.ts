@@ -224,6 +224,12 @@ export interface Subscription {
   stop(): Promise<void>;
   /** Resolves when the consume loop has ended. */
   readonly closed: Promise<void>;
+  /**
+   * The oldest message of the durable this process has not settled (acked or terminated),
+   * or the one after the newest delivered: where a successor resumes what it left.
+   * Absent on subscriptions that keep no position (ordered reads).
+   */
+  resumeAt?(): number;
 }
 
 function hdrsToRecord(h: MsgHdrs | undefined): Record<string, string> {
@@ -697,6 +703,7 @@ export class Bus {
 
     const sub: Subscription = {
       closed: loop,
+      resumeAt: () => position.resumeAt(),
       stop: async () => {
         stopping = true;
         // The loop ends the iteration; a durable being recreated is stopped there.

@@ -63,10 +63,23 @@ describe("nats-config", () => {
     expect(of("admin")).toEqual({ publish: { allow: [">"] } });
   });
 
-  it("nats-config - durables: one per reviewer identity, none for the console or a human", () => {
-    expect(durablesOf({ user: "reviewer-2", role: "reviewer" })).toEqual(["reviewer-reviewer-2"]);
+  it("nats-config - durables: one per reviewer identity and replica, none for the console or a human", () => {
+    expect(durablesOf({ user: "reviewer-2", role: "reviewer" })).toEqual([
+      "reviewer-reviewer-2",
+      "reviewer-reviewer-2-r2",
+      "reviewer-reviewer-2-r3",
+      "reviewer-reviewer-2-r4",
+    ]);
     expect(durablesOf({ user: "console", role: "console" })).toEqual([]);
     expect(durablesOf({ user: "alice", role: "human" })).toEqual([]);
+  });
+
+  it("nats-config - an agent writes its own partition lease table only; the console and people none", () => {
+    expect(of("reviewer-2").publish.allow).toContain("$KV.trias_leases.reviewer-2");
+    expect(of("reviewer-2").publish.allow.filter((s) => s.startsWith("$KV.trias_leases."))).toEqual(
+      ["$KV.trias_leases.reviewer-2"],
+    );
+    expect(of("console").publish.allow.some((s) => s.startsWith("$KV.trias_leases."))).toBe(false);
   });
 
   it("nats-config - passwords as environment references name the identity", () => {

@@ -78,6 +78,24 @@ export const PAYLOADS_BUCKET = "trias_payloads";
  */
 export const PAYLOAD_WRITERS: readonly Role[] = ["console", "proposer", "verifier"];
 
+/**
+ * The partition leases of replicas (docs/scaling.md, section 2): one key per agent identity,
+ * its lease table, which only that identity may write (`$KV.trias_leases.<identity>`).
+ */
+export const LEASES_BUCKET = "trias_leases";
+
+/**
+ * Replicas of one agent identity at most. Each replica after the first has its own durables
+ * (`<durable>-r<n>`), which the permissions below name one by one, so the number is bounded.
+ * @default 4
+ */
+export const MAX_REPLICAS = 4;
+
+/** A replica's durable name: the first replica keeps the identity's name, others add `-r<n>`. */
+export function replicaDurable(durable: string, replica: string): string {
+  return replica === "1" ? durable : `${durable}-r${replica}`;
+}
+
 /** The user an operator sets up the trace with; never given to an agent or the CLI's daily use. */
 export const ADMIN_USER = "admin";
 
@@ -94,6 +112,13 @@ export interface NatsUser {
  * drifts fails every stack test).
  */
 export function durablesOf(u: { user: string; role: NatsUserRole }): string[] {
+  return firstReplicaDurables(u).flatMap((d) =>
+    Array.from({ length: MAX_REPLICAS }, (_, i) => replicaDurable(d, String(i + 1))),
+  );
+}
+
+/** The durables of an identity's first replica (the only ones of a deployment without replicas). */
+export function firstReplicaDurables(u: { user: string; role: NatsUserRole }): string[] {
   switch (u.role) {
     case "proposer":
       return ["proposer-tasks", "proposer-progress", "proposer-recovery"];
@@ -163,16 +188,20 @@ function ephemeralReads(stream: string): string[] {
  * space, never another's messages.
  */
 function bucketReads(): string[] {
-  return [...EXECUTOR_BUCKETS, REVIEW_CLAIMS_BUCKET, RECEIPTS_BUCKET, PENDING_BUCKET].flatMap(
-    (b) => [
-      `${API}.CONSUMER.CREATE.KV_${b}`,
-      `${API}.CONSUMER.CREATE.KV_${b}.>`,
-      `${API}.CONSUMER.INFO.KV_${b}.*`,
-      `${API}.CONSUMER.MSG.NEXT.KV_${b}.*`,
-      `${API}.CONSUMER.DELETE.KV_${b}.*`,
-      `$JS.FC.KV_${b}.>`,
-    ],
-  );
+  return [
+    ...EXECUTOR_BUCKETS,
+    REVIEW_CLAIMS_BUCKET,
+    RECEIPTS_BUCKET,
+    PENDING_BUCKET,
+    LEASES_BUCKET,
+  ].flatMap((b) => [
+    `${API}.CONSUMER.CREATE.KV_${b}`,
+    `${API}.CONSUMER.CREATE.KV_${b}.>`,
+    `${API}.CONSUMER.INFO.KV_${b}.*`,
+    `${API}.CONSUMER.MSG.NEXT.KV_${b}.*`,
+    `${API}.CONSUMER.DELETE.KV_${b}.*`,
+    `$JS.FC.KV_${b}.>`,
+  ]);
 }
 
 function othersDurable(stream: string, d: string): string[] {
@@ -183,9 +212,13 @@ function othersDurable(stream: string, d: string): string[] {
   ];
 }
 
-function ownSubjects(role: Role): string[] {
+function ownSubjects(u: NatsUser): string[] {
+  const role = u.role as Role;
+  // Agents keep their replicas' partition leases; people and the console have none.
+  const leases = durablesOf(u).length > 0 ? [`$KV.${LEASES_BUCKET}.${u.user}`] : [];
+  // Those who build a step's arguments store the large ones (PAYLOAD_WRITERS).
   const payloads = PAYLOAD_WRITERS.includes(role) ? [`$KV.${PAYLOADS_BUCKET}.>`] : [];
-  return [...roleSubjects(role), ...payloads];
+  return [...roleSubjects(role), ...leases, ...payloads];
 }
 
 function roleSubjects(role: Role): string[] {
@@ -229,7 +262,7 @@ export function permissionsOf(
         ...ephemeralReads(stream),
         ...bucketReads(),
         ...[...mine].flatMap((d) => ownDurable(stream, d)),
-        ...ownSubjects(u.role),
+        ...ownSubjects(u),
       ],
       ...(deny.length > 0 ? { deny } : {}),
     },

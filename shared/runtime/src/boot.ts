@@ -1,4 +1,4 @@
-import { Bus } from "@trias/bus";
+import { Bus, LEASES_BUCKET, isNotFound } from "@trias/bus";
 import { ValidationError, type Role } from "@trias/protocol";
 import { watchFile } from "node:fs";
 import { KeyRegistry, Signer, readJwks } from "@trias/signing";
@@ -73,7 +73,34 @@ export async function bootAgent(role: Role, opts: { logger?: Logger } = {}): Pro
     log,
     ackWaitMs: env.ackWaitMs,
   });
+  await usePartitions(host, bus, env, log);
   return { env, host, bus, log, telemetry };
+}
+
+/**
+ * Share the identity's work with its other replicas by run partition (docs/scaling.md,
+ * section 2). A trace set up before the leases bucket existed runs the first replica alone,
+ * as before; a second replica there is refused with what to do.
+ */
+async function usePartitions(host: AgentHost, bus: Bus, env: AgentEnv, log: Logger): Promise<void> {
+  let kv;
+  try {
+    kv = await bus.kv(LEASES_BUCKET);
+  } catch (e) {
+    if (!isNotFound(e)) throw e;
+    if (env.replica !== "1")
+      throw new ValidationError(
+        "config_invalid",
+        `replica ${env.replica} needs the ${LEASES_BUCKET} bucket, which this trace lacks: run \`trias setup\` (it adds the missing buckets) and start the replicas again`,
+        { cause: e },
+      );
+    log.warn(
+      { bucket: LEASES_BUCKET },
+      "no partition leases bucket (a trace set up by an older `trias setup`): running as the only replica",
+    );
+    return;
+  }
+  await host.usePartitions({ kv, replica: env.replica, leaseMs: env.leaseMs });
 }
 
 /** Drain on SIGTERM/SIGINT: stop taking messages, finish in-flight ones, close, exit 0. */

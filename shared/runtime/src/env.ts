@@ -19,7 +19,8 @@ import {
   readNatsCredentials,
 } from "@trias/signing";
 import { SHIPPED_POLICY_DIR } from "@trias/policy/paths";
-import { DEFAULT_ACK_WAIT_MS } from "@trias/bus";
+import { DEFAULT_ACK_WAIT_MS, MAX_REPLICAS } from "@trias/bus";
+import { DEFAULT_LEASE_MS } from "./leases.js";
 
 /** @default "nats://127.0.0.1:4222" (NATS_URL) */
 export const DEFAULT_NATS_URL = "nats://127.0.0.1:4222";
@@ -80,6 +81,15 @@ export const AgentEnvSchema = z.object({
   TRIAS_ACK_WAIT_MS: envPositiveInt(DEFAULT_ACK_WAIT_MS, "milliseconds"),
   /** A file kept while connected to NATS, for a container healthcheck (docs/containers.md). @default none */
   TRIAS_HEALTH_FILE: envText,
+  /**
+   * Which replica of this identity the process is, 1 to MAX_REPLICAS: replicas share the
+   * identity's work by run partition (docs/scaling.md, section 2). @default 1
+   */
+  TRIAS_REPLICA: envPositiveInt(1, "a replica number").pipe(
+    z.number().max(MAX_REPLICAS, `must be at most ${MAX_REPLICAS} (MAX_REPLICAS)`),
+  ),
+  /** How long a replica's partition leases last without renewal (the failover time). @default DEFAULT_LEASE_MS */
+  TRIAS_LEASE_MS: envPositiveInt(DEFAULT_LEASE_MS, "milliseconds"),
 });
 
 /** Everything an agent process needs from its environment, read once in main.ts. */
@@ -99,6 +109,10 @@ export interface AgentEnv {
   ackWaitMs: number;
   /** TRIAS_HEALTH_FILE: kept present while connected to NATS (a container healthcheck). */
   healthFile?: string;
+  /** TRIAS_REPLICA, as the replica id ("1", "2", ...). */
+  replica: string;
+  /** TRIAS_LEASE_MS. */
+  leaseMs: number;
 }
 
 /**
@@ -132,7 +146,10 @@ export function readAgentEnv(role: Role, env: Env = process.env): AgentEnv {
     policyFile,
     logLevel: e.LOG_LEVEL ?? DEFAULT_LOG_LEVEL,
     ackWaitMs: e.TRIAS_ACK_WAIT_MS,
+    replica: String(e.TRIAS_REPLICA),
+    leaseMs: e.TRIAS_LEASE_MS,
   };
+  if (e.TRIAS_HEALTH_FILE !== undefined) out.healthFile = abs(e.TRIAS_HEALTH_FILE);
   // Without NATS_USER, the identity's own credentials beside its key (`trias keys init`).
   const credsFile = join(keyDir, natsCredentialsFileName(name));
   if (e.NATS_USER === undefined && existsSync(credsFile)) {
@@ -143,7 +160,6 @@ export function readAgentEnv(role: Role, env: Env = process.env): AgentEnv {
   }
   if (e.NATS_USER !== undefined) out.natsUser = e.NATS_USER;
   if (e.NATS_PASSWORD !== undefined) out.natsPass = e.NATS_PASSWORD;
-  if (e.TRIAS_HEALTH_FILE !== undefined) out.healthFile = abs(e.TRIAS_HEALTH_FILE);
   return out;
 }
 

@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
 import {
+  replicaDurable,
   backoffMs,
   classifyFailure,
   failureAction,
@@ -29,6 +30,7 @@ import {
   type TraceContext,
 } from "@trias/protocol";
 import type { KeyRegistry, RegisteredKey, Signer } from "@trias/signing";
+import type { KV } from "@nats-io/kv";
 import {
   SpanKind,
   extractTrace,
@@ -42,6 +44,8 @@ import {
 import { DEFAULT_ACK_WAIT_MS, DEFAULT_CLOCK_SKEW_MS, DEFAULT_MESSAGE_TTL_MS } from "./env.js";
 import { ReplayWindow } from "./replay.js";
 import { busPayloads, type Payloads } from "./payloads.js";
+import { PartitionKeeper } from "./leases.js";
+import { DEFAULT_PARTITIONS, partitionOf, runOfSubject } from "./partitions.js";
 
 /**
  * The id of the message being handled, so that whatever a handler emits names its cause in
@@ -157,6 +161,16 @@ interface Suppressed {
   lastSubject: string;
 }
 
+/** One `listen`: what a replay of a claimed partition needs to hand its messages over. */
+interface Registration {
+  /** The durable's name for the first replica (each replica's is replicaDurable of it). */
+  base: string;
+  filter: string;
+  process: (d: Delivery) => Promise<Disposition>;
+  sub: Subscription | null;
+  maxDeliver: number | undefined;
+}
+
 export interface ListenOptions {
   deliver?: "all" | "new";
   ackWaitMs?: number;
@@ -201,6 +215,11 @@ export class AgentHost {
   #refilledAt = 0;
   #suppressed: Suppressed | null = null;
   #flushTimer: ReturnType<typeof setInterval> | null = null;
+  #keeper: PartitionKeeper | null = null;
+  readonly #regs: Registration[] = [];
+  readonly #onMoved: ((moved: (run: string) => boolean) => void)[] = [];
+  /** Replayed messages not settled yet (a local redelivery pending): a next owner must replay them. */
+  readonly #replayed = new Set<number>();
 
   constructor(o: HostOptions) {
     this.name = o.name;
@@ -474,9 +493,15 @@ export class AgentHost {
     o: ListenOptions = {},
   ): Promise<Subscription> {
     const ackWaitMs = o.ackWaitMs ?? this.#ackWaitMs;
+    const keeper = this.#keeper;
+    const base = durable;
+    if (keeper) durable = replicaDurable(base, keeper.replica);
+    // A replica after the first starts from now: what came before is in the partitions'
+    // last owners' durables, and a claim replays it from there (docs/scaling.md, section 2).
+    const deliver = o.deliver ?? (keeper && keeper.replica !== "1" ? "new" : undefined);
     const ensured = await this.bus.ensureConsumer(durable, {
       filter,
-      ...(o.deliver ? { deliver: o.deliver } : {}),
+      ...(deliver ? { deliver } : {}),
       ackWaitMs,
       ...(o.maxDeliver ? { maxDeliver: o.maxDeliver } : {}),
     });
@@ -485,107 +510,120 @@ export class AgentHost {
         { durable },
         "a consumer that was not this agent's durable held its name; deleted it and created the durable",
       );
+    const process = (d: Delivery): Promise<Disposition> => {
+      const parts = parseSubject(d.subject);
+      return withSpan(
+        `process ${parts?.kind ?? "message"}`,
+        () => ({
+          parent: extractTrace(d.headers),
+          kind: SpanKind.CONSUMER,
+          attributes: {
+            ...natsAttributes({
+              operation: "process",
+              subject: d.subject,
+              consumerGroup: durable,
+              bodySize: d.data.length,
+            }),
+            ...triasAttributes({
+              agent: this.name,
+              role: this.signer.role,
+              ...(parts ? { run: parts.run } : {}),
+            }),
+          },
+        }),
+        async (span): Promise<Disposition> => {
+          if (o.wanted && !o.wanted(peek(d.data))) {
+            span.setAttribute("trias.skipped", true);
+            return { type: "ack" };
+          }
+          let admitted = false;
+          try {
+            const inc = this.admit(d);
+            admitted = true;
+            const m = inc.message;
+            if (span.isRecording()) {
+              span.setAttributes(
+                triasAttributes({
+                  kind: m.kind,
+                  ...(m.step !== null ? { step: m.step } : {}),
+                  attempt: m.attempt,
+                }),
+              );
+              span.setAttribute("messaging.message.id", m.id);
+            }
+            this.log.info(
+              {
+                run: m.run,
+                step: m.step,
+                attempt: m.attempt,
+                kind: m.kind,
+                seq: d.seq,
+                from: inc.key.name,
+              },
+              "handling",
+            );
+            faultPoint(this.name, `before-${m.kind}`);
+            const r = await causeOf.run(m.id, () => handler(inc));
+            faultPoint(this.name, `after-${m.kind}`);
+            if (r && "retryInMs" in r) return { type: "nak", delayMs: r.retryInMs };
+            return { type: "ack" };
+          } catch (e) {
+            // Only what is wrong with the message is refused; a timeout, a lost connection
+            // or a server away is retried with backoff, never signed as a rejection.
+            const failure = classifyFailure(e);
+            const action = failureAction(failure, d.deliveryCount);
+            if (action.type === "retry") {
+              this.log.warn(
+                {
+                  err: String((e as Error)?.message ?? e),
+                  failure: failure.class,
+                  code: failure.code,
+                  subject: d.subject,
+                  seq: d.seq,
+                  delivery: d.deliveryCount,
+                  retryInMs: action.delayMs,
+                },
+                "handling failed; will retry",
+              );
+              return { type: "nak", delayMs: action.delayMs };
+            }
+            const refused =
+              failure.class === "unknown"
+                ? new TriasError(
+                    "internal",
+                    `${this.name} could not handle the message in ${d.deliveryCount} attempts: ${String((e as Error)?.message ?? e)}`,
+                    { cause: e },
+                  )
+                : e;
+            if (admitted || recordsRefusal(this.signer.role, d.subject)) {
+              if (!(await this.recordRejection(d, refused, { limited: !admitted })))
+                return { type: "nak", delayMs: backoffMs(d.deliveryCount) };
+            } else {
+              // Another agent is addressed and records it: counted here, not recorded twice.
+              const code = toTriasError(refused).code;
+              metrics.gateRejection(code);
+              this.log.debug({ code, subject: d.subject, seq: d.seq }, "message refused");
+            }
+            o.onRefused?.(d);
+            return { type: "term", reason: toTriasError(refused).code };
+          }
+        },
+      );
+    };
+    const reg: Registration = { base, filter, process, sub: null, maxDeliver: o.maxDeliver };
+    this.#regs.push(reg);
     const sub = await this.bus.consume(
       durable,
-      (d): Promise<Disposition> => {
-        const parts = parseSubject(d.subject);
-        return withSpan(
-          `process ${parts?.kind ?? "message"}`,
-          () => ({
-            parent: extractTrace(d.headers),
-            kind: SpanKind.CONSUMER,
-            attributes: {
-              ...natsAttributes({
-                operation: "process",
-                subject: d.subject,
-                consumerGroup: durable,
-                bodySize: d.data.length,
-              }),
-              ...triasAttributes({
-                agent: this.name,
-                role: this.signer.role,
-                ...(parts ? { run: parts.run } : {}),
-              }),
-            },
-          }),
-          async (span): Promise<Disposition> => {
-            if (o.wanted && !o.wanted(peek(d.data))) {
-              span.setAttribute("trias.skipped", true);
-              return { type: "ack" };
-            }
-            let admitted = false;
-            try {
-              const inc = this.admit(d);
-              admitted = true;
-              const m = inc.message;
-              if (span.isRecording()) {
-                span.setAttributes(
-                  triasAttributes({
-                    kind: m.kind,
-                    ...(m.step !== null ? { step: m.step } : {}),
-                    attempt: m.attempt,
-                  }),
-                );
-                span.setAttribute("messaging.message.id", m.id);
-              }
-              this.log.info(
-                {
-                  run: m.run,
-                  step: m.step,
-                  attempt: m.attempt,
-                  kind: m.kind,
-                  seq: d.seq,
-                  from: inc.key.name,
-                },
-                "handling",
-              );
-              faultPoint(this.name, `before-${m.kind}`);
-              const r = await causeOf.run(m.id, () => handler(inc));
-              faultPoint(this.name, `after-${m.kind}`);
-              if (r && "retryInMs" in r) return { type: "nak", delayMs: r.retryInMs };
-              return { type: "ack" };
-            } catch (e) {
-              // Only what is wrong with the message is refused; a timeout, a lost connection
-              // or a server away is retried with backoff, never signed as a rejection.
-              const failure = classifyFailure(e);
-              const action = failureAction(failure, d.deliveryCount);
-              if (action.type === "retry") {
-                this.log.warn(
-                  {
-                    err: String((e as Error)?.message ?? e),
-                    failure: failure.class,
-                    code: failure.code,
-                    subject: d.subject,
-                    seq: d.seq,
-                    delivery: d.deliveryCount,
-                    retryInMs: action.delayMs,
-                  },
-                  "handling failed; will retry",
-                );
-                return { type: "nak", delayMs: action.delayMs };
-              }
-              const refused =
-                failure.class === "unknown"
-                  ? new TriasError(
-                      "internal",
-                      `${this.name} could not handle the message in ${d.deliveryCount} attempts: ${String((e as Error)?.message ?? e)}`,
-                      { cause: e },
-                    )
-                  : e;
-              if (admitted || recordsRefusal(this.signer.role, d.subject)) {
-                if (!(await this.recordRejection(d, refused, { limited: !admitted })))
-                  return { type: "nak", delayMs: backoffMs(d.deliveryCount) };
-              } else {
-                // Another agent is addressed and records it: counted here, not recorded twice.
-                const code = toTriasError(refused).code;
-                metrics.gateRejection(code);
-                this.log.debug({ code, subject: d.subject, seq: d.seq }, "message refused");
-              }
-              o.onRefused?.(d);
-              return { type: "term", reason: toTriasError(refused).code };
-            }
-          },
-        );
+      async (d): Promise<Disposition> => {
+        if (!keeper) return process(d);
+        const ticket = await keeper.enter(runOfSubject(d.subject));
+        if (ticket.type === "skip") return { type: "ack" };
+        if (ticket.type === "defer") return { type: "nak", delayMs: 0 };
+        try {
+          return await process(d);
+        } finally {
+          ticket.done();
+        }
       },
       {
         ...(o.batch ? { batch: o.batch } : {}),
@@ -616,14 +654,132 @@ export class AgentHost {
           ),
       },
     );
+    reg.sub = sub;
     this.#subs.push(sub);
     return sub;
+  }
+
+  /**
+   * Run as one replica of this identity among several: each message is handled only by the
+   * replica that holds its run's partition (docs/scaling.md, section 2). Before `listen`.
+   */
+  async usePartitions(o: {
+    kv: KV;
+    replica: string;
+    partitions?: number;
+    leaseMs?: number;
+  }): Promise<PartitionKeeper> {
+    if (this.#regs.length > 0)
+      throw new TriasError("internal", "usePartitions must come before the first listen");
+    const keeper = new PartitionKeeper({
+      kv: o.kv,
+      identity: this.name,
+      replica: o.replica,
+      partitions: o.partitions ?? DEFAULT_PARTITIONS,
+      ...(o.leaseMs !== undefined ? { leaseMs: o.leaseMs } : {}),
+      log: this.log,
+      now: this.now,
+      replay: (p, from, last) => this.#replayPartition(p, from, last),
+      resumeAt: () => this.#resumeAt(),
+      onLost: (ps) => {
+        const lost = new Set(ps);
+        for (const f of this.#onMoved)
+          f((run) => lost.has(partitionOf(run, keeper.partitionCount)));
+      },
+    });
+    this.#keeper = keeper;
+    await keeper.start();
+    return keeper;
+  }
+
+  /**
+   * Told when partitions moved to another replica, with a test for the runs they hold: an
+   * agent drops what it keeps in memory of those runs (another replica has moved them on).
+   */
+  onRunsMoved(f: (moved: (run: string) => boolean) => void): void {
+    this.#onMoved.push(f);
+  }
+
+  /** Where the next owner of a partition given up now replays from (see PartitionKeeper). */
+  #resumeAt(): number {
+    let at = Number.MAX_SAFE_INTEGER;
+    for (const r of this.#regs) at = Math.min(at, r.sub?.resumeAt?.() ?? at);
+    for (const seq of this.#replayed) at = Math.min(at, seq);
+    return at === Number.MAX_SAFE_INTEGER ? 1 : at;
+  }
+
+  /**
+   * Hand a claimed partition's messages that its last owner may have left unhandled to the
+   * handlers, as redeliveries: each consumer's messages of the partition from `from`, or
+   * from the last owner's matching durable's ack floor.
+   */
+  async #replayPartition(
+    partition: number,
+    from: number | null,
+    last: string | null,
+  ): Promise<void> {
+    const keeper = this.#keeper!;
+    await Promise.all(
+      this.#regs.map(async (reg) => {
+        let start = from;
+        if (start === null) {
+          const owner = replicaDurable(reg.base, last ?? "1");
+          const info = await this.bus.consumerInfo(owner);
+          if (!info)
+            this.log.warn(
+              { partition, durable: owner },
+              "the last owner's durable is gone; replaying the partition from the start of the trace",
+            );
+          start = (info?.ack_floor.stream_seq ?? 0) + 1;
+        }
+        const msgs = await this.bus.readAll(reg.filter, start);
+        let n = 0;
+        for (const m of msgs) {
+          if (partitionOf(runOfSubject(m.subject), keeper.partitionCount) !== partition) continue;
+          n++;
+          await this.#replayOne(reg, { ...m, deliveryCount: 1 });
+        }
+        if (n > 0)
+          this.log.info(
+            { partition, durable: reg.base, from: start, messages: n },
+            "replayed what the partition's last owner left",
+          );
+      }),
+    );
+  }
+
+  /** One replayed message; a redelivery it asks for is a local timer while the partition stays here. */
+  async #replayOne(reg: Registration, d: Delivery): Promise<void> {
+    this.#replayed.add(d.seq);
+    let settled = true;
+    try {
+      const disp = await reg.process(d);
+      if (disp.type !== "nak") return;
+      if (reg.maxDeliver !== undefined && reg.maxDeliver > 0 && d.deliveryCount >= reg.maxDeliver)
+        return;
+      settled = false;
+      setTimeout(() => {
+        void (async () => {
+          const ticket = await this.#keeper!.enter(runOfSubject(d.subject));
+          if (ticket.type !== "handle") return this.#replayed.delete(d.seq);
+          try {
+            await this.#replayOne(reg, { ...d, deliveryCount: d.deliveryCount + 1 });
+          } finally {
+            ticket.done();
+          }
+        })();
+      }, disp.delayMs).unref();
+    } finally {
+      if (settled) this.#replayed.delete(d.seq);
+    }
   }
 
   async stop(): Promise<void> {
     if (this.#flushTimer) clearInterval(this.#flushTimer);
     this.#flushTimer = null;
+    this.#keeper?.beginStop();
     await Promise.allSettled(this.#subs.map((s) => s.stop()));
+    await this.#keeper?.stop();
   }
 }
 
