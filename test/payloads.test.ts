@@ -98,6 +98,12 @@ describe("payload sizes", () => {
       expect(verified.body.checks.filter((c) => !c.ok)).toEqual([]);
       const audit = cliAsAdmin(h, ["audit", run]);
       expect(audit.code, audit.out).toBe(0);
+      // What a person reads before approving: the bytes, read back and checked.
+      const shown = cliAsAdmin(h, ["args", run, "0"]);
+      expect(shown.code, shown.out).toBe(0);
+      expect(shown.out).toContain(`travel by reference: ${ref.$ref}`);
+      const json = shown.out.split("\n").find((l) => l.startsWith("{")) ?? "";
+      expect(JSON.parse(json)).toEqual(args);
     },
   );
 
