@@ -56,7 +56,8 @@ interface StepCase {
   assignment: OpenedAssignment;
   /**
    * The arguments the gate judges and the tool runs on: the proposal's own, or, when it
-   * carries them by reference, the bytes read back and checked (null until then).
+   * carries them by reference, the bytes read back and checked (null until then, and again
+   * once the step is refused: only steps waiting for their quorum hold large arguments).
    */
   args: JsonObject | null;
   approvals: Map<string, { verdict: OpenedVerdict; seq: number }>;
@@ -222,6 +223,9 @@ export class Executor {
   /** A refusal is recorded once (by the message that met it); the step then stays refused here. */
   #refuse(c: StepCase, d: { code: GateError["code"]; reason: string }): never {
     c.refused = true;
+    // A refused case stays cached (later messages for it change nothing): without the
+    // arguments read back for it, so large arguments do not accumulate in memory.
+    if (isArgsRef(c.assignment.proposal.message.body.args)) c.args = null;
     this.#open.delete(c.assignment.message.run);
     throw new GateError(d.code, d.reason);
   }
@@ -293,7 +297,12 @@ export class Executor {
     if (verdict.message.body.decision !== "approve") this.#open.delete(assignment.message.run);
     const c = this.#case(assignment);
     if (c.refused) return;
-    if (c.args === null) await this.#resolveArgs(c);
+    if (c.args === null) {
+      // A late verdict of a step this process ran (its case, and the arguments read back for
+      // it, are gone): nothing to do, so nothing to read.
+      if (this.#done.has(effectKey(assignment))) return;
+      await this.#resolveArgs(c);
+    }
     const pre = this.#gate(c, false);
     if (pre.kind === "refuse") this.#refuse(c, pre);
     await this.#hydrate(c, inc.delivery);
