@@ -8,16 +8,26 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   auditEvents,
   ConsoleClient,
   defaultAgents,
   durablesOf,
   newRunId,
+  processName,
   Stack,
 } from "@trias/console";
-import { EXECUTOR_BUCKETS, isRevisionConflict, isTransientFailure, swapSoleKey } from "@trias/bus";
+import { LeaseTableSchema } from "@trias/runtime";
+import {
+  EXECUTOR_BUCKETS,
+  KeySwap,
+  LEASES_BUCKET,
+  createExact,
+  isRevisionConflict,
+  isTransientFailure,
+  swapSoleKey,
+} from "@trias/bus";
 import { KeyRegistry, Signer, keyFileName } from "@trias/signing";
 import { startTestCluster, waitFor, type TestCluster } from "@trias/testing";
 import { subjectFor } from "@trias/protocol";
@@ -34,6 +44,15 @@ const CONCURRENT_EFFECTS = 20;
 const SWAP_BUCKET = "cluster_test_swap";
 const SWAP_ROUNDS = 20;
 const SWAP_WRITERS = 5;
+/** A scratch bucket for exclusive claims (createExact), one fresh key per round. */
+const CLAIM_BUCKET = "cluster_test_claim";
+/** How long every run gets to close, and how often the test looks (a bound, not a measure). */
+const CLOSE_WAIT_MS = 120_000;
+const CLOSE_POLL_MS = 250;
+/** A scratch bucket of several keys for KeySwap. */
+const KEY_SWAP_BUCKET = "cluster_test_key_swap";
+/** Runs submitted while two replicas of each role run (two more after one of each dies). */
+const REPLICA_RUNS = 8;
 /** Runs in flight when the first agent is killed (one more is submitted after each kill). */
 const ROLE_KILL_RUNS = 4;
 
@@ -69,10 +88,18 @@ beforeAll(async () => {
   ledger = new Ledger(await stack.admin.kv(LEDGER_BUCKET));
 }, 120_000);
 
+/** Whether a test failed: its servers' and agents' logs are kept for a post-mortem. */
+let failed = false;
+afterEach((ctx) => {
+  if (ctx.task.result?.state === "fail") failed = true;
+});
+
 afterAll(async () => {
   await stack?.stop();
-  // TRIAS_KEEP=1 keeps the servers' and agents' logs for a post-mortem.
-  if (!process.env["TRIAS_KEEP"]) rmSync(dir, { recursive: true, force: true });
+  // TRIAS_KEEP=1 keeps them after a pass too.
+  if (failed || process.env["TRIAS_KEEP"])
+    process.stderr.write(`cluster test: servers' and agents' logs kept in ${join(dir, "logs")}\n`);
+  else rmSync(dir, { recursive: true, force: true });
 }, 60_000);
 
 /**
@@ -114,8 +141,9 @@ async function submit(n: number): Promise<string[]> {
   for (let i = 0; i < n; i++) {
     const run = newRunId();
     await retrying(async () => {
-      const stored = await stack.admin.readAll(subjectFor("console", "task_submitted", run));
-      if (stored.length > 0) return;
+      // A message get, which the stream's leader answers: a read consumer (R1) could be
+      // placed on the node that is down and time out (module comment).
+      if (await stack.admin.lastBySubject(subjectFor("console", "task_submitted", run))) return;
       await client.submit(
         { goal: "cluster test", program: "transfer", input: TRANSFER, requestedBy: "cluster-test" },
         run,
@@ -127,18 +155,57 @@ async function submit(n: number): Promise<string[]> {
 }
 
 /**
+ * Each run's close outcome, once every run is closed or CLOSE_WAIT_MS has passed. Read by
+ * message gets on each run's run_closed subject (the stream's leader answers), not by a
+ * consumer: a read consumer (R1) is placed on any of the stream's three nodes, the one down
+ * included, and nats-server 2.9 serves an R1 consumer from its own node's copy of the stream
+ * (docs/scaling.md, section 1). A run still open at the end comes with what the trace holds
+ * of it and what each durable consumer holds, so a failure says where the run stopped.
+ */
+async function closedRuns(runs: readonly string[]): Promise<Map<string, string>> {
+  const closed = new Map<string, string>();
+  const deadline = Date.now() + CLOSE_WAIT_MS;
+  while (closed.size < runs.length && Date.now() < deadline) {
+    for (const run of runs) {
+      if (closed.has(run)) continue;
+      const m = await retrying(() =>
+        stack.admin.lastBySubject(subjectFor("verifier", "run_closed", run)),
+      );
+      const opened = m ? registry.open(m.data).message : null;
+      if (opened?.kind === "run_closed") closed.set(run, opened.body.outcome);
+    }
+    if (closed.size < runs.length) await new Promise((r) => setTimeout(r, CLOSE_POLL_MS));
+  }
+  for (const run of runs.filter((r) => !closed.has(r))) {
+    const { messages } = await retrying(() => stack.admin.readRun(run));
+    const kinds = messages.map((m) => `${m.seq}:${registry.open(m.data).message.kind}`);
+    const held: string[] = [];
+    for (const a of defaultAgents())
+      for (const d of durablesOf(a)) {
+        const ci = await retrying(() => stack.admin.consumerInfo(d));
+        if (ci && ci.num_pending + ci.num_ack_pending > 0)
+          held.push(`${d}: ${ci.num_pending} pending, ${ci.num_ack_pending} unacked`);
+      }
+    expect.fail(
+      `${run} open after ${CLOSE_WAIT_MS} ms; its trace: ${kinds.join(" ")}; durables: ${held.join("; ") || "none holding anything"}; the servers' and agents' logs are kept in ${join(dir, "logs")}`,
+    );
+  }
+  return closed;
+}
+
+/**
  * Every run closed (none lost), each closed as completed or rolled back (a step whose late
  * verification failed is compensated: docs/scaling.md), every trace audits clean; returns
  * how many completed, which is what the ledger must have moved by (each effect once).
  */
 async function closedAndClean(runs: readonly string[]): Promise<number> {
-  const closed = await retrying(() => client.waitForClose(runs, 120_000));
-  const outcomes = runs.map((r) => closed.get(r)?.body.outcome ?? "open");
+  const closed = await closedRuns(runs);
+  const outcomes = runs.map((r) => closed.get(r) ?? "open");
   for (const [i, o] of outcomes.entries())
     expect(["completed", "rolled_back"], `${runs[i]} closed as ${o}`).toContain(o);
   const { applied } = (await retrying(() => ledger.read())).state;
   for (const run of runs) {
-    const events = (await retrying(() => stack.admin.readAll(`trias.*.*.${run}`))).map((m) => ({
+    const events = (await retrying(() => stack.admin.readRun(run))).messages.map((m) => ({
       seq: m.seq,
       subject: m.subject,
       data: m.data,
@@ -190,6 +257,54 @@ describe("a 3-node NATS cluster at R3", () => {
       for (const t of tries)
         if (t.status === "rejected")
           expect(isRevisionConflict(t.reason), String(t.reason)).toBe(true);
+    }
+  });
+
+  it("stores exactly one of concurrent exclusive claims of one key (createExact at R3)", async () => {
+    await stack.admin.kv(CLAIM_BUCKET, { create: true, replicas: 3 });
+    const kv = await stack.admin.kv(CLAIM_BUCKET);
+    for (let round = 0; round < SWAP_ROUNDS; round++) {
+      const key = `slot.${round}`;
+      const tries = await Promise.allSettled(
+        Array.from({ length: SWAP_WRITERS }, (_, i) =>
+          createExact(kv, key, new TextEncoder().encode(`${round}.${i}`)),
+        ),
+      );
+      const won = tries.flatMap((t, i) => (t.status === "fulfilled" ? [{ i, rev: t.value }] : []));
+      const outcomes = tries.map((t) => (t.status === "rejected" ? String(t.reason) : "stored"));
+      expect(won, `round ${round}: ${outcomes.join("; ")}`).toHaveLength(1);
+      for (const t of tries)
+        if (t.status === "rejected")
+          expect(isRevisionConflict(t.reason), String(t.reason)).toBe(true);
+      // The key holds the one winner's value, at the revision it was told, and nothing else
+      // was stored in the bucket (a second stored claim would have moved its last sequence).
+      const e = await kv.get(key);
+      expect(new TextDecoder().decode(e?.value)).toBe(`${round}.${won[0]!.i}`);
+      expect(e?.revision).toBe(won[0]!.rev);
+      expect((await stack.admin.streamInfo(`KV_${CLAIM_BUCKET}`)).state.last_seq).toBe(won[0]!.rev);
+    }
+  });
+
+  it("stores exactly one of concurrent compare-and-sets of one key of a shared bucket (KeySwap at R3)", async () => {
+    await stack.admin.kv(KEY_SWAP_BUCKET, { create: true, replicas: 3 });
+    const kv = await stack.admin.kv(KEY_SWAP_BUCKET);
+    const swap = await KeySwap.open(kv, stack.admin.serverVersion);
+    await kv.put("another", new Uint8Array([1]));
+    for (let round = 0; round < SWAP_ROUNDS; round++) {
+      const read = await swap.read("table");
+      const tries = await Promise.allSettled(
+        Array.from({ length: SWAP_WRITERS }, (_, i) =>
+          swap.write("table", new TextEncoder().encode(`${round}.${i}`), read.expect),
+        ),
+      );
+      const won = tries.flatMap((t, i) => (t.status === "fulfilled" ? [i] : []));
+      const outcomes = tries.map((t) => (t.status === "rejected" ? String(t.reason) : "stored"));
+      expect(won, `round ${round}: ${outcomes.join("; ")}`).toHaveLength(1);
+      for (const t of tries)
+        if (t.status === "rejected")
+          expect(isRevisionConflict(t.reason), String(t.reason)).toBe(true);
+      const now = await swap.read("table");
+      expect(new TextDecoder().decode(now.value ?? new Uint8Array())).toBe(`${round}.${won[0]}`);
     }
   });
 
@@ -292,9 +407,44 @@ describe("a 3-node NATS cluster at R3", () => {
       stack.spawnAgent(a);
     }
     await stack.waitReady();
-    const closed = await retrying(() => client.waitForClose(runs, 120_000));
+    const closed = await closedRuns(runs);
     for (const run of runs)
-      expect(closed.get(run)?.body.outcome ?? "open", `${run} after the kills`).toBe("completed");
+      expect(closed.get(run) ?? "open", `${run} after the kills`).toBe("completed");
+    const completed = await closedAndClean(runs);
+    expect(await alice()).toBe(start - completed * TRANSFER.amount);
+  }, 300_000);
+
+  it("runs two replicas of each role, then loses one of each mid-run: every run completes, each effect once", async () => {
+    const second = defaultAgents().map((a) => ({ ...a, replica: 2 }));
+    for (const a of second) stack.spawnAgent(a);
+    // Each identity's partitions split between its two replicas (docs/scaling.md, section 2).
+    const leases = await stack.admin.kv(LEASES_BUCKET);
+    await waitFor(
+      "every identity's partitions split between two replicas",
+      async () => {
+        for (const a of defaultAgents()) {
+          const e = await retrying(() => leases.get(a.name));
+          if (!e || e.length === 0) return undefined;
+          const owners = LeaseTableSchema.parse(e.json()).partitions.map((p) => p.owner);
+          if (owners.filter((o) => o === "2").length !== owners.length / 2) return undefined;
+        }
+        return true;
+      },
+      60_000,
+      200,
+    );
+    const start = await alice();
+    const runs = await submit(REPLICA_RUNS);
+    await waitFor(
+      "a first effect",
+      async () => ((await alice()) < start ? true : undefined),
+      60_000,
+    );
+    for (const a of second) await stack.kill(processName(a));
+    runs.push(...(await submit(2)));
+    const closed = await closedRuns(runs);
+    for (const run of runs)
+      expect(closed.get(run) ?? "open", `${run} after the second replicas died`).toBe("completed");
     const completed = await closedAndClean(runs);
     expect(await alice()).toBe(start - completed * TRANSFER.amount);
   }, 300_000);

@@ -5,7 +5,14 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AckPolicy, JetStreamApiError, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { durablesOf, inboxPrefixOf, isPermissionError, type NatsUser } from "@trias/bus";
+import {
+  LEASES_BUCKET,
+  durablesOf,
+  firstReplicaDurables,
+  inboxPrefixOf,
+  isPermissionError,
+  type NatsUser,
+} from "@trias/bus";
 import { STREAM_NAME, assignmentFilter } from "@trias/protocol";
 import { REGISTRY_FILE, keyFileName, natsCredentialsFileName } from "@trias/signing";
 import { waitFor } from "@trias/testing";
@@ -85,8 +92,12 @@ describe("credentials", () => {
       ].sort(),
     );
     const before = new Map<string, string>();
+    // Every durable any identity may have (each replica's: docs/scaling.md, section 2); those
+    // of the first replicas exist, the others must not be creatable by anyone else either.
     const all = [...new Set(users.flatMap(durablesOf))];
-    for (const d of all.filter((d) => d !== "reviewer-reviewer-3"))
+    for (const d of [...new Set(users.flatMap(firstReplicaDurables))].filter(
+      (d) => d !== "reviewer-reviewer-3",
+    ))
       before.set(d, (await consumerOf(h, d)).created);
 
     let attempts = 0;
@@ -184,6 +195,16 @@ describe("credentials", () => {
             js.publish(`trias.${role}.verdict.attack`, new Uint8Array([1]), { timeout: 2_000 }),
           );
         }
+        // Another identity's partition leases (docs/scaling.md, section 2).
+        for (const other of users) {
+          if (other.user === u.user || durablesOf(other).length === 0) continue;
+          await attempt(
+            `${u.user} writes ${other.user}'s partition leases`,
+            js.publish(`$KV.${LEASES_BUCKET}.${other.user}`, new Uint8Array([1]), {
+              timeout: 2_000,
+            }),
+          );
+        }
         // Reading is allowed to every identity: the trace is the shared record.
         const own = await jsm.consumers.add(STREAM_NAME, { ack_policy: AckPolicy.None });
         expect(own.name).not.toBe("");
@@ -192,7 +213,7 @@ describe("credentials", () => {
       }
     }
     expect(succeeded).toBe(0);
-    expect(attempts).toBe(425);
+    expect(attempts).toBe(1537);
     // Every refusal was the server's, known by its code: a permission violation, or the
     // ephemeral create subject's refusal of a durable name.
     expect([...refused.keys()].every((k) => k === "permission" || k.startsWith("api "))).toBe(true);

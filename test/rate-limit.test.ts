@@ -2,7 +2,10 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MessageOf } from "@trias/protocol";
-import { RunIndex } from "@trias/console";
+import { RunIndex, defaultAgents, newRunId } from "@trias/console";
+import { LEASES_BUCKET, RATES_BUCKET } from "@trias/bus";
+import { LeaseTableSchema, partitionOf } from "@trias/runtime";
+import { waitFor } from "@trias/testing";
 import { foldRun } from "@trias/runstate";
 import { policyVariant, startHarness, type Harness } from "./helpers/harness.js";
 
@@ -136,5 +139,74 @@ describe("rate limits", () => {
     );
     const kinds = (await h.trace(rejected)).map((o) => o.message.kind);
     expect(kinds).not.toContain("step_executed");
+  });
+});
+
+// Two router replicas (docs/scaling.md, section 2) count one window: a limit of two calls
+// admits two steps across the deployment, not two per router.
+describe("rate limits across router replicas", () => {
+  let h: Harness;
+  beforeAll(async () => {
+    const file = policyVariant("dev", "rate-shared", (doc) => {
+      const tools = doc["tools"] as Record<string, Record<string, unknown>>;
+      tools["ledger.balance"]!["rateLimit"] = { calls: 2, windowMs: 600_000, onExceed: "deny" };
+    });
+    h = await startHarness({
+      policyFile: file,
+      agents: [...defaultAgents(2), { name: "router", role: "router", replica: 2 }],
+    });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it("rate limit - a limit of two calls admits two steps across two routers, with runs in both routers' partitions", async () => {
+    const kv = await h.bus.kv(LEASES_BUCKET);
+    const owners = await waitFor(
+      "the router's partitions split between its two replicas",
+      async () => {
+        const e = await kv.get("router");
+        if (!e || e.length === 0) return undefined;
+        const t = LeaseTableSchema.parse(e.json());
+        const o = t.partitions.map((p) => p.owner);
+        return o.includes("1") && o.includes("2") ? o : undefined;
+      },
+      30_000,
+      100,
+    );
+    // Three runs in each replica's partitions, so a window per router would admit four.
+    const runs: string[] = [];
+    const per = new Map<string, number>();
+    while (runs.length < 6) {
+      const run = newRunId();
+      const owner = owners[partitionOf(run, owners.length)]!;
+      if ((per.get(owner) ?? 0) >= 3) continue;
+      per.set(owner, (per.get(owner) ?? 0) + 1);
+      runs.push(run);
+    }
+    await Promise.all(
+      runs.map((run, i) =>
+        h.client.submit(
+          {
+            goal: "balance",
+            program: "balance-check",
+            input: { account: ["alice", "bob", "carol"][i % 3]! },
+            requestedBy: "test",
+          },
+          run,
+        ),
+      ),
+    );
+    const closed = await h.client.waitForClose(runs, 60_000);
+    const outcomes = runs.map((r) => closed.get(r)?.body.outcome);
+    expect(outcomes.filter((o) => o === "completed")).toHaveLength(2);
+    expect(outcomes.filter((o) => o === "rejected")).toHaveLength(4);
+    for (const r of runs.filter((r) => closed.get(r)?.body.outcome === "rejected"))
+      expect(closed.get(r)?.body.reason).toMatch(
+        /rate limit: ledger\.balance allows 2 call\(s\) per 600 s in rate-shared, 2 in the window/,
+      );
+    // The window is one key of the rates bucket, which outlives a router's restart.
+    const window = await (await h.bus.kv(RATES_BUCKET)).get("ledger.balance");
+    expect((window?.json() as { calls: unknown[] }).calls).toHaveLength(2);
   });
 });

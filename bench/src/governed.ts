@@ -2,7 +2,8 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalNatsServer, type Subscription } from "@trias/bus";
-import { ConsoleClient, Stack, defaultAgents } from "@trias/console";
+import { startTestCluster } from "@trias/testing";
+import { ConsoleClient, Stack, defaultAgents, processName } from "@trias/console";
 import { decode, decodeFrame, parseSubject, type Message } from "@trias/protocol";
 import { KeyRegistry, Signer, keyFileName } from "@trias/signing";
 import { CpuMeter } from "./proc.js";
@@ -51,6 +52,17 @@ export interface GovernedOptions {
   /** Extra environment for every agent (NODE_OPTIONS for profiles, ...). */
   env?: Record<string, string>;
   logDir?: string;
+  /**
+   * Replicas of each agent identity (docs/scaling.md, section 2).
+   * @default 1
+   */
+  replicas?: number;
+  /**
+   * A 3-node cluster with the trace and buckets at R3 (docs/scaling.md, section 1) instead
+   * of one server.
+   * @default false
+   */
+  cluster?: boolean;
 }
 
 /**
@@ -60,7 +72,8 @@ export interface GovernedOptions {
  */
 export class Governed {
   readonly stack: Stack;
-  readonly server: LocalNatsServer;
+  /** The nats-server processes: one, or the cluster's three. */
+  readonly serverPids: number[];
   readonly client: ConsoleClient;
   readonly dir: string;
   readonly pids: Map<string, number>;
@@ -72,7 +85,7 @@ export class Governed {
 
   private constructor(
     stack: Stack,
-    server: LocalNatsServer,
+    serverPids: number[],
     client: ConsoleClient,
     dir: string,
     sink: Subscription,
@@ -80,33 +93,51 @@ export class Governed {
     collect: { current: Collector | null },
   ) {
     this.stack = stack;
-    this.server = server;
+    this.serverPids = serverPids;
     this.client = client;
     this.dir = dir;
     this.#sink = sink;
     this.#runs = runs;
     this.#collect = collect;
     this.pids = new Map(
-      (stack.opts.agents ?? []).map((a) => [a.name, stack.pid(a.name) ?? -1] as const),
+      (stack.opts.agents ?? []).map(
+        (a) => [processName(a), stack.pid(processName(a)) ?? -1] as const,
+      ),
     );
   }
 
   static async start(o: GovernedOptions = {}): Promise<Governed> {
     const dir = mkdtempSync(join(tmpdir(), "trias-bench-"));
-    let server: LocalNatsServer | null = null;
+    let serverPids: () => number[] = () => [];
     const logDir = o.logDir ?? join(dir, "logs");
     const stack = await Stack.start({
       keyDir: join(dir, "keys"),
       logDir,
       environment: "dev",
-      agents: defaultAgents(2),
+      agents: Array.from({ length: o.replicas ?? 1 }, (_, r) =>
+        defaultAgents(2).map((a) => ({ ...a, replica: r + 1 })),
+      ).flat(),
       env: { LOG_LEVEL: "warn", ...(o.env ?? {}) },
+      ...(o.cluster ? { replicas: 3 } : {}),
       natsFactory: async (users) => {
-        server = await LocalNatsServer.start({ users, logFile: join(logDir, "nats-server.log") });
+        if (o.cluster) {
+          const cluster = await startTestCluster({ users, logDir });
+          serverPids = () => cluster.nodes.flatMap((n) => (n.pid !== undefined ? [n.pid] : []));
+          return {
+            url: cluster.urls,
+            restart: () => Promise.resolve(),
+            stop: () => cluster.stop(),
+          };
+        }
+        const server = await LocalNatsServer.start({
+          users,
+          logFile: join(logDir, "nats-server.log"),
+        });
+        serverPids = () => (server.pid !== undefined ? [server.pid] : []);
         return server;
       },
     });
-    if (!server) throw new Error("the stack did not start a nats-server");
+    if (serverPids().length === 0) throw new Error("the stack did not start a nats-server");
     const keyDir = join(dir, "keys");
     const client = new ConsoleClient(
       stack.admin,
@@ -154,7 +185,7 @@ export class Governed {
         f.reject(e instanceof Error ? e : new Error(String(e)));
       }
     });
-    return new Governed(stack, server, client, dir, sink, runs, collect);
+    return new Governed(stack, serverPids(), client, dir, sink, runs, collect);
   }
 
   /** One governed run of `steps` no-op steps of a tier; resolves when it is closed. */

@@ -7,6 +7,8 @@
  *   pnpm bench --mcp                a governed MCP tool call against the same call made directly
  *   pnpm bench --coldpath           only `trias pending` and `trias audit <run>` at 10,000 and
  *                                   200,000 stored messages, before and after the indexed reads
+ *   pnpm bench --replicas           light steps with one replica of each agent against two
+ *   pnpm bench --cluster            light steps on one server against a 3-node cluster at R3
  *
  * A governed step is a step of a run of --steps-per-run (20) no-op steps: its latency is
  * from the previous step's verification to its own, once around proposer, router,
@@ -33,13 +35,17 @@ import { MACHINE, rssBytes } from "./proc.js";
 import { benchRecovery } from "./recovery.js";
 import { benchMcp, type McpBenchResult } from "./mcp.js";
 import { benchColdPaths, coldPathLines, type ColdPathResult } from "./coldpath.js";
+import { DEPLOYMENTS, benchVariants } from "./replicas.js";
 import { dist, ratio, round, type Dist } from "./stats.js";
 
 const USAGE = `usage: pnpm bench [--rounds N] [--seconds S] [--inflight 1,32] [--tiers light,standard,full]
                   [--steps-per-run N] [--profile DIR] [--node-options=...] [--no-policy] [--keep] [--verbose] [--out FILE]
        pnpm bench --memory [--steps N] [--steps-per-run N]
        pnpm bench --mcp                (only the governed vs direct MCP tool call)
-       pnpm bench --coldpath           (only pending and audit against the trace's size)`;
+       pnpm bench --coldpath           (only pending and audit against the trace's size)
+       pnpm bench --replicas | --cluster [--rounds N] [--seconds S] [--inflight 1,32]
+                                       (light steps: one replica of each agent against two,
+                                        or one server against a 3-node cluster at R3)`;
 
 function parseOptions() {
   try {
@@ -54,6 +60,8 @@ const OPTIONS = {
   memory: { type: "boolean", default: false },
   mcp: { type: "boolean", default: false },
   coldpath: { type: "boolean", default: false },
+  replicas: { type: "boolean", default: false },
+  cluster: { type: "boolean", default: false },
   steps: { type: "string" },
   "steps-per-run": { type: "string", default: "20" },
   rounds: { type: "string", default: "3" },
@@ -421,7 +429,7 @@ async function mainBench(): Promise<number> {
   );
   const t0 = Date.now();
   const gov = await Governed.start({ env: agentEnv() });
-  track([...gov.pids.values(), gov.server.pid], gov.dir);
+  track([...gov.pids.values(), ...gov.serverPids], gov.dir);
   const failures: string[] = [];
   let baseline: Baseline | null = null;
   let signed: Baseline | null = null;
@@ -432,7 +440,7 @@ async function mainBench(): Promise<number> {
     track(baseline.pids.values());
     signed = await Baseline.start(gov.stack.natsUrl, admin, { signed: true });
     track(signed.pids.values());
-    const serverPid = gov.server.pid ?? -1;
+    const serverPid = gov.serverPids[0] ?? -1;
     const extra = new Map([
       ["nats-server", serverPid],
       ["driver", process.pid],
@@ -642,7 +650,7 @@ async function memoryBench(): Promise<number> {
     `trias bench --memory: ${total} light steps (runs of ${spr}) at ${inFlight} in flight, RSS of each agent after each ${chunk}`,
   );
   const gov = await Governed.start({ env: agentEnv() });
-  track([...gov.pids.values(), gov.server.pid], gov.dir);
+  track([...gov.pids.values(), ...gov.serverPids], gov.dir);
   const failures: string[] = [];
   const rows: {
     afterSteps: number;
@@ -652,7 +660,7 @@ async function memoryBench(): Promise<number> {
   }[] = [];
   const t0 = Date.now();
   try {
-    const pids = new Map([...gov.pids, ["nats-server", gov.server.pid ?? -1]]);
+    const pids = new Map([...gov.pids, ["nats-server", gov.serverPids[0] ?? -1]]);
     const sample = () =>
       Object.fromEntries(
         [...pids].map(([k, pid]) => [k, round((rssBytes(pid) ?? Number.NaN) / 2 ** 20, 1)]),
@@ -729,6 +737,44 @@ async function memoryBench(): Promise<number> {
   return exitCode(failures);
 }
 
+/** Light steps on one deployment against another (figures, no target). */
+async function deploymentBench(which: "replicas" | "cluster"): Promise<number> {
+  const m = machine();
+  out(
+    `trias bench --${which}: ${m["os"] as string}, ${m["cpus"] as number} x ${m["cpuModel"] as string}, node ${process.version}, ${m["natsServer"] as string}`,
+  );
+  const rows = await benchVariants(DEPLOYMENTS[which], {
+    rounds: Math.max(1, Number(args.rounds)),
+    segMs: Math.max(200, Number(args.seconds) * 1000),
+    levels: args.inflight
+      .split(",")
+      .map(Number)
+      .filter((n) => n > 0),
+    stepsPerRun: stepsPerRunOption(),
+    env: { ...agentEnv(), LOG_LEVEL: "warn" },
+    started: (gov) => track([...gov.pids.values(), ...gov.serverPids], gov.dir),
+  });
+  out(
+    `${pad("deployment", 16, true)}${pad("in flight", 10)}${pad("steps", 8)}${pad("steps/s", 10)}${pad("p50 ms", 9)}${pad("p99 ms", 9)}${pad("CPU ms/step", 13)}${pad("x steps/s", 11)}${pad("x p50", 8)}`,
+  );
+  for (const r of rows) {
+    const ref = DEPLOYMENTS[which][0]![0];
+    const one = rows.find((o) => o.variant === ref && o.inFlight === r.inFlight);
+    out(
+      `${pad(r.variant, 16, true)}${pad(r.inFlight, 10)}${pad(r.steps, 8)}${pad(fmt(r.stepsPerSec, 0), 10)}${pad(fmt(r.latencyMs.p50), 9)}${pad(fmt(r.latencyMs.p99), 9)}${pad(fmt(r.cpuPerStepMs), 13)}${pad(one ? fmt(ratio(r.stepsPerSec, one.stepsPerSec)) : "", 11)}${pad(one ? fmt(ratio(r.latencyMs.p50, one.latencyMs.p50)) : "", 8)}`,
+    );
+  }
+  const file = args.out ? resolve(args.out) : join(REPO_ROOT, "bench", "results", `${which}.json`);
+  writeJson(file, {
+    when: new Date().toISOString(),
+    command: `pnpm bench ${process.argv.slice(2).join(" ")}`.trim(),
+    machine: m,
+    rows,
+  });
+  out(`\nwrote ${file}`);
+  return exitCode(rows.flatMap((r) => r.failures));
+}
+
 /** Stop the stack; keep its keys and logs when asked or when a step failed. */
 async function stopGoverned(gov: Governed, failures: readonly string[]): Promise<void> {
   await gov.stop().catch(() => undefined);
@@ -750,7 +796,9 @@ try {
       ? await mcpBench().then(() => 0)
       : args.coldpath
         ? await coldPathOnly()
-        : await mainBench();
+        : args.replicas || args.cluster
+          ? await deploymentBench(args.replicas ? "replicas" : "cluster")
+          : await mainBench();
 } catch (e) {
   process.stderr.write(`trias bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
   process.exitCode = 1;

@@ -1,6 +1,7 @@
 export {
   Stack,
   defaultAgents,
+  processName,
   durablesOf,
   REPO_ROOT,
   type AgentSpec,

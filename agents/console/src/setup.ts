@@ -6,6 +6,7 @@ import {
   PAYLOADS_BUCKET,
   PENDING_BUCKET,
   LEASES_BUCKET,
+  RATES_BUCKET,
   RECEIPTS_BUCKET,
   REVIEW_CLAIMS_BUCKET,
   SUBJECT_KEYS_BUCKET,
@@ -52,6 +53,8 @@ export async function setupTrace(admin: Bus, o: SetupOptions = {}): Promise<{ se
   await admin.kv(RECEIPTS_BUCKET, { create: true, ...replicas });
   // Replicas' partition leases (docs/scaling.md, section 2): a key per agent identity.
   await admin.kv(LEASES_BUCKET, { create: true, ...replicas });
+  // Rate-limit windows the router replicas share (docs/rate-limits.md): a key per limited tool.
+  await admin.kv(RATES_BUCKET, { create: true, ...replicas });
   // Runs waiting for a person (docs/scaling.md, "Cold paths"): a key per run, few at a time.
   await admin.kv(PENDING_BUCKET, { create: true, ...replicas });
   await admin.allowMessageDeletes(`KV_${PENDING_BUCKET}`);

@@ -137,6 +137,14 @@ export class Executor {
     this.#policy = policy;
     this.#tools = tools;
     this.#effects = effects;
+    // Runs now handled by another replica (docs/scaling.md, section 2): what this process
+    // learnt of them may be stale; each fact is looked up again if the runs come back.
+    host.onRunsMoved((moved) => {
+      for (const [k, c] of this.#cases) if (moved(c.assignment.message.run)) this.#cases.delete(k);
+      for (const set of [this.#quarantined, this.#rollingBack, this.#clean, this.#open])
+        for (const run of set) if (moved(run)) set.delete(run);
+      for (const k of this.#done) if (moved(k.slice(0, k.indexOf(".")))) this.#done.delete(k);
+    });
   }
 
   async start(): Promise<void> {
@@ -822,7 +830,8 @@ export class Executor {
         ? (decode(own.value) as EffectRecord)
         : null;
     if (record?.status === "done" && frameRef(record.frame) === ref) return record.frame;
-    for (const s of await this.#host.bus.readAll(subjectFor("executor", "step_executed", run)))
+    const filter = subjectFor("executor", "step_executed", run);
+    for (const s of (await this.#host.bus.readRun(run, { filter })).messages)
       if (frameRef(s.data) === ref) return s.data;
     throw new GateError(
       "scope_denied",

@@ -60,6 +60,10 @@ export class Proposer {
     this.#host = host;
     this.#llm = llm;
     this.#tools = tools;
+    // Runs now handled by another replica (docs/scaling.md, section 2): planned again if they come back.
+    host.onRunsMoved((moved) => {
+      for (const run of this.#plans.keys()) if (moved(run)) this.#plans.delete(run);
+    });
   }
 
   async start(): Promise<void> {
@@ -116,7 +120,8 @@ export class Proposer {
   /** Earlier steps' outcomes, from the executor's signed messages in the trace. */
   async #history(run: string): Promise<HistoryItem[]> {
     const out: HistoryItem[] = [];
-    for (const s of await this.#host.bus.readAll(subjectFor("executor", "step_executed", run))) {
+    const filter = subjectFor("executor", "step_executed", run);
+    for (const s of (await this.#host.bus.readRun(run, { filter })).messages) {
       const m = this.#host.registry.open(s.data).message;
       if (m.kind === "step_executed" && m.body.compensationOf === null)
         out.push({

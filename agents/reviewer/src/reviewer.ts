@@ -1,5 +1,5 @@
 import type { KV } from "@nats-io/kv";
-import { isRevisionConflict } from "@trias/bus";
+import { createExact, isRevisionConflict } from "@trias/bus";
 import {
   assignmentFilter,
   isArgsRef,
@@ -24,6 +24,8 @@ import {
 import { metrics, setActiveAttribute } from "@trias/telemetry";
 import { reviewWithLlm } from "./llm-review.js";
 import { reviewByRules } from "./rules.js";
+
+const ENC = new TextEncoder();
 
 export type ReviewerStrategy = "rules" | "llm";
 
@@ -186,7 +188,7 @@ export class Reviewer {
         if (held !== null) continue;
       }
       try {
-        await claims.create(key, me);
+        await createExact(claims, key, ENC.encode(me));
         return true;
       } catch (e) {
         if (!isRevisionConflict(e)) throw e;
@@ -208,7 +210,7 @@ export class Reviewer {
     if (lv !== undefined && laterStep(lv, a.message)) return true;
     if (lv?.body.digest === digest && requires.reviewers === 1) return true;
     const verdicts: OpenedVerdict[] = [];
-    for (const s of await this.#host.bus.readAll(subject)) {
+    for (const s of (await this.#host.bus.readRun(a.message.run, { filter: subject })).messages) {
       const v = this.#verdict(s.data);
       if (v === undefined || v.message.body.digest !== digest) continue;
       if (v.message.body.decision !== "approve") return true;

@@ -13,13 +13,8 @@ import {
   type Tier,
   type TierAssigned,
 } from "@trias/protocol";
-import {
-  checkArgumentSize,
-  checkBudget,
-  deriveStep,
-  RateLimiter,
-  type LoadedPolicy,
-} from "@trias/policy";
+import { checkArgumentSize, checkBudget, deriveStep, type LoadedPolicy } from "@trias/policy";
+import { localLimiter, type Limiter } from "./rates.js";
 import type { AgentHost, HandlerResult, Incoming, Payloads } from "@trias/runtime";
 import { triasAttributes, withSpan } from "@trias/telemetry";
 import { HELD_ENTRIES, RUN_CACHE_ENTRIES } from "./config.js";
@@ -151,15 +146,20 @@ export class Router {
   readonly #host: AgentHost;
   readonly #policy: LoadedPolicy;
   readonly #runs = new Map<string, RunContext>();
-  readonly #limiter: RateLimiter;
+  readonly #limiter: Limiter;
   /** Proposal id -> when it was first held back for a rate limit. */
   readonly #held = new Map<string, number>();
   #startedAt = Number.MAX_SAFE_INTEGER;
 
-  constructor(host: AgentHost, policy: LoadedPolicy) {
+  constructor(host: AgentHost, policy: LoadedPolicy, limiter: Limiter = localLimiter(policy)) {
     this.#host = host;
     this.#policy = policy;
-    this.#limiter = new RateLimiter(policy);
+    this.#limiter = limiter;
+    // Runs now handled by another replica (docs/scaling.md, section 2): rebuilt from the
+    // trace if they come back.
+    host.onRunsMoved((moved) => {
+      for (const run of this.#runs.keys()) if (moved(run)) this.#runs.delete(run);
+    });
   }
 
   async start(): Promise<void> {
@@ -224,7 +224,7 @@ export class Router {
     // Before the run's context is touched: a delayed proposal comes back as a redelivery and
     // must not count twice. Its wait counts from its publication (the stream's timestamp).
     const now = this.#host.now();
-    const rate = this.#limiter.admit(m.body.tool, now, inc.delivery.timestampMs);
+    const rate = await this.#limiter.admit(m.body.tool, m.id, now, inc.delivery.timestampMs);
     if (rate.type === "delay") {
       const first = !this.#held.has(m.id);
       if (first) boundedSet(this.#held, m.id, now, HELD_ENTRIES);

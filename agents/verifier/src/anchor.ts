@@ -1,4 +1,4 @@
-import { isRevisionConflict, type Bus } from "@trias/bus";
+import { createExact, isRevisionConflict, type Bus } from "@trias/bus";
 import {
   CHECKPOINT_TYP,
   ReceiptCheckpoint,
@@ -16,6 +16,8 @@ import {
 import type { Signer } from "@trias/signing";
 
 type KV = Awaited<ReturnType<Bus["kv"]>>;
+
+const ENC = new TextEncoder();
 
 export interface ToAnchor {
   run: string;
@@ -39,9 +41,9 @@ export const HEAD_EVERY = 16;
 /**
  * Appends each closed run's receipt head to the signed chain of checkpoints in the receipts
  * bucket (docs/receipts.md, "The checkpoint"). Replicas of the verifier can write at once:
- * position n is taken with a KV create (compare-and-set on an absent key), so two writers
- * never both own it; the loser reads the winner's entry and chains after it. Once per run,
- * off the per-event path.
+ * position n is taken with `createExact` (stored only if the key has no message, checked in
+ * the replicated log's order, so on an R3 bucket too), so two writers never both own it; the
+ * loser reads the winner's entry and chains after it. Once per run, off the per-event path.
  *
  * Within one process anchors go one at a time from the chain's end as this process last wrote
  * or saw it. Concurrent anchors from one process, each starting at the stored head, chased each
@@ -119,7 +121,7 @@ export class ReceiptAnchor {
       };
       const jws = await this.#signer.signJws(cp, CHECKPOINT_TYP);
       try {
-        await this.#kv.create(checkpointKey(n), jws);
+        await createExact(this.#kv, checkpointKey(n), ENC.encode(jws));
       } catch (e) {
         if (!isRevisionConflict(e)) throw e;
         this.#conflicts++;

@@ -1,4 +1,10 @@
-export { POSTCONDITIONS_UNREADABLE, Verifier, verdictOf } from "./verifier.js";
+export {
+  POSTCONDITIONS_UNREADABLE,
+  Verifier,
+  verdictOf,
+  failedAfter,
+  type HandlingOutcome,
+} from "./verifier.js";
 export { auditExecution, auditCompensation, type FrameLookup } from "./audit.js";
 export {
   decideRecovery,

@@ -1,4 +1,4 @@
-import { isTransientFailure, type StoredMessage } from "@trias/bus";
+import { classifyFailure, failureAction, isTransientFailure, type StoredMessage } from "@trias/bus";
 import {
   boundedAdd,
   GateError,
@@ -100,6 +100,27 @@ const MAX_OPEN_RUNS = 1_000;
  */
 const MAX_CACHED_FRAME_BYTES = 16 * 1024;
 
+/** How the handling of one event ended: done, to be redelivered, or refused for good. */
+export type HandlingOutcome = "handled" | "retried" | "refused";
+
+/**
+ * The event of a run whose handling failed and waits for its redelivery, once the handling
+ * of event `seq` ended with `outcome` (`failed`: the one waited for before). The run's later
+ * events wait (retried) until that one is handled: folding them first would count it as seen,
+ * and its reaction (a step's verification, a close) would never happen, leaving the run open.
+ * A failure anywhere counts, not only in the reaction: a redelivery whose re-read of the run
+ * timed out used to clear the wait, and a later event then folded past it (docs/scaling.md,
+ * section 1). A refused event will not come back: it no longer holds the run.
+ */
+export function failedAfter(
+  failed: number | undefined,
+  seq: number,
+  outcome: HandlingOutcome,
+): number | undefined {
+  if (outcome === "retried") return failed === undefined ? seq : Math.min(failed, seq);
+  return failed === seq ? undefined : failed;
+}
+
 /** Kinds of frames a later record names by frameRef (docs/receipts.md, 3). */
 const EVIDENCE_KINDS: ReadonlySet<string> = new Set([
   "tier_assigned",
@@ -135,11 +156,7 @@ export class Verifier {
   readonly #runs = new Map<string, RunCache>();
   /** Runs whose first stored message was refused: their history must come from the stream. */
   readonly #refusedFirst = new Set<string>();
-  /**
-   * Run -> the sequence whose reaction failed and waits for its redelivery. Later events of
-   * the run wait too (retried), or folding them would count the failed one as seen and its
-   * reaction (a close, a recovery) would never happen.
-   */
+  /** Run -> the event whose handling failed and waits for its redelivery (failedAfter). */
   readonly #failed = new Map<string, number>();
   /** Runs whose run_closed this process applied: seq and whether the run was quarantined. */
   readonly #sealed = new Map<string, { seq: number; status: "closed" | "quarantined" }>();
@@ -164,6 +181,13 @@ export class Verifier {
     this.#anchor = anchor;
     this.#effects = effects;
     this.#pending = pending;
+    // Runs now handled by another replica (docs/scaling.md, section 2): folded from the
+    // trace again if they come back. Closed runs (#sealed) stay closed.
+    host.onRunsMoved((moved) => {
+      for (const m of [this.#runs, this.#failed])
+        for (const run of m.keys()) if (moved(run)) m.delete(run);
+      for (const run of this.#refusedFirst) if (moved(run)) this.#refusedFirst.delete(run);
+    });
   }
 
   async start(): Promise<void> {
@@ -243,9 +267,30 @@ export class Verifier {
     if (failed !== undefined && seq > failed)
       throw new TransientError(
         "timeout",
-        `run ${m.run}: waiting for the redelivery of event ${failed}, whose reaction failed`,
+        `run ${m.run}: waiting for the redelivery of event ${failed}, whose handling failed`,
       );
-    if (failed === seq) this.#failed.delete(m.run);
+    let outcome: HandlingOutcome = "handled";
+    try {
+      await this.#handle(inc);
+    } catch (e) {
+      outcome =
+        failureAction(classifyFailure(e), inc.delivery.deliveryCount).type === "retry"
+          ? "retried"
+          : "refused";
+      // The cached state may already count this event as seen: forget it, so the
+      // redelivery folds the run from the stream and handles the event again.
+      if (outcome === "retried") this.#runs.delete(m.run);
+      throw e;
+    } finally {
+      const next = failedAfter(this.#failed.get(m.run), seq, outcome);
+      if (next === undefined) this.#failed.delete(m.run);
+      else boundedSet(this.#failed, m.run, next, MAX_OPEN_RUNS);
+    }
+  }
+
+  async #handle(inc: Incoming): Promise<void> {
+    const m = inc.message;
+    const seq = inc.delivery.seq;
     // Before any check that skips a redelivery: a failed write is written again then.
     await this.#pending?.observe(m, seq);
     const sealed = this.#sealed.get(m.run);
@@ -309,17 +354,9 @@ export class Verifier {
         "illegal transition recorded",
       );
     if (c.state.status === "closed") return;
-    try {
-      await this.#react(c.state, m, seq, violation?.reason);
-    } catch (e) {
-      // The cached state already counts this event as seen: forget it, so the redelivery
-      // (a publish that timed out while a NATS leader was elected) folds the run from the
-      // stream and reacts again instead of skipping the event and leaving the run open.
-      // Only a failure that will be redelivered holds the run's later events.
-      this.#runs.delete(m.run);
-      if (isTransientFailure(e)) boundedSet(this.#failed, m.run, seq, MAX_OPEN_RUNS);
-      throw e;
-    }
+    // A failure (a publish that timed out while a NATS leader was elected) is handled by
+    // onMessage: the run is folded again from the stream on the redelivery.
+    await this.#react(c.state, m, seq, violation?.reason);
   }
 
   async #react(
@@ -508,7 +545,8 @@ export class Verifier {
   async #undoPlan(st: RunState): Promise<EffectUndo[]> {
     if (st.effects.length === 0) return [];
     const frames = new Map<number, StoredMessage>();
-    for (const s of await this.#host.bus.readAll(subjectFor("executor", "step_executed", st.run)))
+    const filter = subjectFor("executor", "step_executed", st.run);
+    for (const s of (await this.#host.bus.readRun(st.run, { filter })).messages)
       frames.set(s.seq, s);
     const out: EffectUndo[] = [];
     for (const effect of st.effects) {

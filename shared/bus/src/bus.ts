@@ -436,6 +436,14 @@ export class Bus {
     else this.#ackTimer ??= setTimeout(() => this.#flushAcks(), this.#ackLingerMs);
   }
 
+  /**
+   * The version of the nats-server this connection reached ("0.0.0" before it is known), for
+   * feature checks such as `keyRevisionCheckHolds` (kv-swap.ts).
+   */
+  get serverVersion(): string {
+    return this.#nc.info?.version ?? "0.0.0";
+  }
+
   #termReason: boolean | undefined;
   /** Whether the server accepts `+TERM <reason>` (nats-server 2.10 and later). */
   #termTakesReason(): boolean {

@@ -25,7 +25,14 @@ export {
   type ConsumeOptions,
   type Subscription,
 } from "./bus.js";
-export { swapSoleKey } from "./kv-swap.js";
+export {
+  swapSoleKey,
+  createExact,
+  KeySwap,
+  type SwapRead,
+  keyRevisionCheckHolds,
+  KEY_REVISION_CHECK_SINCE,
+} from "./kv-swap.js";
 export {
   natsConfig,
   permissionsOf,
@@ -43,6 +50,7 @@ export {
   PAYLOADS_BUCKET,
   PAYLOAD_WRITERS,
   LEASES_BUCKET,
+  RATES_BUCKET,
   MAX_REPLICAS,
   replicaDurable,
   firstReplicaDurables,

@@ -1,7 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KV } from "@nats-io/kv";
 import { TriasError } from "@trias/protocol";
-import { Bus, LocalNatsServer, isRevisionConflict, swapSoleKey } from "./index.js";
+import {
+  Bus,
+  KeySwap,
+  LocalNatsServer,
+  createExact,
+  isRevisionConflict,
+  keyRevisionCheckHolds,
+  swapSoleKey,
+} from "./index.js";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -59,5 +67,152 @@ describe("swapSoleKey", () => {
   it("refuses a KV that is not a JetStream bucket", async () => {
     const fake = {} as KV;
     await expect(swapSoleKey(fake, "state", enc.encode("x"), 1)).rejects.toBeInstanceOf(TriasError);
+  });
+});
+
+describe("createExact", () => {
+  let server: LocalNatsServer;
+  let bus: Bus;
+  beforeAll(async () => {
+    server = await LocalNatsServer.start();
+    bus = await Bus.connect({ servers: server.url, name: "kv-create-exact-test" });
+  });
+  afterAll(async () => {
+    await bus?.drain();
+    await server?.stop();
+  });
+
+  async function outcome(p: Promise<unknown>): Promise<"stored" | "conflict" | "other"> {
+    try {
+      await p;
+      return "stored";
+    } catch (e) {
+      return isRevisionConflict(e) ? "conflict" : "other";
+    }
+  }
+
+  it("claims a key that has no message, once; a second claim is a revision conflict", async () => {
+    const kv = await bus.kv("create_exact", { create: true });
+    const r = await createExact(kv, "slot", enc.encode("first"));
+    expect(await outcome(createExact(kv, "slot", enc.encode("second")))).toBe("conflict");
+    const e = await kv.get("slot");
+    expect(e?.revision).toBe(r);
+    expect(dec.decode(e?.value)).toBe("first");
+  });
+
+  it("of five concurrent claims of one key, stores exactly one, and the others conflict", async () => {
+    const kv = await bus.kv("create_exact_race", { create: true });
+    const tries = await Promise.all(
+      [1, 2, 3, 4, 5].map((i) => outcome(createExact(kv, "slot", enc.encode(String(i))))),
+    );
+    expect(tries.filter((t) => t === "stored")).toHaveLength(1);
+    expect(tries.filter((t) => t === "conflict")).toHaveLength(4);
+  });
+
+  it("does not claim over a delete marker (KV.create would, with a leader-only check)", async () => {
+    const kv = await bus.kv("create_exact_deleted", { create: true });
+    await kv.put("slot", enc.encode("old"));
+    await kv.delete("slot");
+    expect(await outcome(createExact(kv, "slot", enc.encode("again")))).toBe("conflict");
+    expect(await outcome(kv.create("slot", enc.encode("again")))).toBe("stored");
+  });
+
+  it("refuses a key the bucket cannot hold, and a KV that is not a JetStream bucket", async () => {
+    const kv = await bus.kv("create_exact_keys", { create: true });
+    await expect(createExact(kv, "no spaces", enc.encode("x"))).rejects.toThrow();
+    await expect(createExact({} as KV, "slot", enc.encode("x"))).rejects.toBeInstanceOf(TriasError);
+  });
+
+  it("knows the server it reached", () => {
+    expect(bus.serverVersion).toMatch(/^\d+\.\d+\.\d+/);
+  });
+});
+
+describe("keyRevisionCheckHolds", () => {
+  it.each([
+    // [server version, replicas, expected revision, holds]
+    ["2.9.10", 1, 7, true], // one server orders the writes itself
+    ["2.9.10", 3, 0, true], // revision 0 is checked when applied, on every release
+    ["2.9.10", 3, 7, false], // checked by the leader without the writes in flight
+    ["2.9.20", 3, 7, false],
+    ["2.9.21", 3, 7, true], // the fix of nats-server issue 4320
+    ["2.10.0", 3, 7, true],
+    ["2.12.1-beta.2", 5, 7, true],
+    ["v2.11.0", 3, 7, true],
+    ["3.0.0", 3, 7, true],
+    ["1.99.99", 3, 7, false],
+    ["0.0.0", 3, 7, false], // not known yet: the safe answer
+    ["garbage", 3, 7, false],
+    ["garbage", 3, 0, true],
+  ] as const)("%s at R%i from revision %i: %s", (version, replicas, revision, holds) => {
+    expect(keyRevisionCheckHolds(version, replicas, revision)).toBe(holds);
+  });
+});
+
+describe("KeySwap", () => {
+  let server: LocalNatsServer;
+  let bus: Bus;
+  beforeAll(async () => {
+    server = await LocalNatsServer.start();
+    bus = await Bus.connect({ servers: server.url, name: "kv-key-swap-test" });
+  });
+  afterAll(async () => {
+    await bus?.drain();
+    await server?.stop();
+  });
+
+  async function outcome(p: Promise<unknown>): Promise<"stored" | "conflict" | "other"> {
+    try {
+      await p;
+      return "stored";
+    } catch (e) {
+      return isRevisionConflict(e) ? "conflict" : "other";
+    }
+  }
+
+  it.each([
+    ["by key (R1: the key's revision is checked exactly)", "open"],
+    ["by the bucket's last sequence", "byBucket"],
+  ] as const)(
+    "%s: of five concurrent writes from one read, exactly one is stored",
+    async (_n, mode) => {
+      const kv = await bus.kv(`key_swap_${mode}`, { create: true });
+      const swap =
+        mode === "open" ? await KeySwap.open(kv, bus.serverVersion) : KeySwap.byBucket(kv);
+      expect(swap.byKey).toBe(mode === "open");
+      await kv.put("other", enc.encode("x"));
+      for (let round = 0; round < 5; round++) {
+        const read = await swap.read("table");
+        const results = await Promise.all(
+          [0, 1, 2, 3, 4].map((i) =>
+            outcome(swap.write("table", enc.encode(`${round}-${i}`), read.expect)),
+          ),
+        );
+        expect(
+          results.filter((r) => r === "stored"),
+          `round ${round}`,
+        ).toHaveLength(1);
+        expect(
+          results.filter((r) => r === "conflict"),
+          `round ${round}`,
+        ).toHaveLength(4);
+      }
+    },
+  );
+
+  it("by the bucket's last sequence: a write to another key since the read makes it conflict; by key it does not", async () => {
+    const kv = await bus.kv("key_swap_other", { create: true });
+    for (const [swap, conflicts] of [
+      [KeySwap.byBucket(kv), true],
+      [await KeySwap.open(kv, bus.serverVersion), false],
+    ] as const) {
+      const read = await swap.read("table");
+      await kv.put("another", enc.encode("meanwhile"));
+      expect(await outcome(swap.write("table", enc.encode("v"), read.expect))).toBe(
+        conflicts ? "conflict" : "stored",
+      );
+    }
+    const read = await KeySwap.byBucket(kv).read("table");
+    expect(dec.decode(read.value ?? new Uint8Array())).toBe("v");
   });
 });

@@ -85,6 +85,12 @@ export const PAYLOAD_WRITERS: readonly Role[] = ["console", "proposer", "verifie
 export const LEASES_BUCKET = "trias_leases";
 
 /**
+ * Rate-limit windows every router replica shares (docs/rate-limits.md): one key per limited
+ * tool, the calls accepted in its window; only routers write it.
+ */
+export const RATES_BUCKET = "trias_rates";
+
+/**
  * Replicas of one agent identity at most. Each replica after the first has its own durables
  * (`<durable>-r<n>`), which the permissions below name one by one, so the number is bounded.
  * @default 4
@@ -194,6 +200,7 @@ function bucketReads(): string[] {
     RECEIPTS_BUCKET,
     PENDING_BUCKET,
     LEASES_BUCKET,
+    RATES_BUCKET,
   ].flatMap((b) => [
     `${API}.CONSUMER.CREATE.KV_${b}`,
     `${API}.CONSUMER.CREATE.KV_${b}.>`,
@@ -237,6 +244,8 @@ function roleSubjects(role: Role): string[] {
       ];
     case "console":
       return [`trias.${role}.>`, `$KV.${SUBJECT_KEYS_BUCKET}.>`];
+    case "router":
+      return [`trias.${role}.>`, `$KV.${RATES_BUCKET}.>`];
     default:
       return [`trias.${role}.>`];
   }

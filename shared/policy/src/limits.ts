@@ -1,4 +1,5 @@
 import { isArgsRef } from "@trias/protocol";
+import { z } from "zod";
 import type { LoadedPolicy } from "./load.js";
 import { DEFAULT_MAX_ARGUMENT_BYTES, RateLimit, type ToolEntry } from "./schema.js";
 
@@ -59,6 +60,16 @@ export function rateLimitOf(entry: ToolEntry): RateLimit | null {
   return null;
 }
 
+/** Every tool of the policy that has a rate limit, with it. */
+export function rateLimitsOf(policy: LoadedPolicy): Map<string, RateLimit> {
+  const limits = new Map<string, RateLimit>();
+  for (const [tool, entry] of Object.entries(policy.doc.tools)) {
+    const l = rateLimitOf(entry);
+    if (l) limits.set(tool, l);
+  }
+  return limits;
+}
+
 /** What the router does with a step under a tool's rate limit now. */
 export type RateDecision =
   | { type: "assign" }
@@ -115,6 +126,34 @@ export function decideRate(q: RateQuery): RateDecision {
   };
 }
 
+/** A shared window as stored (the rates bucket): each accepted call's proposal id and time. */
+export const SharedWindowSchema = z.object({
+  calls: z.array(z.object({ id: z.string(), at: z.number().finite() })),
+});
+/** One accepted call in a shared window: the proposal it admitted (a repeat counts once) and when. */
+export type AcceptedCall = z.infer<typeof SharedWindowSchema>["calls"][number];
+
+/**
+ * Pure: the decision for proposal `id`'s call under a window every router replica shares
+ * (docs/rate-limits.md), and the window to store when the call is admitted (null: store
+ * nothing). A proposal already in the window is admitted again without counting twice: a
+ * redelivery, or a replica replaying what another left, is the same call. The window keeps
+ * only calls a later query can see.
+ */
+export function admitCall(
+  q: Omit<RateQuery, "calls"> & { id: string; window: readonly AcceptedCall[] },
+): { decision: RateDecision; window: AcceptedCall[] | null } {
+  if (q.window.some((c) => c.id === q.id)) return { decision: { type: "assign" }, window: null };
+  const calls = q.window.map((c) => c.at).sort((a, b) => a - b);
+  const decision = decideRate({ ...q, calls });
+  if (decision.type !== "assign") return { decision, window: null };
+  const newest = Math.max(q.nowMs, ...calls);
+  const window = [...q.window, { id: q.id, at: q.nowMs }]
+    .filter((c) => c.at > newest - q.limit.windowMs)
+    .sort((a, b) => a.at - b.at);
+  return { decision, window };
+}
+
 /**
  * Per-tool sliding-window limiter over each tool's rate limit (rateLimitOf). Deterministic:
  * the caller passes the time, so a router can feed it timestamps from the trace and a replay
@@ -128,12 +167,7 @@ export class RateLimiter {
   readonly #calls = new Map<string, number[]>();
 
   constructor(policy: LoadedPolicy) {
-    const limits = new Map<string, RateLimit>();
-    for (const [tool, entry] of Object.entries(policy.doc.tools)) {
-      const l = rateLimitOf(entry);
-      if (l) limits.set(tool, l);
-    }
-    this.#limits = limits;
+    this.#limits = rateLimitsOf(policy);
     this.#env = policy.doc.environment;
   }
 

@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { decideRate, rateLimitOf, RateLimit, ToolEntry, type RateDecision } from "./index.js";
+import {
+  admitCall,
+  decideRate,
+  rateLimitOf,
+  RateLimit,
+  ToolEntry,
+  type RateDecision,
+} from "./index.js";
 
 const limit = (o: Partial<RateLimit> = {}): RateLimit => RateLimit.parse({ calls: 2, ...o });
 
@@ -122,5 +129,64 @@ describe("rate limit decision", () => {
     expect(
       ToolEntry.safeParse({ ...base, rateLimit: { calls: 5, onExceed: "drop" } }).success,
     ).toBe(false);
+  });
+});
+
+// The window every router replica shares: accepted calls by proposal id.
+describe("shared rate window", () => {
+  const base = { tool: "t", environment: "test", limit: limit(), proposedAtMs: 0 };
+  it.each<{
+    name: string;
+    window: { id: string; at: number }[];
+    id: string;
+    now: number;
+    want: RateDecision["type"];
+    stored: string[] | null;
+  }>([
+    {
+      name: "room: admitted and stored",
+      window: [],
+      id: "a",
+      now: 1_000,
+      want: "assign",
+      stored: ["a"],
+    },
+    {
+      name: "the same proposal again (a redelivery, a replay): admitted, not counted twice",
+      window: [
+        { id: "a", at: 1_000 },
+        { id: "b", at: 2_000 },
+      ],
+      id: "a",
+      now: 3_000,
+      want: "assign",
+      stored: null,
+    },
+    {
+      name: "full: delayed, nothing stored",
+      window: [
+        { id: "a", at: 1_000 },
+        { id: "b", at: 2_000 },
+      ],
+      id: "c",
+      now: 3_000,
+      want: "delay",
+      stored: null,
+    },
+    {
+      name: "calls that left the window are dropped from what is stored",
+      window: [
+        { id: "a", at: 1_000 },
+        { id: "b", at: 30_000 },
+      ],
+      id: "c",
+      now: 62_000,
+      want: "assign",
+      stored: ["b", "c"],
+    },
+  ])("shared rate window - $name", ({ window, id, now, want, stored }) => {
+    const r = admitCall({ ...base, id, window, nowMs: now });
+    expect(r.decision.type).toBe(want);
+    expect(r.window?.map((c) => c.id) ?? null).toEqual(stored);
   });
 });

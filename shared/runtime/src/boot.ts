@@ -1,4 +1,4 @@
-import { Bus, LEASES_BUCKET, isNotFound } from "@trias/bus";
+import { Bus, KeySwap, LEASES_BUCKET, isNotFound } from "@trias/bus";
 import { ValidationError, type Role } from "@trias/protocol";
 import { watchFile } from "node:fs";
 import { KeyRegistry, Signer, readJwks } from "@trias/signing";
@@ -100,7 +100,11 @@ async function usePartitions(host: AgentHost, bus: Bus, env: AgentEnv, log: Logg
     );
     return;
   }
-  await host.usePartitions({ kv, replica: env.replica, leaseMs: env.leaseMs });
+  await host.usePartitions({
+    kv: await KeySwap.open(kv, bus.serverVersion),
+    replica: env.replica,
+    leaseMs: env.leaseMs,
+  });
 }
 
 /** Drain on SIGTERM/SIGINT: stop taking messages, finish in-flight ones, close, exit 0. */

@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
 import {
   replicaDurable,
+  type KeySwap,
   backoffMs,
   classifyFailure,
   failureAction,
@@ -30,7 +31,6 @@ import {
   type TraceContext,
 } from "@trias/protocol";
 import type { KeyRegistry, RegisteredKey, Signer } from "@trias/signing";
-import type { KV } from "@nats-io/kv";
 import {
   SpanKind,
   extractTrace,
@@ -166,7 +166,7 @@ interface Registration {
   /** The durable's name for the first replica (each replica's is replicaDurable of it). */
   base: string;
   filter: string;
-  process: (d: Delivery) => Promise<Disposition>;
+  handle: (d: Delivery) => Promise<Disposition>;
   sub: Subscription | null;
   maxDeliver: number | undefined;
 }
@@ -510,7 +510,7 @@ export class AgentHost {
         { durable },
         "a consumer that was not this agent's durable held its name; deleted it and created the durable",
       );
-    const process = (d: Delivery): Promise<Disposition> => {
+    const handle = (d: Delivery): Promise<Disposition> => {
       const parts = parseSubject(d.subject);
       return withSpan(
         `process ${parts?.kind ?? "message"}`,
@@ -610,17 +610,17 @@ export class AgentHost {
         },
       );
     };
-    const reg: Registration = { base, filter, process, sub: null, maxDeliver: o.maxDeliver };
+    const reg: Registration = { base, filter, handle, sub: null, maxDeliver: o.maxDeliver };
     this.#regs.push(reg);
     const sub = await this.bus.consume(
       durable,
       async (d): Promise<Disposition> => {
-        if (!keeper) return process(d);
+        if (!keeper) return handle(d);
         const ticket = await keeper.enter(runOfSubject(d.subject));
         if (ticket.type === "skip") return { type: "ack" };
         if (ticket.type === "defer") return { type: "nak", delayMs: 0 };
         try {
-          return await process(d);
+          return await handle(d);
         } finally {
           ticket.done();
         }
@@ -664,7 +664,7 @@ export class AgentHost {
    * replica that holds its run's partition (docs/scaling.md, section 2). Before `listen`.
    */
   async usePartitions(o: {
-    kv: KV;
+    kv: KeySwap;
     replica: string;
     partitions?: number;
     leaseMs?: number;
@@ -753,7 +753,7 @@ export class AgentHost {
     this.#replayed.add(d.seq);
     let settled = true;
     try {
-      const disp = await reg.process(d);
+      const disp = await reg.handle(d);
       if (disp.type !== "nak") return;
       if (reg.maxDeliver !== undefined && reg.maxDeliver > 0 && d.deliveryCount >= reg.maxDeliver)
         return;

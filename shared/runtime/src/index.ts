@@ -47,3 +47,16 @@ export {
   type ResultStore,
 } from "./results.js";
 export { Payloads, busPayloads, type PayloadBucket } from "./payloads.js";
+export {
+  DEFAULT_PARTITIONS,
+  LeaseTableSchema,
+  partitionOf,
+  planLeases,
+  partitionAction,
+  type LeaseTable,
+  type LeasePlan,
+  type LeaseView,
+  type PartitionState,
+  type PartitionAction,
+} from "./partitions.js";
+export { PartitionKeeper, DEFAULT_LEASE_MS, type KeeperOptions, type Ticket } from "./leases.js";

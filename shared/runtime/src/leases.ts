@@ -1,8 +1,7 @@
 // The lease keeper: one replica's side of its identity's lease table (docs/scaling.md,
 // section 2). The rules are pure, in partitions.ts; this file renews, applies a plan, and
 // tells the host what to do with each message.
-import type { KV } from "@nats-io/kv";
-import { isRevisionConflict } from "@trias/bus";
+import { isRevisionConflict, type KeySwap } from "@trias/bus";
 import type { Logger } from "./host.js";
 import {
   LeaseTableSchema,
@@ -31,8 +30,8 @@ const RENEWALS_PER_LEASE = 4;
 const RENEW_ATTEMPTS = 5;
 
 export interface KeeperOptions {
-  /** The leases bucket (LEASES_BUCKET), opened by the agent. */
-  kv: KV;
+  /** The leases bucket (LEASES_BUCKET): compare-and-set exact at any replica count. */
+  kv: KeySwap;
   /** The identity whose partitions these are: the key of its table. */
   identity: string;
   /** This replica's id ("1", "2", ...). */
@@ -180,9 +179,9 @@ export class PartitionKeeper {
   }
 
   async #renewOnce(release = this.#drained(), leaving = false): Promise<void> {
-    const entry = await this.#o.kv.get(this.#o.identity);
+    const read = await this.#o.kv.read(this.#o.identity);
     const now = this.#now();
-    const table = entry && entry.length > 0 ? this.#parse(entry.value) : null;
+    const table = read.value ? this.#parse(read.value) : null;
     if (table) this.#partitions = table.partitions.length;
     const live = new Set<string>();
     for (const [id, beat] of Object.entries(table?.beats ?? {})) {
@@ -201,8 +200,7 @@ export class PartitionKeeper {
       leaving,
     });
     const bytes = new TextEncoder().encode(JSON.stringify(plan.table));
-    if (entry && entry.length > 0) await this.#o.kv.update(this.#o.identity, bytes, entry.revision);
-    else await this.#o.kv.create(this.#o.identity, bytes);
+    await this.#o.kv.write(this.#o.identity, bytes, read.expect);
     this.#apply(plan.table, plan.claims, plan.drain, release, now);
   }
 
@@ -247,6 +245,11 @@ export class PartitionKeeper {
         if (!released.has(p)) lost.push(p);
       }
     }
+    // Partitions the table gives this replica that this process did not hold: its own from
+    // before a restart (its durables hold what it left; nothing to replay).
+    table.partitions.forEach((p, i) => {
+      if (p.owner === this.replica) this.#owned.add(i);
+    });
     for (const p of drain) this.#draining.add(p);
     for (const c of claims) {
       this.#owned.add(c.partition);

@@ -16,6 +16,8 @@ export interface ClusterNode {
   readonly port: number;
   readonly url: string;
   readonly running: boolean;
+  /** The running process's id (undefined while stopped). */
+  readonly pid: number | undefined;
 }
 
 /**
@@ -52,6 +54,9 @@ class Node implements ClusterNode {
   ) {}
   get url(): string {
     return `nats://127.0.0.1:${this.port}`;
+  }
+  get pid(): number | undefined {
+    return this.running ? this.child?.pid : undefined;
   }
   get running(): boolean {
     return this.child !== null && this.child.exitCode === null && this.child.signalCode === null;

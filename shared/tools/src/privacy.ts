@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import type { KV } from "@nats-io/kv";
+import { createExact } from "@trias/bus";
 import { sealedSubject, SEALED_TOKEN, SUBJECT_ID, ValidationError } from "@trias/protocol";
 import { ToolRefusal } from "./pack.js";
 
@@ -75,7 +76,9 @@ export class SubjectKeys {
       );
     const key = randomBytes(KEY_BYTES);
     try {
-      await this.kv.create(subject, key);
+      // Exactly one console's key is stored when two seal a new subject at once, on an R3
+      // bucket too (createExact, docs/scaling.md section 1); the other reads it below.
+      await createExact(this.kv, subject, key);
       return key;
     } catch {
       // Another console created it first: use that one.

@@ -7,6 +7,8 @@ import { nonNegativeInt, out, withOperator } from "../cli-kit.js";
 import { ConsoleClient } from "../client.js";
 import { loadSigner } from "../connect.js";
 import { eraseSubject } from "../privacy.js";
+import { readReplicas, replicaLine } from "../replicas.js";
+import { LEASES_BUCKET } from "@trias/bus";
 
 export function registerAdmin(program: Command): void {
   program
@@ -71,6 +73,23 @@ export function registerAdmin(program: Command): void {
         seen.set(k.name, { name: k.name, role: k.role });
       out(deployNatsConfig([...seen.values()]));
     });
+  program
+    .command("replicas")
+    .description(
+      "each agent identity's live replicas and the run partitions each holds (docs/scaling.md)",
+    )
+    .addOption(new Option("--json", "as JSON"))
+    .action(async (o: { json?: boolean }) =>
+      withOperator(async ({ bus }) => {
+        const rows = await readReplicas(await bus.kv(LEASES_BUCKET));
+        if (o.json) {
+          out(JSON.stringify(rows));
+          return;
+        }
+        if (rows.length === 0) out("no agent holds partitions yet (no agent started since setup)");
+        for (const r of rows) out(replicaLine(r));
+      }),
+    );
   program
     .command("ledger")
     .description("the demo ledger's balances")
