@@ -1,6 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { type Bus, type StoredMessage, type Subscription } from "@trias/bus";
-import { type MessageOf, type RunOutcome, type TaskSubmitted } from "@trias/protocol";
+import {
+  type JsonObject,
+  type MessageOf,
+  type RunOutcome,
+  type TaskSubmitted,
+} from "@trias/protocol";
 import { type KeyRegistry, type Signer, type Opened } from "@trias/signing";
 import { AgentHost, silentLogger, type Logger } from "@trias/runtime";
 import { triasAttributes, withSpan } from "@trias/telemetry";
@@ -22,6 +27,7 @@ export class ConsoleClient {
   }
 
   async submit(task: TaskSubmitted, run = newRunId()): Promise<{ run: string; seq: number }> {
+    const body = await this.#argumentsByReference(task);
     // The root span of the run's trace: every agent's span for this run descends from it.
     const e = await withSpan(
       "trias.run",
@@ -32,10 +38,28 @@ export class ConsoleClient {
           run,
           step: null,
           attempt: 0,
-          body: task,
+          body,
         }),
     );
     return { run, seq: e.seq };
+  }
+
+  /**
+   * The explicit steps of a task with each large argument object stored in the payloads
+   * bucket and a reference in its place (docs/security.md, "Bounded messages end to end"), so
+   * the task and every frame of its steps fit whatever the arguments' size. Small arguments,
+   * and every other program's input, are left as they are (nothing written).
+   */
+  async #argumentsByReference(task: TaskSubmitted): Promise<TaskSubmitted> {
+    const steps = task.program === "steps" ? task.input["steps"] : undefined;
+    if (!Array.isArray(steps)) return task;
+    const out = await Promise.all(
+      steps.map(async (s) => {
+        if (!isObject(s) || !isObject(s["args"])) return s;
+        return { ...s, args: await this.host.payloads.store(s["args"]) };
+      }),
+    );
+    return { ...task, input: { ...task.input, steps: out } };
   }
 
   /** Follow every message from `fromSeq` on; each is opened (signature checked) before use. */
@@ -80,6 +104,10 @@ export class ConsoleClient {
     await sub.stop();
     return closed;
   }
+}
+
+function isObject(v: unknown): v is JsonObject {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
 export type { RunOutcome };

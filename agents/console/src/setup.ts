@@ -3,6 +3,7 @@ import { join } from "node:path";
 import {
   ADMIN_USER,
   EXECUTOR_BUCKETS,
+  PAYLOADS_BUCKET,
   PENDING_BUCKET,
   LEASES_BUCKET,
   RATES_BUCKET,
@@ -57,6 +58,13 @@ export async function setupTrace(admin: Bus, o: SetupOptions = {}): Promise<{ se
   // Runs waiting for a person (docs/scaling.md, "Cold paths"): a key per run, few at a time.
   await admin.kv(PENDING_BUCKET, { create: true, ...replicas });
   await admin.allowMessageDeletes(`KV_${PENDING_BUCKET}`);
+  // Arguments carried by reference: kept as long as the trace that names them, so a run can
+  // be verified, compensated and audited whatever its arguments' size.
+  await admin.kv(PAYLOADS_BUCKET, {
+    create: true,
+    ...(o.maxAgeMs ? { ttlMs: o.maxAgeMs } : {}),
+    ...replicas,
+  });
   const ledgerKv = kvs[EXECUTOR_BUCKETS.indexOf(LEDGER_BUCKET)];
   const seeded =
     (o.seedLedger ?? false) && ledgerKv !== undefined ? await new Ledger(ledgerKv).seed() : false;

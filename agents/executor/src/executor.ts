@@ -3,6 +3,8 @@ import { isRevisionConflict, type Delivery } from "@trias/bus";
 import {
   EXECUTION_RESERVE_BYTES,
   GateError,
+  ValidationError,
+  isArgsRef,
   MAX_FRAME_BYTES,
   executionBound,
   frameRef,
@@ -18,7 +20,7 @@ import {
   type Tier,
   type TraceContext,
 } from "@trias/protocol";
-import { unknownRun, type LoadedPolicy } from "@trias/policy";
+import { checkArgumentSize, unknownRun, type LoadedPolicy } from "@trias/policy";
 import { afterClose } from "@trias/runstate";
 import { ToolRefusal, type Catalogue, type ToolDef } from "@trias/tools";
 import { SpanKind, setActiveAttribute, triasAttributes, withSpan } from "@trias/telemetry";
@@ -52,6 +54,12 @@ export { EFFECTS_BUCKET };
 
 interface StepCase {
   assignment: OpenedAssignment;
+  /**
+   * The arguments the gate judges and the tool runs on: the proposal's own, or, when it
+   * carries them by reference, the bytes read back and checked (null until then, and again
+   * once the step is refused: only steps waiting for their quorum hold large arguments).
+   */
+  args: JsonObject | null;
   approvals: Map<string, { verdict: OpenedVerdict; seq: number }>;
   veto: string | null;
   hydrated: boolean;
@@ -172,12 +180,15 @@ export class Executor {
     const approvals: OpenedVerdict[] = [];
     for (const x of c.approvals.values()) approvals.push(x.verdict);
     const params = this.#policy.doc.tiers[m.body.tier];
+    // Resolved before any gate call (#resolveArgs); a reference is never judged as arguments.
+    if (c.args === null)
+      return { kind: "refuse", code: "internal", reason: "the step's arguments were not read" };
     return checkStep({
       policy: this.#policy,
       assignment: m.body,
       step: {
         tool: p.body.tool,
-        args: p.body.args,
+        args: c.args,
         run: m.run,
         step: m.step ?? 0,
         attempt: m.attempt,
@@ -193,9 +204,36 @@ export class Executor {
     });
   }
 
+  /**
+   * Arguments carried by reference, read once per step (docs/security.md, "Bounded messages
+   * end to end"): bounded by this executor's policy before a byte is read, then checked
+   * against their digest, which the assignment and every approval bind. A step denied by the
+   * router is never run, so its arguments are not read.
+   */
+  async #resolveArgs(c: StepCase): Promise<void> {
+    const a = c.assignment.message;
+    const wire = c.assignment.proposal.message.body.args;
+    if (a.body.denied !== null) {
+      c.args = wire;
+      return;
+    }
+    const refusal = checkArgumentSize(this.#policy, wire);
+    if (refusal !== null) this.#refuse(c, { code: "payload_too_large", reason: refusal });
+    try {
+      c.args = await this.#host.payloads.resolve(wire);
+    } catch (e) {
+      if (e instanceof ValidationError)
+        this.#refuse(c, { code: "payload_unavailable", reason: e.message });
+      throw e;
+    }
+  }
+
   /** A refusal is recorded once (by the message that met it); the step then stays refused here. */
   #refuse(c: StepCase, d: { code: GateError["code"]; reason: string }): never {
     c.refused = true;
+    // A refused case stays cached (later messages for it change nothing): without the
+    // arguments read back for it, so large arguments do not accumulate in memory.
+    if (isArgsRef(c.assignment.proposal.message.body.args)) c.args = null;
     this.#open.delete(c.assignment.message.run);
     throw new GateError(d.code, d.reason);
   }
@@ -204,7 +242,15 @@ export class Executor {
     const key = a.message.body.digest;
     let c = this.#cases.get(key);
     if (!c) {
-      c = { assignment: a, approvals: new Map(), veto: null, hydrated: false, refused: false };
+      const args = a.proposal.message.body.args;
+      c = {
+        assignment: a,
+        args: isArgsRef(args) ? null : args,
+        approvals: new Map(),
+        veto: null,
+        hydrated: false,
+        refused: false,
+      };
       boundedSet(this.#cases, key, c, CACHE_ENTRIES);
     }
     return c;
@@ -225,6 +271,7 @@ export class Executor {
     const a = openAssignment(this.#host.registry, inc.delivery.data);
     const c = this.#case(a);
     if (c.refused) return;
+    if (c.args === null) await this.#resolveArgs(c);
     const { requires, denied } = a.message.body;
     if (requires.reviewers === 0 && !requires.human && denied === null) {
       await this.#tryExecute(c, true, this.#firstSight(a.message.issuedAt, inc.delivery));
@@ -258,6 +305,12 @@ export class Executor {
     if (verdict.message.body.decision !== "approve") this.#open.delete(assignment.message.run);
     const c = this.#case(assignment);
     if (c.refused) return;
+    if (c.args === null) {
+      // A late verdict of a step this process ran (its case, and the arguments read back for
+      // it, are gone): nothing to do, so nothing to read.
+      if (this.#done.has(effectKey(assignment))) return;
+      await this.#resolveArgs(c);
+    }
     const pre = this.#gate(c, false);
     if (pre.kind === "refuse") this.#refuse(c, pre);
     await this.#hydrate(c, inc.delivery);
@@ -345,6 +398,9 @@ export class Executor {
     const a = c.assignment;
     const m = a.message;
     const q = d.quorum;
+    const resolved = c.args;
+    if (resolved === null)
+      this.#refuse(c, { code: "internal", reason: "the step's arguments were not read" });
     // A quarantine, a rollback or a close follows an execution or a person's cancel: the
     // run's very first step can be under one only while it waits for a person (and its
     // effect id is taken once it ran).
@@ -363,7 +419,8 @@ export class Executor {
       attempt: m.attempt,
       trace: m.trace,
       tool: this.#tool(proposal.tool),
-      args: proposal.args,
+      // The tool runs on the bytes the quorum bound; the record carries the proposal's form.
+      args: resolved,
       tier: m.body.tier,
       policyDigest: m.body.policyDigest,
       effectId: `${m.run}:${step}:${m.attempt}`,
@@ -710,11 +767,15 @@ export class Executor {
       );
     }
     const undone = await resolveResult(this.#effects, original.body.result);
-    const declared =
-      this.#tools.get(original.body.tool)?.compensate(original.body.args, undone) ?? null;
+    // The effect's own arguments, read back when it carried them by reference: the undo is
+    // derived from what ran, and the order may name the undo's arguments by reference too.
+    const ran = await this.#host.payloads.resolve(original.body.args);
+    const declared = this.#tools.get(original.body.tool)?.compensate(ran, undone) ?? null;
     const check = checkCompensationOrder({ run: m.run, compensation: c }, original, declared);
     if (!check.ok) throw new GateError(check.code, check.reason);
-    const scope = checkScope(this.#policy, this.#tools, c.tool, c.args);
+    // checkCompensationOrder accepts no order without a declared undo: this only narrows.
+    if (!declared) throw new GateError("scope_denied", "the effect declares no compensation");
+    const scope = checkScope(this.#policy, this.#tools, c.tool, declared.args);
     if (scope) throw new GateError("scope_denied", scope);
     // Keyed by the effect, not the order: each effect is compensated at most once.
     const ckey = `${key}.c`;
@@ -728,7 +789,8 @@ export class Executor {
       attempt: original.attempt,
       trace: m.trace,
       tool: this.#tool(c.tool),
-      args: c.args,
+      // What the tool pack declares, which the order names (inline or by reference).
+      args: declared.args,
       tier: original.body.tier,
       policyDigest: this.#policy.digest,
       effectId,

@@ -146,6 +146,8 @@ export class Proposer {
       attempt: 0,
       body: {
         ...next.step,
+        // Large arguments travel by reference, their bytes in the payloads bucket.
+        args: await this.#host.payloads.store(next.step.args),
         index,
         total: next.total,
         replanOf: null,
@@ -274,6 +276,7 @@ export class Proposer {
       attempt,
       body: {
         ...next.step,
+        args: await this.#host.payloads.store(next.step.args),
         index,
         total: next.last ? index + 1 : Math.max(last.body.total, index + 2),
         replanOf: failedDigest,

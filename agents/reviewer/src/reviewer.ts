@@ -1,8 +1,15 @@
 import type { KV } from "@nats-io/kv";
 import { createExact, isRevisionConflict } from "@trias/bus";
-import { assignmentFilter, subjectFor, ValidationError, type BodyOf } from "@trias/protocol";
+import {
+  assignmentFilter,
+  isArgsRef,
+  subjectFor,
+  ValidationError,
+  type BodyOf,
+  type JsonObject,
+} from "@trias/protocol";
 import type { LlmClient } from "@trias/llm";
-import type { LoadedPolicy } from "@trias/policy";
+import { checkArgumentSize, type LoadedPolicy } from "@trias/policy";
 import type { Catalogue } from "@trias/tools";
 import {
   countQuorum,
@@ -93,10 +100,15 @@ export class Reviewer {
     if (turn !== "judge") return turn === "skip" ? undefined : turn;
     const { digest } = a.message.body;
     const proposal = a.proposal.message.body;
+    // The action judged is the real one: arguments carried by reference are read back and
+    // checked against the digest the verdict binds (docs/security.md, "Bounded messages").
+    const resolved = await this.#arguments(proposal.args);
     const v =
-      this.#strategy === "llm" && this.#llm
-        ? await reviewWithLlm(this.#llm, proposal, this.#tools)
-        : reviewByRules(proposal, this.#tools, this.#policy);
+      typeof resolved === "string"
+        ? { decision: "reject" as const, reasons: [resolved] }
+        : this.#strategy === "llm" && this.#llm
+          ? await reviewWithLlm(this.#llm, { ...proposal, args: resolved }, this.#tools)
+          : reviewByRules({ ...proposal, args: resolved }, this.#tools, this.#policy);
     setActiveAttribute("trias.verdict", v.decision);
     setActiveAttribute("trias.tier", a.message.body.tier);
     setActiveAttribute("trias.policy_digest", a.message.body.policyDigest);
@@ -115,6 +127,19 @@ export class Reviewer {
       },
       trace: a.message.trace,
     });
+  }
+
+  /** A proposal's arguments (inline: no read), or why they cannot be judged. */
+  async #arguments(args: JsonObject): Promise<JsonObject | string> {
+    if (!isArgsRef(args)) return args;
+    const refusal = checkArgumentSize(this.#policy, args);
+    if (refusal !== null) return refusal;
+    try {
+      return await this.#host.payloads.resolve(args);
+    } catch (e) {
+      if (e instanceof ValidationError) return e.message;
+      throw e;
+    }
   }
 
   /**

@@ -1,18 +1,21 @@
 import {
+  ValidationError,
   executionFits,
+  isArgsRef,
   MAX_FRAME_BYTES,
   maxTier,
   proposalDigest,
   boundedSet,
   subjectFor,
   tierRank,
+  type JsonObject,
   type MessageOf,
   type Tier,
   type TierAssigned,
 } from "@trias/protocol";
-import { checkBudget, deriveStep, type LoadedPolicy } from "@trias/policy";
+import { checkArgumentSize, checkBudget, deriveStep, type LoadedPolicy } from "@trias/policy";
 import { localLimiter, type Limiter } from "./rates.js";
-import type { AgentHost, HandlerResult, Incoming } from "@trias/runtime";
+import type { AgentHost, HandlerResult, Incoming, Payloads } from "@trias/runtime";
 import { triasAttributes, withSpan } from "@trias/telemetry";
 import { HELD_ENTRIES, RUN_CACHE_ENTRIES } from "./config.js";
 
@@ -34,6 +37,36 @@ export function emptyContext(): RunContext {
 }
 
 /**
+ * A proposal's arguments as the policy judges them: resolved when they travel by reference,
+ * or why they cannot be (over the policy's bound, bytes missing or changed): then the step
+ * is denied before any review or effect.
+ */
+export interface ResolvedArgs {
+  args: JsonObject;
+  refusal: string | null;
+}
+
+/**
+ * The arguments of a proposal for routing: inline ones as they are (no read); a reference
+ * bounded by the policy before a byte is read, then resolved and checked against its digest.
+ */
+export async function resolveForRouting(
+  policy: LoadedPolicy,
+  payloads: Payloads,
+  args: JsonObject,
+): Promise<ResolvedArgs> {
+  if (!isArgsRef(args)) return { args, refusal: null };
+  const refusal = checkArgumentSize(policy, args);
+  if (refusal !== null) return { args, refusal };
+  try {
+    return { args: await payloads.resolve(args), refusal: null };
+  } catch (e) {
+    if (!(e instanceof ValidationError)) throw e;
+    return { args, refusal: e.message };
+  }
+}
+
+/**
  * Pure: the tier assignment body for one signed proposal under one policy and what the
  * trace says of its run. Escalation is one-way: the floor is the step's earlier tier, raised
  * to the policy's `escalation.afterFailure` once the run has failed a verification.
@@ -44,13 +77,15 @@ export function assign(
   proposalFrame: Uint8Array,
   ctx: RunContext = emptyContext(),
   rateRefusal: string | null = null,
+  payload: ResolvedArgs = { args: proposal.body.args, refusal: null },
 ): TierAssigned {
   const step = proposal.step ?? 0;
   const { decision: d, unraised } = deriveStep(
     policy,
     {
       tool: proposal.body.tool,
-      args: proposal.body.args,
+      // The arguments themselves, also when the proposal carries them by reference.
+      args: payload.args,
       run: proposal.run,
       step,
       attempt: proposal.attempt,
@@ -70,7 +105,7 @@ export function assign(
   const oversized = executionFits(proposalFrame.length, approvals)
     ? null
     : `the step's arguments (a ${proposalFrame.length}-byte proposal) would not fit the frames that carry them (its assignment${approvals > 0 ? " and verdicts" : ""} and execution record, at most ${MAX_FRAME_BYTES} bytes each): refused before any effect; send smaller arguments`;
-  const denied = d.denied ?? budget ?? rateRefusal ?? oversized;
+  const denied = payload.refusal ?? d.denied ?? budget ?? rateRefusal ?? oversized;
   const explanation = [...d.explanation];
   if (tierRank(d.tier) > tierRank(unraised)) {
     explanation.push(
@@ -80,6 +115,7 @@ export function assign(
   if (budget) explanation.push(budget);
   if (rateRefusal) explanation.push(rateRefusal);
   if (oversized) explanation.push(oversized);
+  if (payload.refusal) explanation.push(payload.refusal);
   return {
     proposal: proposalFrame,
     digest: proposalDigest({
@@ -214,13 +250,14 @@ export class Router {
     ctx.proposals++;
     ctx.tokens += (m.body.usage?.inputTokens ?? 0) + (m.body.usage?.outputTokens ?? 0);
     ctx.costUsd += m.body.usage?.costUsd ?? 0;
+    const payload = await resolveForRouting(this.#policy, this.#host.payloads, m.body.args);
     const body = withSpan(
       "policy.evaluate",
       () => ({
         attributes: triasAttributes({ run: m.run, step, policyDigest: this.#policy.digest }),
       }),
       (span) => {
-        const b = assign(this.#policy, m, inc.delivery.data, ctx, rateRefusal);
+        const b = assign(this.#policy, m, inc.delivery.data, ctx, rateRefusal, payload);
         if (span.isRecording()) {
           span.setAttributes(triasAttributes({ tier: b.tier }));
           span.setAttribute("trias.risk_score", b.score);

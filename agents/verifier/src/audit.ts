@@ -1,4 +1,11 @@
-import { GateError, canonicalEqual, frameRef, type Check, type MessageOf } from "@trias/protocol";
+import {
+  GateError,
+  canonicalEqual,
+  frameRef,
+  type Check,
+  type JsonObject,
+  type MessageOf,
+} from "@trias/protocol";
 import { checkAssignment, type LoadedPolicy, type RunView } from "@trias/policy";
 import type { KeyRegistry } from "@trias/signing";
 import {
@@ -47,7 +54,9 @@ function evidenceFrame(frames: FrameLookup, ref: string, what: string): Uint8Arr
  * assignment and proposal it names, the same digest, the same tool and arguments, a tier
  * and requirement no weaker than the verifier's own derivation from its policy and the run
  * it has followed (`view`), and a quorum of distinct approvals bound to that digest, counted
- * against the stricter of the two. Pure given the registry and the policy.
+ * against the stricter of the two. Pure given the registry and the policy. `args` are the
+ * execution's arguments as the policy judges them: its own, or the bytes its reference names
+ * read back and checked (a string: why they could not be, so the tier cannot be re-derived).
  */
 export function auditExecution(
   registry: KeyRegistry,
@@ -55,10 +64,13 @@ export function auditExecution(
   policy: LoadedPolicy,
   view: RunView,
   frames: FrameLookup,
+  args: JsonObject | string = m.body.args,
 ): Check[] {
   const checks: Check[] = [];
   const b = m.body;
   try {
+    if (typeof args === "string")
+      throw new GateError("payload_unavailable", `the step's arguments cannot be read: ${args}`);
     const a = openAssignment(
       registry,
       evidenceFrame(frames, b.evidence.assignment, "a tier assignment"),
@@ -92,9 +104,16 @@ export function auditExecution(
       if (v.message.body.digest !== b.digest)
         throw new GateError("digest_mismatch", `approval by ${v.key.name} is for another digest`);
     }
+    // The execution's arguments are the proposal's (checked above): judged resolved.
     const derived = checkAssignment(
       policy,
-      { tool: p.tool, args: p.args, run: m.run, step: m.step ?? 0, attempt: m.attempt },
+      {
+        tool: p.tool,
+        args: same ? args : p.args,
+        run: m.run,
+        step: m.step ?? 0,
+        attempt: m.attempt,
+      },
       view,
       a.message.body,
     );

@@ -17,6 +17,7 @@ export const STEP_REFUSALS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "policy_denied",
   "policy_digest_mismatch",
   "payload_too_large",
+  "payload_unavailable",
   "scope_denied",
 ]);
 

@@ -2,6 +2,9 @@ import { classifyFailure, failureAction, isTransientFailure, type StoredMessage 
 import {
   boundedAdd,
   GateError,
+  ValidationError,
+  isArgsRef,
+  type JsonObject,
   boundedSet,
   frameRef,
   TransientError,
@@ -383,9 +386,18 @@ export class Verifier {
   async #verify(st: RunState, m: MessageOf<"step_executed">): Promise<void> {
     const b = m.body;
     const frames = await this.#evidence(m);
+    // Arguments carried by reference are read back once, here, for the audit and the checks.
+    const args = await this.#arguments(b.args);
     const audit =
       b.compensationOf === null
-        ? auditExecution(this.#host.registry, m, this.#policy, runView(st, m.step ?? 0), frames)
+        ? auditExecution(
+            this.#host.registry,
+            m,
+            this.#policy,
+            runView(st, m.step ?? 0),
+            frames,
+            args,
+          )
         : auditCompensation(
             this.#host.registry,
             m,
@@ -398,8 +410,9 @@ export class Verifier {
       try {
         const tool = this.#tools.get(b.tool);
         if (!tool) throw new Error(`no tool named "${b.tool}" in the verifier's tool pack`);
+        if (typeof args === "string") throw new Error(args);
         checks = checks.concat(
-          await tool.verify(b.args, await resolveResult(this.#effects, b.result), {
+          await tool.verify(args, await resolveResult(this.#effects, b.result), {
             effectId: b.effectId,
             attempt: m.attempt,
           }),
@@ -454,16 +467,31 @@ export class Verifier {
     });
   }
 
-  /** What the tool pack says undoes an effect; its result is read back when it travelled by digest. */
+  /** An execution's arguments: its own, the bytes its reference names, or why they cannot be read. */
+  async #arguments(args: JsonObject): Promise<JsonObject | string> {
+    if (!isArgsRef(args)) return args;
+    try {
+      return await this.#host.payloads.resolve(args);
+    } catch (e) {
+      if (e instanceof ValidationError) return e.message;
+      throw e;
+    }
+  }
+
+  /**
+   * What the tool pack says undoes an effect, from the arguments and result that effect had
+   * (each read back when it travelled by digest).
+   */
   async #declaredUndo(original: MessageOf<"step_executed">): Promise<DeclaredUndo | null> {
     const tool = this.#tools.get(original.body.tool);
     if (!tool) return null;
     try {
       return tool.compensate(
-        original.body.args,
+        await this.#host.payloads.resolve(original.body.args),
         await resolveResult(this.#effects, original.body.result),
       );
-    } catch {
+    } catch (e) {
+      if (isTransientFailure(e)) throw e;
       return null;
     }
   }
@@ -527,11 +555,14 @@ export class Verifier {
       const opened = this.#host.registry.open(stored.data).message;
       if (opened.kind !== "step_executed") continue;
       const op = this.#policy.doc.tools[opened.body.tool]?.op;
+      const undo = await this.#declaredUndo(opened);
       out.push({
         effect,
         frame: stored.data,
         readOnly: op === "read",
-        order: await this.#declaredUndo(opened),
+        // An order carries large undo arguments by reference, like any step: their bytes are
+        // stored first, so the executor and this verifier read back what the order names.
+        order: undo && { tool: undo.tool, args: await this.#host.payloads.store(undo.args) },
       });
     }
     return out;

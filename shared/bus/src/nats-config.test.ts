@@ -37,6 +37,12 @@ describe("nats-config", () => {
     ["console", "$JS.API.STREAM.PURGE.TRIAS", false, false],
     ["proposer", "$JS.API.CONSUMER.CREATE.TRIAS.proposer-tasks.>", true, false],
     ["proposer", "trias.executor.>", false, false],
+    // The payloads bucket: those who build a step's arguments write it, everyone reads it.
+    ["console", "$KV.trias_payloads.>", true, false],
+    ["proposer", "$KV.trias_payloads.>", true, false],
+    ["verifier", "$KV.trias_payloads.>", true, false],
+    ["reviewer-1", "$KV.trias_payloads.>", false, false],
+    ["executor", "$KV.trias_payloads.>", false, false],
     // The pending index: the verifier writes and removes keys, everyone may list them.
     ["verifier", "$KV.trias_pending.>", true, false],
     ["verifier", "$JS.API.STREAM.MSG.DELETE.KV_trias_pending", true, false],

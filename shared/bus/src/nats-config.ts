@@ -64,6 +64,21 @@ export const PENDING_BUCKET = "trias_pending";
 export const REVIEW_CLAIMS_BUCKET = "trias_reviews";
 
 /**
+ * Step arguments too large to travel in their frames (docs/security.md, "Bounded messages end
+ * to end"): content-addressed chunks, keyed by the SHA-256 of the arguments' canonical
+ * encoding, so a reader checks what it gets against the reference it holds. Written only by
+ * the identities that build a step's arguments (PAYLOAD_WRITERS); every role reads it.
+ */
+export const PAYLOADS_BUCKET = "trias_payloads";
+
+/**
+ * Who may put into the payloads bucket: the console (a submitted task's arguments), the
+ * proposer (a step it plans) and the verifier (the arguments of a compensation it orders).
+ * A reviewer, the router, the executor and a human only read it.
+ */
+export const PAYLOAD_WRITERS: readonly Role[] = ["console", "proposer", "verifier"];
+
+/**
  * The partition leases of replicas (docs/scaling.md, section 2): one key per agent identity,
  * its lease table, which only that identity may write (`$KV.trias_leases.<identity>`).
  */
@@ -208,7 +223,9 @@ function ownSubjects(u: NatsUser): string[] {
   const role = u.role as Role;
   // Agents keep their replicas' partition leases; people and the console have none.
   const leases = durablesOf(u).length > 0 ? [`$KV.${LEASES_BUCKET}.${u.user}`] : [];
-  return [...roleSubjects(role), ...leases];
+  // Those who build a step's arguments store the large ones (PAYLOAD_WRITERS).
+  const payloads = PAYLOAD_WRITERS.includes(role) ? [`$KV.${PAYLOADS_BUCKET}.>`] : [];
+  return [...roleSubjects(role), ...leases, ...payloads];
 }
 
 function roleSubjects(role: Role): string[] {

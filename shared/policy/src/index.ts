@@ -7,6 +7,8 @@ export {
   ArgCheck,
   Rule,
   Budgets,
+  Limits,
+  DEFAULT_MAX_ARGUMENT_BYTES,
   PolicyDocument,
   type PolicyInput,
 } from "./schema.js";
@@ -72,6 +74,8 @@ export {
   type AssignmentCheck,
 } from "./derive.js";
 export {
+  checkArgumentSize,
+  maxArgumentBytes,
   checkBudget,
   decideRate,
   admitCall,

@@ -1,6 +1,25 @@
+import { isArgsRef } from "@trias/protocol";
 import { z } from "zod";
 import type { LoadedPolicy } from "./load.js";
-import { RateLimit, type ToolEntry } from "./schema.js";
+import { DEFAULT_MAX_ARGUMENT_BYTES, RateLimit, type ToolEntry } from "./schema.js";
+
+/** The policy's bound on a step argument carried by reference (`limits.maxArgumentBytes`). */
+export function maxArgumentBytes(policy: LoadedPolicy): number {
+  return policy.doc.limits?.maxArgumentBytes ?? DEFAULT_MAX_ARGUMENT_BYTES;
+}
+
+/**
+ * Pure: null when a step's arguments are within the policy's bound, else why not. Inline
+ * arguments always are (they fit a frame, and the bound is at least a frame); a reference is
+ * judged by the size it declares, before a byte of it is read, and the reader then checks
+ * that the bytes it gets are exactly that many (docs/security.md, "Bounded messages").
+ */
+export function checkArgumentSize(policy: LoadedPolicy, args: unknown): string | null {
+  if (!isArgsRef(args)) return null;
+  const max = maxArgumentBytes(policy);
+  if (args.bytes <= max) return null;
+  return `the step's arguments are ${args.bytes} bytes, over the ${policy.doc.environment} policy's limits.maxArgumentBytes of ${max}: refused before any review or effect; send smaller arguments or raise the limit`;
+}
 
 export interface BudgetUsage {
   steps: number;

@@ -1,5 +1,14 @@
 import { z } from "zod";
-import { HumanQuorum, ReviewStrategy, Tier } from "@trias/protocol";
+import {
+  HumanQuorum,
+  MAX_ARGUMENT_BYTES_CEILING,
+  MIN_ARGUMENT_BYTES_LIMIT,
+  ReviewStrategy,
+  Tier,
+} from "@trias/protocol";
+
+/** Default of `limits.maxArgumentBytes`. @default 4_194_304 (4 MiB) */
+export const DEFAULT_MAX_ARGUMENT_BYTES = 4 * 1024 * 1024;
 
 export const Operation = z.enum(["read", "write", "batch_write", "delete", "irreversible"]);
 export type Operation = z.infer<typeof Operation>;
@@ -145,6 +154,29 @@ export const Budgets = z
   .strict();
 export type Budgets = z.infer<typeof Budgets>;
 
+/**
+ * Bounds on what a step may carry (docs/security.md, "Bounded messages end to end").
+ * Absent from a policy, the defaults apply (and the policy's digest is unchanged).
+ */
+export const Limits = z
+  .object({
+    /**
+     * The largest step argument, in bytes of its canonical encoding, that may travel by
+     * reference (its bytes in the payloads bucket). A larger one is denied by the router
+     * before any review or effect. Arguments that fit a frame are always carried, so the
+     * bound is at least MAX_FRAME_BYTES.
+     * @default 4_194_304 (4 MiB)
+     */
+    maxArgumentBytes: z
+      .number()
+      .int()
+      .min(MIN_ARGUMENT_BYTES_LIMIT)
+      .max(MAX_ARGUMENT_BYTES_CEILING)
+      .default(DEFAULT_MAX_ARGUMENT_BYTES),
+  })
+  .strict();
+export type Limits = z.infer<typeof Limits>;
+
 export const PolicyDocument = z
   .object({
     version: z.literal(1),
@@ -178,6 +210,8 @@ export const PolicyDocument = z
     unknownTools: z.enum(["deny", "full"]).default("deny"),
     rules: z.array(Rule).default([]),
     budgets: Budgets.default({ steps: 50, tokens: 200_000, costUsd: 5 }),
+    /** Size bounds (see Limits); optional so that a policy without it keeps its digest. */
+    limits: Limits.optional(),
     /**
      * One-way escalation mid-run: once a step of a run has failed verification, every later
      * proposal of that run (its retries and the steps after it) is at least this tier.

@@ -29,6 +29,8 @@ export type ErrorCode =
   | "already_executed"
   /** A message that could not be carried within the frame limit (refused before any effect). */
   | "payload_too_large"
+  /** Arguments carried by reference whose bytes are missing from the payloads bucket or do not match it. */
+  | "payload_unavailable"
   | "run_quarantined"
   | "run_closed"
   | "input_unreadable"

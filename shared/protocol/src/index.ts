@@ -97,6 +97,21 @@ export {
   stepFrameBound,
   executionFits,
 } from "./sizes.js";
+export {
+  INLINE_ARGUMENT_BYTES,
+  PAYLOAD_CHUNK_BYTES,
+  MAX_ARGUMENT_BYTES_CEILING,
+  MIN_ARGUMENT_BYTES_LIMIT,
+  ArgsRef,
+  isArgsRef,
+  refDigest,
+  argsRefOf,
+  payloadKeys,
+  payloadChunks,
+  wireArgs,
+  sameArguments,
+  type WireArgs,
+} from "./payloads.js";
 export { readEnv, envPositiveInt, envNonNegative, envEnum, envText, type Env } from "./env.js";
 export {
   SUBJECT_ID,

@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import type { Compensation, MessageOf } from "@trias/protocol";
+import {
+  argsRefOf,
+  canonicalBytes,
+  INLINE_ARGUMENT_BYTES,
+  type Compensation,
+  type MessageOf,
+} from "@trias/protocol";
 import { checkCompensationOrder, type DeclaredUndo } from "./compensation.js";
 
 // The one compensation-order rule, as the executor applies it before running an undo and the
@@ -27,6 +33,13 @@ const undo: DeclaredUndo = {
   tool: "ledger.transfer",
   args: { from: "bob", to: "alice", amount: 5, memo: "compensation" },
 };
+/** An undo whose arguments are too large for a frame: an order names them by reference. */
+const bigUndo: DeclaredUndo = {
+  tool: "noop.echo",
+  args: { blob: "x".repeat(INLINE_ARGUMENT_BYTES) },
+};
+const bigRef = argsRefOf(canonicalBytes(bigUndo.args));
+
 const order = (c: Partial<Compensation> | null = {}, run = "r1") => ({
   run,
   compensation: c === null ? null : { step: 2, of: D, tool: undo.tool, args: undo.args, ...c },
@@ -46,6 +59,20 @@ const CASES: [
     executed(),
     undo,
     true,
+  ],
+  [
+    "an order naming large undo arguments by reference",
+    order({ tool: "noop.echo", args: bigRef }),
+    executed(),
+    bigUndo,
+    true,
+  ],
+  [
+    "a reference to other bytes than the declared undo's",
+    order({ tool: "noop.echo", args: argsRefOf(canonicalBytes({ blob: "y" })) }),
+    executed(),
+    bigUndo,
+    false,
   ],
   ["an order naming no compensation", order(null), executed(), undo, false],
   ["an order without the effect it undoes", order(), null, undo, false],

@@ -1,5 +1,5 @@
 import {
-  canonicalEqual,
+  sameArguments,
   type Compensation,
   type ErrorCode,
   type JsonObject,
@@ -18,8 +18,8 @@ export type OrderCheck = { ok: true } | { ok: false; code: ErrorCode; reason: st
  * Pure, and the one rule for a compensation order, applied by the executor before it runs
  * one and by the verifier when it audits one: the order names one compensation, of an effect
  * that happened (an ok, non-compensating execution of that run, step and digest), and it is
- * exactly the undo the tool pack declares for that effect (same tool, canonically equal
- * arguments). `declared` is computed by the caller from `original` with the tool pack, so no
+ * exactly the undo the tool pack declares for that effect (same tool, the same arguments by
+ * sameArguments: equal, or the order names the declared arguments by reference). `declared` is computed by the caller from `original` with the tool pack, so no
  * signer of the order can choose what runs (docs/security.md).
  */
 export function checkCompensationOrder(
@@ -62,7 +62,7 @@ export function checkCompensationOrder(
       reason: `${o.body.tool} declares no compensation: its effect cannot be undone by an order`,
     };
   }
-  if (declared.tool !== c.tool || !canonicalEqual(declared.args, c.args)) {
+  if (declared.tool !== c.tool || !sameArguments(declared.args, c.args)) {
     return {
       ok: false,
       code: "scope_denied",

@@ -43,6 +43,7 @@ import {
 } from "@trias/telemetry";
 import { DEFAULT_ACK_WAIT_MS, DEFAULT_CLOCK_SKEW_MS, DEFAULT_MESSAGE_TTL_MS } from "./env.js";
 import { ReplayWindow } from "./replay.js";
+import { busPayloads, type Payloads } from "./payloads.js";
 import { PartitionKeeper } from "./leases.js";
 import { DEFAULT_PARTITIONS, partitionOf, runOfSubject } from "./partitions.js";
 
@@ -197,6 +198,8 @@ export class AgentHost {
   readonly bus: Bus;
   readonly signer: Signer;
   readonly registry: KeyRegistry;
+  /** Step arguments carried by reference; the bucket is opened only when one is met. */
+  readonly payloads: Payloads;
   readonly log: Logger;
   readonly now: () => number;
   readonly newId: () => string;
@@ -223,6 +226,7 @@ export class AgentHost {
     this.bus = o.bus;
     this.signer = o.signer;
     this.registry = o.registry;
+    this.payloads = busPayloads(o.bus);
     this.log = o.log;
     this.now = o.now ?? Date.now;
     this.newId = o.newId ?? randomUUID;

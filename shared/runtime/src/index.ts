@@ -46,6 +46,7 @@ export {
   type ResultRef,
   type ResultStore,
 } from "./results.js";
+export { Payloads, busPayloads, type PayloadBucket } from "./payloads.js";
 export {
   DEFAULT_PARTITIONS,
   LeaseTableSchema,

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { Check, JsonValue } from "@trias/protocol";
+import { canonicalBytes, sha256Hex, type Check, type JsonValue } from "@trias/protocol";
 import { account, Ledger, LEDGER_BUCKET, type LedgerState } from "./ledger.js";
 import {
   defineTool,
@@ -292,7 +292,11 @@ const noop = (
     domains,
     objects: { count: objects },
     idempotent: true,
-    run: () => Promise.resolve({ ok: true }),
+    // What it ran on, by digest: a test can tell the tool got the very bytes that were bound.
+    run: (args) => {
+      const bytes = canonicalBytes(args);
+      return Promise.resolve({ ok: true, sha256: sha256Hex(bytes), bytes: bytes.length });
+    },
     compensate: (args) => (name === "noop.echo" ? null : { tool: "noop.echo", args }),
     verify: () => Promise.resolve([{ name: "noop", ok: true, detail: "nothing to check" }]),
   });

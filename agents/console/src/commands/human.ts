@@ -2,7 +2,15 @@ import type { Command } from "commander";
 import { Signer } from "@trias/signing";
 import { decideAsHuman, pendingHuman } from "../human.js";
 import { loadSigner, operatorKeyDir } from "../connect.js";
-import { nonNegativeInt, note, out, withOperator } from "../cli-kit.js";
+import { nonNegativeInt, notFound, note, out, withOperator } from "../cli-kit.js";
+import { isArgsRef, subjectFor, type MessageOf } from "@trias/protocol";
+import { busPayloads } from "@trias/runtime";
+
+/** A waiting step's arguments on one line: a reference says how to read the bytes. */
+function shownArgs(w: { run: string; step: number; args: unknown }): string {
+  if (!isArgsRef(w.args)) return JSON.stringify(w.args);
+  return `(arguments by reference, ${w.args.bytes} bytes: trias args ${w.run} ${w.step})`;
+}
 
 export function registerHuman(program: Command): void {
   program
@@ -14,11 +22,35 @@ export function registerHuman(program: Command): void {
         const steps = await pendingHuman(bus, registry, run, (why) => note(why));
         for (const w of steps)
           out(
-            `${w.run} step ${w.step} (attempt ${w.attempt}): ${w.tool} ${JSON.stringify(w.args)} — tier ${w.tier}, waiting for a human`,
+            `${w.run} step ${w.step} (attempt ${w.attempt}): ${w.tool} ${shownArgs(w)} — tier ${w.tier}, waiting for a human`,
           );
         out(
           `${steps.length} step(s) waiting; decide with: trias approve <run> <step>  |  trias reject <run> <step> --reason <text>`,
         );
+      }),
+    );
+
+  program
+    .command("args")
+    .description(
+      "a step's arguments as JSON, read back and checked against their digest when they travel by reference (what a person approves)",
+    )
+    .argument("<run>", "run id")
+    .argument("<step>", "step number", nonNegativeInt("step"))
+    .action(async (run: string, step: number) =>
+      withOperator(async ({ bus, registry }) => {
+        const proposals = await bus.readAll(subjectFor("proposer", "step_proposed", run));
+        const last = proposals
+          .map((s) => registry.open(s.data).message)
+          .filter((m): m is MessageOf<"step_proposed"> => m.kind === "step_proposed")
+          .filter((m) => m.step === step)
+          .at(-1);
+        if (!last) throw notFound(`run ${run} has no proposal for step ${step}`);
+        if (isArgsRef(last.body.args))
+          note(
+            `step ${step}'s arguments travel by reference: ${last.body.args.$ref}, ${last.body.args.bytes} bytes`,
+          );
+        out(JSON.stringify(await busPayloads(bus).resolve(last.body.args)));
       }),
     );
 
