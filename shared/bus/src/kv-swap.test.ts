@@ -14,27 +14,33 @@ import {
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-describe("swapSoleKey", () => {
-  let server: LocalNatsServer;
-  let bus: Bus;
-  beforeAll(async () => {
-    server = await LocalNatsServer.start();
-    bus = await Bus.connect({ servers: server.url, name: "kv-swap-test" });
-  });
-  afterAll(async () => {
-    await bus?.drain();
-    await server?.stop();
-  });
+// One server for every write primitive below.
+let server: LocalNatsServer;
+let bus: Bus;
+beforeAll(async () => {
+  server = await LocalNatsServer.start();
+  bus = await Bus.connect({ servers: server.url, name: "kv-swap-test" });
+});
+afterAll(async () => {
+  await bus?.drain();
+  await server?.stop();
+});
 
-  async function conflict(p: Promise<unknown>): Promise<boolean> {
-    try {
-      await p;
-      return false;
-    } catch (e) {
-      return isRevisionConflict(e);
-    }
+/** How a write ended: stored, lost to another (a revision conflict), or failed otherwise. */
+async function outcome(p: Promise<unknown>): Promise<"stored" | "conflict" | "other"> {
+  try {
+    await p;
+    return "stored";
+  } catch (e) {
+    return isRevisionConflict(e) ? "conflict" : "other";
   }
+}
 
+async function conflict(p: Promise<unknown>): Promise<boolean> {
+  return (await outcome(p)) === "conflict";
+}
+
+describe("swapSoleKey", () => {
   it("stores at the current revision and refuses a stale one as a revision conflict", async () => {
     const kv = await bus.kv("swap_sole", { create: true });
     const r1 = await kv.put("state", enc.encode("one"));
@@ -71,26 +77,6 @@ describe("swapSoleKey", () => {
 });
 
 describe("createExact", () => {
-  let server: LocalNatsServer;
-  let bus: Bus;
-  beforeAll(async () => {
-    server = await LocalNatsServer.start();
-    bus = await Bus.connect({ servers: server.url, name: "kv-create-exact-test" });
-  });
-  afterAll(async () => {
-    await bus?.drain();
-    await server?.stop();
-  });
-
-  async function outcome(p: Promise<unknown>): Promise<"stored" | "conflict" | "other"> {
-    try {
-      await p;
-      return "stored";
-    } catch (e) {
-      return isRevisionConflict(e) ? "conflict" : "other";
-    }
-  }
-
   it("claims a key that has no message, once; a second claim is a revision conflict", async () => {
     const kv = await bus.kv("create_exact", { create: true });
     const r = await createExact(kv, "slot", enc.encode("first"));
@@ -150,26 +136,6 @@ describe("keyRevisionCheckHolds", () => {
 });
 
 describe("KeySwap", () => {
-  let server: LocalNatsServer;
-  let bus: Bus;
-  beforeAll(async () => {
-    server = await LocalNatsServer.start();
-    bus = await Bus.connect({ servers: server.url, name: "kv-key-swap-test" });
-  });
-  afterAll(async () => {
-    await bus?.drain();
-    await server?.stop();
-  });
-
-  async function outcome(p: Promise<unknown>): Promise<"stored" | "conflict" | "other"> {
-    try {
-      await p;
-      return "stored";
-    } catch (e) {
-      return isRevisionConflict(e) ? "conflict" : "other";
-    }
-  }
-
   it.each([
     ["by key (R1: the key's revision is checked exactly)", "open"],
     ["by the bucket's last sequence", "byBucket"],
