@@ -20,8 +20,15 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { LocalNatsServer, type StoredMessage } from "@trias/bus";
-import { ConsoleClient, Stack, auditEvents, defaultAgents, type AgentSpec } from "@trias/console";
+import { LocalNatsServer, MAX_REPLICAS, type StoredMessage } from "@trias/bus";
+import {
+  ConsoleClient,
+  Stack,
+  auditEvents,
+  defaultAgents,
+  processName,
+  type AgentSpec,
+} from "@trias/console";
 import {
   decode,
   decodeFrame,
@@ -63,6 +70,11 @@ const Options = z.object({
     .default(() => Date.now() % 1_000_000),
   /** Where the JSON report goes. @default bench/results/soak-<time>.json */
   json: z.string().optional(),
+  /**
+   * Replicas of each agent identity (docs/scaling.md, section 2); chaos then kills and pauses
+   * single replicas. @default 1
+   */
+  replicas: z.coerce.number().int().min(1).max(MAX_REPLICAS).default(1),
   /** Keep the stack's directory (keys, logs, store) after the run. @default false */
   keep: z.boolean().default(false),
 });
@@ -78,6 +90,7 @@ const HELP = `pnpm soak [options]
   --max-takeover-ms <ms> fail when a takeover after ready exceeds this (default 0: report only)
   --nats-signal <sig>   SIGKILL (default) or SIGTERM: how nats-server is stopped
   --seed <n>            chaos and mix seed
+  --replicas <n>        replicas of each agent identity, 1 to 4 (default 1)
   --json <file>         JSON report path (default bench/results/soak-<time>.json)
   --keep                keep the stack directory (logs, store)`;
 
@@ -94,6 +107,7 @@ function readOptions(argv: string[]): Options {
       "max-takeover-ms": { type: "string" },
       "nats-signal": { type: "string" },
       seed: { type: "string" },
+      replicas: { type: "string" },
       json: { type: "string" },
       keep: { type: "boolean" },
       help: { type: "boolean", short: "h" },
@@ -112,6 +126,7 @@ function readOptions(argv: string[]): Options {
     settle: values.settle,
     maxRssMb: values["max-rss-mb"],
     maxTakeoverMs: values["max-takeover-ms"],
+    replicas: values.replicas,
     natsSignal: values["nats-signal"],
     seed: values.seed,
     json: values.json,
@@ -313,7 +328,9 @@ async function main(): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), "trias-soak-"));
   const logDir = join(dir, "logs");
   let server: LocalNatsServer | null = null;
-  const agents: AgentSpec[] = defaultAgents(2);
+  const agents: AgentSpec[] = Array.from({ length: o.replicas }, (_, r) =>
+    defaultAgents(2).map((a) => ({ ...a, replica: r + 1 })),
+  ).flat();
   process.stdout.write(
     `soak: ${o.duration}s (${o.calm}s calm), ${o.submitters} submitters, chaos every ~${o.chaosEvery}s, seed ${o.seed}; stack in ${dir}\n`,
   );
@@ -392,9 +409,9 @@ async function main(): Promise<number> {
   const rssMax = new Map<string, number>();
   const rssTimer = setInterval(() => {
     for (const a of agents) {
-      const pid = stack.pid(a.name);
+      const pid = stack.pid(processName(a));
       const rss = pid === undefined ? null : rssBytes(pid);
-      if (rss !== null) rssMax.set(a.name, Math.max(rssMax.get(a.name) ?? 0, rss));
+      if (rss !== null) rssMax.set(processName(a), Math.max(rssMax.get(processName(a)) ?? 0, rss));
     }
   }, 1_000);
 
@@ -449,7 +466,7 @@ async function main(): Promise<number> {
 
   // The chaos schedule: every agent killed, the server killed and an agent paused at least
   // once, in a seeded order; then random actions until the load ends.
-  const names = agents.map((a) => a.name);
+  const names = agents.map(processName);
   const must: ChaosAction[] = (
     [
       ...names.map((agent): ChaosAction => ({ type: "kill", agent })),
@@ -480,7 +497,7 @@ async function main(): Promise<number> {
       let target: string;
       if (action.type === "kill") {
         target = action.agent;
-        const spec = agents.find((a) => a.name === action.agent);
+        const spec = agents.find((a) => processName(a) === action.agent);
         if (!spec) throw new Error(`no agent ${action.agent}`);
         at = Date.now();
         await stack.kill(action.agent, "SIGKILL");
@@ -623,7 +640,10 @@ async function main(): Promise<number> {
       // After a server kill every run waits for the server; after an agent's kill or pause,
       // a run waits only when it needs that agent: its first event by that identity after
       // the action is the one the successor (or the resumed process) produced.
-      const i = evs.findIndex((e) => e.t > c.at && (c.action === "nats" || e.sender === c.target));
+      // With replicas, a replica's runs are not told apart from its siblings' (messages are
+      // signed by the identity): every run the identity moved on counts.
+      const identity = c.target.split("#")[0];
+      const i = evs.findIndex((e) => e.t > c.at && (c.action === "nats" || e.sender === identity));
       const next = evs[i];
       if (!next) continue;
       const prev = i > 0 ? (evs[i - 1]?.t ?? r.submittedAt) : r.submittedAt;
