@@ -215,11 +215,17 @@ describe("tracing", () => {
       return pts.length > 0 ? pts : undefined;
     }, 15_000);
     expect(steps.reduce((n, p) => n + (p.value ?? 0), 0)).toBe(1);
-    const verdicts = rx
-      .metricPoints("trias.verdicts")
-      .filter((p) => p.attributes["trias.verdict"] === "approve");
-    expect(new Set(verdicts.map((p) => p.attributes["trias.reviewer"]))).toEqual(
-      new Set(["reviewer-1", "reviewer-2"]),
-    );
+    // Each reviewer's process exports its own count on its own schedule: wait for both.
+    const reviewers = await rx.waitFor((s) => {
+      void s;
+      const names = new Set(
+        rx
+          .metricPoints("trias.verdicts")
+          .filter((p) => p.attributes["trias.verdict"] === "approve")
+          .map((p) => p.attributes["trias.reviewer"]),
+      );
+      return names.size >= 2 ? names : undefined;
+    }, 15_000);
+    expect(reviewers).toEqual(new Set(["reviewer-1", "reviewer-2"]));
   });
 });
