@@ -12,6 +12,7 @@ import {
   type MessageOf,
 } from "@trias/protocol";
 import { busPayloads, isResultRef } from "@trias/runtime";
+import { ConsoleServer } from "@trias/console";
 import {
   approversOf,
   cliAsAdmin,
@@ -28,6 +29,8 @@ import {
 // too large for its record travels by digest, its bytes in the executor's bucket.
 describe("payload sizes", () => {
   let h: Harness;
+  /** The web console, where a person reads a step's arguments before deciding. */
+  let web: ConsoleServer;
 
   beforeAll(async () => {
     const file = policyVariant("dev", "payloads", (doc) => {
@@ -49,8 +52,15 @@ describe("payload sizes", () => {
       ];
     });
     h = await startHarness({ policyFile: file });
+    web = new ConsoleServer({
+      bus: h.bus,
+      registry: h.registry,
+      registryFile: h.stack.registryFile,
+    });
+    await web.start();
   });
   afterAll(async () => {
+    await web?.stop();
     await h?.close();
   });
 
@@ -104,6 +114,13 @@ describe("payload sizes", () => {
       expect(shown.out).toContain(`travel by reference: ${ref.$ref}`);
       const json = shown.out.split("\n").find((l) => l.startsWith("{")) ?? "";
       expect(JSON.parse(json)).toEqual(args);
+      // And in the web console: the run page names the reference and links to the bytes.
+      const page = await (await fetch(`${web.url}/runs/${run}`)).text();
+      expect(page).toContain(`arguments by reference (${ref.bytes} bytes`);
+      expect(page).toContain(`/runs/${run}/steps/0/args`);
+      const served = await fetch(`${web.url}/runs/${run}/steps/0/args`);
+      expect(served.status).toBe(200);
+      expect(await served.json()).toEqual(args);
     },
   );
 
@@ -167,6 +184,10 @@ describe("payload sizes", () => {
       expect(closed.body.reason).toMatch(reason);
       expect(await h.bus.readAll(`trias.*.verdict.${run}`)).toHaveLength(0);
       expect(await h.bus.readAll(subjectFor("executor", "step_executed", run))).toHaveLength(0);
+      // A person asking for them in the web console is told why, not shown other bytes.
+      const served = await fetch(`${web.url}/runs/${run}/steps/0/args`);
+      expect(served.status).toBe(400);
+      expect(((await served.json()) as { error: string }).error).toMatch(/^payload_unavailable: /);
     },
   );
 

@@ -5,14 +5,17 @@ import {
   PROTOCOL_VERSION,
   ValidationError,
   asksForHuman,
+  isArgsRef,
   subjectFor,
+  type ArgsRef,
+  type JsonObject,
   type Kind,
   type MessageOf,
   type ReviewRequirement,
   type TraceContext,
 } from "@trias/protocol";
 import type { KeyRegistry, Signer } from "@trias/signing";
-import { separationOfDuties } from "@trias/runtime";
+import { busPayloads, separationOfDuties } from "@trias/runtime";
 import {
   SpanKind,
   extractTrace,
@@ -322,6 +325,28 @@ export async function decideAsHuman(
 }
 
 export const HUMAN_SUBJECT = (run: string) => subjectFor("human", "verdict", run);
+
+/**
+ * A step's arguments as its latest proposal names them, read back and checked against their
+ * digest when they travel by reference (docs/security.md): what a person approves. Null when
+ * the run has no proposal for that step; `payload_unavailable` when the bytes are missing or
+ * changed.
+ */
+export async function stepArguments(
+  bus: Bus,
+  registry: KeyRegistry,
+  run: string,
+  step: number,
+): Promise<{ args: JsonObject; ref: ArgsRef | null } | null> {
+  const filter = subjectFor("proposer", "step_proposed", run);
+  const last = (await bus.readRun(run, { filter })).messages
+    .map((s) => registry.open(s.data).message)
+    .filter((m): m is MessageOf<"step_proposed"> => m.kind === "step_proposed" && m.step === step)
+    .at(-1);
+  if (!last) return null;
+  const args = await busPayloads(bus).resolve(last.body.args);
+  return { args, ref: isArgsRef(last.body.args) ? last.body.args : null };
+}
 
 /**
  * A person's order about a run (cancel, or a decision on an escalated one), unsigned: the

@@ -1,10 +1,9 @@
 import type { Command } from "commander";
 import { Signer } from "@trias/signing";
-import { decideAsHuman, pendingHuman } from "../human.js";
+import { decideAsHuman, pendingHuman, stepArguments } from "../human.js";
 import { loadSigner, operatorKeyDir } from "../connect.js";
 import { nonNegativeInt, notFound, note, out, withOperator } from "../cli-kit.js";
-import { isArgsRef, subjectFor, type MessageOf } from "@trias/protocol";
-import { busPayloads } from "@trias/runtime";
+import { isArgsRef } from "@trias/protocol";
 
 /** A waiting step's arguments on one line: a reference says how to read the bytes. */
 function shownArgs(w: { run: string; step: number; args: unknown }): string {
@@ -39,18 +38,13 @@ export function registerHuman(program: Command): void {
     .argument("<step>", "step number", nonNegativeInt("step"))
     .action(async (run: string, step: number) =>
       withOperator(async ({ bus, registry }) => {
-        const proposals = await bus.readAll(subjectFor("proposer", "step_proposed", run));
-        const last = proposals
-          .map((s) => registry.open(s.data).message)
-          .filter((m): m is MessageOf<"step_proposed"> => m.kind === "step_proposed")
-          .filter((m) => m.step === step)
-          .at(-1);
-        if (!last) throw notFound(`run ${run} has no proposal for step ${step}`);
-        if (isArgsRef(last.body.args))
+        const found = await stepArguments(bus, registry, run, step);
+        if (!found) throw notFound(`run ${run} has no proposal for step ${step}`);
+        if (found.ref)
           note(
-            `step ${step}'s arguments travel by reference: ${last.body.args.$ref}, ${last.body.args.bytes} bytes`,
+            `step ${step}'s arguments travel by reference: ${found.ref.$ref}, ${found.ref.bytes} bytes`,
           );
-        out(JSON.stringify(await busPayloads(bus).resolve(last.body.args)));
+        out(JSON.stringify(found.args));
       }),
     );
 

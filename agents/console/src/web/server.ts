@@ -5,6 +5,7 @@ import type { Bus, StoredMessage, Subscription } from "@trias/bus";
 import {
   encode,
   encodeFrame,
+  isArgsRef,
   isTriasError,
   parseMessage,
   type Message,
@@ -28,6 +29,7 @@ import {
   publishHumanOrder,
   recheckHumanOrder,
   publishHumanVerdict,
+  stepArguments,
   waiting,
   waitingStep,
   type WaitingStep,
@@ -157,6 +159,9 @@ export class ConsoleServer {
     if (req.method === "POST" && path === "/api/prepare-order") return this.#prepareOrder(req, res);
     if (req.method === "POST" && path === "/api/decide") return this.#decide(req, res);
     if (req.method === "GET" && path === "/") return this.#html(res, this.#runsPage(url));
+    const argsPath = /^\/runs\/([^/]+)\/steps\/(\d+)\/args$/.exec(path);
+    if (req.method === "GET" && argsPath)
+      return this.#stepArgs(decodeURIComponent(argsPath[1]!), Number(argsPath[2]), res);
     if (req.method === "GET" && path.startsWith("/runs/"))
       return this.#runPage(decodeURIComponent(path.slice("/runs/".length)), res);
     if (req.method === "GET" && path === "/approvals")
@@ -393,7 +398,7 @@ ${actions.map(([a, label]) => `<button data-order="${a}" data-run="${esc(run)}">
       .map((w) => {
         const deadline = this.#deadline(w);
         return `<div class="step" data-pending-step="${esc(`${w.run}-${w.step}`)}">
-<div><a href="/runs/${encodeURIComponent(w.run)}">${esc(w.run)}</a> step ${w.step}: <b>${esc(w.tool)}</b> ${esc(w.args)}</div>
+<div><a href="/runs/${encodeURIComponent(w.run)}">${esc(w.run)}</a> step ${w.step}: <b>${esc(w.tool)}</b> ${argsView(w.run, w.step, w.args)}</div>
 <div>tier <b>${esc(w.tier)}</b> in ${esc(w.environment)}; needs ${esc(this.#needs(w))}</div>
 <div>requested by <b class="requester">${esc(w.requestedBy ?? "unknown")}</b>; proposed by ${esc(w.proposer.name)}${deadline ? `; deadline ${time(deadline)} UTC` : ""}</div>
 <div class="why">why: <ul>${w.explanation.map((l) => `<li>${esc(l)}</li>`).join("")}</ul></div>
@@ -401,6 +406,17 @@ ${this.#decisionForm(w)}</div>`;
       })
       .join("");
     return layout("Approvals", items || "<p>nothing waits for a human</p>");
+  }
+
+  /**
+   * A step's arguments as JSON, read back and checked against their digest when they travel by
+   * reference (what a person approves; `trias args` prints the same).
+   */
+  async #stepArgs(run: string, step: number, res: ServerResponse): Promise<void> {
+    const found = await stepArguments(this.#o.bus, this.#o.registry, run, step);
+    if (!found)
+      return this.#json(res, 404, { error: `run ${run} has no proposal for step ${step}` });
+    this.#json(res, 200, found.args);
   }
 
   async #runPage(run: string, res: ServerResponse): Promise<void> {
@@ -448,7 +464,7 @@ ${[...bySteps].map(([k, l]) => `<div class="step"><div class="k">${esc(k)}</div>
       case "task_submitted":
         return `<span class="k">task</span> ${esc(m.body.goal)} (${esc(m.body.program)} ${esc(m.body.input)}), requested by ${esc(m.body.requestedBy)}`;
       case "step_proposed":
-        return `<span class="k">proposal</span> ${esc(m.body.tool)} ${esc(m.body.args)} — ${esc(m.body.rationale)}`;
+        return `<span class="k">proposal</span> ${esc(m.body.tool)} ${argsView(m.run, m.step ?? 0, m.body.args)} — ${esc(m.body.rationale)}`;
       case "tier_assigned":
         return `<span class="k">tier ${esc(m.body.tier)}</span> score ${m.body.score} (${esc(m.body.environment)}, policy ${esc(m.body.policyDigest.slice(0, 12))})${m.body.denied ? ` <b class="bad">denied: ${esc(m.body.denied)}</b>` : ""}<ul>${m.body.explanation.map((l) => `<li>${esc(l)}</li>`).join("")}</ul>`;
       case "verdict":
@@ -511,4 +527,11 @@ ${[...bySteps].map(([k, l]) => `<div class="step"><div class="k">${esc(k)}</div>
 <pre id="public-key">…</pre><p id="registration">…</p>`,
     );
   }
+}
+
+/** A step's arguments, or for arguments by reference their size and a link to read them checked. */
+function argsView(run: string, step: number, args: unknown): string {
+  if (!isArgsRef(args)) return esc(args);
+  const href = `/runs/${encodeURIComponent(run)}/steps/${step}/args`;
+  return `<span class="argsref">arguments by reference (${args.bytes} bytes, ${esc(args.$ref.slice(0, 19))}…) <a href="${href}">read them</a></span>`;
 }
