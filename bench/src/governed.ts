@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { LocalNatsServer, type Subscription } from "@trias/bus";
 import { startTestCluster } from "@trias/testing";
 import { ConsoleClient, Stack, defaultAgents, processName } from "@trias/console";
-import { decode, decodeFrame, parseSubject, type Message } from "@trias/protocol";
+import { decode, decodeFrame, parseSubject, runOfSubject, type Message } from "@trias/protocol";
 import { KeyRegistry, Signer, keyFileName } from "@trias/signing";
 import { CpuMeter } from "./proc.js";
 
@@ -150,7 +150,7 @@ export class Governed {
     // decodes them without checking the verifier's signature (whoever audits does that), so
     // following costs the stack little.
     const sink = await stack.admin.watch("trias.verifier.>", (m) => {
-      const run = m.subject.slice(m.subject.lastIndexOf(".") + 1);
+      const run = runOfSubject(m.subject);
       const f = runs.get(run);
       if (!f) return;
       const now = performance.now();

@@ -11,6 +11,7 @@ import {
   encode,
   subjectFor,
   type Receipt,
+  runOfSubject,
 } from "@trias/protocol";
 import {
   anchoredRunKey,
@@ -375,7 +376,7 @@ export async function auditAll(bus: Bus, registry: KeyRegistry): Promise<AllRepo
   const firstSeq = info.state.first_seq;
   const closedRuns = new Map<string, number>();
   for (const m of await bus.readAll(subjectFor("verifier", "run_closed", "*"))) {
-    const run = m.subject.slice(m.subject.lastIndexOf(".") + 1);
+    const run = runOfSubject(m.subject);
     if (!closedRuns.has(run)) closedRuns.set(run, m.seq);
   }
   const missing: AllReport["missing"] = [];

@@ -15,6 +15,7 @@ import {
   type RunOutcome,
   type Topology,
   type VerificationVerdict,
+  runOfSubject,
 } from "@trias/protocol";
 import type { LoadedPolicy, TierParams } from "@trias/policy";
 import {
@@ -195,9 +196,9 @@ export class Verifier {
     await this.#host.listen("verifier", "trias.>", (inc) => this.onMessage(inc), {
       batch: 128,
       onRefused: (d) => {
-        const cached = this.#runs.get(runOf(d.subject));
+        const cached = this.#runs.get(runOfSubject(d.subject));
         if (cached) cached.chain.add({ seq: d.seq, subject: d.subject, frame: d.data });
-        else boundedAdd(this.#refusedFirst, runOf(d.subject), MAX_REFUSED_FIRST);
+        else boundedAdd(this.#refusedFirst, runOfSubject(d.subject), MAX_REFUSED_FIRST);
       },
     });
   }
@@ -680,8 +681,4 @@ function proposalIssuedAt(host: AgentHost, assignment: Uint8Array | undefined): 
   } catch {
     return host.now();
   }
-}
-
-function runOf(subject: string): string {
-  return subject.slice(subject.lastIndexOf(".") + 1);
 }

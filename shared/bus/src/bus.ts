@@ -29,7 +29,14 @@ import {
   type StreamInfo,
 } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
-import { STREAM_NAME, SUBJECT_ROOT, TransientError, runFilter, subjectFor } from "@trias/protocol";
+import {
+  STREAM_NAME,
+  SUBJECT_ROOT,
+  TransientError,
+  runFilter,
+  runOfSubject,
+  subjectFor,
+} from "@trias/protocol";
 import { backoffMs, classifyFailure, failureAction } from "./failure.js";
 import { runReadGap } from "./run-read.js";
 import { inboxPrefixOf } from "./nats-config.js";
@@ -610,7 +617,7 @@ export class Bus {
     });
     let stopping = false;
     let lost: ConsumerLost["reason"] | null = null;
-    const keyOf = o.keyOf ?? ((d: Delivery) => d.subject.slice(d.subject.lastIndexOf(".") + 1));
+    const keyOf = o.keyOf ?? ((d: Delivery) => runOfSubject(d.subject));
     const tails = new Map<string, Promise<void>>();
     const inflight = new Set<Promise<void>>();
     // Every delivery this process holds, queued behind its key or being handled, with the

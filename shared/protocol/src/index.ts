@@ -82,6 +82,7 @@ export {
   assignmentFilter,
   REVIEW_TOKEN,
   runFilter,
+  runOfSubject,
   parseSubject,
   recordsRefusal,
   type SubjectParts,

@@ -4,6 +4,7 @@ import {
   assignmentFilter,
   parseSubject,
   recordsRefusal,
+  runOfSubject,
   subjectOf,
   type BodyOf,
   type Role,
@@ -36,6 +37,12 @@ function matches(filter: string, subject: string): boolean {
 }
 
 describe("subjects", () => {
+  it("subjects - a subject's run is its last token, whatever its kind token", () => {
+    expect(runOfSubject("trias.router.tier_assigned.run-1")).toBe("run-1");
+    expect(runOfSubject(`trias.router.${REVIEW_TOKEN}.run-2`)).toBe("run-2");
+    expect(runOfSubject(subjectOf("executor", "step_executed", "r3", {} as never))).toBe("r3");
+  });
+
   it("subjects - an assignment asking for review has its own token, which reads back as tier_assigned", () => {
     const reviewed = subjectOf("router", "tier_assigned", "r1", assignment(1));
     const light = subjectOf("router", "tier_assigned", "r1", assignment(0));

@@ -47,6 +47,14 @@ export function assignmentFilter(which: "all" | "review"): string {
   return `${SUBJECT_ROOT}.router.${which === "all" ? "*" : REVIEW_TOKEN}.*`;
 }
 
+/**
+ * The run a subject addresses: its last token. What the bus serialises handling by and what
+ * replicas partition by (docs/scaling.md, section 2), read without decoding the message.
+ */
+export function runOfSubject(subject: string): string {
+  return subject.slice(subject.lastIndexOf(".") + 1);
+}
+
 /** Filter for every message of one run. */
 export function runFilter(run: string): string {
   return `${SUBJECT_ROOT}.*.*.${run}`;

@@ -21,6 +21,7 @@ import {
   decodeFrame,
   parseSubject,
   recordsRefusal,
+  runOfSubject,
   subjectOf,
   toTriasError,
   type BodyOf,
@@ -45,7 +46,7 @@ import { DEFAULT_ACK_WAIT_MS, DEFAULT_CLOCK_SKEW_MS, DEFAULT_MESSAGE_TTL_MS } fr
 import { ReplayWindow } from "./replay.js";
 import { busPayloads, type Payloads } from "./payloads.js";
 import { PartitionKeeper } from "./leases.js";
-import { DEFAULT_PARTITIONS, partitionOf, runOfSubject } from "./partitions.js";
+import { DEFAULT_PARTITIONS, partitionOf } from "./partitions.js";
 
 /**
  * The id of the message being handled, so that whatever a handler emits names its cause in

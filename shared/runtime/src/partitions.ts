@@ -24,11 +24,6 @@ export function partitionOf(run: string, partitions: number): number {
   return (h >>> 0) % partitions;
 }
 
-/** The run a subject addresses: its last token (`trias.<role>.<kind>.<run>`), as the bus keys order by. */
-export function runOfSubject(subject: string): string {
-  return subject.slice(subject.lastIndexOf(".") + 1);
-}
-
 export const PartitionLeaseSchema = z.object({
   /** The replica that handles this partition's runs, or null while it is free. */
   owner: z.string().nullable(),
