@@ -163,22 +163,32 @@ export class PartitionKeeper {
   }
 
   async #renew(): Promise<void> {
-    for (let attempt = 1; attempt <= RENEW_ATTEMPTS && !this.#stopped; attempt++) {
+    if (this.#stopped) return;
+    try {
+      await this.#write();
+    } catch (e) {
+      this.#o.log.warn(
+        { err: String((e as Error)?.message ?? e), identity: this.#o.identity },
+        "could not renew partition leases; will retry",
+      );
+    }
+  }
+
+  /**
+   * Read, plan and write the table, again while another replica's write comes between (a
+   * revision conflict), up to RENEW_ATTEMPTS; any other failure, or the last conflict, throws.
+   */
+  async #write(release?: ReadonlyMap<number, number>, leaving = false): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
       try {
-        await this.#renewOnce();
-        return;
+        return await this.#renewOnce(release ?? this.#drained(), leaving);
       } catch (e) {
-        if (isRevisionConflict(e)) continue;
-        this.#o.log.warn(
-          { err: String((e as Error)?.message ?? e), identity: this.#o.identity },
-          "could not renew partition leases; will retry",
-        );
-        return;
+        if (!isRevisionConflict(e) || attempt >= RENEW_ATTEMPTS) throw e;
       }
     }
   }
 
-  async #renewOnce(release = this.#drained(), leaving = false): Promise<void> {
+  async #renewOnce(release: ReadonlyMap<number, number>, leaving: boolean): Promise<void> {
     const read = await this.#o.kv.read(this.#o.identity);
     const now = this.#now();
     const table = read.value ? this.#parse(read.value) : null;
@@ -318,14 +328,7 @@ export class PartitionKeeper {
     const release = new Map([...this.#owned].map((p) => [p, this.#o.resumeAt()]));
     if (release.size > 0) {
       try {
-        for (let attempt = 1; attempt <= RENEW_ATTEMPTS; attempt++) {
-          try {
-            await this.#renewOnce(release, true);
-            break;
-          } catch (e) {
-            if (!isRevisionConflict(e) || attempt === RENEW_ATTEMPTS) throw e;
-          }
-        }
+        await this.#write(release, true);
       } catch (e) {
         this.#o.log.warn(
           { err: String((e as Error)?.message ?? e) },
