@@ -1,47 +1,27 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { initTelemetry, type Telemetry } from "@trias/telemetry";
-import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "@trias/testing";
-import { cliAsAdminAsync, startHarness, waitForKind, type Harness } from "./helpers/harness.js";
+import type { Telemetry } from "@trias/telemetry";
+import type { OtlpReceiver, ReceivedSpan } from "@trias/testing";
+import { cliAsAdminAsync, waitForKind, type Harness } from "./helpers/harness.js";
+import { spanChain, startTracedStack, type TracedStack } from "./helpers/tracing.js";
 
 // A person's decision is part of the run's one trace: `trias approve` and `trias cancel`
 // run as their own processes (started without blocking this one, which serves the receiver), export to the same real OTLP receiver as every agent, and
 // their span sits between the router's assignment and what the executor and the verifier
 // then do.
 describe("tracing across human decisions", () => {
+  let stack: TracedStack;
   let rx: OtlpReceiver;
   let h: Harness;
   let telemetry: Telemetry;
 
   beforeAll(async () => {
-    rx = await startOtlpReceiver();
-    const env = rx.exporterEnv();
-    // The CLI processes the test starts inherit it and export too.
-    Object.assign(process.env, env);
-    telemetry = await initTelemetry({
-      serviceName: "trias-console",
-      agentName: "console",
-      role: "console",
-    });
-    h = await startHarness({ env, environment: "staging" });
+    // The CLI processes the test starts inherit the exporter's environment and export too.
+    stack = await startTracedStack({ environment: "staging" });
+    ({ rx, h, telemetry } = stack);
   });
   afterAll(async () => {
-    await telemetry?.shutdown();
-    await h?.close();
-    await rx?.close();
+    await stack?.close();
   });
-
-  /** From a span up to its trace's root, as `service:name`. */
-  const chain = (all: ReceivedSpan[], leaf: ReceivedSpan) => {
-    const byId = new Map(all.map((x) => [x.spanId, x]));
-    const out: string[] = [];
-    for (
-      let x: ReceivedSpan | undefined = leaf;
-      x;
-      x = x.parentSpanId ? byId.get(x.parentSpanId) : undefined
-    )
-      out.unshift(`${x.serviceName}:${x.name}`);
-    return out;
-  };
   /** The run's root span, then every span of its trace once `leaf` is found with its whole chain. */
   const traceOf = async (run: string, leaf: (s: ReceivedSpan) => boolean) => {
     await telemetry.flush();
@@ -52,7 +32,9 @@ describe("tracing across human decisions", () => {
     return rx.waitFor((s) => {
       const t = s.spans.filter((x) => x.traceId === root.traceId);
       const l = t.find(leaf);
-      return l && chain(t, l)[0] === "trias-console:trias.run" ? { spans: t, leaf: l } : undefined;
+      return l && spanChain(t, l)[0] === "trias-console:trias.run"
+        ? { spans: t, leaf: l }
+        : undefined;
     }, 20_000);
   };
 
@@ -75,7 +57,7 @@ describe("tracing across human decisions", () => {
         s.name === "send step_verified" &&
         s.attributes["trias.step"] === a.step,
     );
-    const path = chain(spans, leaf);
+    const path = spanChain(spans, leaf);
     // In causal order: the router's assignment, the person's signed approval (the CLI
     // process), the executor handling it and running the tool, the verifier checking it.
     let i = -1;
@@ -129,7 +111,7 @@ describe("tracing across human decisions", () => {
       run,
       (s) => s.serviceName === "trias-verifier" && s.name === "send run_closed",
     );
-    const path = chain(spans, leaf);
+    const path = spanChain(spans, leaf);
     expect(path).toEqual(
       expect.arrayContaining([
         "trias-console:send recovery_decided",

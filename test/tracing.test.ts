@@ -1,33 +1,26 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { initTelemetry, type Telemetry } from "@trias/telemetry";
-import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "@trias/testing";
-import { startHarness, type Harness } from "./helpers/harness.js";
+import type { Telemetry } from "@trias/telemetry";
+import type { OtlpReceiver } from "@trias/testing";
+import type { Harness } from "./helpers/harness.js";
+import { spanChain, startTracedStack, type TracedStack } from "./helpers/tracing.js";
 
 // Every agent process exports OTLP/HTTP protobuf to a real receiver on loopback, which
 // decodes it with the OTel proto definitions; the test submits as the console (this
 // process, exporting too) and reads back one trace spanning every process.
 describe("tracing", () => {
+  let stack: TracedStack;
   let rx: OtlpReceiver;
   let h: Harness;
   let telemetry: Telemetry;
 
   beforeAll(async () => {
-    rx = await startOtlpReceiver();
-    const env = rx.exporterEnv();
-    Object.assign(process.env, env);
-    telemetry = await initTelemetry({
-      serviceName: "trias-console",
-      agentName: "console",
-      role: "console",
-    });
-    h = await startHarness({ env });
+    stack = await startTracedStack();
+    ({ rx, h, telemetry } = stack);
   });
   afterAll(async () => {
-    await telemetry?.shutdown();
-    await h?.close();
-    await rx?.close();
+    await stack?.close();
   });
 
   it("tracing - one full-tier run is one trace across every process, in causal order", async () => {
@@ -61,17 +54,6 @@ describe("tracing", () => {
     const traceId = root.traceId;
     // Each process exports on its own schedule: wait until the whole causal chain is in, from
     // the verifier's verification back to the root.
-    const chainOf = (all: ReceivedSpan[], leaf: ReceivedSpan) => {
-      const byId = new Map(all.map((x) => [x.spanId, x]));
-      const out: string[] = [];
-      for (
-        let x: ReceivedSpan | undefined = leaf;
-        x;
-        x = x.parentSpanId ? byId.get(x.parentSpanId) : undefined
-      )
-        out.unshift(`${x.serviceName}:${x.name}`);
-      return out;
-    };
     const spans = await rx.waitFor((s) => {
       const t = s.spans.filter((x) => x.traceId === traceId);
       const leaf = t.find(
@@ -79,7 +61,7 @@ describe("tracing", () => {
       );
       const complete =
         leaf !== undefined &&
-        chainOf(t, leaf)[0] === "trias-console:trias.run" &&
+        spanChain(t, leaf)[0] === "trias-console:trias.run" &&
         t.some((x) => x.name === "send run_closed") &&
         t.filter((x) => x.serviceName === "trias-reviewer" && x.name === "process tier_assigned")
           .length === 2 &&
@@ -111,22 +93,12 @@ describe("tracing", () => {
 
     // Walk from the verifier's check back to the root: parents cross process boundaries in
     // the order submit, propose, route, review, execute, verify.
-    const byId = new Map(spans.map((s) => [s.spanId, s]));
-    const chain = (leaf: ReceivedSpan) => {
-      const out: string[] = [];
-      for (
-        let s: ReceivedSpan | undefined = leaf;
-        s;
-        s = s.parentSpanId ? byId.get(s.parentSpanId) : undefined
-      )
-        out.unshift(`${s.serviceName}:${s.name}`);
-      return out;
-    };
     const verify = spans.find(
       (s) => s.serviceName === "trias-verifier" && s.name === "send step_verified",
     );
     expect(verify).toBeDefined();
-    const path = chain(verify!);
+    const path = spanChain(spans, verify!);
+    const byId = new Map(spans.map((s) => [s.spanId, s]));
     expect(path[0]).toBe("trias-console:trias.run");
     const processes = path.map((p) => p.split(":")[0]).filter((p, i, a) => p !== a[i - 1]);
     expect(processes).toEqual([
