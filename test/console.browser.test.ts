@@ -1,4 +1,3 @@
-import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,9 +6,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readJwks } from "@trias/signing";
 import { Supervisor } from "@trias/supervise";
 import { waitFor } from "@trias/testing";
-import { REPO, approversOf, startHarness, waitForKind, type Harness } from "./helpers/harness.js";
+import {
+  CLI,
+  REPO,
+  approversOf,
+  cliAsAdmin,
+  cliEnv,
+  startHarness,
+  waitForKind,
+  type Harness,
+} from "./helpers/harness.js";
 
-const CLI = join(REPO, "agents", "console", "dist", "cli.js");
 /** Debian's Chromium (apt-get install -y chromium); nothing downloads a browser. */
 const CHROMIUM = process.env["CHROMIUM_BIN"] ?? "/usr/bin/chromium";
 const SHOTS = join(REPO, "test", ".screenshots");
@@ -30,20 +37,7 @@ describe("web console in a browser", () => {
   const profiles = mkdtempSync(join(tmpdir(), "trias-browser-"));
   const people = new Map<string, { ctx: BrowserContext; page: Page }>();
 
-  const env = () => {
-    const admin = h.stack.natsCredentials("admin");
-    return {
-      ...process.env,
-      NATS_URL: h.stack.natsUrl,
-      NATS_USER: admin.user ?? "",
-      NATS_PASSWORD: admin.pass ?? "",
-      TRIAS_KEY_DIR: h.keyDir,
-    };
-  };
-  const cli = (args: string[]) => {
-    const r = spawnSync(process.execPath, [CLI, ...args], { env: env(), encoding: "utf8" });
-    return { code: r.status, out: r.stdout + r.stderr };
-  };
+  const cli = (args: string[]) => cliAsAdmin(h, args);
   const shot = (page: Page, name: string) =>
     page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
 
@@ -91,7 +85,7 @@ describe("web console in a browser", () => {
     mkdirSync(SHOTS, { recursive: true });
     h = await startHarness({ environment: "prod" });
     const consoleProc = sup.spawn("console", process.execPath, [CLI, "console"], {
-      env: env(),
+      env: cliEnv(h),
       stdio: ["ignore", "pipe", "inherit"],
     });
     let out = "";

@@ -164,7 +164,8 @@ export async function cliAsAdminAsync(
   return { code, out };
 }
 
-function cliEnv(h: Harness): NodeJS.ProcessEnv {
+/** The environment `cliAsAdmin` runs the CLI in: the stack's server, admin's user, its key dir. */
+export function cliEnv(h: Harness): NodeJS.ProcessEnv {
   const admin = h.stack.natsCredentials("admin");
   return {
     ...process.env,
