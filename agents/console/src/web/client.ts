@@ -62,14 +62,12 @@ function status(text, ok) {
   s.className = ok ? "ok" : "bad";
 }
 
-async function decide(btn) {
-  const run = btn.dataset.run, step = Number(btn.dataset.step), decision = btn.dataset.decision;
-  const box = document.querySelector('[data-reason="' + run + "-" + step + '"]');
-  const reason = (box && box.value.trim()) || "";
-  if (decision === "reject" && !reason) return status("a rejection needs a reason", false);
+// What the server prepared (a verdict or an order) is signed by this browser's key and sent
+// back; the private key never leaves the browser.
+async function signPrepared(path, fields) {
   const me = await whoami();
   if (!me.kid) return status("this browser's key is not registered: see Identity", false);
-  const prep = await (await fetch("/api/prepare", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ run, step, decision, reason, kid: me.kid }) })).json();
+  const prep = await (await fetch(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ ...fields, kid: me.kid }) })).json();
   if (prep.error) return status("refused: " + prep.error, false);
   const { privateKey } = await myKey();
   const sig = await crypto.subtle.sign({ name: "Ed25519" }, privateKey, unb64(prep.payload));
@@ -78,21 +76,21 @@ async function decide(btn) {
   status(done.message, true);
 }
 
+async function decide(btn) {
+  const run = btn.dataset.run, step = Number(btn.dataset.step), decision = btn.dataset.decision;
+  const box = document.querySelector('[data-reason="' + run + "-" + step + '"]');
+  const reason = (box && box.value.trim()) || "";
+  if (decision === "reject" && !reason) return status("a rejection needs a reason", false);
+  return signPrepared("/api/prepare", { run, step, decision, reason });
+}
+
 // A person's order about a run (cancel, or a decision on an escalated one), signed the same way.
 async function order(btn) {
   const run = btn.dataset.run, action = btn.dataset.order;
   const box = document.querySelector('[data-order-reason="' + run + '"]');
   const reason = (box && box.value.trim()) || "";
   if (!reason) return status("a " + action + " needs a reason", false);
-  const me = await whoami();
-  if (!me.kid) return status("this browser's key is not registered: see Identity", false);
-  const prep = await (await fetch("/api/prepare-order", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ run, action, reason, kid: me.kid }) })).json();
-  if (prep.error) return status("refused: " + prep.error, false);
-  const { privateKey } = await myKey();
-  const sig = await crypto.subtle.sign({ name: "Ed25519" }, privateKey, unb64(prep.payload));
-  const done = await (await fetch("/api/decide", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id: prep.id, sig: b64(sig) }) })).json();
-  if (done.error) return status("refused: " + done.error, false);
-  status(done.message, true);
+  return signPrepared("/api/prepare-order", { run, action, reason });
 }
 
 document.addEventListener("click", (e) => {
