@@ -5,27 +5,20 @@ import { Bus, LocalNatsServer, PENDING_BUCKET } from "@trias/bus";
 import { pendingHuman, readRun } from "@trias/console";
 import { runFilter, subjectFor } from "@trias/protocol";
 import { waitFor } from "@trias/testing";
-import { CLI, startHarness, uniqueRun, waitForKind, type Harness } from "./helpers/harness.js";
+import {
+  CLI,
+  cliAsPersonAsync,
+  startHarness,
+  uniqueRun,
+  waitForKind,
+  type Harness,
+} from "./helpers/harness.js";
 
 /**
- * The `trias` CLI as an operator runs it: its own process, the console's own NATS user (or
- * the human's, for a decision), never the admin.
+ * The `trias` CLI as an operator runs it: its own process, the console's or the person's own
+ * NATS user (the credentials beside the key), never the admin.
  */
-async function cli(h: Harness, args: string[]): Promise<{ code: number | null; out: string }> {
-  const env: Record<string, string | undefined> = {
-    ...process.env,
-    NATS_URL: h.stack.natsUrl,
-    TRIAS_KEY_DIR: h.keyDir,
-  };
-  delete env["NATS_USER"];
-  delete env["NATS_PASSWORD"];
-  const child = spawn(process.execPath, [CLI, ...args], { env });
-  let out = "";
-  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-  const code = await new Promise<number | null>((r) => child.once("exit", r));
-  return { code, out };
-}
+const cli = cliAsPersonAsync;
 
 const same = (a: readonly { seq: number; subject: string; data: Uint8Array }[]) =>
   a.map((m) => [m.seq, m.subject, Buffer.from(m.data).toString("hex")]);

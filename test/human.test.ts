@@ -1,33 +1,13 @@
-import { spawn } from "node:child_process";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MessageOf } from "@trias/protocol";
 import { waitFor } from "@trias/testing";
-import { policyVariant, REPO, startHarness, type Harness } from "./helpers/harness.js";
+import { cliAsPersonAsync, policyVariant, startHarness, type Harness } from "./helpers/harness.js";
 
 /**
- * The `trias` CLI as an operator runs it: its own process, the human's own key and NATS user
- * (the credentials beside the key; no admin).
+ * The `trias` CLI as an operator runs it: its own process, the console's or the person's own
+ * NATS user (the credentials beside the key), never the admin.
  */
-async function cli(h: Harness, args: string[]): Promise<{ code: number | null; out: string }> {
-  const env: Record<string, string | undefined> = {
-    ...process.env,
-    NATS_URL: h.stack.natsUrl,
-    TRIAS_KEY_DIR: h.keyDir,
-  };
-  delete env["NATS_USER"];
-  delete env["NATS_PASSWORD"];
-  const child = spawn(
-    process.execPath,
-    [join(REPO, "agents", "console", "dist", "cli.js"), ...args],
-    { env },
-  );
-  let out = "";
-  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-  const code = await new Promise<number | null>((r) => child.once("exit", r));
-  return { code, out };
-}
+const cli = cliAsPersonAsync;
 
 const messages = async (h: Harness, run: string) => (await h.trace(run)).map((o) => o.message);
 const waitingForHuman = (h: Harness, run: string) =>

@@ -138,22 +138,41 @@ export function cliAsAdmin(h: Harness, args: string[]): { code: number | null; o
  * <name>` connects with that identity's own NATS user (its credentials file in the key dir).
  */
 export function cliAsPerson(h: Harness, args: string[]): { code: number | null; out: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { env: personEnv(h), encoding: "utf8" });
+  return { code: r.status, out: r.stdout + r.stderr };
+}
+
+/** cliAsPerson without blocking this process. */
+export function cliAsPersonAsync(
+  h: Harness,
+  args: string[],
+): Promise<{ code: number | null; out: string }> {
+  return cliAsync(personEnv(h), args);
+}
+
+function personEnv(h: Harness): NodeJS.ProcessEnv {
   const env = cliEnv(h);
   delete env["NATS_USER"];
   delete env["NATS_PASSWORD"];
-  const r = spawnSync(process.execPath, [CLI, ...args], { env, encoding: "utf8" });
-  return { code: r.status, out: r.stdout + r.stderr };
+  return env;
 }
 
 /**
  * cliAsAdmin without blocking this process: for a test that serves something the CLI
  * talks to from this process (an OTLP receiver the CLI exports its spans to).
  */
-export async function cliAsAdminAsync(
+export function cliAsAdminAsync(
   h: Harness,
   args: string[],
 ): Promise<{ code: number | null; out: string }> {
-  const child = spawn(process.execPath, [CLI, ...args], { env: cliEnv(h) });
+  return cliAsync(cliEnv(h), args);
+}
+
+async function cliAsync(
+  env: NodeJS.ProcessEnv,
+  args: string[],
+): Promise<{ code: number | null; out: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], { env });
   let out = "";
   child.stdout.on("data", (d: Buffer) => (out += d.toString("utf8")));
   child.stderr.on("data", (d: Buffer) => (out += d.toString("utf8")));
